@@ -1,0 +1,67 @@
+//! coapio: CoAP ([RFC 7252](https://www.rfc-editor.org/rfc/rfc7252)) for any event loop.
+//!
+//! ```text
+//!            your application: requests out, resources served
+//!                              │  ▲
+//!     ┌────────────────────────▼──┴───────────────────────┐
+//!     │ proto::Endpoint   sans-IO CoAP message layer       │  now, datagrams in
+//!     │  message IDs, retransmission, deduplication,       │  transmits, events,
+//!     │  tokens, piggybacked and separate responses        │  next deadline out
+//!     └────────────────────────┬──▲───────────────────────┘
+//!                              │  │
+//!     ┌────────────────────────▼──┴───────────────────────┐
+//!     │ message   RFC 7252 codec: header, options, codes   │  pure functions
+//!     └───────────────────────────────────────────────────┘
+//!                              │  ▲
+//!                          UDP datagrams (your sockets, or a simulated network)
+//! ```
+//!
+//! The two layers above are pure: they never touch a socket, a thread, the clock or OS
+//! randomness. The caller passes the time into every call, and the random number generator is
+//! seeded from the configuration, so every protocol behaviour can be replayed exactly.
+//!
+//! # Sending a request and serving it, by hand
+//!
+//! ```
+//! use std::time::Instant;
+//! use coapio::message::Code;
+//! use coapio::proto::{Config, Endpoint, Event, RecvMeta, Request, Response};
+//!
+//! let now = Instant::now();
+//! let (client_addr, server_addr) = ("[::1]:40000".parse().unwrap(), "[::1]:5683".parse().unwrap());
+//! let mut client = Endpoint::new(Config::default().with_seed(1).into());
+//! let mut server = Endpoint::new(Config::default().with_seed(2).into());
+//!
+//! let id = client.request(now, server_addr, Request::get("/hello")).unwrap();
+//! let mut buf = Vec::new();
+//! let t = client.poll_transmit(now, &mut buf).unwrap();       // the CON request
+//! server.handle_datagram(now, &RecvMeta::new(client_addr), &buf[..t.size]);
+//! let Some(Event::Request { id: incoming, request, .. }) = server.poll_event() else { panic!() };
+//! assert_eq!(request.path(), "/hello");
+//! server.respond(now, incoming, Response::content("Hello, world!")).unwrap();
+//!
+//! buf.clear();
+//! let t = server.poll_transmit(now, &mut buf).unwrap();       // the piggybacked ACK
+//! client.handle_datagram(now, &RecvMeta::new(server_addr), &buf[..t.size]);
+//! let Some(Event::Response { id: done, response }) = client.poll_event() else { panic!() };
+//! assert_eq!((done, response.code), (id, Code::CONTENT));
+//! assert_eq!(response.payload, b"Hello, world!");
+//! ```
+//!
+//! # Driving I/O and timers
+//!
+//! After any call into an [`proto::Endpoint`], the caller sends what
+//! [`proto::Endpoint::poll_transmit`] hands out, takes the events of
+//! [`proto::Endpoint::poll_event`], and arranges to call
+//! [`proto::Endpoint::handle_timeout`] at [`proto::Endpoint::poll_timeout`]. The transports,
+//! the async facade and the C ABI that do this for you are being built; see the README for
+//! what exists today.
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod message;
+pub mod net;
+pub mod proto;
+
+pub use error::{Error, RequestError};

@@ -1,0 +1,108 @@
+//! Value types that the protocol core and the transports both speak of: where a datagram came
+//! from and arrived at, where one goes, and the errors the network reports.
+//!
+//! This module is the neutral ground between [`crate::proto`] (no sockets) and the transports
+//! (no protocol): neither imports the other, both import this.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// What is known about a received datagram besides its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecvMeta {
+    /// The address the datagram came from.
+    pub remote: SocketAddr,
+    /// The local address it was sent to, where the transport can tell (IPv6 PKTINFO).
+    pub local: Option<IpAddr>,
+    /// The interface it arrived on, where the transport can tell.
+    pub ifindex: Option<u32>,
+}
+
+impl RecvMeta {
+    /// Metadata naming only the sender.
+    pub const fn new(remote: SocketAddr) -> Self {
+        Self {
+            remote,
+            local: None,
+            ifindex: None,
+        }
+    }
+
+    /// Adds the local address and interface the datagram arrived on.
+    pub const fn with_local(mut self, local: IpAddr, ifindex: Option<u32>) -> Self {
+        self.local = Some(local);
+        self.ifindex = ifindex;
+        self
+    }
+
+    /// Whether the datagram was sent to a multicast group.
+    pub fn is_multicast(&self) -> bool {
+        self.local.is_some_and(|a| match a {
+            IpAddr::V4(a) => a.is_multicast(),
+            IpAddr::V6(a) => {
+                a.is_multicast() || a.to_ipv4_mapped().is_some_and(|a| a.is_multicast())
+            }
+        })
+    }
+}
+
+/// Where a datagram that the protocol core hands out is to go, and how long it is.
+///
+/// The bytes themselves are in the buffer the caller passed to
+/// [`crate::proto::Endpoint::poll_transmit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a transmit describes a datagram that has to be sent"]
+#[non_exhaustive]
+pub struct Transmit {
+    /// The address to send to.
+    pub destination: SocketAddr,
+    /// The local address to send from (the one the request arrived on), where known. A
+    /// multicast group is never given here: replies to a multicast request leave from a
+    /// unicast address.
+    pub source: Option<IpAddr>,
+    /// The interface to send on, where known.
+    pub ifindex: Option<u32>,
+    /// The datagram's length in bytes.
+    pub size: usize,
+}
+
+/// A network error that concerns one remote, such as an ICMP message from the error queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportError {
+    /// The remote the failed datagram was sent to.
+    pub remote: SocketAddr,
+    /// What went wrong.
+    pub kind: TransportErrorKind,
+}
+
+impl TransportError {
+    /// An error about `remote`.
+    pub const fn new(remote: SocketAddr, kind: TransportErrorKind) -> Self {
+        Self { remote, kind }
+    }
+}
+
+/// The kinds of [`TransportError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// ICMP port unreachable, or `ECONNREFUSED`: nothing listens there.
+    #[error("port unreachable (nothing listens there)")]
+    PortUnreachable,
+    /// ICMP host unreachable.
+    #[error("host unreachable")]
+    HostUnreachable,
+    /// ICMP network unreachable.
+    #[error("network unreachable")]
+    NetworkUnreachable,
+    /// ICMP administratively prohibited.
+    #[error("communication administratively prohibited")]
+    Prohibited,
+    /// The datagram was larger than the path allows.
+    #[error("message too large for the path")]
+    MessageTooLarge,
+    /// Any other error, with its OS error number where known.
+    #[error("network error (OS error {0})")]
+    Other(i32),
+}

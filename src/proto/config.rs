@@ -1,0 +1,215 @@
+//! Configuration of an [`super::Endpoint`]: the transmission parameters of RFC 7252 §4.8 and
+//! the bounds that keep its memory finite.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::message::Type;
+
+/// How an [`super::Endpoint`] behaves. Start from [`Config::default`] and change fields.
+///
+/// The defaults are those of <https://www.rfc-editor.org/rfc/rfc7252#section-4.8>. Derived
+/// times (MAX_TRANSMIT_WAIT, EXCHANGE_LIFETIME, …) are methods.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut config = coapio::proto::Config::default().with_seed(42);
+/// config.ack_timeout = Duration::from_secs(1);
+/// assert!(config.validate().is_ok());
+/// assert_eq!(config.max_transmit_wait(), Duration::from_millis(46_500));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// ACK_TIMEOUT: the first retransmission timeout, before randomization (default 2 s).
+    pub ack_timeout: Duration,
+    /// ACK_RANDOM_FACTOR: the first timeout is drawn from
+    /// `[ack_timeout, ack_timeout × ack_random_factor]` (default 1.5; at least 1).
+    pub ack_random_factor: f64,
+    /// MAX_RETRANSMIT: retransmissions of a Confirmable message before giving up (default 4;
+    /// at most 20).
+    pub max_retransmit: u32,
+    /// NSTART: outstanding interactions per remote; further requests wait in a queue
+    /// (default 1; at least 1).
+    pub nstart: usize,
+    /// How long a Non-confirmable request waits for its response (default MAX_TRANSMIT_WAIT,
+    /// 93 s).
+    pub non_timeout: Duration,
+    /// How long a request waits for a separate response after its empty ACK (default
+    /// EXCHANGE_LIFETIME, 247 s).
+    pub separate_timeout: Duration,
+    /// How long the application may take before a Confirmable request gets an empty ACK and
+    /// its answer becomes a separate response (default 100 ms, as aiocoap's EMPTY_ACK_DELAY).
+    pub empty_ack_delay: Duration,
+    /// The type of separate responses: [`Type::Con`] (default) or [`Type::Non`].
+    pub separate_response_type: Type,
+    /// The length of the tokens this endpoint makes, 0–8 bytes (default 8).
+    pub token_length: usize,
+    /// How many received messages the deduplication cache remembers at most (default 16384).
+    pub dedup_capacity: usize,
+    /// How many received requests may await the application's answer at once; more get
+    /// 5.03 Service Unavailable (default 4096).
+    pub max_pending_requests: usize,
+    /// How many requests may wait for an NSTART slot per remote; more are refused (default
+    /// 1024).
+    pub max_queued_per_remote: usize,
+    /// The seed of the random number generator (tokens, message IDs, timeouts). Seed it from
+    /// the OS for anything facing a network: unpredictable tokens protect against off-path
+    /// spoofing (RFC 9175 §4). Default 0.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ack_timeout: Duration::from_secs(2),
+            ack_random_factor: 1.5,
+            max_retransmit: 4,
+            nstart: 1,
+            non_timeout: Duration::from_secs(93),
+            separate_timeout: Duration::from_secs(247),
+            empty_ack_delay: Duration::from_millis(100),
+            separate_response_type: Type::Con,
+            token_length: 8,
+            dedup_capacity: 16_384,
+            max_pending_requests: 4096,
+            max_queued_per_remote: 1024,
+            seed: 0,
+        }
+    }
+}
+
+/// A [`Config`] value out of range.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The named field is out of range; the text says the allowed range.
+    #[error("config field `{field}` is out of range: {allowed}")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// What it may be.
+        allowed: &'static str,
+    },
+}
+
+impl Config {
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Checks every field; [`super::Endpoint::new`] clamps what this reports into range.
+    ///
+    /// # Errors
+    ///
+    /// The first field out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, allowed| Err(ConfigError::OutOfRange { field, allowed });
+        if self.ack_timeout.is_zero() || self.ack_timeout > Duration::from_secs(3600) {
+            return err("ack_timeout", "more than 0 and at most 1 hour");
+        }
+        if !(1.0..=10.0).contains(&self.ack_random_factor) {
+            return err("ack_random_factor", "1.0 to 10.0");
+        }
+        if self.max_retransmit > 20 {
+            return err("max_retransmit", "0 to 20");
+        }
+        if self.nstart == 0 {
+            return err("nstart", "at least 1");
+        }
+        if self.token_length > 8 {
+            return err("token_length", "0 to 8");
+        }
+        if !matches!(self.separate_response_type, Type::Con | Type::Non) {
+            return err("separate_response_type", "Con or Non");
+        }
+        if self.dedup_capacity == 0 || self.max_pending_requests == 0 {
+            return err("dedup_capacity / max_pending_requests", "at least 1");
+        }
+        Ok(())
+    }
+
+    /// A copy with every field clamped into its valid range.
+    pub(crate) fn sanitized(&self) -> Self {
+        let mut c = self.clone();
+        c.ack_timeout = c
+            .ack_timeout
+            .clamp(Duration::from_millis(1), Duration::from_secs(3600));
+        c.ack_random_factor = if c.ack_random_factor.is_nan() {
+            1.5
+        } else {
+            c.ack_random_factor.clamp(1.0, 10.0)
+        };
+        c.max_retransmit = c.max_retransmit.min(20);
+        c.nstart = c.nstart.max(1);
+        c.token_length = c.token_length.min(8);
+        if c.separate_response_type != Type::Non {
+            c.separate_response_type = Type::Con;
+        }
+        c.dedup_capacity = c.dedup_capacity.max(1);
+        c.max_pending_requests = c.max_pending_requests.max(1);
+        c
+    }
+
+    /// MAX_TRANSMIT_SPAN: from the first transmission of a Confirmable message to its last
+    /// retransmission (45 s by default).
+    pub fn max_transmit_span(&self) -> Duration {
+        self.ack_timeout
+            .mul_f64(((1u64 << self.max_retransmit.min(20)) - 1) as f64 * self.ack_random_factor)
+    }
+
+    /// MAX_TRANSMIT_WAIT: from the first transmission of a Confirmable message to the moment
+    /// the sender gives up (93 s by default).
+    pub fn max_transmit_wait(&self) -> Duration {
+        self.ack_timeout.mul_f64(
+            ((1u64 << (self.max_retransmit.min(20) + 1)) - 1) as f64 * self.ack_random_factor,
+        )
+    }
+
+    /// EXCHANGE_LIFETIME: how long a Confirmable message's ID stays in use, and how long a
+    /// received one is remembered (247 s by default).
+    pub fn exchange_lifetime(&self) -> Duration {
+        self.max_transmit_span() + 2 * MAX_LATENCY + self.ack_timeout
+    }
+
+    /// NON_LIFETIME: how long a received Non-confirmable message is remembered (145 s by
+    /// default).
+    pub fn non_lifetime(&self) -> Duration {
+        self.max_transmit_span() + MAX_LATENCY
+    }
+}
+
+/// MAX_LATENCY of RFC 7252 §4.8.2.
+const MAX_LATENCY: Duration = Duration::from_secs(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_derived_values() {
+        let c = Config::default();
+        assert_eq!(c.max_transmit_span(), Duration::from_secs(45));
+        assert_eq!(c.max_transmit_wait(), Duration::from_secs(93));
+        assert_eq!(c.exchange_lifetime(), Duration::from_secs(247));
+        assert_eq!(c.non_lifetime(), Duration::from_secs(145));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn validation_and_clamping() {
+        let c = Config {
+            nstart: 0,
+            ack_random_factor: f64::NAN,
+            token_length: 20,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let s = c.sanitized();
+        assert!(s.validate().is_ok(), "{s:?}");
+        assert_eq!((s.nstart, s.token_length), (1, 8));
+    }
+}

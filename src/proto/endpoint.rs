@@ -1,0 +1,1087 @@
+//! The sans-IO CoAP endpoint: the message layer of RFC 7252 §4 and the request/response
+//! matching of §5.3, driven entirely by its caller.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, trace};
+
+use crate::error::{Error, RequestError};
+use crate::message::{
+    encode_empty, peek_header, Code, Message, MessageRef, OptionNumber, OptionsRef, Token, Type,
+};
+use crate::net::{RecvMeta, Transmit, TransportError};
+
+use super::config::Config;
+use super::dedup::{Dedup, Replay};
+use super::rng::Rng;
+use super::timers::{TimerKey, Timers};
+use super::types::{Event, IncomingId, Request, RequestId, Response};
+
+/// A CoAP endpoint with no I/O of its own: datagrams and the time go in; datagrams to send,
+/// events and the next deadline come out.
+///
+/// One endpoint is both client and server. The caller's loop is:
+///
+/// 1. feed received datagrams to [`handle_datagram`](Self::handle_datagram), network errors to
+///    [`handle_transport_error`](Self::handle_transport_error), and call
+///    [`handle_timeout`](Self::handle_timeout) once the instant of
+///    [`poll_timeout`](Self::poll_timeout) has come;
+/// 2. after any call (those, [`request`](Self::request), [`respond`](Self::respond),
+///    [`cancel`](Self::cancel)), send every datagram [`poll_transmit`](Self::poll_transmit)
+///    gives, and handle every [`poll_event`](Self::poll_event).
+///
+/// Nothing here blocks, reads a clock or does I/O, so the whole protocol runs the same on a
+/// real socket and on a simulated network.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: Config,
+    rng: Rng,
+    next_id: u64,
+    peers: HashMap<SocketAddr, Peer>,
+    requests: HashMap<RequestId, OutRequest>,
+    by_token: HashMap<(SocketAddr, Token), RequestId>,
+    outgoing: HashMap<(SocketAddr, u16), Outgoing>,
+    incoming: HashMap<IncomingId, Incoming>,
+    dedup: Dedup,
+    timers: Timers,
+    transmits: VecDeque<Queued>,
+    events: VecDeque<Event>,
+}
+
+/// Per-remote state, kept while anything refers to the remote.
+#[derive(Debug)]
+struct Peer {
+    next_mid: u16,
+    /// Interactions counted against NSTART.
+    outstanding: usize,
+    /// Requests waiting for an NSTART slot.
+    queue: VecDeque<RequestId>,
+    /// Open requests and outgoing messages that use this peer's message IDs.
+    users: usize,
+}
+
+#[derive(Debug)]
+struct OutRequest {
+    remote: SocketAddr,
+    token: Token,
+    request: Request,
+    state: ReqState,
+    /// The message ID of the request once sent.
+    mid: Option<u16>,
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReqState {
+    /// Waiting for an NSTART slot.
+    Queued,
+    /// Sent; counts against NSTART until acknowledged or answered.
+    Outstanding,
+    /// Acknowledged (empty ACK); waiting for the separate response.
+    Acknowledged,
+}
+
+/// A message this endpoint sent that an ACK or RST may refer to.
+#[derive(Debug)]
+struct Outgoing {
+    wire: Vec<u8>,
+    source: Option<IpAddr>,
+    ifindex: Option<u32>,
+    owner: Owner,
+    /// Retransmission state, for Confirmable messages.
+    retransmit: Option<Retransmit>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Request(RequestId),
+    Response,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Retransmit {
+    count: u32,
+    timeout: Duration,
+    next_at: Instant,
+}
+
+/// A received request that awaits the application's answer.
+#[derive(Debug)]
+struct Incoming {
+    meta: RecvMeta,
+    ty: Type,
+    mid: u16,
+    token: Token,
+    empty_ack_at: Option<Instant>,
+    empty_ack_sent: bool,
+}
+
+/// A datagram waiting for [`Endpoint::poll_transmit`].
+#[derive(Debug)]
+enum Queued {
+    /// An empty ACK or RST.
+    Empty {
+        to: SocketAddr,
+        ty: Type,
+        mid: u16,
+        source: Option<IpAddr>,
+        ifindex: Option<u32>,
+    },
+    /// The stored wire form of an outgoing message.
+    Outgoing((SocketAddr, u16)),
+    /// A reply to a received message; once sent it is kept in the deduplication cache under
+    /// `dedup_key` (when given) for replay.
+    Reply {
+        to: SocketAddr,
+        wire: Vec<u8>,
+        source: Option<IpAddr>,
+        ifindex: Option<u32>,
+        dedup_key: Option<(SocketAddr, u16)>,
+    },
+}
+
+/// How a received response is to be treated, from its options.
+fn critical_problem(options: OptionsRef<'_>) -> Option<OptionNumber> {
+    options.iter().find_map(|(n, v)| {
+        let bad = n.is_critical() && n.info().map_or(true, |i| !i.len_ok(v.len()));
+        bad.then_some(n)
+    })
+}
+
+/// The source address to answer from: the local address the message arrived on, unless that
+/// was a multicast group.
+fn reply_source(meta: &RecvMeta) -> Option<IpAddr> {
+    if meta.is_multicast() {
+        None
+    } else {
+        meta.local
+    }
+}
+
+impl Endpoint {
+    /// Creates an endpoint; fields of `config` out of range are clamped into it (see
+    /// [`Config::validate`]).
+    pub fn new(config: Arc<Config>) -> Self {
+        if let Err(e) = config.validate() {
+            debug!("coapio: {e}; using the nearest valid value");
+        }
+        let config = config.sanitized();
+        Self {
+            rng: Rng::new(config.seed),
+            dedup: Dedup::new(config.dedup_capacity),
+            config,
+            next_id: 0,
+            peers: HashMap::new(),
+            requests: HashMap::new(),
+            by_token: HashMap::new(),
+            outgoing: HashMap::new(),
+            incoming: HashMap::new(),
+            timers: Timers::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration in force (after clamping).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ---------------------------------------------------------------- client side
+
+    /// Starts a request to `remote`; its outcome comes as [`Event::Response`] or
+    /// [`Event::Failed`] with the returned ID. Call [`poll_transmit`](Self::poll_transmit)
+    /// afterwards.
+    ///
+    /// The request goes out at once if fewer than NSTART interactions with `remote` are
+    /// outstanding, else when one ends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongCode`] if the method is not a request code, [`Error::QueueFull`] when too
+    /// many requests wait for `remote`, [`Error::NoToken`] when no unused token is left,
+    /// [`Error::Encode`] when the request cannot be encoded. Nothing is sent then.
+    pub fn request(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        request: Request,
+    ) -> Result<RequestId, Error> {
+        if !request.method.is_request() {
+            return Err(Error::WrongCode(request.method));
+        }
+        // Check encodability now, so that a request never fails later for the caller's data.
+        for (number, value) in request.options.iter() {
+            if value.len() > 65804 {
+                return Err(crate::message::EncodeError::OptionTooLong {
+                    number,
+                    len: value.len(),
+                }
+                .into());
+            }
+        }
+        let nstart = self.config.nstart;
+        let max_queued = self.config.max_queued_per_remote;
+        if let Some(p) = self.peers.get(&remote) {
+            if p.outstanding >= nstart && p.queue.len() >= max_queued {
+                return Err(Error::QueueFull(p.queue.len()));
+            }
+        }
+        let token = self.new_token(remote)?;
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        let peer = self.peer(remote);
+        peer.users += 1;
+        let start = peer.outstanding < nstart;
+        if !start {
+            peer.queue.push_back(id);
+        }
+        self.by_token.insert((remote, token), id);
+        self.requests.insert(
+            id,
+            OutRequest {
+                remote,
+                token,
+                request,
+                state: ReqState::Queued,
+                mid: None,
+                deadline: None,
+            },
+        );
+        if start {
+            self.start_request(now, id);
+        } else {
+            trace!("coapio: request {id:?} to {remote} waits for an NSTART slot");
+        }
+        Ok(id)
+    }
+
+    /// Abandons a request: no event will come for it and nothing more is sent for it. Unknown
+    /// IDs are ignored.
+    pub fn cancel(&mut self, now: Instant, id: RequestId) {
+        if self.requests.contains_key(&id) {
+            debug!("coapio: request {id:?} cancelled");
+            self.finish_request(now, id, None);
+        }
+    }
+
+    fn new_token(&mut self, remote: SocketAddr) -> Result<Token, Error> {
+        let len = self.config.token_length;
+        for _ in 0..16 {
+            let mut bytes = [0u8; 8];
+            self.rng.fill(&mut bytes[..len]);
+            let token = Token::from_slice_truncating(&bytes[..len]);
+            if !self.by_token.contains_key(&(remote, token)) {
+                return Ok(token);
+            }
+        }
+        Err(Error::NoToken)
+    }
+
+    fn peer(&mut self, remote: SocketAddr) -> &mut Peer {
+        let rng = &mut self.rng;
+        self.peers.entry(remote).or_insert_with(|| Peer {
+            next_mid: rng.next_u64() as u16,
+            outstanding: 0,
+            queue: VecDeque::new(),
+            users: 0,
+        })
+    }
+
+    fn next_mid(&mut self, remote: SocketAddr) -> u16 {
+        let peer = self.peer(remote);
+        let mid = peer.next_mid;
+        peer.next_mid = mid.wrapping_add(1);
+        mid
+    }
+
+    fn release_peer(&mut self, remote: SocketAddr) {
+        if let Some(p) = self.peers.get_mut(&remote) {
+            p.users = p.users.saturating_sub(1);
+            if p.users == 0 {
+                self.peers.remove(&remote);
+            }
+        }
+    }
+
+    /// The first retransmission timeout, drawn from [ACK_TIMEOUT, ACK_TIMEOUT × factor].
+    fn initial_timeout(&mut self) -> Duration {
+        let c = &self.config;
+        let spread = c.ack_random_factor - 1.0;
+        c.ack_timeout.mul_f64(1.0 + spread * self.rng.next_f64())
+    }
+
+    /// Sends a queued request: gives it a message ID, encodes it and arms its timer.
+    fn start_request(&mut self, now: Instant, id: RequestId) {
+        let Some(remote) = self.requests.get(&id).map(|r| r.remote) else {
+            return;
+        };
+        let mid = self.next_mid(remote);
+        let initial = self.initial_timeout();
+        let non_timeout = self.config.non_timeout;
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        let ty = if req.request.confirmable {
+            Type::Con
+        } else {
+            Type::Non
+        };
+        let msg = Message {
+            ty,
+            code: req.request.method,
+            message_id: mid,
+            token: req.token,
+            options: req.request.options.clone(),
+            payload: req.request.payload.clone(),
+        };
+        let mut wire = Vec::new();
+        if msg.encode(&mut wire).is_err() {
+            // `request` checked the option lengths; nothing else can fail.
+            return;
+        }
+        req.state = ReqState::Outstanding;
+        req.mid = Some(mid);
+        let retransmit = if ty == Type::Con {
+            self.timers
+                .schedule(now + initial, TimerKey::Retransmit(remote, mid));
+            Some(Retransmit {
+                count: 0,
+                timeout: initial,
+                next_at: now + initial,
+            })
+        } else {
+            let deadline = now + non_timeout;
+            req.deadline = Some(deadline);
+            self.timers.schedule(deadline, TimerKey::Deadline(id));
+            None
+        };
+        debug!(
+            "coapio: sending {ty:?} {} request {id:?} to {remote} (MID {mid}, {:?})",
+            msg.code, msg.token
+        );
+        if let Some(p) = self.peers.get_mut(&remote) {
+            p.outstanding += 1;
+            p.users += 1; // the outgoing entry
+        }
+        self.outgoing.insert(
+            (remote, mid),
+            Outgoing {
+                wire,
+                source: None,
+                ifindex: None,
+                owner: Owner::Request(id),
+                retransmit,
+            },
+        );
+        self.transmits.push_back(Queued::Outgoing((remote, mid)));
+    }
+
+    /// Removes a request with all its state and, when `outcome` is given, reports it.
+    fn finish_request(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        outcome: Option<Result<Response, RequestError>>,
+    ) {
+        let Some(req) = self.requests.remove(&id) else {
+            return;
+        };
+        self.by_token.remove(&(req.remote, req.token));
+        if let Some(mid) = req.mid {
+            if self.outgoing.remove(&(req.remote, mid)).is_some() {
+                self.release_peer(req.remote);
+            }
+        }
+        let mut start_next = None;
+        if let Some(p) = self.peers.get_mut(&req.remote) {
+            match req.state {
+                ReqState::Queued => p.queue.retain(|q| *q != id),
+                ReqState::Outstanding => {
+                    p.outstanding = p.outstanding.saturating_sub(1);
+                    start_next = p.queue.pop_front();
+                }
+                ReqState::Acknowledged => {}
+            }
+        }
+        self.release_peer(req.remote);
+        match outcome {
+            Some(Ok(response)) => self.events.push_back(Event::Response { id, response }),
+            Some(Err(error)) => {
+                debug!("coapio: request {id:?} to {} failed: {error}", req.remote);
+                self.events.push_back(Event::Failed { id, error });
+            }
+            None => {}
+        }
+        if let Some(next) = start_next {
+            self.start_request(now, next);
+        }
+    }
+
+    /// Marks an outstanding request as acknowledged: it no longer counts against NSTART.
+    fn acknowledge_request(&mut self, now: Instant, id: RequestId) {
+        let separate_timeout = self.config.separate_timeout;
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        if req.state != ReqState::Outstanding {
+            return;
+        }
+        req.state = ReqState::Acknowledged;
+        let deadline = now + separate_timeout;
+        req.deadline = Some(deadline);
+        self.timers.schedule(deadline, TimerKey::Deadline(id));
+        let remote = req.remote;
+        let mut next = None;
+        if let Some(p) = self.peers.get_mut(&remote) {
+            p.outstanding = p.outstanding.saturating_sub(1);
+            next = p.queue.pop_front();
+        }
+        if let Some(next) = next {
+            self.start_request(now, next);
+        }
+    }
+
+    // ---------------------------------------------------------------- server side
+
+    /// Answers a request of an [`Event::Request`]. Call [`poll_transmit`](Self::poll_transmit)
+    /// afterwards.
+    ///
+    /// A Confirmable request answered before its empty ACK went out gets the response
+    /// piggybacked on the ACK; later, the response is a separate one (type from
+    /// [`Config::separate_response_type`]). A Non-confirmable request gets a Non-confirmable
+    /// response. To a multicast request, error responses are not sent
+    /// (<https://www.rfc-editor.org/rfc/rfc7252#section-8.2>).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownExchange`] if `id` is not awaiting an answer, [`Error::WrongCode`] for a
+    /// code that is not a response code, [`Error::Encode`] if the response cannot be encoded;
+    /// the request still awaits its answer after the last two.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        id: IncomingId,
+        response: Response,
+    ) -> Result<(), Error> {
+        if !response.code.is_response() {
+            return Err(Error::WrongCode(response.code));
+        }
+        let Some(ex) = self.incoming.get(&id) else {
+            return Err(Error::UnknownExchange);
+        };
+        let (ty, mid) = if ex.ty == Type::Con && !ex.empty_ack_sent {
+            (Type::Ack, ex.mid)
+        } else if ex.ty == Type::Con {
+            (self.config.separate_response_type, 0)
+        } else {
+            (Type::Non, 0)
+        };
+        let msg = Message {
+            ty,
+            code: response.code,
+            message_id: mid,
+            token: ex.token,
+            options: response.options,
+            payload: response.payload,
+        };
+        let mut wire = Vec::with_capacity(16 + msg.payload.len());
+        msg.encode(&mut wire)?;
+        let Some(ex) = self.incoming.remove(&id) else {
+            return Err(Error::UnknownExchange);
+        };
+        let remote = ex.meta.remote;
+        let source = reply_source(&ex.meta);
+        if ex.meta.is_multicast() && msg.code.is_error() {
+            debug!(
+                "coapio: not sending {} to multicast request from {remote}",
+                msg.code
+            );
+            return Ok(());
+        }
+        debug!(
+            "coapio: responding {} to {remote} as {ty:?} ({:?})",
+            msg.code, ex.token
+        );
+        if ty == Type::Ack {
+            self.transmits.push_back(Queued::Reply {
+                to: remote,
+                wire,
+                source,
+                ifindex: ex.meta.ifindex,
+                dedup_key: Some((remote, ex.mid)),
+            });
+            return Ok(());
+        }
+        // A separate or NON response: it needs a message ID of its own.
+        let new_mid = self.next_mid(remote);
+        wire[2..4].copy_from_slice(&new_mid.to_be_bytes());
+        if ty == Type::Con {
+            let initial = self.initial_timeout();
+            self.timers
+                .schedule(now + initial, TimerKey::Retransmit(remote, new_mid));
+            self.peer(remote).users += 1;
+            self.outgoing.insert(
+                (remote, new_mid),
+                Outgoing {
+                    wire,
+                    source,
+                    ifindex: ex.meta.ifindex,
+                    owner: Owner::Response,
+                    retransmit: Some(Retransmit {
+                        count: 0,
+                        timeout: initial,
+                        next_at: now + initial,
+                    }),
+                },
+            );
+            self.transmits
+                .push_back(Queued::Outgoing((remote, new_mid)));
+        } else {
+            // Nothing will refer to the new ID; drop the peer if it is not otherwise used.
+            if self.peers.get(&remote).is_some_and(|p| p.users == 0) {
+                self.peers.remove(&remote);
+            }
+            let dedup_key = (ex.ty == Type::Non).then_some((remote, ex.mid));
+            self.transmits.push_back(Queued::Reply {
+                to: remote,
+                wire,
+                source,
+                ifindex: ex.meta.ifindex,
+                dedup_key,
+            });
+        }
+        Ok(())
+    }
+
+    /// Answers a request at once, without involving the application (bad options, overload).
+    fn reject_request(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>, code: Code) {
+        let id = self.register_incoming(now, meta, m);
+        if self.respond(now, id, Response::new(code)).is_err() {
+            self.incoming.remove(&id);
+        }
+    }
+
+    fn register_incoming(
+        &mut self,
+        now: Instant,
+        meta: &RecvMeta,
+        m: &MessageRef<'_>,
+    ) -> IncomingId {
+        let id = IncomingId(self.next_id);
+        self.next_id += 1;
+        // A multicast CON is treated as NON: no ACK, no RST (RFC 7252 §8.1).
+        let ty = if meta.is_multicast() { Type::Non } else { m.ty };
+        let lifetime = if m.ty == Type::Con {
+            self.config.exchange_lifetime()
+        } else {
+            self.config.non_lifetime()
+        };
+        self.dedup.insert(
+            (meta.remote, m.message_id),
+            now + lifetime,
+            Replay::Nothing,
+            reply_source(meta),
+            meta.ifindex,
+        );
+        let empty_ack_at = (ty == Type::Con).then(|| now + self.config.empty_ack_delay);
+        if let Some(at) = empty_ack_at {
+            self.timers.schedule(at, TimerKey::EmptyAck(id));
+        }
+        self.incoming.insert(
+            id,
+            Incoming {
+                meta: *meta,
+                ty,
+                mid: m.message_id,
+                token: m.token,
+                empty_ack_at,
+                empty_ack_sent: false,
+            },
+        );
+        id
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// Processes one received datagram.
+    ///
+    /// Malformed datagrams change nothing: a malformed Confirmable message is answered with a
+    /// Reset (<https://www.rfc-editor.org/rfc/rfc7252#section-4.2>), anything else is dropped.
+    pub fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, data: &[u8]) {
+        self.dedup.purge(now);
+        let m = match MessageRef::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                debug!("coapio: malformed datagram from {}: {e}", meta.remote);
+                if let Some((Type::Con, mid)) = peek_header(data) {
+                    self.send_rst(meta, mid);
+                }
+                return;
+            }
+        };
+        trace!(
+            "coapio: received {:?} {} MID {} {:?} from {}",
+            m.ty,
+            m.code,
+            m.message_id,
+            m.token,
+            meta.remote
+        );
+        match m.ty {
+            Type::Ack => self.handle_ack(now, meta, &m),
+            Type::Rst => self.handle_rst(now, meta, &m),
+            Type::Con | Type::Non => {
+                if m.code.is_empty() {
+                    // A CON ping is answered with RST; an empty NON is meaningless (§4.3).
+                    if m.ty == Type::Con {
+                        self.send_rst(meta, m.message_id);
+                    }
+                    return;
+                }
+                if m.code.is_reserved() {
+                    debug!(
+                        "coapio: message with reserved code {} from {}",
+                        m.code, meta.remote
+                    );
+                    if m.ty == Type::Con {
+                        self.send_rst(meta, m.message_id);
+                    }
+                    return;
+                }
+                if self.replay_duplicate(now, meta, &m) {
+                    return;
+                }
+                if m.code.is_request() {
+                    self.handle_request(now, meta, &m);
+                } else {
+                    self.handle_response(now, meta, &m);
+                }
+            }
+        }
+    }
+
+    fn send_rst(&mut self, meta: &RecvMeta, mid: u16) {
+        if meta.is_multicast() {
+            return;
+        }
+        self.transmits.push_back(Queued::Empty {
+            to: meta.remote,
+            ty: Type::Rst,
+            mid,
+            source: reply_source(meta),
+            ifindex: meta.ifindex,
+        });
+    }
+
+    /// Handles a message seen before; returns whether it was one.
+    fn replay_duplicate(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) -> bool {
+        let Some(entry) = self.dedup.get_mut(now, &(meta.remote, m.message_id)) else {
+            return false;
+        };
+        debug!(
+            "coapio: duplicate {:?} MID {} from {}",
+            m.ty, m.message_id, meta.remote
+        );
+        let (source, ifindex) = (entry.source, entry.ifindex);
+        let queued = match &entry.replay {
+            Replay::Nothing => None,
+            Replay::EmptyAck => Some(Queued::Empty {
+                to: meta.remote,
+                ty: Type::Ack,
+                mid: m.message_id,
+                source,
+                ifindex,
+            }),
+            Replay::Bytes(wire) => Some(Queued::Reply {
+                to: meta.remote,
+                wire: wire.clone(),
+                source,
+                ifindex,
+                dedup_key: None,
+            }),
+        };
+        self.transmits.extend(queued);
+        true
+    }
+
+    fn handle_request(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
+        if let Some(bad) = critical_problem(m.options) {
+            debug!(
+                "coapio: request from {} has unrecognized critical option {bad:?}",
+                meta.remote
+            );
+            self.reject_request(now, meta, m, Code::BAD_OPTION);
+            return;
+        }
+        if self.incoming.len() >= self.config.max_pending_requests {
+            debug!(
+                "coapio: too many requests await answers; 5.03 to {}",
+                meta.remote
+            );
+            self.reject_request(now, meta, m, Code::SERVICE_UNAVAILABLE);
+            return;
+        }
+        let id = self.register_incoming(now, meta, m);
+        let request = Request {
+            method: m.code,
+            options: m.options.to_owned(),
+            payload: m.payload.to_vec(),
+            confirmable: m.ty == Type::Con,
+        };
+        self.events.push_back(Event::Request {
+            id,
+            meta: *meta,
+            request,
+        });
+    }
+
+    /// A separate (CON or NON) response.
+    fn handle_response(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
+        let remote = meta.remote;
+        let id = self.by_token.get(&(remote, m.token)).copied().filter(|id| {
+            self.requests
+                .get(id)
+                .is_some_and(|r| r.state != ReqState::Queued)
+        });
+        let Some(id) = id else {
+            debug!(
+                "coapio: {:?} response {:?} from {remote} matches no request",
+                m.ty, m.token
+            );
+            if m.ty == Type::Con {
+                self.send_rst(meta, m.message_id);
+            }
+            return;
+        };
+        if let Some(bad) = critical_problem(m.options) {
+            debug!("coapio: response from {remote} has unrecognized critical option {bad:?}");
+            if m.ty == Type::Con {
+                self.send_rst(meta, m.message_id);
+                self.finish_request(
+                    now,
+                    id,
+                    Some(Err(RequestError::BadResponse(
+                        "unrecognized critical option in the response",
+                    ))),
+                );
+            }
+            return;
+        }
+        let (lifetime, replay) = if m.ty == Type::Con {
+            self.transmits.push_back(Queued::Empty {
+                to: remote,
+                ty: Type::Ack,
+                mid: m.message_id,
+                source: reply_source(meta),
+                ifindex: meta.ifindex,
+            });
+            (self.config.exchange_lifetime(), Replay::EmptyAck)
+        } else {
+            (self.config.non_lifetime(), Replay::Nothing)
+        };
+        self.dedup.insert(
+            (remote, m.message_id),
+            now + lifetime,
+            replay,
+            reply_source(meta),
+            meta.ifindex,
+        );
+        let response = Response {
+            code: m.code,
+            options: m.options.to_owned(),
+            payload: m.payload.to_vec(),
+        };
+        self.finish_request(now, id, Some(Ok(response)));
+    }
+
+    fn handle_ack(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
+        if m.code.is_request() || m.code.is_reserved() {
+            debug!(
+                "coapio: ACK with code {} from {} ignored",
+                m.code, meta.remote
+            );
+            return;
+        }
+        let key = (meta.remote, m.message_id);
+        let Some(owner) = self.outgoing.get(&key).map(|o| o.owner) else {
+            trace!(
+                "coapio: ACK MID {} from {} matches nothing",
+                m.message_id,
+                meta.remote
+            );
+            return;
+        };
+        match owner {
+            Owner::Response => {
+                self.outgoing.remove(&key);
+                self.release_peer(meta.remote);
+            }
+            Owner::Request(id) => {
+                let Some(req) = self.requests.get(&id) else {
+                    return;
+                };
+                if self
+                    .outgoing
+                    .get(&key)
+                    .is_some_and(|o| o.retransmit.is_none())
+                {
+                    // An ACK to a NON request is meaningless.
+                    return;
+                }
+                let token_matches = req.token == m.token;
+                self.outgoing.remove(&key);
+                self.release_peer(meta.remote);
+                if m.code.is_empty() || !token_matches {
+                    if !token_matches && !m.code.is_empty() {
+                        debug!("coapio: piggybacked response with a wrong token ignored");
+                    }
+                    self.acknowledge_request(now, id);
+                    return;
+                }
+                let outcome = if critical_problem(m.options).is_some() {
+                    Err(RequestError::BadResponse(
+                        "unrecognized critical option in the response",
+                    ))
+                } else {
+                    Ok(Response {
+                        code: m.code,
+                        options: m.options.to_owned(),
+                        payload: m.payload.to_vec(),
+                    })
+                };
+                self.finish_request(now, id, Some(outcome));
+            }
+        }
+    }
+
+    fn handle_rst(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
+        if !m.code.is_empty() {
+            debug!(
+                "coapio: RST with code {} from {} ignored",
+                m.code, meta.remote
+            );
+            return;
+        }
+        let key = (meta.remote, m.message_id);
+        match self.outgoing.get(&key).map(|o| o.owner) {
+            Some(Owner::Request(id)) => {
+                self.finish_request(now, id, Some(Err(RequestError::Reset)));
+            }
+            Some(Owner::Response) => {
+                debug!("coapio: separate response to {} was reset", meta.remote);
+                self.outgoing.remove(&key);
+                self.release_peer(meta.remote);
+            }
+            None => trace!("coapio: RST MID {} matches nothing", m.message_id),
+        }
+    }
+
+    /// Processes an error the network reported for a remote (an ICMP error): every request
+    /// sent to that remote fails with [`RequestError::Transport`], and separate responses to
+    /// it are no longer retransmitted.
+    pub fn handle_transport_error(&mut self, now: Instant, err: &TransportError) {
+        let failed: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.remote == err.remote)
+            .map(|(id, _)| *id)
+            .collect();
+        debug!(
+            "coapio: {} from {}: failing {} requests",
+            err.kind,
+            err.remote,
+            failed.len()
+        );
+        for id in failed {
+            self.finish_request(now, id, Some(Err(RequestError::Transport(err.kind))));
+        }
+        let responses: Vec<_> = self
+            .outgoing
+            .iter()
+            .filter(|(k, o)| k.0 == err.remote && o.owner == Owner::Response)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in responses {
+            self.outgoing.remove(&key);
+            self.release_peer(err.remote);
+        }
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout) has work, if any.
+    /// It may be early (then the call does nothing), never late.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Does what is due at `now`: retransmissions, giving up on requests, empty ACKs.
+    /// Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.dedup.purge(now);
+        while let Some((at, key)) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Retransmit(remote, mid) => self.on_retransmit(now, at, remote, mid),
+                TimerKey::Deadline(id) => {
+                    if self
+                        .requests
+                        .get(&id)
+                        .is_some_and(|r| r.deadline == Some(at))
+                    {
+                        self.finish_request(now, id, Some(Err(RequestError::Timeout)));
+                    }
+                }
+                TimerKey::EmptyAck(id) => self.on_empty_ack(now, at, id),
+            }
+        }
+    }
+
+    fn on_retransmit(&mut self, now: Instant, at: Instant, remote: SocketAddr, mid: u16) {
+        let max = self.config.max_retransmit;
+        let key = (remote, mid);
+        let Some(out) = self.outgoing.get_mut(&key) else {
+            return;
+        };
+        let Some(rt) = out.retransmit.as_mut().filter(|rt| rt.next_at == at) else {
+            return;
+        };
+        if rt.count < max {
+            rt.count += 1;
+            rt.timeout *= 2;
+            rt.next_at = now + rt.timeout;
+            trace!(
+                "coapio: retransmission {} of MID {mid} to {remote}, next in {:?}",
+                rt.count,
+                rt.timeout
+            );
+            let next_at = rt.next_at;
+            self.timers
+                .schedule(next_at, TimerKey::Retransmit(remote, mid));
+            self.transmits.push_back(Queued::Outgoing(key));
+            return;
+        }
+        match out.owner {
+            Owner::Request(id) => {
+                self.finish_request(now, id, Some(Err(RequestError::Timeout)));
+            }
+            Owner::Response => {
+                debug!("coapio: separate response MID {mid} to {remote} was never acknowledged");
+                self.outgoing.remove(&key);
+                self.release_peer(remote);
+            }
+        }
+    }
+
+    fn on_empty_ack(&mut self, now: Instant, at: Instant, id: IncomingId) {
+        let Some(ex) = self.incoming.get_mut(&id) else {
+            return;
+        };
+        if ex.empty_ack_at != Some(at) || ex.empty_ack_sent {
+            return;
+        }
+        ex.empty_ack_sent = true;
+        let (remote, mid) = (ex.meta.remote, ex.mid);
+        trace!("coapio: empty ACK for MID {mid} to {remote}; the response will be separate");
+        self.transmits.push_back(Queued::Empty {
+            to: remote,
+            ty: Type::Ack,
+            mid,
+            source: reply_source(&ex.meta),
+            ifindex: ex.meta.ifindex,
+        });
+        if let Some(entry) = self.dedup.get_mut(now, &(remote, mid)) {
+            entry.replay = Replay::EmptyAck;
+        }
+    }
+
+    // ---------------------------------------------------------------- output
+
+    /// The next datagram to send: its bytes replace the contents of `buf`, and the returned
+    /// [`Transmit`] says where they go. `None` when there is nothing to send.
+    ///
+    /// Call it until it returns `None` after every other call into the endpoint.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        loop {
+            buf.clear();
+            let (destination, source, ifindex) = match self.transmits.pop_front()? {
+                Queued::Empty {
+                    to,
+                    ty,
+                    mid,
+                    source,
+                    ifindex,
+                } => {
+                    encode_empty(ty, mid, buf);
+                    (to, source, ifindex)
+                }
+                Queued::Outgoing(key) => {
+                    // Cancelled or completed meanwhile: nothing to send.
+                    let Some(out) = self.outgoing.get(&key) else {
+                        continue;
+                    };
+                    buf.extend_from_slice(&out.wire);
+                    (key.0, out.source, out.ifindex)
+                }
+                Queued::Reply {
+                    to,
+                    wire,
+                    source,
+                    ifindex,
+                    dedup_key,
+                } => {
+                    buf.extend_from_slice(&wire);
+                    if let Some(entry) = dedup_key.and_then(|k| self.dedup.get_mut(now, &k)) {
+                        entry.replay = Replay::Bytes(wire);
+                    }
+                    (to, source, ifindex)
+                }
+            };
+            trace!("coapio: sending {} bytes to {destination}", buf.len());
+            return Some(Transmit {
+                destination,
+                source,
+                ifindex,
+                size: buf.len(),
+            });
+        }
+    }
+
+    /// The next event for the application, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Counts of what the endpoint holds, for tests and monitoring.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            open_requests: self.requests.len(),
+            pending_incoming: self.incoming.len(),
+            dedup_entries: self.dedup.len(),
+            remotes: self.peers.len(),
+            timers: self.timers.len(),
+            queued_transmits: self.transmits.len(),
+        }
+    }
+}
+
+/// How much state an [`Endpoint`] holds; every number is bounded by its [`Config`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Requests sent or queued that have not ended.
+    pub open_requests: usize,
+    /// Received requests awaiting the application's answer.
+    pub pending_incoming: usize,
+    /// Entries in the deduplication cache.
+    pub dedup_entries: usize,
+    /// Remotes with per-remote state (message IDs, NSTART).
+    pub remotes: usize,
+    /// Armed timers (some may be stale).
+    pub timers: usize,
+    /// Datagrams waiting for `poll_transmit`.
+    pub queued_transmits: usize,
+}

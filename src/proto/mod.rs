@@ -1,0 +1,28 @@
+//! The sans-IO CoAP protocol core: the message layer (RFC 7252 §4) and request/response
+//! matching (§5.3) in one [`Endpoint`] state machine.
+//!
+//! An [`Endpoint`] owns message IDs per remote, the retransmission of Confirmable messages with
+//! randomized exponential back-off, deduplication of received messages with replay of the
+//! stored answer, tokens, NSTART, piggybacked and separate responses, and the rules for
+//! malformed input. It never touches a socket, a thread, the clock or OS randomness: the caller
+//! passes `now` into every call, and randomness comes from [`Config::seed`]. Its behaviour is
+//! tested on a simulated lossy network in `src/proto/tests/`.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod dedup;
+mod endpoint;
+mod rng;
+mod timers;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{Config, ConfigError};
+pub use endpoint::{Endpoint, Stats};
+pub use types::{Event, IncomingId, Request, RequestId, Response};
+
+pub use crate::error::{Error, RequestError};
+pub use crate::net::{RecvMeta, Transmit, TransportError, TransportErrorKind};

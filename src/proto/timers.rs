@@ -1,0 +1,50 @@
+//! The endpoint's timers: one heap of deadlines, each naming what it is for.
+//!
+//! Timers are never removed from the heap; each owner keeps the deadline it is waiting for, and
+//! a timer that fires for a deadline its owner no longer has is simply dropped. A stale timer
+//! can therefore make [`super::Endpoint::poll_timeout`] early, never late.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::types::{IncomingId, RequestId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TimerKey {
+    /// Retransmit (or give up on) the Confirmable message with this ID to this remote.
+    Retransmit(SocketAddr, u16),
+    /// A request's response deadline.
+    Deadline(RequestId),
+    /// Send the empty ACK for a request the application has not answered yet.
+    EmptyAck(IncomingId),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+}
+
+impl Timers {
+    pub(crate) fn schedule(&mut self, at: Instant, key: TimerKey) {
+        self.heap.push(Reverse((at, key)));
+    }
+
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The earliest timer due at `now`, removed from the heap.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKey)> {
+        if self.next()? <= now {
+            self.heap.pop().map(|Reverse(t)| t)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}

@@ -1,0 +1,217 @@
+//! What goes into and comes out of an [`super::Endpoint`] at the request/response level:
+//! [`Request`], [`Response`], [`Event`] and the IDs that name exchanges.
+
+use std::fmt;
+
+use crate::error::RequestError;
+use crate::message::{uri, Code, ContentFormat, OptionNumber, Options};
+use crate::net::RecvMeta;
+
+/// Names a request this endpoint sent, from [`super::Endpoint::request`] until its
+/// [`Event::Response`] or [`Event::Failed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub(crate) u64);
+
+/// Names a request this endpoint received, from its [`Event::Request`] until
+/// [`super::Endpoint::respond`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IncomingId(pub(crate) u64);
+
+/// A request: method, options, payload, and whether it is sent Confirmable.
+///
+/// Message ID and token are the endpoint's business and are not part of it.
+///
+/// ```
+/// use coapio::proto::Request;
+/// use coapio::message::{Code, OptionNumber};
+/// let req = Request::get("/sensors/temp?unit=C");
+/// assert_eq!(req.method, Code::GET);
+/// assert_eq!(req.path(), "/sensors/temp");
+/// assert_eq!(req.query(), "unit=C");
+/// assert!(req.confirmable);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The method (a code of class 0, not 0.00).
+    pub method: Code,
+    /// The options, Uri-Path and Uri-Query among them.
+    pub options: Options,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// Whether the request is sent Confirmable (retransmitted until acknowledged) rather than
+    /// Non-confirmable.
+    pub confirmable: bool,
+}
+
+impl Request {
+    /// A Confirmable request with no options and no payload.
+    pub const fn new(method: Code) -> Self {
+        Self {
+            method,
+            options: Options::new(),
+            payload: Vec::new(),
+            confirmable: true,
+        }
+    }
+
+    /// A request for `method` on `path_and_query` (a relative reference such as
+    /// `/a/b?x=1`; it sets Uri-Path and Uri-Query). An unparsable reference is kept as one
+    /// path segment per `/`-separated part, undecoded.
+    fn with_reference(method: Code, path_and_query: &str) -> Self {
+        let mut req = Self::new(method);
+        if uri::set_path_and_query(&mut req.options, path_and_query).is_err() {
+            let (path, query) = path_and_query
+                .split_once('?')
+                .unwrap_or((path_and_query, ""));
+            for seg in path.split('/').filter(|s| !s.is_empty()) {
+                req.options.push(OptionNumber::URI_PATH, seg);
+            }
+            for item in query.split('&').filter(|s| !s.is_empty()) {
+                req.options.push(OptionNumber::URI_QUERY, item);
+            }
+        }
+        req
+    }
+
+    /// A GET of `path_and_query` (`/a/b?x=1`).
+    pub fn get(path_and_query: &str) -> Self {
+        Self::with_reference(Code::GET, path_and_query)
+    }
+
+    /// A POST of `payload` to `path_and_query`.
+    pub fn post(path_and_query: &str, payload: impl Into<Vec<u8>>) -> Self {
+        Self::with_reference(Code::POST, path_and_query).with_payload(payload)
+    }
+
+    /// A PUT of `payload` to `path_and_query`.
+    pub fn put(path_and_query: &str, payload: impl Into<Vec<u8>>) -> Self {
+        Self::with_reference(Code::PUT, path_and_query).with_payload(payload)
+    }
+
+    /// A DELETE of `path_and_query`.
+    pub fn delete(path_and_query: &str) -> Self {
+        Self::with_reference(Code::DELETE, path_and_query)
+    }
+
+    /// Sets the payload.
+    pub fn with_payload(mut self, payload: impl Into<Vec<u8>>) -> Self {
+        self.payload = payload.into();
+        self
+    }
+
+    /// Makes the request Non-confirmable.
+    pub fn non_confirmable(mut self) -> Self {
+        self.confirmable = false;
+        self
+    }
+
+    /// Sets the Content-Format option.
+    pub fn with_content_format(mut self, format: ContentFormat) -> Self {
+        self.options
+            .set_uint(OptionNumber::CONTENT_FORMAT, u32::from(format.0));
+        self
+    }
+
+    /// The path from the Uri-Path options, `/` for none.
+    pub fn path(&self) -> String {
+        uri::path_from_options(self.options.get_all(OptionNumber::URI_PATH))
+    }
+
+    /// The query from the Uri-Query options joined by `&`, empty for none.
+    pub fn query(&self) -> String {
+        uri::query_from_options(self.options.get_all(OptionNumber::URI_QUERY))
+    }
+}
+
+/// A response: code, options and payload.
+///
+/// ```
+/// use coapio::proto::Response;
+/// use coapio::message::{Code, ContentFormat};
+/// let resp = Response::content("22.5 C");
+/// assert_eq!(resp.code, Code::CONTENT);
+/// assert_eq!(resp.content_format(), Some(ContentFormat::TEXT_PLAIN));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The response code (class 2, 4 or 5).
+    pub code: Code,
+    /// The options.
+    pub options: Options,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+impl Response {
+    /// A response with `code` and nothing else.
+    pub const fn new(code: Code) -> Self {
+        Self {
+            code,
+            options: Options::new(),
+            payload: Vec::new(),
+        }
+    }
+
+    /// A 2.05 Content response with a text/plain payload.
+    pub fn content(text: impl Into<Vec<u8>>) -> Self {
+        Self::new(Code::CONTENT)
+            .with_payload(text)
+            .with_content_format(ContentFormat::TEXT_PLAIN)
+    }
+
+    /// Sets the payload.
+    pub fn with_payload(mut self, payload: impl Into<Vec<u8>>) -> Self {
+        self.payload = payload.into();
+        self
+    }
+
+    /// Sets the Content-Format option.
+    pub fn with_content_format(mut self, format: ContentFormat) -> Self {
+        self.options
+            .set_uint(OptionNumber::CONTENT_FORMAT, u32::from(format.0));
+        self
+    }
+
+    /// The Content-Format option, if present.
+    pub fn content_format(&self) -> Option<ContentFormat> {
+        self.options
+            .get_uint(OptionNumber::CONTENT_FORMAT)
+            .and_then(|v| u16::try_from(v).ok())
+            .map(ContentFormat)
+    }
+}
+
+impl fmt::Display for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)
+    }
+}
+
+/// Something the application has to know about, from [`super::Endpoint::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A request arrived; answer it with [`super::Endpoint::respond`].
+    Request {
+        /// Names the exchange for `respond`.
+        id: IncomingId,
+        /// Where it came from and arrived.
+        meta: RecvMeta,
+        /// The request.
+        request: Request,
+    },
+    /// The response to one of this endpoint's requests.
+    Response {
+        /// The request it answers.
+        id: RequestId,
+        /// The response.
+        response: Response,
+    },
+    /// One of this endpoint's requests ended without a response.
+    Failed {
+        /// The request.
+        id: RequestId,
+        /// Why.
+        error: RequestError,
+    },
+}

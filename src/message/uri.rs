@@ -1,39 +1,1801 @@
-//! CoAP URIs and the Uri-* options (RFC 7252 §6.4, §6.5). (placeholder until the full module lands)
+//! CoAP URIs and the Uri-* options (RFC 7252 §6).
+//!
+//! This module holds [`Uri`], a parsed `coap://` or `coaps://` URI, and the two conversions
+//! RFC 7252 defines between a URI and the options of a request: decomposing a URI into
+//! Uri-Host, Uri-Port, Uri-Path and Uri-Query options ([`Uri::to_options`],
+//! [§6.4](https://www.rfc-editor.org/rfc/rfc7252#section-6.4)) and composing a URI from them
+//! ([`Uri::from_options`] and `Display`,
+//! [§6.5](https://www.rfc-editor.org/rfc/rfc7252#section-6.5)). [`set_path_and_query`],
+//! [`path_from_options`] and [`query_from_options`] do the same for the path and query alone,
+//! which is all most clients and servers need.
+//!
+//! A [`Uri`] holds its parts decoded: each path segment and query item is exactly the value
+//! of one option, and percent-encoding exists only in the text form. Parsing normalizes what
+//! [§6.3](https://www.rfc-editor.org/rfc/rfc7252#section-6.3) says is equivalent (case of
+//! scheme and host, an explicit default port, percent-encoded unreserved characters, an empty
+//! path and `/`), so equivalent URIs parse to equal values.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::str::FromStr;
+
 use super::{OptionNumber, Options};
-/// Placeholder error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad uri")]
-pub struct UriError;
-/// Sets Uri-Path and Uri-Query from a relative reference.
+
+/// The longest value a Uri-Host, Uri-Path or Uri-Query option may have (RFC 7252 §5.10).
+const MAX_OPTION_LEN: usize = 255;
+
+/// A CoAP URI scheme (<https://www.rfc-editor.org/rfc/rfc7252#section-6.1>).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `coap`: CoAP over plain UDP.
+    Coap,
+    /// `coaps`: CoAP over DTLS.
+    Coaps,
+}
+
+impl Scheme {
+    /// The port a URI of this scheme means when it names none: 5683 for `coap`, 5684 for
+    /// `coaps`.
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Self::Coap => 5683,
+            Self::Coaps => 5684,
+        }
+    }
+
+    /// The scheme's name in lowercase, without the `:`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Coap => "coap",
+            Self::Coaps => "coaps",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The host of a URI: an IP address or a registered name.
+///
+/// `Display` writes the URI form: an IPv4 address as is, an IPv6 address in brackets with
+/// any zone as `%25zone` ([RFC 6874](https://www.rfc-editor.org/rfc/rfc6874)), and a name
+/// with its non-ASCII bytes percent-encoded.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// An IPv4 address, or an IPv6 address with an optional zone (an interface name or
+    /// number, for link-local addresses). A zone on an IPv4 address is ignored.
+    Ip {
+        /// The address.
+        addr: IpAddr,
+        /// The IPv6 zone, percent-decoded (`eth0` for `[fe80::1%25eth0]`).
+        zone: Option<String>,
+    },
+    /// A registered name such as `example.com`, percent-decoded and in ASCII lowercase.
+    ///
+    /// Parsing only makes names whose ASCII characters are unreserved or sub-delims
+    /// (RFC 3986 §2), which is what a Uri-Host option may carry (RFC 7252 §6.5 step 2), and
+    /// that are not IPv4 addresses; non-ASCII characters are allowed and are
+    /// percent-encoded in the text form.
+    Name(String),
+}
+
+impl From<IpAddr> for Host {
+    fn from(addr: IpAddr) -> Self {
+        Self::Ip { addr, zone: None }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip {
+                addr: IpAddr::V4(a),
+                ..
+            } => write!(f, "{a}"),
+            Self::Ip {
+                addr: IpAddr::V6(a),
+                zone,
+            } => {
+                write!(f, "[{a}")?;
+                if let Some(zone) = zone {
+                    let mut s = String::from("%25");
+                    encode_into(&mut s, zone.as_bytes(), is_unreserved);
+                    f.write_str(&s)?;
+                }
+                f.write_str("]")
+            }
+            Self::Name(name) => {
+                let mut s = String::with_capacity(name.len());
+                encode_into(&mut s, name.as_bytes(), is_reg_name_char);
+                f.write_str(&s)
+            }
+        }
+    }
+}
+
+/// Why a URI, a path-and-query reference or a set of Uri-* options was rejected.
+#[non_exhaustive]
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum UriError {
+    /// The text does not start with a scheme and a `:`.
+    #[error("not an absolute URI: it does not start with a scheme followed by ':'")]
+    NotAbsolute,
+    /// The scheme is neither `coap` nor `coaps`.
+    #[error("unsupported URI scheme {0:?}: only \"coap\" and \"coaps\" are supported")]
+    UnsupportedScheme(String),
+    /// The scheme is not followed by `//` and an authority.
+    #[error("a CoAP URI needs an authority: the scheme must be followed by \"//\" and a host")]
+    MissingAuthority,
+    /// The URI has a fragment (`#…`), which CoAP URIs cannot have (RFC 7252 §6.4 step 4).
+    #[error("a CoAP URI cannot have a fragment ('#')")]
+    Fragment,
+    /// The authority holds user information (`user@host`), which CoAP URIs cannot have.
+    #[error("a CoAP URI cannot have user information ('@' in the authority)")]
+    UserInfo,
+    /// The host is empty (`coap:///path`), or a Uri-Host option is empty.
+    #[error("the host is empty")]
+    EmptyHost,
+    /// The port is not a decimal number from 0 to 65535.
+    #[error("invalid port {0:?}: it must be a decimal number from 0 to 65535")]
+    BadPort(String),
+    /// A Uri-Port option is longer than the 2 bytes a port needs.
+    #[error("the Uri-Port option is {0} bytes long, but a port takes at most 2")]
+    PortOptionTooLong(usize),
+    /// A bracketed IP literal is malformed.
+    #[error("invalid IP literal [{literal}]: {reason}")]
+    BadIpLiteral {
+        /// The text between the brackets.
+        literal: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A character that the named part of the URI cannot hold.
+    #[error("character {ch:?} is not allowed in the {component}")]
+    InvalidChar {
+        /// The character.
+        ch: char,
+        /// The part of the URI or the option it was found in.
+        component: &'static str,
+    },
+    /// A `%` not followed by two hexadecimal digits.
+    #[error(
+        "bad percent-encoding in the {component}: '%' must be followed by two hexadecimal digits"
+    )]
+    BadPercentEncoding {
+        /// The part of the URI it was found in.
+        component: &'static str,
+    },
+    /// Percent-decoding gave bytes that are not UTF-8, or an option value is not UTF-8.
+    #[error("the {component} is not valid UTF-8 (after percent-decoding)")]
+    InvalidUtf8 {
+        /// The part of the URI or the option concerned.
+        component: &'static str,
+    },
+    /// A host, path segment or query item longer than the 255 bytes an option can hold.
+    #[error("the {component} is {len} bytes long, but a CoAP option holds at most 255")]
+    TooLong {
+        /// The part of the URI or the option concerned.
+        component: &'static str,
+        /// Its length in bytes, decoded.
+        len: usize,
+    },
+    /// A Uri-Path option is `.` or `..`, which RFC 7252 §5.10.1 forbids.
+    #[error("a Uri-Path option is \".\" or \"..\", which RFC 7252 §5.10.1 forbids")]
+    DotSegment,
+    /// A non-repeatable option (Uri-Host or Uri-Port) occurs more than once.
+    #[error("the {0} option occurs more than once")]
+    RepeatedOption(OptionNumber),
+    /// A path-and-query reference starts like an absolute URI: its first segment holds a `:`.
+    #[error(
+        "expected a path and query, but the first segment holds ':' as a URI scheme would \
+         (write \"./\" or \"/\" before a path segment that holds ':')"
+    )]
+    NotRelative,
+}
+
+/// An absolute `coap` or `coaps` URI, with its parts decoded.
+///
+/// The fields are public; values built by hand should keep to what [`Uri::parse`] makes:
+/// path segments, query items and host names of at most 255 bytes, and no path segment `.`
+/// or `..` (those cannot be carried in a URI's text form, and RFC 7252 §5.10.1 forbids them
+/// in options).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Uri {
+    /// The scheme.
+    pub scheme: Scheme,
+    /// The host.
+    pub host: Host,
+    /// The port: the one the URI names, or the scheme's default.
+    pub port: u16,
+    /// The path segments, percent-decoded; empty for the root (`/` or an empty path). A
+    /// trailing `/` gives a last segment that is empty.
+    pub path: Vec<String>,
+    /// The query items (the parts between `&`), percent-decoded; empty when there is no
+    /// query. A `?` followed by nothing gives one empty item.
+    pub query: Vec<String>,
+}
+
+impl Uri {
+    /// Parses an absolute `coap://` or `coaps://` URI.
+    ///
+    /// The scheme is matched without regard to case. The host may be an IPv4 address, a
+    /// bracketed IPv6 address with an optional zone (`[fe80::1%25eth0]`, RFC 6874) or a
+    /// registered name, which is lowercased and percent-decoded (RFC 7252 §6.4 step 5). An
+    /// empty or absent port means the scheme's default. The path is split into segments,
+    /// each percent-decoded, with `.` and `..` segments resolved as RFC 3986 §5.2.4 does
+    /// (a percent-encoded `%2E` counts as `.`, as RFC 3986 §2.3 makes them equivalent);
+    /// the query is split at `&` into items, each percent-decoded.
+    ///
+    /// ```
+    /// use coapio::message::uri::{Host, Scheme, Uri};
+    /// let uri = Uri::parse("coap://EXAMPLE.com/%7Esensors/temp.xml?unit=c").unwrap();
+    /// assert_eq!(uri.scheme, Scheme::Coap);
+    /// assert_eq!(uri.host, Host::Name("example.com".into()));
+    /// assert_eq!(uri.port, 5683);
+    /// assert_eq!(uri.path, ["~sensors", "temp.xml"]);
+    /// assert_eq!(uri.query, ["unit=c"]);
+    /// assert_eq!(uri.to_string(), "coap://example.com/~sensors/temp.xml?unit=c");
+    ///
+    /// let uri = Uri::parse("coaps://[fe80::1%25eth0]/a%2Fb").unwrap();
+    /// assert_eq!(uri.port, 5684);
+    /// assert_eq!(uri.path, ["a/b"]);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`UriError`] naming the first thing found wrong: no scheme, a scheme other than
+    /// `coap`/`coaps`, no authority, a fragment, user information, an empty or malformed
+    /// host, a bad port, a character a URI cannot hold there, bad percent-encoding, decoded
+    /// text that is not UTF-8, or a host, segment or query item longer than 255 bytes.
+    pub fn parse(s: &str) -> Result<Self, UriError> {
+        let (scheme, rest) = split_scheme(s).ok_or(UriError::NotAbsolute)?;
+        if s.contains('#') {
+            return Err(UriError::Fragment);
+        }
+        let scheme = if scheme.eq_ignore_ascii_case("coap") {
+            Scheme::Coap
+        } else if scheme.eq_ignore_ascii_case("coaps") {
+            Scheme::Coaps
+        } else {
+            return Err(UriError::UnsupportedScheme(scheme.to_owned()));
+        };
+        let rest = rest.strip_prefix("//").ok_or(UriError::MissingAuthority)?;
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, rest) = rest.split_at(end);
+        let (host, port) = parse_authority(authority)?;
+        let (path, query) = match rest.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (rest, None),
+        };
+        Ok(Self {
+            scheme,
+            host,
+            port: port.unwrap_or(scheme.default_port()),
+            path: parse_path(path)?,
+            query: match query {
+                Some(q) => parse_query(q)?,
+                None => Vec::new(),
+            },
+        })
+    }
+
+    /// Sets the Uri-Host, Uri-Port, Uri-Path and Uri-Query options of a request for this
+    /// URI (RFC 7252 §6.4), replacing any that `opts` already has.
+    ///
+    /// - Uri-Host only when the host is a name: an IP address is taken to be the request's
+    ///   destination, which the server already knows.
+    /// - Uri-Port only when the port is not the scheme's default. (§6.4 asks for it when the
+    ///   port differs from the destination port; including it whenever it is not the
+    ///   default is also correct, as it then equals the destination port.)
+    /// - One Uri-Path per segment, none for the root.
+    /// - One Uri-Query per item.
+    ///
+    /// ```
+    /// use coapio::message::{OptionNumber, Options};
+    /// use coapio::message::uri::Uri;
+    /// let mut opts = Options::new();
+    /// Uri::parse("coap://example.com:61616/a/b?x=1").unwrap().to_options(&mut opts);
+    /// assert_eq!(opts.get(OptionNumber::URI_HOST), Some(&b"example.com"[..]));
+    /// assert_eq!(opts.get_uint(OptionNumber::URI_PORT), Some(61616));
+    /// assert_eq!(opts.get_all(OptionNumber::URI_PATH).count(), 2);
+    /// ```
+    pub fn to_options(&self, opts: &mut Options) {
+        for n in [
+            OptionNumber::URI_HOST,
+            OptionNumber::URI_PORT,
+            OptionNumber::URI_PATH,
+            OptionNumber::URI_QUERY,
+        ] {
+            opts.remove(n);
+        }
+        if let Host::Name(name) = &self.host {
+            opts.push(OptionNumber::URI_HOST, name);
+        }
+        if self.port != self.scheme.default_port() {
+            opts.push_uint(OptionNumber::URI_PORT, u32::from(self.port));
+        }
+        if !is_root(&self.path) {
+            for segment in &self.path {
+                opts.push(OptionNumber::URI_PATH, segment);
+            }
+        }
+        for item in &self.query {
+            opts.push(OptionNumber::URI_QUERY, item);
+        }
+    }
+
+    /// The URI a request was made for, from its options and where it was sent
+    /// (RFC 7252 §6.5): `scheme` is how it arrived, `destination` and `destination_port`
+    /// the address it was sent to.
+    ///
+    /// A Uri-Host option replaces `destination`: an IPv4 address or bracketed IPv6 literal
+    /// in it becomes [`Host::Ip`], anything else must be a host name (its ASCII characters
+    /// unreserved or sub-delims) and is lowercased. A Uri-Port option replaces
+    /// `destination_port`. Every Uri-Path gives a segment (a lone empty one means the root)
+    /// and every Uri-Query an item. Other options, Proxy-Uri included, are ignored.
+    ///
+    /// ```
+    /// use std::net::{IpAddr, Ipv6Addr};
+    /// use coapio::message::{OptionNumber, Options};
+    /// use coapio::message::uri::{Host, Scheme, Uri};
+    /// let mut opts = Options::new();
+    /// opts.push(OptionNumber::URI_PATH, "a/b");
+    /// opts.push(OptionNumber::URI_QUERY, "q=1");
+    /// let dest = Host::from(IpAddr::V6(Ipv6Addr::LOCALHOST));
+    /// let uri = Uri::from_options(Scheme::Coap, dest, 5684, opts.iter()).unwrap();
+    /// assert_eq!(uri.to_string(), "coap://[::1]:5684/a%2Fb?q=1");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A repeated Uri-Host or Uri-Port, a Uri-Port longer than 2 bytes, a Uri-Host that is
+    /// empty, too long, not UTF-8 or neither an IP address nor a host name, and a Uri-Path
+    /// or Uri-Query that is not UTF-8 or longer than 255 bytes, or a Uri-Path of `.` or `..`.
+    pub fn from_options<'o>(
+        scheme: Scheme,
+        destination: Host,
+        destination_port: u16,
+        options: impl IntoIterator<Item = (OptionNumber, &'o [u8])>,
+    ) -> Result<Self, UriError> {
+        let mut host = None;
+        let mut port = None;
+        let mut path = Vec::new();
+        let mut query = Vec::new();
+        for (number, value) in options {
+            match number {
+                OptionNumber::URI_HOST => {
+                    if host.is_some() {
+                        return Err(UriError::RepeatedOption(number));
+                    }
+                    host = Some(host_from_option(value)?);
+                }
+                OptionNumber::URI_PORT => {
+                    if port.is_some() {
+                        return Err(UriError::RepeatedOption(number));
+                    }
+                    if value.len() > 2 {
+                        return Err(UriError::PortOptionTooLong(value.len()));
+                    }
+                    port = Some(value.iter().fold(0u16, |p, &b| (p << 8) | u16::from(b)));
+                }
+                OptionNumber::URI_PATH => {
+                    let segment = option_text(value, "Uri-Path option")?;
+                    if segment == "." || segment == ".." {
+                        return Err(UriError::DotSegment);
+                    }
+                    path.push(segment);
+                }
+                OptionNumber::URI_QUERY => query.push(option_text(value, "Uri-Query option")?),
+                _ => {}
+            }
+        }
+        if is_root(&path) {
+            path.clear();
+        }
+        Ok(Self {
+            scheme,
+            host: host.unwrap_or(destination),
+            port: port.unwrap_or(destination_port),
+            path,
+            query,
+        })
+    }
+
+    /// The address to send a request for this URI to, when the host is an IP address;
+    /// `None` for a host name, which the caller must resolve.
+    ///
+    /// For an IPv6 address, a numeric zone (`[fe80::1%253]`) becomes the scope ID. A named
+    /// zone (`%25eth0`) gives scope ID 0: the caller must map the name in
+    /// [`Host::Ip::zone`](Host::Ip) to an interface index itself (with `if_nametoindex`, for
+    /// instance), which this pure layer cannot do.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match &self.host {
+            Host::Ip {
+                addr: IpAddr::V6(addr),
+                zone,
+            } => {
+                let scope = zone
+                    .as_deref()
+                    .filter(|z| !z.is_empty() && z.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|z| z.parse().ok())
+                    .unwrap_or(0);
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    *addr, self.port, 0, scope,
+                )))
+            }
+            Host::Ip { addr, .. } => Some(SocketAddr::new(*addr, self.port)),
+            Host::Name(_) => None,
+        }
+    }
+
+    /// The path and query in URI form, percent-encoded as RFC 7252 §6.5 steps 6 to 8 do:
+    /// `/a/b?x=1&y`, or `/` for the root with no query.
+    pub fn path_and_query(&self) -> String {
+        let mut out = String::new();
+        push_path(&mut out, self.path.iter().map(String::as_bytes));
+        if !self.query.is_empty() {
+            out.push('?');
+            push_query(&mut out, self.query.iter().map(String::as_bytes));
+        }
+        out
+    }
+}
+
+/// Writes the URI as RFC 7252 §6.5 composes it, leaving out the port when it is the
+/// scheme's default: `coap://[::1]:5684/a%2Fb?q=1`.
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)?;
+        if self.port != self.scheme.default_port() {
+            write!(f, ":{}", self.port)?;
+        }
+        f.write_str(&self.path_and_query())
+    }
+}
+
+impl FromStr for Uri {
+    type Err = UriError;
+
+    /// As [`Uri::parse`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// Sets Uri-Path and Uri-Query options from a relative reference like `/a/b?x=1&y` (or
+/// `a/b`, or `""` / `"/"` meaning the root); replaces existing Uri-Path/Uri-Query.
+///
+/// The reference is always read as a path (a leading `/` is optional, and `//a` is a path
+/// whose first segment is empty, not an authority) followed by an optional query, with the
+/// same percent-decoding and `.`/`..` handling as [`Uri::parse`]. `opts` is left untouched
+/// when the reference is rejected.
+///
+/// ```
+/// use coapio::message::{OptionNumber, Options};
+/// use coapio::message::uri::set_path_and_query;
+/// let mut opts = Options::new();
+/// set_path_and_query(&mut opts, "/sensors/../temp%20C?unit=c&raw").unwrap();
+/// let path: Vec<_> = opts.get_all(OptionNumber::URI_PATH).collect();
+/// assert_eq!(path, [b"temp C".as_slice()]);
+/// assert_eq!(opts.get_all(OptionNumber::URI_QUERY).count(), 2);
+/// ```
+///
+/// # Errors
+///
+/// [`UriError::Fragment`] for a `#`, [`UriError::NotRelative`] when the first segment of a
+/// reference not starting with `/` holds a `:` (as `coap://host/x` does), and the errors of
+/// [`Uri::parse`] for characters, percent-encoding, UTF-8 and lengths.
 pub fn set_path_and_query(opts: &mut Options, reference: &str) -> Result<(), UriError> {
+    if reference.contains('#') {
+        return Err(UriError::Fragment);
+    }
+    let (path, query) = match reference.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (reference, None),
+    };
+    if !path.starts_with('/') && path.split('/').next().is_some_and(|s| s.contains(':')) {
+        return Err(UriError::NotRelative);
+    }
+    let path = parse_path(path)?;
+    let query = match query {
+        Some(q) => parse_query(q)?,
+        None => Vec::new(),
+    };
     opts.remove(OptionNumber::URI_PATH);
     opts.remove(OptionNumber::URI_QUERY);
-    let (p, q) = reference.split_once('?').unwrap_or((reference, ""));
-    for s in p.split('/').filter(|s| !s.is_empty()) {
-        opts.push(OptionNumber::URI_PATH, s);
+    for segment in &path {
+        opts.push(OptionNumber::URI_PATH, segment);
     }
-    for s in q.split('&').filter(|s| !s.is_empty()) {
-        opts.push(OptionNumber::URI_QUERY, s);
+    for item in &query {
+        opts.push(OptionNumber::URI_QUERY, item);
     }
     Ok(())
 }
-/// Path from Uri-Path values.
+
+/// "/a/b" from Uri-Path values (percent-encoding '/', '?', '%' and non-pchar bytes inside
+/// segments); "/" when there are none.
+///
+/// Every byte that is not unreserved, a sub-delim, `:` or `@` is percent-encoded (RFC 7252
+/// §6.5 step 6), so non-ASCII text and bytes that are not UTF-8 come out as `%XX` too and
+/// the result is always a valid URI path.
+///
+/// ```
+/// use coapio::message::uri::path_from_options;
+/// assert_eq!(path_from_options([b"a/b".as_slice(), b"c d", b"\xff"]), "/a%2Fb/c%20d/%FF");
+/// assert_eq!(path_from_options([]), "/");
+/// ```
 pub fn path_from_options<'o>(segments: impl IntoIterator<Item = &'o [u8]>) -> String {
-    let mut s = String::new();
-    for seg in segments {
-        s.push('/');
-        s.push_str(&String::from_utf8_lossy(seg));
-    }
-    if s.is_empty() {
-        s.push('/');
-    }
-    s
+    let mut out = String::new();
+    push_path(&mut out, segments);
+    out
 }
-/// Query from Uri-Query values.
+
+/// "x=1&y" from Uri-Query values (percent-encoded as needed), empty when none.
+///
+/// Every byte that is not unreserved, a sub-delim other than `&`, `:`, `@`, `/` or `?` is
+/// percent-encoded (RFC 7252 §6.5 step 8). A single empty item also gives the empty string;
+/// [`Uri::path_and_query`] writes that case as a lone `?`.
+///
+/// ```
+/// use coapio::message::uri::query_from_options;
+/// assert_eq!(query_from_options([b"x=1".as_slice(), b"a&b", b"y"]), "x=1&a%26b&y");
+/// ```
 pub fn query_from_options<'o>(items: impl IntoIterator<Item = &'o [u8]>) -> String {
-    items
+    let mut out = String::new();
+    push_query(&mut out, items);
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Character classes of RFC 3986 §2 and §3.
+
+const fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+const fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+/// What a reg-name holds besides percent-encodings.
+const fn is_reg_name_char(b: u8) -> bool {
+    is_unreserved(b) || is_sub_delim(b)
+}
+
+/// What a path segment holds besides percent-encodings.
+const fn is_pchar(b: u8) -> bool {
+    is_reg_name_char(b) || b == b':' || b == b'@'
+}
+
+/// What a query holds besides percent-encodings.
+const fn is_query_char(b: u8) -> bool {
+    is_pchar(b) || b == b'/' || b == b'?'
+}
+
+/// What a query item is written with unencoded (RFC 7252 §6.5 step 8).
+const fn is_query_item_char(b: u8) -> bool {
+    is_query_char(b) && b != b'&'
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding.
+
+fn encode_into(out: &mut String, bytes: &[u8], keep: fn(u8) -> bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if keep(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+}
+
+fn push_path<'o>(out: &mut String, segments: impl IntoIterator<Item = &'o [u8]>) {
+    let start = out.len();
+    for segment in segments {
+        out.push('/');
+        encode_into(out, segment, is_pchar);
+    }
+    if out.len() == start {
+        out.push('/');
+    }
+}
+
+fn push_query<'o>(out: &mut String, items: impl IntoIterator<Item = &'o [u8]>) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode_into(out, item, is_query_item_char);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding.
+
+/// Splits `scheme ":" rest`, where scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+fn split_scheme(s: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = s.split_once(':')?;
+    let mut bytes = scheme.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic());
+    let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    (first_ok && rest_ok).then_some((scheme, rest))
+}
+
+/// Checks that every character of `s` is ASCII and either `allowed` or `%`.
+fn check_chars(s: &str, allowed: fn(u8) -> bool, component: &'static str) -> Result<(), UriError> {
+    match s
+        .chars()
+        .find(|&c| !(c.is_ascii() && (c == '%' || allowed(c as u8))))
+    {
+        Some(ch) => Err(UriError::InvalidChar { ch, component }),
+        None => Ok(()),
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+fn percent_decode(s: &str, component: &'static str) -> Result<Vec<u8>, UriError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex_value);
+            let lo = bytes.get(i + 2).copied().and_then(hex_value);
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => out.push((hi << 4) | lo),
+                _ => return Err(UriError::BadPercentEncoding { component }),
+            }
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the characters of `raw`, percent-decodes it and checks the result is UTF-8.
+fn decode_part(
+    raw: &str,
+    allowed: fn(u8) -> bool,
+    component: &'static str,
+) -> Result<String, UriError> {
+    check_chars(raw, allowed, component)?;
+    String::from_utf8(percent_decode(raw, component)?)
+        .map_err(|_| UriError::InvalidUtf8 { component })
+}
+
+fn check_len(text: &str, component: &'static str) -> Result<(), UriError> {
+    if text.len() > MAX_OPTION_LEN {
+        return Err(UriError::TooLong {
+            component,
+            len: text.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether the segments mean the root: none, or one empty one.
+fn is_root(path: &[String]) -> bool {
+    path.len() <= 1 && path.iter().all(String::is_empty)
+}
+
+/// Parses the authority (`host [":" port]`) of a URI; the port is `None` when absent or
+/// empty.
+fn parse_authority(authority: &str) -> Result<(Host, Option<u16>), UriError> {
+    if authority.contains('@') {
+        return Err(UriError::UserInfo);
+    }
+    let (host, port) = if let Some(after) = authority.strip_prefix('[') {
+        let Some((literal, tail)) = after.split_once(']') else {
+            return Err(UriError::BadIpLiteral {
+                literal: after.to_owned(),
+                reason: "the closing ']' is missing",
+            });
+        };
+        let host = parse_ip_literal(literal)?;
+        let port = match tail.strip_prefix(':') {
+            Some(port) => Some(port),
+            None => match tail.chars().next() {
+                Some(ch) => {
+                    return Err(UriError::InvalidChar {
+                        ch,
+                        component: "authority after the IP literal",
+                    })
+                }
+                None => None,
+            },
+        };
+        (host, port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        (parse_reg_name_or_ipv4(host)?, port)
+    };
+    let port = match port {
+        Some(port) => parse_port(port)?,
+        None => None,
+    };
+    Ok((host, port))
+}
+
+fn parse_port(s: &str) -> Result<Option<u16>, UriError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let mut value: u32 = 0;
+    for b in s.bytes() {
+        if !b.is_ascii_digit() {
+            return Err(UriError::BadPort(s.to_owned()));
+        }
+        value = value * 10 + u32::from(b - b'0');
+        if value > u32::from(u16::MAX) {
+            return Err(UriError::BadPort(s.to_owned()));
+        }
+    }
+    u16::try_from(value)
+        .map(Some)
+        .map_err(|_| UriError::BadPort(s.to_owned()))
+}
+
+/// Parses the text between the brackets of an IP-literal: an IPv6 address with an optional
+/// RFC 6874 zone (`fe80::1%25eth0`).
+fn parse_ip_literal(literal: &str) -> Result<Host, UriError> {
+    let bad = |reason| UriError::BadIpLiteral {
+        literal: literal.to_owned(),
+        reason,
+    };
+    if literal.starts_with(['v', 'V']) {
+        return Err(bad("IPvFuture addresses are not supported"));
+    }
+    let (addr, zone) = match literal.split_once('%') {
+        Some((addr, zone)) => (addr, Some(zone)),
+        None => (literal, None),
+    };
+    let addr: Ipv6Addr = addr.parse().map_err(|_| bad("not a valid IPv6 address"))?;
+    let zone = match zone {
+        None => None,
+        Some(zone) => {
+            let Some(zone) = zone.strip_prefix("25") else {
+                return Err(bad("a zone must be introduced by \"%25\" (RFC 6874)"));
+            };
+            if zone.is_empty() {
+                return Err(bad("the zone after \"%25\" is empty"));
+            }
+            Some(decode_part(zone, is_unreserved, "IPv6 zone")?)
+        }
+    };
+    Ok(Host::Ip {
+        addr: IpAddr::V6(addr),
+        zone,
+    })
+}
+
+/// Parses an unbracketed host: an IPv4 address or a reg-name, lowercased then
+/// percent-decoded (RFC 7252 §6.4 step 5).
+fn parse_reg_name_or_ipv4(raw: &str) -> Result<Host, UriError> {
+    if raw.is_empty() {
+        return Err(UriError::EmptyHost);
+    }
+    check_chars(raw, is_reg_name_char, "host")?;
+    if let Ok(addr) = raw.parse::<Ipv4Addr>() {
+        return Ok(IpAddr::V4(addr).into());
+    }
+    let name = String::from_utf8(percent_decode(&raw.to_ascii_lowercase(), "host")?)
+        .map_err(|_| UriError::InvalidUtf8 { component: "host" })?;
+    name_to_host(name, "host (after percent-decoding)")
+}
+
+/// Makes a host from a decoded name: checks its characters, lowercases it, and makes an
+/// IPv4 address of it when it is one.
+fn name_to_host(mut name: String, component: &'static str) -> Result<Host, UriError> {
+    if name.is_empty() {
+        return Err(UriError::EmptyHost);
+    }
+    if let Some(ch) = name
+        .chars()
+        .find(|&c| c.is_ascii() && !is_reg_name_char(c as u8))
+    {
+        return Err(UriError::InvalidChar { ch, component });
+    }
+    name.make_ascii_lowercase();
+    if let Ok(addr) = name.parse::<Ipv4Addr>() {
+        return Ok(IpAddr::V4(addr).into());
+    }
+    check_len(&name, "host")?;
+    Ok(Host::Name(name))
+}
+
+/// The host a Uri-Host option names (RFC 7252 §6.5 step 2).
+fn host_from_option(value: &[u8]) -> Result<Host, UriError> {
+    const COMPONENT: &str = "Uri-Host option";
+    if value.len() > MAX_OPTION_LEN {
+        return Err(UriError::TooLong {
+            component: COMPONENT,
+            len: value.len(),
+        });
+    }
+    let text = std::str::from_utf8(value).map_err(|_| UriError::InvalidUtf8 {
+        component: COMPONENT,
+    })?;
+    if let Some(after) = text.strip_prefix('[') {
+        return match after.strip_suffix(']') {
+            Some(literal) => parse_ip_literal(literal),
+            None => Err(UriError::BadIpLiteral {
+                literal: after.to_owned(),
+                reason: "the closing ']' is missing",
+            }),
+        };
+    }
+    name_to_host(text.to_owned(), COMPONENT)
+}
+
+/// The value of a Uri-Path or Uri-Query option as text.
+fn option_text(value: &[u8], component: &'static str) -> Result<String, UriError> {
+    if value.len() > MAX_OPTION_LEN {
+        return Err(UriError::TooLong {
+            component,
+            len: value.len(),
+        });
+    }
+    String::from_utf8(value.to_vec()).map_err(|_| UriError::InvalidUtf8 { component })
+}
+
+/// Parses a path (empty, or with or without a leading `/`) into decoded segments, resolving
+/// `.` and `..` as RFC 3986 §5.2.4 does; the root gives no segments.
+fn parse_path(path: &str) -> Result<Vec<String>, UriError> {
+    let body = path.strip_prefix('/').unwrap_or(path);
+    let mut segments: Vec<String> = Vec::new();
+    let mut parts = body.split('/').peekable();
+    while let Some(raw) = parts.next() {
+        let last = parts.peek().is_none();
+        let segment = decode_part(raw, is_pchar, "path")?;
+        match segment.as_str() {
+            "." | ".." => {
+                if segment == ".." {
+                    segments.pop();
+                }
+                if last {
+                    // "/a/." and "/a/.." end in a slash: "/a/" and "/".
+                    segments.push(String::new());
+                }
+            }
+            _ => segments.push(segment),
+        }
+    }
+    if is_root(&segments) {
+        segments.clear();
+    }
+    for segment in &segments {
+        check_len(segment, "path segment")?;
+    }
+    Ok(segments)
+}
+
+/// Parses a query (without the `?`) into decoded items.
+fn parse_query(query: &str) -> Result<Vec<String>, UriError> {
+    query
+        .split('&')
+        .map(|raw| {
+            let item = decode_part(raw, is_query_char, "query")?;
+            check_len(&item, "query item")?;
+            Ok(item)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> Uri {
+        Uri::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn err(s: &str) -> UriError {
+        match Uri::parse(s) {
+            Ok(u) => panic!("{s} parsed as {u:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn name(s: &str) -> Host {
+        Host::Name(s.to_owned())
+    }
+
+    fn ip(s: &str) -> Host {
+        Host::from(s.parse::<IpAddr>().unwrap())
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn options_of(u: &Uri) -> Vec<(u16, Vec<u8>)> {
+        let mut opts = Options::new();
+        u.to_options(&mut opts);
+        opts.iter().map(|(n, v)| (n.0, v.to_vec())).collect()
+    }
+
+    /// The URI rebuilt from its own options, as a server receiving them would.
+    fn via_options(u: &Uri) -> Uri {
+        let mut opts = Options::new();
+        u.to_options(&mut opts);
+        let destination = match &u.host {
+            Host::Ip { .. } => u.host.clone(),
+            Host::Name(_) => ip("192.0.2.1"),
+        };
+        Uri::from_options(u.scheme, destination, u.scheme.default_port(), opts.iter()).unwrap()
+    }
+
+    #[test]
+    fn rfc7252_6_3_equivalence() {
+        let a = uri("coap://example.com:5683/~sensors/temp.xml");
+        let b = uri("coap://EXAMPLE.com/%7Esensors/temp.xml");
+        let c = uri("coap://EXAMPLE.com:/%7esensors/temp.xml");
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a.host, name("example.com"));
+        assert_eq!(a.port, 5683);
+        assert_eq!(a.path, ["~sensors", "temp.xml"]);
+        assert!(a.query.is_empty());
+        assert_eq!(options_of(&a), options_of(&c));
+        assert_eq!(a.to_string(), "coap://example.com/~sensors/temp.xml");
+        // An empty path and "/" are the same resource.
+        assert_eq!(uri("coap://h"), uri("coap://h/"));
+        assert_eq!(uri("coap://h").to_string(), "coap://h/");
+    }
+
+    #[test]
+    fn rfc7252_6_4_example_options() {
+        // Uri-Host "example.com", Uri-Path "~sensors", "temp.xml" (no Uri-Port: default).
+        let u = uri("coap://example.com:5683/~sensors/temp.xml");
+        assert_eq!(
+            options_of(&u),
+            [
+                (3, b"example.com".to_vec()),
+                (11, b"~sensors".to_vec()),
+                (11, b"temp.xml".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn scheme_case_and_default_ports() {
+        let u = uri("CoAPs://Host");
+        assert_eq!((u.scheme, u.port), (Scheme::Coaps, 5684));
+        assert_eq!(u.host, name("host"));
+        assert_eq!(u.to_string(), "coaps://host/");
+        assert_eq!(Scheme::Coap.default_port(), 5683);
+        assert_eq!(Scheme::Coaps.as_str(), "coaps");
+        assert_eq!(uri("coap://h:5683/").to_string(), "coap://h/");
+        assert_eq!(uri("coaps://h:5683/").to_string(), "coaps://h:5683/");
+        assert_eq!(uri("coap://h:5684/").to_string(), "coap://h:5684/");
+        assert_eq!(uri("coap://h:0/").port, 0);
+        assert_eq!(uri("coap://h:65535/").port, 65535);
+        assert_eq!(uri("coap://h:005683/").port, 5683);
+        assert_eq!(uri("coap://h:?x").port, 5683);
+    }
+
+    #[test]
+    fn uri_port_option_only_when_not_default() {
+        let port = |s: &str| {
+            let mut opts = Options::new();
+            uri(s).to_options(&mut opts);
+            opts.get_uint(OptionNumber::URI_PORT)
+        };
+        assert_eq!(port("coap://h/"), None);
+        assert_eq!(port("coap://h:5683/"), None);
+        assert_eq!(port("coaps://h:5684/"), None);
+        assert_eq!(port("coaps://h:5683/"), Some(5683));
+        assert_eq!(port("coap://[::1]:61616/"), Some(61616));
+        assert_eq!(port("coap://h:0/"), Some(0));
+    }
+
+    #[test]
+    fn uri_host_rules() {
+        let host = |s: &str| {
+            let mut opts = Options::new();
+            uri(s).to_options(&mut opts);
+            opts.get(OptionNumber::URI_HOST).map(<[u8]>::to_vec)
+        };
+        // A name is sent, lowercased and decoded; an IP literal is the destination itself.
+        assert_eq!(host("coap://Example.COM/"), Some(b"example.com".to_vec()));
+        assert_eq!(
+            host("coap://caf%C3%A9.example/"),
+            Some("café.example".as_bytes().to_vec())
+        );
+        assert_eq!(host("coap://192.0.2.1/"), None);
+        assert_eq!(host("coap://[2001:db8::1]/"), None);
+        assert_eq!(host("coap://[fe80::1%25eth0]/"), None);
+        // A percent-encoded uppercase letter is lowercased too.
+        assert_eq!(uri("coap://%41b/").host, name("ab"));
+        // A name spelled as an IPv4 address by percent-encoding is that address.
+        assert_eq!(uri("coap://%31.2.3.4/").host, ip("1.2.3.4"));
+        // RFC 3986 dec-octets have no leading zeros: this is a name.
+        assert_eq!(uri("coap://01.2.3.4/").host, name("01.2.3.4"));
+        assert_eq!(uri("coap://1.2.3/").host, name("1.2.3"));
+        // Sub-delims are allowed in names and kept as they are.
+        assert_eq!(uri("coap://a!$'()*+,;=b/").host, name("a!$'()*+,;=b"));
+        assert_eq!(
+            uri("coap://a!$'()*+,;=b/").to_string(),
+            "coap://a!$'()*+,;=b/"
+        );
+        // Non-ASCII is percent-encoded again in the text form.
+        assert_eq!(
+            uri("coap://caf%c3%a9.example/").to_string(),
+            "coap://caf%C3%A9.example/"
+        );
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_hosts() {
+        let u = uri("coap://192.0.2.1:1234/x");
+        assert_eq!(u.host, ip("192.0.2.1"));
+        assert_eq!(u.socket_addr(), Some("192.0.2.1:1234".parse().unwrap()));
+        let u = uri("coap://[::1]/");
+        assert_eq!(u.host, ip("::1"));
+        assert_eq!(u.socket_addr(), Some("[::1]:5683".parse().unwrap()));
+        assert_eq!(u.to_string(), "coap://[::1]/");
+        let u = uri("coap://[2001:DB8::A]/");
+        assert_eq!(u.to_string(), "coap://[2001:db8::a]/");
+        let u = uri("coap://[::ffff:192.0.2.1]:9/");
+        assert_eq!(u.host, ip("::ffff:192.0.2.1"));
+        assert_eq!(uri("coap://h.example/").socket_addr(), None);
+    }
+
+    #[test]
+    fn ipv6_zones() {
+        let u = uri("coap://[fe80::1%25eth0]:5684/x");
+        assert_eq!(
+            u.host,
+            Host::Ip {
+                addr: "fe80::1".parse().unwrap(),
+                zone: Some("eth0".into())
+            }
+        );
+        assert_eq!(u.to_string(), "coap://[fe80::1%25eth0]:5684/x");
+        let Some(SocketAddr::V6(sa)) = u.socket_addr() else {
+            panic!()
+        };
+        assert_eq!((sa.port(), sa.scope_id()), (5684, 0));
+        let u = uri("coap://[fe80::1%253]/");
+        let Some(SocketAddr::V6(sa)) = u.socket_addr() else {
+            panic!()
+        };
+        assert_eq!(sa.scope_id(), 3);
+        assert_eq!(u.to_string(), "coap://[fe80::1%253]/");
+        // A zone with characters that must be encoded.
+        let u = uri("coap://[fe80::1%25en%2F1]/");
+        assert_eq!(
+            u.host,
+            Host::Ip {
+                addr: "fe80::1".parse().unwrap(),
+                zone: Some("en/1".into())
+            }
+        );
+        assert_eq!(u.to_string(), "coap://[fe80::1%25en%2F1]/");
+        assert_eq!(uri(&u.to_string()), u);
+        // Zones are not sent: the host is an IP literal.
+        assert!(options_of(&u).is_empty());
+    }
+
+    #[test]
+    fn paths() {
+        let cases: &[(&str, &[&str])] = &[
+            ("coap://h", &[]),
+            ("coap://h/", &[]),
+            ("coap://h?q", &[]),
+            ("coap://h/a", &["a"]),
+            ("coap://h/a/", &["a", ""]),
+            ("coap://h//", &["", ""]),
+            ("coap://h/a//b", &["a", "", "b"]),
+            ("coap://h/a/./b", &["a", "b"]),
+            ("coap://h/a/b/.", &["a", "b", ""]),
+            ("coap://h/a/b/..", &["a", ""]),
+            ("coap://h/a/../b", &["b"]),
+            ("coap://h/a/..", &[]),
+            ("coap://h/..", &[]),
+            ("coap://h/../../a", &["a"]),
+            ("coap://h/.", &[]),
+            ("coap://h/a/%2E%2e/b", &["b"]),
+            ("coap://h/a/%2E/b", &["a", "b"]),
+            ("coap://h/a//..", &["a", ""]),
+            ("coap://h/.a/..b/...", &[".a", "..b", "..."]),
+            ("coap://h/a%2Fb/c%3Fd", &["a/b", "c?d"]),
+            ("coap://h/%25/%20", &["%", " "]),
+            ("coap://h/:@!$&'()*+,;=", &[":@!$&'()*+,;="]),
+            ("coap://h/%C3%A9t%C3%A9", &["été"]),
+        ];
+        for (s, path) in cases {
+            assert_eq!(uri(s).path, *path, "{s}");
+        }
+        // No Uri-Path for the root.
+        assert!(options_of(&uri("coap://[::1]/")).is_empty());
+        assert!(options_of(&uri("coap://[::1]")).is_empty());
+        assert_eq!(
+            options_of(&uri("coap://[::1]/a/")),
+            [(11, b"a".to_vec()), (11, Vec::new())]
+        );
+    }
+
+    #[test]
+    fn queries() {
+        let cases: &[(&str, &[&str])] = &[
+            ("coap://h/", &[]),
+            ("coap://h/?", &[""]),
+            ("coap://h/?a", &["a"]),
+            ("coap://h?a=1&b", &["a=1", "b"]),
+            ("coap://h/?a&&b&", &["a", "", "b", ""]),
+            ("coap://h/?a%26b=%3D", &["a&b=="]),
+            ("coap://h/?x=/y?z", &["x=/y?z"]),
+            ("coap://h/?%C3%A9=%20", &["é= "]),
+        ];
+        for (s, query) in cases {
+            let u = uri(s);
+            assert_eq!(u.query, *query, "{s}");
+            assert_eq!(uri(&u.to_string()), u, "{s}");
+        }
+        assert_eq!(uri("coap://h/?").to_string(), "coap://h/?");
+        assert_eq!(
+            options_of(&uri("coap://[::1]/?a=1&b")),
+            [(15, b"a=1".to_vec()), (15, b"b".to_vec())]
+        );
+    }
+
+    #[test]
+    fn display_composition() {
+        let u = Uri {
+            scheme: Scheme::Coap,
+            host: ip("::1"),
+            port: 5684,
+            path: strings(&["a/b"]),
+            query: strings(&["q=1"]),
+        };
+        assert_eq!(u.to_string(), "coap://[::1]:5684/a%2Fb?q=1");
+        assert_eq!(u.path_and_query(), "/a%2Fb?q=1");
+        let u = Uri {
+            scheme: Scheme::Coaps,
+            host: name("ex.org"),
+            port: 5684,
+            path: strings(&["a b", "100%", "x?y#z", "é", "~-._:@"]),
+            query: strings(&["k=v&w", "p/q?r", "#", " "]),
+        };
+        assert_eq!(
+            u.to_string(),
+            "coaps://ex.org/a%20b/100%25/x%3Fy%23z/%C3%A9/~-._:@?k=v%26w&p/q?r&%23&%20"
+        );
+        assert_eq!(uri(&u.to_string()), u);
+        let root = Uri {
+            path: Vec::new(),
+            query: Vec::new(),
+            ..u.clone()
+        };
+        assert_eq!(root.path_and_query(), "/");
+        assert_eq!(format!("{}", ip("10.0.0.1")), "10.0.0.1");
+        assert_eq!(format!("{}", name("a b")), "a%20b");
+        assert_eq!("coap://h/x".parse::<Uri>(), Ok(uri("coap://h/x")));
+    }
+
+    #[test]
+    fn round_trips() {
+        for s in [
+            "coap://h/",
+            "coap://example.com:61616/a//b/?x&y=1",
+            "coaps://[fe80::1%25eth0]:1/%25%2F%3F",
+            "coap://192.0.2.1/a%20b?c%26d",
+            "coap://caf%C3%A9/%E2%82%AC?%E2%82%AC",
+            "coap://h/a/?",
+            "coap://h//",
+            "coap://h/?&",
+        ] {
+            let u = uri(s);
+            assert_eq!(u.to_string(), s);
+            assert_eq!(uri(&u.to_string()), u, "{s}");
+            assert_eq!(via_options(&u), u, "{s}");
+        }
+    }
+
+    #[test]
+    fn path_and_query_from_options() {
+        assert_eq!(path_from_options([]), "/");
+        assert_eq!(path_from_options([b"".as_slice()]), "/");
+        assert_eq!(path_from_options([b"a".as_slice(), b""]), "/a/");
+        assert_eq!(
+            path_from_options([b"a/b".as_slice(), b"?", b"%", b"#"]),
+            "/a%2Fb/%3F/%25/%23"
+        );
+        // Bytes that are not UTF-8 are percent-encoded, as is UTF-8 text outside ASCII.
+        assert_eq!(path_from_options([b"\xff\xfe".as_slice()]), "/%FF%FE");
+        assert_eq!(path_from_options(["é".as_bytes()]), "/%C3%A9");
+        assert_eq!(query_from_options([]), "");
+        assert_eq!(query_from_options([b"a=1".as_slice(), b"b"]), "a=1&b");
+        assert_eq!(query_from_options([b"&=?/".as_slice()]), "%26=?/");
+        assert_eq!(query_from_options([b"\x00\x7f".as_slice()]), "%00%7F");
+        // Every byte survives encoding and parsing.
+        let all: Vec<u8> = (0..=255).collect();
+        let text = format!(
+            "coap://h{}?{}",
+            path_from_options([all.as_slice()]),
+            query_from_options([all.as_slice()])
+        );
+        assert_eq!(
+            err(&text),
+            UriError::InvalidUtf8 { component: "path" },
+            "bytes that are not UTF-8 encode but cannot come back as text"
+        );
+        let ascii: Vec<u8> = (0..128).collect();
+        let text = format!(
+            "coap://h{}?{}",
+            path_from_options([ascii.as_slice()]),
+            query_from_options([ascii.as_slice()])
+        );
+        let u = uri(&text);
+        assert_eq!(u.path, [String::from_utf8(ascii.clone()).unwrap()]);
+        assert_eq!(u.query, [String::from_utf8(ascii).unwrap()]);
+    }
+
+    #[test]
+    fn set_path_and_query_cases() {
+        let set = |r: &str| {
+            let mut opts = Options::new();
+            opts.push(OptionNumber::URI_PATH, "old");
+            opts.push(OptionNumber::URI_QUERY, "old");
+            opts.push(OptionNumber::URI_HOST, "kept");
+            set_path_and_query(&mut opts, r).map(|()| {
+                assert_eq!(opts.get(OptionNumber::URI_HOST), Some(&b"kept"[..]));
+                let path: Vec<_> = opts
+                    .get_all(OptionNumber::URI_PATH)
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                let query: Vec<_> = opts
+                    .get_all(OptionNumber::URI_QUERY)
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                (path, query)
+            })
+        };
+        let bytes = |v: &[&str]| v.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert_eq!(set(""), Ok((vec![], vec![])));
+        assert_eq!(set("/"), Ok((vec![], vec![])));
+        assert_eq!(
+            set("/a/b?x=1&y"),
+            Ok((bytes(&["a", "b"]), bytes(&["x=1", "y"])))
+        );
+        assert_eq!(set("a/b"), Ok((bytes(&["a", "b"]), vec![])));
+        assert_eq!(set("?x"), Ok((vec![], bytes(&["x"]))));
+        assert_eq!(set("//a"), Ok((bytes(&["", "a"]), vec![])));
+        assert_eq!(set("../a/./b/"), Ok((bytes(&["a", "b", ""]), vec![])));
+        assert_eq!(set("/a:b"), Ok((bytes(&["a:b"]), vec![])));
+        assert_eq!(set("./a:b"), Ok((bytes(&["a:b"]), vec![])));
+        assert_eq!(set("/%2F?%26"), Ok((bytes(&["/"]), bytes(&["&"]))));
+        assert_eq!(set("a#f"), Err(UriError::Fragment));
+        assert_eq!(set("coap://h/x"), Err(UriError::NotRelative));
+        assert_eq!(set("a:b/c"), Err(UriError::NotRelative));
+        assert_eq!(
+            set("/a b"),
+            Err(UriError::InvalidChar {
+                ch: ' ',
+                component: "path"
+            })
+        );
+        assert_eq!(
+            set("/%zz"),
+            Err(UriError::BadPercentEncoding { component: "path" })
+        );
+        // Left untouched on error.
+        let mut opts = Options::new();
+        opts.push(OptionNumber::URI_PATH, "old");
+        assert!(set_path_and_query(&mut opts, "/new?%").is_err());
+        assert_eq!(opts.get(OptionNumber::URI_PATH), Some(&b"old"[..]));
+        // Round trip with path_and_query, including an empty first segment.
+        for s in ["coap://h//a?b", "coap://h/a%3Ab/c?", "coap://h/x/"] {
+            let u = uri(s);
+            let mut opts = Options::new();
+            set_path_and_query(&mut opts, &u.path_and_query()).unwrap();
+            let mut expected = Options::new();
+            u.to_options(&mut expected);
+            expected.remove(OptionNumber::URI_HOST);
+            assert!(opts.iter().eq(expected.iter()), "{s}");
+        }
+    }
+
+    #[test]
+    fn from_options_overrides_and_defaults() {
+        let dest = ip("2001:db8::1");
+        let opts: Options = [
+            (OptionNumber::URI_PATH, &b"a"[..]),
+            (OptionNumber::URI_QUERY, b"q"),
+            (OptionNumber::CONTENT_FORMAT, b"\x00"),
+        ]
         .into_iter()
-        .map(|i| String::from_utf8_lossy(i).into_owned())
-        .collect::<Vec<_>>()
-        .join("&")
+        .collect();
+        let u = Uri::from_options(Scheme::Coap, dest.clone(), 40000, opts.iter()).unwrap();
+        assert_eq!(u.host, dest);
+        assert_eq!(u.port, 40000);
+        assert_eq!(u.to_string(), "coap://[2001:db8::1]:40000/a?q");
+
+        let mut with_host = opts.clone();
+        with_host.push(OptionNumber::URI_HOST, "Sensors.Example");
+        with_host.push_uint(OptionNumber::URI_PORT, 5683);
+        let u = Uri::from_options(Scheme::Coap, dest.clone(), 40000, with_host.iter()).unwrap();
+        assert_eq!(u.host, name("sensors.example"));
+        assert_eq!(u.port, 5683);
+        assert_eq!(u.to_string(), "coap://sensors.example/a?q");
+
+        let from_host = |h: &[u8]| {
+            Uri::from_options(
+                Scheme::Coap,
+                dest.clone(),
+                5683,
+                [(OptionNumber::URI_HOST, h)],
+            )
+            .map(|u| u.host)
+        };
+        assert_eq!(from_host(b"192.0.2.7"), Ok(ip("192.0.2.7")));
+        assert_eq!(from_host(b"[::2]"), Ok(ip("::2")));
+        assert_eq!(
+            from_host(b"[fe80::1%25lo]"),
+            Ok(Host::Ip {
+                addr: "fe80::1".parse().unwrap(),
+                zone: Some("lo".into())
+            })
+        );
+        assert_eq!(from_host("é.example".as_bytes()), Ok(name("é.example")));
+        assert_eq!(from_host(b""), Err(UriError::EmptyHost));
+        assert_eq!(
+            from_host(b"a/b"),
+            Err(UriError::InvalidChar {
+                ch: '/',
+                component: "Uri-Host option"
+            })
+        );
+        assert_eq!(
+            from_host(b"a%41"),
+            Err(UriError::InvalidChar {
+                ch: '%',
+                component: "Uri-Host option"
+            })
+        );
+        assert_eq!(
+            from_host(b"\xff"),
+            Err(UriError::InvalidUtf8 {
+                component: "Uri-Host option"
+            })
+        );
+        assert_eq!(
+            from_host(&[b'a'; 256]),
+            Err(UriError::TooLong {
+                component: "Uri-Host option",
+                len: 256
+            })
+        );
+        assert!(matches!(
+            from_host(b"[::1"),
+            Err(UriError::BadIpLiteral { .. })
+        ));
+        assert!(matches!(
+            from_host(b"[1.2.3.4]"),
+            Err(UriError::BadIpLiteral { .. })
+        ));
+
+        // Uri-Port of 0 to 2 bytes.
+        let port = |v: &[u8]| {
+            Uri::from_options(Scheme::Coap, dest.clone(), 9, [(OptionNumber::URI_PORT, v)])
+                .map(|u| u.port)
+        };
+        assert_eq!(port(b""), Ok(0));
+        assert_eq!(port(b"\x16\x33"), Ok(5683));
+        assert_eq!(port(b"\xff\xff"), Ok(65535));
+        assert_eq!(port(b"\x00\x01\x00"), Err(UriError::PortOptionTooLong(3)));
+    }
+
+    #[test]
+    fn from_options_errors() {
+        let dest = ip("::1");
+        let run = |opts: &[(OptionNumber, &[u8])]| {
+            Uri::from_options(Scheme::Coap, dest.clone(), 5683, opts.iter().copied())
+        };
+        assert_eq!(
+            run(&[
+                (OptionNumber::URI_HOST, b"a"),
+                (OptionNumber::URI_HOST, b"b")
+            ]),
+            Err(UriError::RepeatedOption(OptionNumber::URI_HOST))
+        );
+        assert_eq!(
+            run(&[
+                (OptionNumber::URI_PORT, b"\x01"),
+                (OptionNumber::URI_PORT, b"\x02")
+            ]),
+            Err(UriError::RepeatedOption(OptionNumber::URI_PORT))
+        );
+        assert_eq!(
+            run(&[(OptionNumber::URI_PATH, b".")]),
+            Err(UriError::DotSegment)
+        );
+        assert_eq!(
+            run(&[
+                (OptionNumber::URI_PATH, b"a"),
+                (OptionNumber::URI_PATH, b"..")
+            ]),
+            Err(UriError::DotSegment)
+        );
+        assert_eq!(
+            run(&[(OptionNumber::URI_PATH, b"\xc3")]),
+            Err(UriError::InvalidUtf8 {
+                component: "Uri-Path option"
+            })
+        );
+        assert_eq!(
+            run(&[(OptionNumber::URI_QUERY, b"\x80")]),
+            Err(UriError::InvalidUtf8 {
+                component: "Uri-Query option"
+            })
+        );
+        assert_eq!(
+            run(&[(OptionNumber::URI_QUERY, &[b'q'; 300])]),
+            Err(UriError::TooLong {
+                component: "Uri-Query option",
+                len: 300
+            })
+        );
+        // A lone empty Uri-Path is the root; "..." and ".a" are ordinary segments.
+        assert_eq!(
+            run(&[(OptionNumber::URI_PATH, b"")]).unwrap().path,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            run(&[
+                (OptionNumber::URI_PATH, b"..."),
+                (OptionNumber::URI_PATH, b".a")
+            ])
+            .unwrap()
+            .path,
+            ["...", ".a"]
+        );
+    }
+
+    #[test]
+    fn parse_errors() {
+        assert_eq!(err(""), UriError::NotAbsolute);
+        assert_eq!(err("/a/b"), UriError::NotAbsolute);
+        assert_eq!(err("example.com/x"), UriError::NotAbsolute);
+        assert_eq!(err("1coap://h/"), UriError::NotAbsolute);
+        assert_eq!(err("://h/"), UriError::NotAbsolute);
+        assert_eq!(err("http://h/"), UriError::UnsupportedScheme("http".into()));
+        assert_eq!(
+            err("coap+tcp://h/"),
+            UriError::UnsupportedScheme("coap+tcp".into())
+        );
+        assert_eq!(err("coap:h/x"), UriError::MissingAuthority);
+        assert_eq!(err("coap:/h/x"), UriError::MissingAuthority);
+        assert_eq!(err("coap://h/x#frag"), UriError::Fragment);
+        assert_eq!(err("coap://h/#"), UriError::Fragment);
+        assert_eq!(err("coap://user@h/"), UriError::UserInfo);
+        assert_eq!(err("coap:///x"), UriError::EmptyHost);
+        assert_eq!(err("coap://:5683/x"), UriError::EmptyHost);
+        assert_eq!(err("coap://h:x/"), UriError::BadPort("x".into()));
+        assert_eq!(err("coap://h:65536/"), UriError::BadPort("65536".into()));
+        assert_eq!(
+            err("coap://h:99999999999999999999/"),
+            UriError::BadPort("99999999999999999999".into())
+        );
+        assert_eq!(err("coap://h:-1/"), UriError::BadPort("-1".into()));
+        assert_eq!(err("coap://h:+1/"), UriError::BadPort("+1".into()));
+        assert_eq!(err("coap://h:1:2/"), UriError::BadPort("1:2".into()));
+        assert_eq!(err("coap://[::1]:1:2/"), UriError::BadPort("1:2".into()));
+        let bad_ip = |s: &str| match err(s) {
+            UriError::BadIpLiteral { reason, .. } => reason,
+            e => panic!("{s}: {e:?}"),
+        };
+        assert_eq!(bad_ip("coap://[::1/"), "the closing ']' is missing");
+        assert_eq!(bad_ip("coap://[::g]/"), "not a valid IPv6 address");
+        assert_eq!(bad_ip("coap://[]/"), "not a valid IPv6 address");
+        assert_eq!(bad_ip("coap://[192.0.2.1]/"), "not a valid IPv6 address");
+        assert_eq!(
+            bad_ip("coap://[v1.fe80::a+en1]/"),
+            "IPvFuture addresses are not supported"
+        );
+        assert_eq!(
+            bad_ip("coap://[fe80::1%eth0]/"),
+            "a zone must be introduced by \"%25\" (RFC 6874)"
+        );
+        assert_eq!(
+            bad_ip("coap://[fe80::1%25]/"),
+            "the zone after \"%25\" is empty"
+        );
+        assert_eq!(
+            err("coap://[fe80::1%25a:b]/"),
+            UriError::InvalidChar {
+                ch: ':',
+                component: "IPv6 zone"
+            }
+        );
+        assert_eq!(
+            err("coap://[fe80::1%25%ff]/"),
+            UriError::InvalidUtf8 {
+                component: "IPv6 zone"
+            }
+        );
+        assert_eq!(
+            err("coap://[::1]x/"),
+            UriError::InvalidChar {
+                ch: 'x',
+                component: "authority after the IP literal"
+            }
+        );
+        assert_eq!(
+            err("coap://h_[x]/"),
+            UriError::InvalidChar {
+                ch: '[',
+                component: "host"
+            }
+        );
+        assert_eq!(
+            err("coap://é/"),
+            UriError::InvalidChar {
+                ch: 'é',
+                component: "host"
+            }
+        );
+        assert_eq!(
+            err("coap://a%2Fb/"),
+            UriError::InvalidChar {
+                ch: '/',
+                component: "host (after percent-decoding)"
+            }
+        );
+        assert_eq!(
+            err("coap://a%ff/"),
+            UriError::InvalidUtf8 { component: "host" }
+        );
+        assert_eq!(
+            err("coap://a%4/"),
+            UriError::BadPercentEncoding { component: "host" }
+        );
+        assert_eq!(
+            err("coap://h/a%"),
+            UriError::BadPercentEncoding { component: "path" }
+        );
+        assert_eq!(
+            err("coap://h/a%g0"),
+            UriError::BadPercentEncoding { component: "path" }
+        );
+        assert_eq!(
+            err("coap://h/?%2"),
+            UriError::BadPercentEncoding { component: "query" }
+        );
+        assert_eq!(
+            err("coap://h/%C3%28"),
+            UriError::InvalidUtf8 { component: "path" }
+        );
+        assert_eq!(
+            err("coap://h/?%80"),
+            UriError::InvalidUtf8 { component: "query" }
+        );
+        assert_eq!(
+            err("coap://h/a b"),
+            UriError::InvalidChar {
+                ch: ' ',
+                component: "path"
+            }
+        );
+        assert_eq!(
+            err("coap://h/[x]"),
+            UriError::InvalidChar {
+                ch: '[',
+                component: "path"
+            }
+        );
+        assert_eq!(
+            err("coap://h/é"),
+            UriError::InvalidChar {
+                ch: 'é',
+                component: "path"
+            }
+        );
+        assert_eq!(
+            err("coap://h/?a b"),
+            UriError::InvalidChar {
+                ch: ' ',
+                component: "query"
+            }
+        );
+        let long = "x".repeat(256);
+        assert_eq!(
+            err(&format!("coap://h/{long}")),
+            UriError::TooLong {
+                component: "path segment",
+                len: 256
+            }
+        );
+        assert_eq!(
+            err(&format!("coap://h/?{long}")),
+            UriError::TooLong {
+                component: "query item",
+                len: 256
+            }
+        );
+        assert_eq!(
+            err(&format!("coap://{long}/")),
+            UriError::TooLong {
+                component: "host",
+                len: 256
+            }
+        );
+        // 255 bytes fit; a long segment removed by ".." is no error; lengths are decoded.
+        let max = "x".repeat(255);
+        assert_eq!(
+            uri(&format!("coap://{max}/{max}?{max}")).path,
+            [max.as_str()]
+        );
+        assert_eq!(
+            uri(&format!("coap://h/{long}/..")).path,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            uri(&format!("coap://h/{}", "%41".repeat(255))).path[0].len(),
+            255
+        );
+    }
+
+    #[test]
+    fn error_messages() {
+        let cases = [
+            (UriError::NotAbsolute, "scheme"),
+            (UriError::UnsupportedScheme("http".into()), "\"http\""),
+            (UriError::MissingAuthority, "\"//\""),
+            (UriError::Fragment, "fragment"),
+            (UriError::UserInfo, "user information"),
+            (UriError::EmptyHost, "host is empty"),
+            (UriError::BadPort("x".into()), "65535"),
+            (UriError::PortOptionTooLong(3), "3 bytes"),
+            (
+                UriError::BadIpLiteral {
+                    literal: "::g".into(),
+                    reason: "not a valid IPv6 address",
+                },
+                "[::g]: not a valid IPv6 address",
+            ),
+            (
+                UriError::InvalidChar {
+                    ch: ' ',
+                    component: "path",
+                },
+                "' ' is not allowed in the path",
+            ),
+            (
+                UriError::BadPercentEncoding { component: "query" },
+                "in the query",
+            ),
+            (
+                UriError::InvalidUtf8 { component: "path" },
+                "path is not valid UTF-8",
+            ),
+            (
+                UriError::TooLong {
+                    component: "path segment",
+                    len: 300,
+                },
+                "300 bytes",
+            ),
+            (UriError::DotSegment, "\"..\""),
+            (
+                UriError::RepeatedOption(OptionNumber::URI_HOST),
+                "more than once",
+            ),
+            (UriError::NotRelative, "':'"),
+        ];
+        for (e, part) in cases {
+            let text = e.to_string();
+            assert!(text.contains(part), "{text:?} lacks {part:?}");
+        }
+    }
+
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next_u64(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next_u64() % n as u64) as usize
+        }
+    }
+
+    /// Inputs made of arbitrary bytes, and of URI-shaped pieces to reach deeper.
+    fn arbitrary_inputs() -> impl Iterator<Item = String> {
+        const PIECES: &[&str] = &[
+            "coap://", "coaps://", "COAP:", "//", "[", "]", "::1", "fe80::1", "%25", "%", "%2",
+            "%2F", "%2E", "%C3%A9", "%ff", "eth0", ":", "5683", "99999", "/", "/", "?", "&", "=",
+            "#", ".", "..", "@", "a", "B", "1.2.3.4", "é", " ", "v1.x", "\u{0}", "-",
+        ];
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        (0..20_000).map(move |i| {
+            let len = rng.below(24);
+            if i % 2 == 0 {
+                let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+                let mut s = String::from_utf8_lossy(&bytes).into_owned();
+                if i % 4 == 0 {
+                    s.insert_str(0, "coap://");
+                }
+                s
+            } else {
+                (0..len).map(|_| PIECES[rng.below(PIECES.len())]).collect()
+            }
+        })
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let mut parsed = 0;
+        for s in arbitrary_inputs() {
+            if let Ok(u) = Uri::parse(&s) {
+                parsed += 1;
+                let text = u.to_string();
+                assert_eq!(uri(&text), u, "{s:?} -> {text:?}");
+                assert_eq!(via_options(&u), u, "{s:?}");
+                let _ = u.socket_addr();
+            }
+            let mut opts = Options::new();
+            if set_path_and_query(&mut opts, &s).is_ok() {
+                let path = path_from_options(opts.get_all(OptionNumber::URI_PATH));
+                let query = query_from_options(opts.get_all(OptionNumber::URI_QUERY));
+                let text = format!("coap://h{path}?{query}");
+                assert!(Uri::parse(&text).is_ok(), "{s:?} -> {text:?}");
+            }
+            let _ = Uri::from_options(
+                Scheme::Coaps,
+                name("h"),
+                1,
+                [
+                    (OptionNumber::URI_HOST, s.as_bytes()),
+                    (OptionNumber::URI_PORT, s.as_bytes()),
+                    (OptionNumber::URI_PATH, s.as_bytes()),
+                    (OptionNumber::URI_QUERY, s.as_bytes()),
+                ],
+            );
+        }
+        assert!(parsed > 100, "only {parsed} inputs parsed");
+    }
+
+    #[test]
+    fn arbitrary_option_bytes_never_panic() {
+        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+        for _ in 0..5_000 {
+            let mut opts = Options::new();
+            for _ in 0..rng.below(6) {
+                let number = [3, 7, 11, 15, 12][rng.below(5)];
+                let value: Vec<u8> = (0..rng.below(8)).map(|_| rng.next_u64() as u8).collect();
+                opts.push(OptionNumber(number), value);
+            }
+            if let Ok(u) = Uri::from_options(Scheme::Coap, ip("::1"), 5683, opts.iter()) {
+                assert_eq!(uri(&u.to_string()), u);
+            }
+            let _ = path_from_options(opts.get_all(OptionNumber::URI_PATH));
+            let _ = query_from_options(opts.get_all(OptionNumber::URI_QUERY));
+        }
+    }
 }

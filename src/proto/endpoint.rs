@@ -613,6 +613,11 @@ impl Endpoint {
     /// Reset (<https://www.rfc-editor.org/rfc/rfc7252#section-4.2>), anything else is dropped.
     pub fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, data: &[u8]) {
         self.dedup.purge(now);
+        self.datagram(now, meta, data);
+        self.compact_timers();
+    }
+
+    fn datagram(&mut self, now: Instant, meta: &RecvMeta, data: &[u8]) {
         let m = match MessageRef::decode(data) {
             Ok(m) => m,
             Err(e) => {
@@ -913,6 +918,26 @@ impl Endpoint {
 
     // ---------------------------------------------------------------- timers
 
+    /// Drops stale timers once they outnumber the live ones, so that a flood of requests
+    /// answered at once cannot grow the heap beyond a multiple of the live state.
+    fn compact_timers(&mut self) {
+        let live = self.outgoing.len() + self.requests.len() + self.incoming.len();
+        if self.timers.len() <= 2 * live + 1024 {
+            return;
+        }
+        let (outgoing, requests, incoming) = (&self.outgoing, &self.requests, &self.incoming);
+        self.timers.retain(|at, key| match key {
+            TimerKey::Retransmit(remote, mid) => outgoing
+                .get(&(remote, mid))
+                .and_then(|o| o.retransmit)
+                .is_some_and(|rt| rt.next_at == at),
+            TimerKey::Deadline(id) => requests.get(&id).is_some_and(|r| r.deadline == Some(at)),
+            TimerKey::EmptyAck(id) => incoming
+                .get(&id)
+                .is_some_and(|e| e.empty_ack_at == Some(at) && !e.empty_ack_sent),
+        });
+    }
+
     /// The next instant at which [`handle_timeout`](Self::handle_timeout) has work, if any.
     /// It may be early (then the call does nothing), never late.
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -938,6 +963,7 @@ impl Endpoint {
                 TimerKey::EmptyAck(id) => self.on_empty_ack(now, at, id),
             }
         }
+        self.compact_timers();
     }
 
     fn on_retransmit(&mut self, now: Instant, at: Instant, remote: SocketAddr, mid: u16) {

@@ -44,6 +44,11 @@ impl Timers {
         }
     }
 
+    /// Keeps only the timers for which `live` says yes.
+    pub(crate) fn retain(&mut self, mut live: impl FnMut(Instant, TimerKey) -> bool) {
+        self.heap.retain(|Reverse((at, key))| live(*at, *key));
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }

@@ -1,1 +1,8 @@
-//! Scenario tests on a simulated network.
+//! Scenario tests of the sans-IO endpoint on a simulated network (`sim`): a virtual clock and
+//! a seeded link that loses, duplicates, delays and reorders datagrams. No sockets, no sleeps.
+
+mod bounds;
+mod exchanges;
+mod lossy;
+mod message_layer;
+mod sim;

@@ -1,0 +1,334 @@
+//! The message layer: retransmission and its timing, Reset, pings, malformed input.
+
+use std::time::Duration;
+
+use super::sim::{addr, exactly_one_outcome, Answer, Link, Outcome, Sim};
+use crate::message::{encode_empty, Code, Message, OptionNumber, Token, Type};
+use crate::proto::{Config, Request, RequestError, TransportError, TransportErrorKind};
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[test]
+fn retransmissions_double_and_failure_matches_max_transmit_wait() {
+    let config = Config::default();
+    let mut spans = Vec::new();
+    for seed in 0..40 {
+        let mut sim = Sim::new(
+            seed,
+            Link {
+                loss: 1.0,
+                ..Link::perfect()
+            },
+        );
+        let c = sim.add(config.clone().with_seed(seed), Answer::Never);
+        let s = sim.add(config.clone(), Answer::Never);
+        let id = sim.request(c, s, Request::get("/x"));
+        sim.run(Duration::from_secs(600));
+        let sent = sim.sent(c, s);
+        assert_eq!(
+            sent.len(),
+            5,
+            "one transmission and MAX_RETRANSMIT=4 retransmissions"
+        );
+        let t = secs(sent[1].0);
+        assert!(
+            (2.0..=3.0).contains(&t),
+            "first timeout {t} outside [ACK_TIMEOUT, ×1.5]"
+        );
+        for (k, (at, m)) in sent.iter().enumerate() {
+            let expect = t * ((1u32 << k) - 1) as f64;
+            assert!(
+                (secs(*at) - expect).abs() < 1e-6,
+                "transmission {k} at {at:?}"
+            );
+            assert_eq!((m.ty, m.message_id), (Type::Con, sent[0].1.message_id));
+        }
+        let outcomes = &sim.nodes[c].outcomes[&id];
+        let Outcome::Failed(at, RequestError::Timeout) = &outcomes[0] else {
+            panic!("{outcomes:?}")
+        };
+        let span = secs(*at - sim.start);
+        assert!(
+            (span - 31.0 * t).abs() < 1e-6,
+            "gave up at {span}, expected {}",
+            31.0 * t
+        );
+        spans.push(span);
+    }
+    let wait = secs(config.max_transmit_wait());
+    let (min, max) = spans
+        .iter()
+        .fold((f64::MAX, 0f64), |(a, b), &s| (a.min(s), b.max(s)));
+    assert!(
+        min >= wait / 1.5 - 1e-6 && max <= wait + 1e-6,
+        "{min}..{max}"
+    );
+    assert!(
+        max - min > 10.0,
+        "timeouts are not randomized: {min}..{max}"
+    );
+}
+
+#[test]
+fn transmission_parameters_are_configurable() {
+    let config = Config {
+        ack_timeout: Duration::from_secs(1),
+        ack_random_factor: 1.0,
+        max_retransmit: 2,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(
+        1,
+        Link {
+            loss: 1.0,
+            ..Link::perfect()
+        },
+    );
+    let c = sim.add(config.clone(), Answer::Never);
+    let s = sim.add(config, Answer::Never);
+    let id = sim.request(c, s, Request::get("/x"));
+    sim.run(Duration::from_secs(600));
+    let times: Vec<f64> = sim.sent(c, s).iter().map(|(t, _)| secs(*t)).collect();
+    assert_eq!(times, [0.0, 1.0, 3.0]);
+    assert_eq!(
+        sim.nodes[c].outcomes[&id],
+        [Outcome::Failed(
+            sim.start + Duration::from_secs(7),
+            RequestError::Timeout
+        )]
+    );
+}
+
+#[test]
+fn non_request_is_sent_once_and_times_out() {
+    let config = Config {
+        non_timeout: Duration::from_secs(30),
+        ..Config::default()
+    };
+    let mut sim = Sim::new(
+        2,
+        Link {
+            loss: 1.0,
+            ..Link::perfect()
+        },
+    );
+    let c = sim.add(config.clone(), Answer::Never);
+    let s = sim.add(config, Answer::Never);
+    let id = sim.request(c, s, Request::get("/x").non_confirmable());
+    sim.run(Duration::from_secs(600));
+    let sent = sim.sent(c, s);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1.ty, Type::Non);
+    assert_eq!(
+        sim.nodes[c].outcomes[&id],
+        [Outcome::Failed(
+            sim.start + Duration::from_secs(30),
+            RequestError::Timeout
+        )]
+    );
+}
+
+#[test]
+fn non_request_gets_non_response() {
+    let mut sim = Sim::new(3, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::from_secs(1)));
+    let id = sim.request(c, s, Request::post("/x", "hi").non_confirmable());
+    sim.run(Duration::from_secs(600));
+    assert_eq!(exactly_one_outcome(&sim.nodes[c], &[id]), (1, 0));
+    let back = sim.sent(s, c);
+    assert_eq!(back.len(), 1, "no ACK for a NON request: {back:?}");
+    assert_eq!((back[0].1.ty, back[0].1.code), (Type::Non, Code::CONTENT));
+    assert_eq!(back[0].1.payload, b"hi");
+}
+
+#[test]
+fn reset_fails_the_request() {
+    let mut sim = Sim::new(4, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let id = sim.nodes[c]
+        .ep
+        .request(sim.now, addr(99), Request::get("/x"))
+        .unwrap();
+    sim.run(Duration::from_millis(1));
+    let req = Message::decode(&sim.tap[0].bytes).unwrap();
+    let mut rst = Vec::new();
+    encode_empty(Type::Rst, req.message_id, &mut rst);
+    sim.inject(addr(99), sim.nodes[c].addr, rst);
+    sim.run(Duration::from_secs(600));
+    let outcomes = &sim.nodes[c].outcomes[&id];
+    assert!(matches!(
+        outcomes[..],
+        [Outcome::Failed(_, RequestError::Reset)]
+    ));
+    assert_eq!(sim.tap.len(), 2, "no retransmission after the RST");
+}
+
+#[test]
+fn reset_with_other_message_id_changes_nothing() {
+    let mut sim = Sim::new(5, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::from_secs(1)));
+    let id = sim.request(c, s, Request::get("/x"));
+    sim.run(Duration::from_millis(1));
+    let req = Message::decode(&sim.tap[0].bytes).unwrap();
+    let mut rst = Vec::new();
+    encode_empty(Type::Rst, req.message_id.wrapping_add(1), &mut rst);
+    let (from, to) = (sim.nodes[s].addr, sim.nodes[c].addr);
+    sim.inject(from, to, rst);
+    sim.run(Duration::from_secs(600));
+    assert_eq!(exactly_one_outcome(&sim.nodes[c], &[id]), (1, 0));
+}
+
+#[test]
+fn ping_gets_reset() {
+    let mut sim = Sim::new(6, Link::perfect());
+    let s = sim.add(Config::default(), Answer::Never);
+    let mut ping = Vec::new();
+    encode_empty(Type::Con, 0x4242, &mut ping);
+    sim.inject(addr(99), sim.nodes[s].addr, ping);
+    sim.run(Duration::from_secs(1));
+    let reply = Message::decode(&sim.tap[1].bytes).unwrap();
+    assert_eq!(
+        (reply.ty, reply.code, reply.message_id),
+        (Type::Rst, Code::EMPTY, 0x4242)
+    );
+    assert!(sim.nodes[s].handler_runs.is_empty());
+}
+
+fn response(ty: Type, mid: u16, token: &[u8]) -> Vec<u8> {
+    let mut m = Message::new(ty, Code::CONTENT, mid);
+    m.token = Token::from_slice(token).unwrap();
+    m.payload = b"stray".to_vec();
+    m.to_bytes().unwrap()
+}
+
+#[test]
+fn unmatched_responses_con_gets_reset_non_is_dropped() {
+    let mut sim = Sim::new(7, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let to = sim.nodes[c].addr;
+    sim.inject(addr(99), to, response(Type::Con, 10, b"zz"));
+    sim.inject(addr(99), to, response(Type::Non, 11, b"zz"));
+    sim.run(Duration::from_secs(1));
+    let replies: Vec<_> = sim.tap[2..]
+        .iter()
+        .map(|d| Message::decode(&d.bytes).unwrap())
+        .collect();
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!((replies[0].ty, replies[0].message_id), (Type::Rst, 10));
+    assert!(sim.nodes[c].outcomes.is_empty());
+}
+
+#[test]
+fn malformed_datagrams_change_nothing() {
+    let mut sim = Sim::new(8, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::from_secs(3)));
+    let id = sim.request(c, s, Request::get("/x"));
+    sim.run(Duration::from_millis(500));
+    let (before_c, before_s) = (sim.nodes[c].ep.stats(), sim.nodes[s].ep.stats());
+    let tapped = sim.tap.len();
+    let (sa, ca) = (sim.nodes[s].addr, sim.nodes[c].addr);
+    // CON with a reserved nibble: RST. NON with a truncated option, an ACK with a bad token
+    // length, garbage, a version-2 CON: dropped.
+    sim.inject(sa, ca, vec![0x40, 0x45, 0x01, 0x02, 0xf0]);
+    sim.inject(sa, ca, vec![0x50, 0x45, 0x01, 0x03, 0xb5, b'a']);
+    sim.inject(sa, ca, vec![0x6c, 0x45, 0x01, 0x04]);
+    sim.inject(sa, ca, vec![0xff; 3]);
+    sim.inject(sa, ca, vec![0x80, 0x01, 0x01, 0x05]);
+    sim.inject(ca, sa, vec![0x41, 0x01, 0x01, 0x06, 0x01, 0xff]);
+    sim.run(Duration::from_millis(600));
+    assert_eq!(sim.nodes[c].ep.stats(), before_c);
+    assert_eq!(sim.nodes[s].ep.stats(), before_s);
+    let replies: Vec<_> = sim.tap[tapped + 6..]
+        .iter()
+        .map(|d| (d.to, Message::decode(&d.bytes).unwrap()))
+        .collect();
+    let rsts: Vec<_> = replies
+        .iter()
+        .map(|(to, m)| (*to, m.ty, m.message_id))
+        .collect();
+    assert_eq!(rsts, [(sa, Type::Rst, 0x0102), (ca, Type::Rst, 0x0106)]);
+    sim.run(Duration::from_secs(600));
+    assert_eq!(exactly_one_outcome(&sim.nodes[c], &[id]), (1, 0));
+    assert_eq!(sim.nodes[s].handler_runs.len(), 1);
+}
+
+#[test]
+fn unrecognized_critical_option_gets_bad_option() {
+    let mut sim = Sim::new(9, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    let mut req = Request::get("/x");
+    req.options.push(OptionNumber(9999), "?");
+    let bad = sim.request(c, s, req);
+    let mut req = Request::get("/x").with_payload("elective");
+    req.options.push(OptionNumber(10000), "ignored");
+    let fine = sim.request(c, s, req);
+    // Uri-Host is critical and must be 1-255 bytes: an empty one counts as unrecognized.
+    let mut req = Request::get("/x");
+    req.options.push(OptionNumber::URI_HOST, "");
+    let empty_host = sim.request(c, s, req);
+    sim.run(Duration::from_secs(600));
+    let code = |id| match &sim.nodes[c].outcomes[&id][..] {
+        [Outcome::Response(_, r)] => r.code,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(code(bad), Code::BAD_OPTION);
+    assert_eq!(code(fine), Code::CONTENT);
+    assert_eq!(code(empty_host), Code::BAD_OPTION);
+    let runs: Vec<_> = sim.nodes[s].handler_runs.keys().cloned().collect();
+    assert_eq!(
+        runs,
+        [b"elective".to_vec()],
+        "the handler saw only the acceptable request"
+    );
+}
+
+#[test]
+fn transport_error_fails_requests_to_that_remote_only() {
+    let mut sim = Sim::new(
+        10,
+        Link {
+            loss: 1.0,
+            ..Link::perfect()
+        },
+    );
+    let config = Config {
+        nstart: 4,
+        ..Config::default()
+    };
+    let c = sim.add(config, Answer::Never);
+    let s1 = sim.add(Config::default(), Answer::Never);
+    let s2 = sim.add(Config::default(), Answer::Never);
+    let a = sim.request(c, s1, Request::get("/a"));
+    let b = sim.request(c, s1, Request::get("/b"));
+    let other = sim.request(c, s2, Request::get("/c"));
+    sim.run(Duration::from_secs(1));
+    let remote = sim.nodes[s1].addr;
+    let now = sim.now;
+    sim.nodes[c].ep.handle_transport_error(
+        now,
+        &TransportError::new(remote, TransportErrorKind::PortUnreachable),
+    );
+    sim.run(Duration::from_secs(2));
+    for id in [a, b] {
+        assert!(matches!(
+            sim.nodes[c].outcomes[&id][..],
+            [Outcome::Failed(
+                _,
+                RequestError::Transport(TransportErrorKind::PortUnreachable)
+            )]
+        ));
+    }
+    assert!(!sim.nodes[c].outcomes.contains_key(&other));
+    let retransmitted_to_s1 = sim
+        .sent(c, s1)
+        .iter()
+        .filter(|(t, _)| t.as_secs() >= 1)
+        .count();
+    assert_eq!(retransmitted_to_s1, 0);
+}

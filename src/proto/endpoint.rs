@@ -41,6 +41,11 @@ pub struct Endpoint {
     rng: Rng,
     next_id: u64,
     peers: HashMap<SocketAddr, Peer>,
+    /// Peers nothing uses any more, oldest first: kept for EXCHANGE_LIFETIME so that their
+    /// message IDs are not reused, at most `dedup_capacity` of them.
+    idle: VecDeque<(SocketAddr, Instant)>,
+    /// Peers with `users > 0`.
+    active_peers: usize,
     requests: HashMap<RequestId, OutRequest>,
     by_token: HashMap<(SocketAddr, Token), RequestId>,
     outgoing: HashMap<(SocketAddr, u16), Outgoing>,
@@ -51,7 +56,7 @@ pub struct Endpoint {
     events: VecDeque<Event>,
 }
 
-/// Per-remote state, kept while anything refers to the remote.
+/// Per-remote state, kept while anything refers to the remote and for EXCHANGE_LIFETIME after.
 #[derive(Debug)]
 struct Peer {
     next_mid: u16,
@@ -61,6 +66,8 @@ struct Peer {
     queue: VecDeque<RequestId>,
     /// Open requests and outgoing messages that use this peer's message IDs.
     users: usize,
+    /// Since when nothing has used the peer.
+    idle_since: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -175,6 +182,8 @@ impl Endpoint {
             config,
             next_id: 0,
             peers: HashMap::new(),
+            idle: VecDeque::new(),
+            active_peers: 0,
             requests: HashMap::new(),
             by_token: HashMap::new(),
             outgoing: HashMap::new(),
@@ -233,8 +242,7 @@ impl Endpoint {
         let token = self.new_token(remote)?;
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        let peer = self.peer(remote);
-        peer.users += 1;
+        let peer = self.acquire_peer(now, remote);
         let start = peer.outstanding < nstart;
         if !start {
             peer.queue.push_back(id);
@@ -281,27 +289,68 @@ impl Endpoint {
         Err(Error::NoToken)
     }
 
-    fn peer(&mut self, remote: SocketAddr) -> &mut Peer {
+    /// The peer's state, created (idle) if there is none.
+    fn peer(&mut self, now: Instant, remote: SocketAddr) -> &mut Peer {
         let rng = &mut self.rng;
-        self.peers.entry(remote).or_insert_with(|| Peer {
-            next_mid: rng.next_u64() as u16,
-            outstanding: 0,
-            queue: VecDeque::new(),
-            users: 0,
+        let idle = &mut self.idle;
+        self.peers.entry(remote).or_insert_with(|| {
+            idle.push_back((remote, now));
+            Peer {
+                next_mid: rng.next_u64() as u16,
+                outstanding: 0,
+                queue: VecDeque::new(),
+                users: 0,
+                idle_since: Some(now),
+            }
         })
     }
 
-    fn next_mid(&mut self, remote: SocketAddr) -> u16 {
-        let peer = self.peer(remote);
+    /// The peer's state, counted as used until [`Self::release_peer`].
+    fn acquire_peer(&mut self, now: Instant, remote: SocketAddr) -> &mut Peer {
+        if self.peer(now, remote).users == 0 {
+            self.active_peers += 1;
+        }
+        let p = self.peer(now, remote);
+        p.users += 1;
+        p.idle_since = None;
+        p
+    }
+
+    fn next_mid(&mut self, now: Instant, remote: SocketAddr) -> u16 {
+        let peer = self.peer(now, remote);
         let mid = peer.next_mid;
         peer.next_mid = mid.wrapping_add(1);
         mid
     }
 
-    fn release_peer(&mut self, remote: SocketAddr) {
+    fn release_peer(&mut self, now: Instant, remote: SocketAddr) {
         if let Some(p) = self.peers.get_mut(&remote) {
+            if p.users == 1 {
+                self.active_peers -= 1;
+            }
             p.users = p.users.saturating_sub(1);
-            if p.users == 0 {
+            if p.users == 0 && p.idle_since.is_none() {
+                p.idle_since = Some(now);
+                self.idle.push_back((remote, now));
+            }
+        }
+        self.purge_idle_peers(now);
+    }
+
+    /// Forgets peers idle for EXCHANGE_LIFETIME, and the oldest idle ones beyond the bound.
+    fn purge_idle_peers(&mut self, now: Instant) {
+        let lifetime = self.config.exchange_lifetime();
+        let cap = self.config.dedup_capacity;
+        while let Some(&(remote, since)) = self.idle.front() {
+            if since + lifetime > now && self.idle.len() <= cap {
+                break;
+            }
+            self.idle.pop_front();
+            if self
+                .peers
+                .get(&remote)
+                .is_some_and(|p| p.idle_since == Some(since))
+            {
                 self.peers.remove(&remote);
             }
         }
@@ -319,7 +368,7 @@ impl Endpoint {
         let Some(remote) = self.requests.get(&id).map(|r| r.remote) else {
             return;
         };
-        let mid = self.next_mid(remote);
+        let mid = self.next_mid(now, remote);
         let initial = self.initial_timeout();
         let non_timeout = self.config.non_timeout;
         let Some(req) = self.requests.get_mut(&id) else {
@@ -363,10 +412,7 @@ impl Endpoint {
             "coapio: sending {ty:?} {} request {id:?} to {remote} (MID {mid}, {:?})",
             msg.code, msg.token
         );
-        if let Some(p) = self.peers.get_mut(&remote) {
-            p.outstanding += 1;
-            p.users += 1; // the outgoing entry
-        }
+        self.acquire_peer(now, remote).outstanding += 1; // and the outgoing entry uses it
         self.outgoing.insert(
             (remote, mid),
             Outgoing {
@@ -393,7 +439,7 @@ impl Endpoint {
         self.by_token.remove(&(req.remote, req.token));
         if let Some(mid) = req.mid {
             if self.outgoing.remove(&(req.remote, mid)).is_some() {
-                self.release_peer(req.remote);
+                self.release_peer(now, req.remote);
             }
         }
         let mut start_next = None;
@@ -407,7 +453,7 @@ impl Endpoint {
                 ReqState::Acknowledged => {}
             }
         }
-        self.release_peer(req.remote);
+        self.release_peer(now, req.remote);
         match outcome {
             Some(Ok(response)) => self.events.push_back(Event::Response { id, response }),
             Some(Err(error)) => {
@@ -517,13 +563,13 @@ impl Endpoint {
             return Ok(());
         }
         // A separate or NON response: it needs a message ID of its own.
-        let new_mid = self.next_mid(remote);
+        let new_mid = self.next_mid(now, remote);
         wire[2..4].copy_from_slice(&new_mid.to_be_bytes());
         if ty == Type::Con {
             let initial = self.initial_timeout();
             self.timers
                 .schedule(now + initial, TimerKey::Retransmit(remote, new_mid));
-            self.peer(remote).users += 1;
+            self.acquire_peer(now, remote);
             self.outgoing.insert(
                 (remote, new_mid),
                 Outgoing {
@@ -541,10 +587,6 @@ impl Endpoint {
             self.transmits
                 .push_back(Queued::Outgoing((remote, new_mid)));
         } else {
-            // Nothing will refer to the new ID; drop the peer if it is not otherwise used.
-            if self.peers.get(&remote).is_some_and(|p| p.users == 0) {
-                self.peers.remove(&remote);
-            }
             let dedup_key = (ex.ty == Type::Non).then_some((remote, ex.mid));
             self.transmits.push_back(Queued::Reply {
                 to: remote,
@@ -613,6 +655,7 @@ impl Endpoint {
     /// Reset (<https://www.rfc-editor.org/rfc/rfc7252#section-4.2>), anything else is dropped.
     pub fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, data: &[u8]) {
         self.dedup.purge(now);
+        self.purge_idle_peers(now);
         self.datagram(now, meta, data);
         self.compact_timers();
     }
@@ -823,7 +866,7 @@ impl Endpoint {
         match owner {
             Owner::Response => {
                 self.outgoing.remove(&key);
-                self.release_peer(meta.remote);
+                self.release_peer(now, meta.remote);
             }
             Owner::Request(id) => {
                 let Some(req) = self.requests.get(&id) else {
@@ -839,7 +882,7 @@ impl Endpoint {
                 }
                 let token_matches = req.token == m.token;
                 self.outgoing.remove(&key);
-                self.release_peer(meta.remote);
+                self.release_peer(now, meta.remote);
                 if m.code.is_empty() || !token_matches {
                     if !token_matches && !m.code.is_empty() {
                         debug!("coapio: piggybacked response with a wrong token ignored");
@@ -879,7 +922,7 @@ impl Endpoint {
             Some(Owner::Response) => {
                 debug!("coapio: separate response to {} was reset", meta.remote);
                 self.outgoing.remove(&key);
-                self.release_peer(meta.remote);
+                self.release_peer(now, meta.remote);
             }
             None => trace!("coapio: RST MID {} matches nothing", m.message_id),
         }
@@ -912,7 +955,7 @@ impl Endpoint {
             .collect();
         for key in responses {
             self.outgoing.remove(&key);
-            self.release_peer(err.remote);
+            self.release_peer(now, err.remote);
         }
     }
 
@@ -948,6 +991,7 @@ impl Endpoint {
     /// Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.dedup.purge(now);
+        self.purge_idle_peers(now);
         while let Some((at, key)) = self.timers.pop_due(now) {
             match key {
                 TimerKey::Retransmit(remote, mid) => self.on_retransmit(now, at, remote, mid),
@@ -997,7 +1041,7 @@ impl Endpoint {
             Owner::Response => {
                 debug!("coapio: separate response MID {mid} to {remote} was never acknowledged");
                 self.outgoing.remove(&key);
-                self.release_peer(remote);
+                self.release_peer(now, remote);
             }
         }
     }
@@ -1087,7 +1131,8 @@ impl Endpoint {
             open_requests: self.requests.len(),
             pending_incoming: self.incoming.len(),
             dedup_entries: self.dedup.len(),
-            remotes: self.peers.len(),
+            remotes: self.active_peers,
+            idle_remotes: self.peers.len() - self.active_peers,
             timers: self.timers.len(),
             queued_transmits: self.transmits.len(),
         }
@@ -1104,8 +1149,11 @@ pub struct Stats {
     pub pending_incoming: usize,
     /// Entries in the deduplication cache.
     pub dedup_entries: usize,
-    /// Remotes with per-remote state (message IDs, NSTART).
+    /// Remotes with requests or messages in flight.
     pub remotes: usize,
+    /// Remotes remembered only for their message ID counter (for EXCHANGE_LIFETIME, and at
+    /// most `Config::dedup_capacity` of them).
+    pub idle_remotes: usize,
     /// Armed timers (some may be stale).
     pub timers: usize,
     /// Datagrams waiting for `poll_transmit`.

@@ -63,11 +63,16 @@ fn dedup_cache_stays_bounded_under_100k_remotes() {
         max.dedup_entries = max.dedup_entries.max(s.dedup_entries);
         max.timers = max.timers.max(s.timers);
         max.remotes = max.remotes.max(s.remotes);
+        max.idle_remotes = max.idle_remotes.max(s.idle_remotes);
         max.pending_incoming = max.pending_incoming.max(s.pending_incoming);
     }
     assert_eq!(max.dedup_entries, 5000);
     assert!(max.pending_incoming <= 50, "{max:?}");
     assert!(max.remotes <= 1, "{max:?}");
+    assert!(
+        max.idle_remotes <= 5000,
+        "idle remotes are bounded too: {max:?}"
+    );
     assert!(max.timers <= 2 * 50 + 1024 + 1, "{max:?}");
     // A duplicate of a recent request is still recognized.
     let now = start + Duration::from_secs(100);
@@ -87,6 +92,7 @@ fn dedup_cache_stays_bounded_under_100k_remotes() {
     ep.handle_timeout(later);
     while ep.poll_transmit(later, &mut buf).is_some() {}
     assert_eq!(ep.stats().dedup_entries, 0);
+    assert_eq!(ep.stats().idle_remotes, 0);
 }
 
 #[test]

@@ -344,3 +344,29 @@ fn api_misuse_is_refused_without_changing_state() {
     assert_eq!(t.destination, remote);
     assert!(ep.poll_transmit(now, &mut buf).is_none());
 }
+
+#[test]
+fn message_ids_continue_after_a_remote_goes_idle() {
+    // Separate responses need message IDs of the server's own; a remote that was idle for a
+    // while keeps its counter (no random restart that could reuse a recent ID).
+    let mut sim = Sim::new(11, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::from_secs(1)));
+    let mut ids = Vec::new();
+    for i in 0..3u8 {
+        ids.push(sim.request(c, s, Request::post("/slow", vec![i])));
+        sim.run(Duration::from_secs(10 * (u64::from(i) + 1)));
+    }
+    assert_eq!(exactly_one_outcome(&sim.nodes[c], &ids), (3, 0));
+    let mids: Vec<u16> = sim
+        .sent(s, c)
+        .iter()
+        .filter(|(_, m)| m.ty == Type::Con)
+        .map(|(_, m)| m.message_id)
+        .collect();
+    assert_eq!(mids.len(), 3);
+    assert_eq!(mids[1], mids[0].wrapping_add(1));
+    assert_eq!(mids[2], mids[0].wrapping_add(2));
+    assert_eq!(sim.nodes[s].ep.stats().remotes, 0);
+    assert_eq!(sim.nodes[s].ep.stats().idle_remotes, 1);
+}

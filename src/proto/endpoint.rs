@@ -122,7 +122,10 @@ struct Incoming {
     ty: Type,
     mid: u16,
     token: Token,
-    empty_ack_at: Option<Instant>,
+    /// When its timer fires next: for the empty ACK, then to give up on the answer.
+    timer_at: Instant,
+    /// When the application's answer is no longer of use (EXCHANGE_LIFETIME or NON_LIFETIME).
+    expires: Instant,
     empty_ack_sent: bool,
 }
 
@@ -150,11 +153,18 @@ enum Queued {
     },
 }
 
-/// How a received response is to be treated, from its options.
+/// The first critical option that must be treated as unrecognized: unknown, of a length
+/// outside its bounds (§5.4.3), or a repetition of an option that is not repeatable (§5.4.5).
 fn critical_problem(options: OptionsRef<'_>) -> Option<OptionNumber> {
+    let mut previous = None;
     options.iter().find_map(|(n, v)| {
-        let bad = n.is_critical() && n.info().map_or(true, |i| !i.len_ok(v.len()));
-        bad.then_some(n)
+        let repeated = previous == Some(n);
+        previous = Some(n);
+        let unrecognized = match n.info() {
+            None => true,
+            Some(i) => !i.len_ok(v.len()) || (repeated && !i.repeatable),
+        };
+        (n.is_critical() && unrecognized).then_some(n)
     })
 }
 
@@ -629,10 +639,13 @@ impl Endpoint {
             reply_source(meta),
             meta.ifindex,
         );
-        let empty_ack_at = (ty == Type::Con).then(|| now + self.config.empty_ack_delay);
-        if let Some(at) = empty_ack_at {
-            self.timers.schedule(at, TimerKey::EmptyAck(id));
-        }
+        let expires = now + lifetime;
+        let timer_at = if ty == Type::Con {
+            now + self.config.empty_ack_delay
+        } else {
+            expires
+        };
+        self.timers.schedule(timer_at, TimerKey::Incoming(id));
         self.incoming.insert(
             id,
             Incoming {
@@ -640,7 +653,8 @@ impl Endpoint {
                 ty,
                 mid: m.message_id,
                 token: m.token,
-                empty_ack_at,
+                timer_at,
+                expires,
                 empty_ack_sent: false,
             },
         );
@@ -975,9 +989,7 @@ impl Endpoint {
                 .and_then(|o| o.retransmit)
                 .is_some_and(|rt| rt.next_at == at),
             TimerKey::Deadline(id) => requests.get(&id).is_some_and(|r| r.deadline == Some(at)),
-            TimerKey::EmptyAck(id) => incoming
-                .get(&id)
-                .is_some_and(|e| e.empty_ack_at == Some(at) && !e.empty_ack_sent),
+            TimerKey::Incoming(id) => incoming.get(&id).is_some_and(|e| e.timer_at == at),
         });
     }
 
@@ -1004,7 +1016,7 @@ impl Endpoint {
                         self.finish_request(now, id, Some(Err(RequestError::Timeout)));
                     }
                 }
-                TimerKey::EmptyAck(id) => self.on_empty_ack(now, at, id),
+                TimerKey::Incoming(id) => self.on_incoming_timer(now, at, id),
             }
         }
         self.compact_timers();
@@ -1046,23 +1058,34 @@ impl Endpoint {
         }
     }
 
-    fn on_empty_ack(&mut self, now: Instant, at: Instant, id: IncomingId) {
+    fn on_incoming_timer(&mut self, now: Instant, at: Instant, id: IncomingId) {
         let Some(ex) = self.incoming.get_mut(&id) else {
             return;
         };
-        if ex.empty_ack_at != Some(at) || ex.empty_ack_sent {
+        if ex.timer_at != at {
+            return;
+        }
+        if ex.ty != Type::Con || ex.empty_ack_sent {
+            debug!(
+                "coapio: request MID {} from {} was never answered; forgetting it",
+                ex.mid, ex.meta.remote
+            );
+            self.incoming.remove(&id);
             return;
         }
         ex.empty_ack_sent = true;
+        ex.timer_at = ex.expires;
         let (remote, mid) = (ex.meta.remote, ex.mid);
-        trace!("coapio: empty ACK for MID {mid} to {remote}; the response will be separate");
-        self.transmits.push_back(Queued::Empty {
+        let queued = Queued::Empty {
             to: remote,
             ty: Type::Ack,
             mid,
             source: reply_source(&ex.meta),
             ifindex: ex.meta.ifindex,
-        });
+        };
+        self.timers.schedule(ex.expires, TimerKey::Incoming(id));
+        trace!("coapio: empty ACK for MID {mid} to {remote}; the response will be separate");
+        self.transmits.push_back(queued);
         if let Some(entry) = self.dedup.get_mut(now, &(remote, mid)) {
             entry.replay = Replay::EmptyAck;
         }

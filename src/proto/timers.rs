@@ -17,8 +17,9 @@ pub(crate) enum TimerKey {
     Retransmit(SocketAddr, u16),
     /// A request's response deadline.
     Deadline(RequestId),
-    /// Send the empty ACK for a request the application has not answered yet.
-    EmptyAck(IncomingId),
+    /// A received request the application has not answered yet: send its empty ACK, or, once
+    /// that is done, forget it.
+    Incoming(IncomingId),
 }
 
 #[derive(Debug, Default)]

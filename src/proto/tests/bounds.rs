@@ -144,3 +144,41 @@ fn the_queue_per_remote_is_bounded() {
     );
     assert!(ep.request(now, remote(2), Request::get("/")).is_ok());
 }
+
+#[test]
+fn requests_never_answered_are_forgotten_after_their_lifetime() {
+    let mut ep = Endpoint::new(Config::default().into());
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let mut ids = Vec::new();
+    for (i, ty) in [Type::Con, Type::Non].into_iter().enumerate() {
+        ep.handle_datagram(
+            start,
+            &RecvMeta::new(remote(i as u32)),
+            &request_bytes(ty, 7),
+        );
+        let Some(Event::Request { id, .. }) = ep.poll_event() else {
+            panic!()
+        };
+        ids.push(id);
+    }
+    let lifetime = ep.config().exchange_lifetime();
+    let mut now = start;
+    while let Some(t) = ep.poll_timeout() {
+        now = t;
+        ep.handle_timeout(now);
+        while ep.poll_transmit(now, &mut buf).is_some() {}
+    }
+    assert_eq!(
+        now - start,
+        lifetime,
+        "the CON request's answer was awaited for EXCHANGE_LIFETIME"
+    );
+    assert_eq!(ep.stats().pending_incoming, 0);
+    for id in ids {
+        assert_eq!(
+            ep.respond(now, id, Response::new(Code::CONTENT)),
+            Err(Error::UnknownExchange)
+        );
+    }
+}

@@ -272,6 +272,11 @@ fn unrecognized_critical_option_gets_bad_option() {
     let mut req = Request::get("/x");
     req.options.push(OptionNumber::URI_HOST, "");
     let empty_host = sim.request(c, s, req);
+    // Uri-Host is not repeatable: the second one is an unrecognized critical option (§5.4.5).
+    let mut req = Request::get("/x");
+    req.options.push(OptionNumber::URI_HOST, "a.example");
+    req.options.push(OptionNumber::URI_HOST, "b.example");
+    let two_hosts = sim.request(c, s, req);
     sim.run(Duration::from_secs(600));
     let code = |id| match &sim.nodes[c].outcomes[&id][..] {
         [Outcome::Response(_, r)] => r.code,
@@ -280,6 +285,7 @@ fn unrecognized_critical_option_gets_bad_option() {
     assert_eq!(code(bad), Code::BAD_OPTION);
     assert_eq!(code(fine), Code::CONTENT);
     assert_eq!(code(empty_host), Code::BAD_OPTION);
+    assert_eq!(code(two_hosts), Code::BAD_OPTION);
     let runs: Vec<_> = sim.nodes[s].handler_runs.keys().cloned().collect();
     assert_eq!(
         runs,

@@ -147,6 +147,7 @@ fn main() -> ExitCode {
     let mut wire: Vec<(Instant, u64, bool, Vec<u8>)> = Vec::new();
     let mut answers: Vec<(Instant, IncomingId, Vec<u8>)> = Vec::new();
     let (mut seq, mut ok, mut failed) = (0u64, 0u32, 0u32);
+    let mut last_activity = start;
     let mut buf = Vec::new();
     let limit = start + Duration::from_secs(3600);
     loop {
@@ -154,6 +155,7 @@ fn main() -> ExitCode {
         for to_server in [true, false] {
             let ep = if to_server { &mut client } else { &mut server };
             while let Some(t) = ep.poll_transmit(now, &mut buf) {
+                last_activity = now;
                 let lost = rng.next_f64() < args.loss;
                 let arrow = if to_server { "c->s" } else { "s->c" };
                 println!(
@@ -225,8 +227,8 @@ fn main() -> ExitCode {
         server.handle_timeout(now);
     }
     println!(
-        "\n{ok} answered, {failed} failed, {:.1} s of virtual time",
-        (now - start).as_secs_f64()
+        "\n{ok} answered, {failed} failed; the last datagram went at {:.3} s of virtual time",
+        (last_activity - start).as_secs_f64()
     );
     if ok + failed == args.requests {
         ExitCode::SUCCESS

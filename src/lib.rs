@@ -63,5 +63,6 @@ mod error;
 pub mod message;
 pub mod net;
 pub mod proto;
+pub mod transport;
 
 pub use error::{Error, RequestError};

@@ -66,6 +66,18 @@ pub struct Transmit {
     pub size: usize,
 }
 
+impl Transmit {
+    /// A datagram of `size` bytes to `destination`, from whatever address the system picks.
+    pub const fn new(destination: SocketAddr, size: usize) -> Self {
+        Self {
+            destination,
+            source: None,
+            ifindex: None,
+            size,
+        }
+    }
+}
+
 /// A network error that concerns one remote, such as an ICMP message from the error queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -1,0 +1,135 @@
+//! Control messages (ancillary data) of `recvmsg`/`sendmsg`: a correctly aligned buffer, an
+//! iterator over the messages a `recvmsg` returned, and the `IPV6_PKTINFO` a `sendmsg` carries.
+
+use std::mem;
+use std::net::Ipv6Addr;
+
+/// A control-message buffer aligned for `cmsghdr`.
+#[repr(C, align(8))]
+pub(crate) struct CmsgBuf(pub(crate) [u8; 256]);
+
+impl CmsgBuf {
+    pub(crate) const fn new() -> Self {
+        Self([0; 256])
+    }
+}
+
+/// One received control message: level, type and data.
+#[derive(Debug)]
+pub(crate) struct Cmsg<'a> {
+    pub(crate) level: libc::c_int,
+    pub(crate) ty: libc::c_int,
+    pub(crate) data: &'a [u8],
+}
+
+impl Cmsg<'_> {
+    /// Reads the data as a `T` (unaligned), if it is long enough.
+    pub(crate) fn read<T: Copy>(&self) -> Option<T> {
+        if self.data.len() < size_of::<T>() {
+            return None;
+        }
+        // SAFETY: the data holds at least size_of::<T>() bytes, read_unaligned needs no
+        // alignment, and every `T` used here is a plain C struct valid for any bit pattern.
+        Some(unsafe { std::ptr::read_unaligned(self.data.as_ptr().cast::<T>()) })
+    }
+}
+
+/// The control messages of a `msghdr` that `recvmsg` filled in.
+///
+/// # Safety
+///
+/// `hdr.msg_control` must point to a buffer of at least `hdr.msg_controllen` bytes that
+/// `recvmsg` wrote, and stay valid and unmodified while the result is used.
+// msg_controllen is usize on glibc and u32 elsewhere: the casts are needed off glibc.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) unsafe fn received(hdr: &libc::msghdr) -> Vec<Cmsg<'_>> {
+    let mut out = Vec::new();
+    if hdr.msg_control.is_null() || (hdr.msg_controllen as usize) < size_of::<libc::cmsghdr>() {
+        return out;
+    }
+    let start = hdr.msg_control as usize;
+    let end = start + hdr.msg_controllen as usize;
+    // SAFETY: hdr describes a valid control buffer (caller's contract).
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR only return headers that start inside the buffer.
+        let c = unsafe { &*cmsg };
+        // SAFETY: as above; CMSG_DATA points just past the header.
+        let data = unsafe { libc::CMSG_DATA(cmsg) } as usize;
+        let header_len = data - cmsg as usize;
+        let len = (c.cmsg_len as usize).saturating_sub(header_len);
+        if data + len > end {
+            break;
+        }
+        // SAFETY: [data, data + len) lies inside the control buffer, checked just above.
+        let bytes = unsafe { std::slice::from_raw_parts(data as *const u8, len) };
+        out.push(Cmsg {
+            level: c.cmsg_level,
+            ty: c.cmsg_type,
+            data: bytes,
+        });
+        // SAFETY: hdr and cmsg are valid as above.
+        cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };
+    }
+    out
+}
+
+/// Writes one `IPV6_PKTINFO` control message into `buf` and returns its length (for
+/// `msg_controllen`).
+pub(crate) fn pktinfo6(buf: &mut CmsgBuf, addr: Ipv6Addr, ifindex: u32) -> usize {
+    let info = libc::in6_pktinfo {
+        ipi6_addr: libc::in6_addr {
+            s6_addr: addr.octets(),
+        },
+        ipi6_ifindex: ifindex,
+    };
+    let data_len = size_of::<libc::in6_pktinfo>() as u32;
+    // SAFETY: CMSG_SPACE and CMSG_LEN are pure arithmetic.
+    let (space, len) = unsafe { (libc::CMSG_SPACE(data_len), libc::CMSG_LEN(data_len)) };
+    let space = space as usize;
+    assert!(space <= buf.0.len());
+    let mut hdr: libc::msghdr = unsafe_zeroed_msghdr();
+    hdr.msg_control = buf.0.as_mut_ptr().cast();
+    hdr.msg_controllen = space as _;
+    // SAFETY: the buffer is aligned for cmsghdr and holds `space` bytes, enough for one header
+    // with `data_len` bytes of data; we write only inside it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+        (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+        (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+        (*cmsg).cmsg_len = len as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in6_pktinfo>(), info);
+    }
+    space
+}
+
+/// A `msghdr` with every field zero (null pointers, zero lengths).
+pub(crate) fn unsafe_zeroed_msghdr() -> libc::msghdr {
+    // SAFETY: msghdr is a plain C struct for which all-zero bytes are a valid value.
+    unsafe { mem::zeroed() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pktinfo_round_trips_through_the_iterator() {
+        let mut buf = CmsgBuf::new();
+        let addr: Ipv6Addr = "fe80::1".parse().unwrap();
+        let len = pktinfo6(&mut buf, addr, 7);
+        let mut hdr = unsafe_zeroed_msghdr();
+        hdr.msg_control = buf.0.as_mut_ptr().cast();
+        hdr.msg_controllen = len as _;
+        // SAFETY: hdr points at `buf`, which pktinfo6 filled and which outlives `msgs`.
+        let msgs = unsafe { received(&hdr) };
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(
+            (msgs[0].level, msgs[0].ty),
+            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+        );
+        let info: libc::in6_pktinfo = msgs[0].read().unwrap();
+        assert_eq!(Ipv6Addr::from(info.ipi6_addr.s6_addr), addr);
+        assert_eq!(info.ipi6_ifindex, 7);
+    }
+}

@@ -1,0 +1,122 @@
+//! Non-blocking UDP transports behind one trait: [`Transport`].
+//!
+//! A transport moves datagrams and nothing else: it knows sockets, not CoAP. Every call returns
+//! at once, with [`std::io::ErrorKind::WouldBlock`] when it cannot proceed, and each transport
+//! has one file descriptor that becomes readable when there is something to receive, which is
+//! what the async facade and the C ABI wait on.
+//!
+//! | transport | platforms | client | server | reply from the arrival address | ICMP errors |
+//! |---|---|---|---|---|---|
+//! | [`Udp6`] | Linux | yes | yes | yes (PKTINFO) | yes (error queue) |
+//! | [`Simple6`] | any Unix | yes | no | n/a | yes (`ECONNREFUSED`) |
+//! | [`SimpleServer`] | any Unix | yes | yes, one address | yes (bound there) | no |
+//!
+//! This module and the C ABI are the only places with `unsafe` code.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+
+use crate::net::{RecvMeta, Transmit, TransportError};
+
+mod addr;
+#[cfg(target_os = "linux")]
+mod cmsg;
+mod simple6;
+mod simple_server;
+#[cfg(target_os = "linux")]
+mod udp6;
+
+pub use simple6::Simple6;
+pub use simple_server::{SimpleServer, ANY_ADDRESS_REFUSED};
+#[cfg(target_os = "linux")]
+pub use udp6::{Udp6, Udp6Options};
+
+/// What a transport can do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// It can receive requests (it has a port others can send to).
+    pub server: bool,
+    /// It can join multicast groups.
+    pub multicast: bool,
+    /// It reports the local address and interface each datagram arrived on, and can send from
+    /// a given one.
+    pub local_addr_info: bool,
+    /// It reports ICMP errors (unreachable ports and hosts) for the remote they concern.
+    pub icmp_errors: bool,
+}
+
+/// A non-blocking datagram transport with one readiness file descriptor.
+///
+/// The descriptor ([`AsFd`]) becomes readable when [`try_recv`](Self::try_recv) or
+/// [`try_recv_error`](Self::try_recv_error) has something; callers drain errors first, then
+/// datagrams, until both report nothing.
+pub trait Transport: AsFd + Send + Sync + fmt::Debug + 'static {
+    /// What this transport can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The local address it is bound to.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error, if it has none.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// Receives one datagram into `buf`: its length and where it came from.
+    ///
+    /// Datagrams larger than `buf` are dropped, never delivered cut short.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::WouldBlock`] when nothing is waiting; other socket errors as they come.
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)>;
+
+    /// Sends one datagram as `transmit` says.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::WouldBlock`] when the socket buffer is full; other socket errors.
+    fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()>;
+
+    /// Takes one error the network reported for a remote (an ICMP error), if any.
+    ///
+    /// # Errors
+    ///
+    /// Socket errors other than "nothing waiting".
+    fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
+        Ok(None)
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        (**self).local_addr()
+    }
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
+        (**self).try_recv(buf)
+    }
+    fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()> {
+        (**self).try_send(transmit, contents)
+    }
+    fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
+        (**self).try_recv_error()
+    }
+}
+
+/// Maps an OS error number to the kind of a [`TransportError`].
+pub(crate) fn error_kind(errno: i32) -> crate::net::TransportErrorKind {
+    use crate::net::TransportErrorKind as K;
+    match errno {
+        libc::ECONNREFUSED => K::PortUnreachable,
+        libc::EHOSTUNREACH | libc::EHOSTDOWN => K::HostUnreachable,
+        libc::ENETUNREACH | libc::ENETDOWN => K::NetworkUnreachable,
+        libc::EACCES | libc::EPERM => K::Prohibited,
+        libc::EMSGSIZE => K::MessageTooLarge,
+        other => K::Other(other),
+    }
+}

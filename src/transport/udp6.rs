@@ -1,0 +1,328 @@
+//! udp6: one dual-stack UDP socket for client and server, with the local address of every
+//! datagram (PKTINFO) and ICMP errors from the error queue (Linux).
+//!
+//! The socket is bound to an IPv6 address (normally `[::]`) with `IPV6_V6ONLY` off, so IPv4
+//! peers arrive as IPv4-mapped addresses; the transport hands them to the core as plain IPv4
+//! and maps them back when sending. `IPV6_RECVPKTINFO` tells which local address and interface
+//! a datagram arrived on, and `IPV6_PKTINFO` on send makes the reply leave from there (on a
+//! multi-homed host, from `127.0.0.2`, from a link-local address). `IPV6_RECVERR` and
+//! `IP_RECVERR` queue ICMP errors on the socket's error queue, where
+//! [`Transport::try_recv_error`] reads them; a pending error makes the descriptor readable, so
+//! callers drain errors before data.
+
+use std::io;
+use std::mem;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use log::{debug, trace};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::addr::{canonical, canonical_ip, ip_to_v6, to_v6};
+use super::cmsg::{self, CmsgBuf};
+use super::{error_kind, Capabilities, Transport};
+use crate::net::{RecvMeta, Transmit, TransportError};
+
+/// Options for [`Udp6::bind_with`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Udp6Options {
+    /// Sets `SO_REUSEPORT`, so that several sockets (threads, processes) can share the port;
+    /// the kernel spreads remotes over them and keeps each remote on one socket.
+    pub reuse_port: bool,
+}
+
+/// The udp6 transport (see the module documentation).
+#[derive(Debug)]
+pub struct Udp6 {
+    socket: Socket,
+}
+
+fn setsockopt_int(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the descriptor is a live socket we own; the option value is a c_int of the
+    // length we pass.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A `sockaddr_storage` read back into a socket address (IPv4-mapped made plain IPv4).
+fn from_storage(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says this is a sockaddr_in6, and it is long enough;
+            // sockaddr_storage is aligned for every sockaddr type.
+            let a = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            Some(canonical(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            ))))
+        }
+        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: as above, for sockaddr_in.
+            let a =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn to_sockaddr_in6(addr: SocketAddrV6) -> libc::sockaddr_in6 {
+    // SAFETY: sockaddr_in6 is a plain C struct for which all-zero bytes are valid.
+    let mut sa: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sa.sin6_port = addr.port().to_be();
+    sa.sin6_flowinfo = addr.flowinfo();
+    sa.sin6_addr = libc::in6_addr {
+        s6_addr: addr.ip().octets(),
+    };
+    sa.sin6_scope_id = addr.scope_id();
+    sa
+}
+
+impl Udp6 {
+    /// Binds a udp6 transport to `addr` (`[::]:5683` for a server on every address,
+    /// `[::]:0` for a client). An IPv4 address is bound as its IPv4-mapped form, which
+    /// receives only IPv4.
+    ///
+    /// # Errors
+    ///
+    /// The socket errors of creating and binding it (`AddrInUse`, …).
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        Self::bind_with(addr, &Udp6Options::default())
+    }
+
+    /// Binds with [`Udp6Options`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Udp6::bind`]; `SO_REUSEPORT` errors too when it was asked for.
+    pub fn bind_with(addr: SocketAddr, options: &Udp6Options) -> io::Result<Self> {
+        let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_only_v6(false)?;
+        socket.set_nonblocking(true)?;
+        if options.reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        setsockopt_int(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        // Errors are a capability, not a requirement: a kernel without them still works.
+        for (level, name) in [
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVERR),
+            (libc::IPPROTO_IP, libc::IP_RECVERR),
+        ] {
+            if let Err(e) = setsockopt_int(&socket, level, name, 1) {
+                debug!("coapio: udp6 cannot enable ICMP error reports ({name}): {e}");
+            }
+        }
+        socket.bind(&SocketAddr::V6(to_v6(addr)).into())?;
+        debug!(
+            "coapio: udp6 bound to {}",
+            socket
+                .local_addr()?
+                .as_socket()
+                .map_or_else(|| "?".into(), |a| a.to_string())
+        );
+        Ok(Self { socket })
+    }
+
+    /// Joins a multicast group on the interface with index `ifindex` (0: the kernel's choice).
+    ///
+    /// # Errors
+    ///
+    /// The socket error of joining (for instance, no such interface).
+    pub fn join_multicast(&self, group: IpAddr, ifindex: u32) -> io::Result<()> {
+        match group {
+            IpAddr::V6(g) => self.socket.join_multicast_v6(&g, ifindex),
+            IpAddr::V4(g) => self
+                .socket
+                .join_multicast_v4_n(&g, &socket2::InterfaceIndexOrAddress::Index(ifindex)),
+        }
+    }
+
+    fn recvmsg(
+        &self,
+        buf: &mut [u8],
+        flags: libc::c_int,
+        ctrl: &mut CmsgBuf,
+    ) -> io::Result<(usize, libc::msghdr, libc::sockaddr_storage)> {
+        // SAFETY: sockaddr_storage is a plain C struct for which all-zero bytes are valid.
+        let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut hdr = cmsg::unsafe_zeroed_msghdr();
+        hdr.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+        hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+        hdr.msg_controllen = ctrl.0.len() as _;
+        // SAFETY: every pointer in hdr points at a live buffer of the stated length for the
+        // duration of the call.
+        let n = unsafe { libc::recvmsg(self.socket.as_raw_fd(), &mut hdr, flags) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The returned header refers to `name`, which moves with the return value: callers
+        // only read the lengths and flags from it, and the name from the returned copy.
+        hdr.msg_name = std::ptr::null_mut();
+        Ok((n as usize, hdr, name))
+    }
+}
+
+impl AsFd for Udp6 {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl Transport for Udp6 {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            server: true,
+            multicast: true,
+            local_addr_info: true,
+            icmp_errors: true,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("udp6 socket has a non-IP address"))
+    }
+
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
+        loop {
+            let mut ctrl = CmsgBuf::new();
+            let (n, mut hdr, name) = self.recvmsg(buf, 0, &mut ctrl)?;
+            if hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                debug!(
+                    "coapio: udp6 dropped a datagram larger than {} bytes",
+                    buf.len()
+                );
+                continue;
+            }
+            let Some(remote) = from_storage(&name, hdr.msg_namelen) else {
+                continue;
+            };
+            let mut meta = RecvMeta::new(remote);
+            hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+            // SAFETY: hdr.msg_control points at `ctrl`, which recvmsg filled with
+            // hdr.msg_controllen bytes and which lives until the end of this iteration.
+            for c in unsafe { cmsg::received(&hdr) } {
+                if (c.level, c.ty) == (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) {
+                    if let Some(info) = c.read::<libc::in6_pktinfo>() {
+                        let local =
+                            canonical_ip(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                        meta = meta.with_local(local, Some(info.ipi6_ifindex));
+                    }
+                }
+            }
+            trace!(
+                "coapio: udp6 received {n} bytes from {remote} at {:?}",
+                meta.local
+            );
+            return Ok((n, meta));
+        }
+    }
+
+    fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()> {
+        let dest = to_v6(transmit.destination);
+        let mut name = to_sockaddr_in6(dest);
+        let mut iov = libc::iovec {
+            iov_base: contents.as_ptr() as *mut libc::c_void,
+            iov_len: contents.len(),
+        };
+        let mut ctrl = CmsgBuf::new();
+        let mut hdr = cmsg::unsafe_zeroed_msghdr();
+        hdr.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
+        hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        // A source is only usable when it has the destination's family: Linux takes an
+        // IPv4-mapped IPV6_PKTINFO for IPv4 destinations.
+        let dest_is_v4 = transmit.destination.is_ipv4();
+        let source = transmit
+            .source
+            .filter(|s| canonical_ip(*s).is_ipv4() == dest_is_v4);
+        if source.is_some() || (transmit.ifindex.is_some() && !dest_is_v4) {
+            let addr = source.map_or(Ipv6Addr::UNSPECIFIED, ip_to_v6);
+            let ifindex = if dest_is_v4 {
+                0
+            } else {
+                transmit.ifindex.unwrap_or(0)
+            };
+            let len = cmsg::pktinfo6(&mut ctrl, addr, ifindex);
+            hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+            hdr.msg_controllen = len as _;
+        }
+        // SAFETY: every pointer in hdr points at a live buffer of the stated length for the
+        // duration of the call; sendmsg does not write through msg_iov.
+        let n = unsafe { libc::sendmsg(self.socket.as_raw_fd(), &hdr, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
+        loop {
+            let mut ctrl = CmsgBuf::new();
+            let mut scratch = [0u8; 64];
+            let (_, mut hdr, name) = match self.recvmsg(&mut scratch, libc::MSG_ERRQUEUE, &mut ctrl)
+            {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let remote = from_storage(&name, hdr.msg_namelen);
+            hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+            // SAFETY: as in try_recv.
+            let errors = unsafe { cmsg::received(&hdr) };
+            let ee = errors.iter().find_map(|c| match (c.level, c.ty) {
+                (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) | (libc::IPPROTO_IP, libc::IP_RECVERR) => {
+                    c.read::<libc::sock_extended_err>()
+                }
+                _ => None,
+            });
+            match (remote, ee) {
+                (Some(remote), Some(ee)) => {
+                    let kind = error_kind(ee.ee_errno as i32);
+                    debug!(
+                        "coapio: udp6 error for {remote}: {kind} (origin {}, type {}, code {})",
+                        ee.ee_origin, ee.ee_type, ee.ee_code
+                    );
+                    return Ok(Some(TransportError::new(remote, kind)));
+                }
+                _ => trace!("coapio: udp6 skipped an error-queue entry it could not read"),
+            }
+        }
+    }
+}

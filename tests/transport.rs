@@ -1,0 +1,190 @@
+//! The transports on real loopback sockets: udp6's dual stack, PKTINFO and error queue;
+//! simple6's connected sockets; simplesocketserver's refusal of any-addresses.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use coapio::net::{RecvMeta, Transmit, TransportErrorKind};
+use coapio::transport::{Simple6, SimpleServer, Transport, Udp6};
+
+/// Polls `f` until it yields something or a second has passed.
+fn within_a_second<T>(mut f: impl FnMut() -> io::Result<Option<T>>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = f().expect("transport error") {
+            return t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "nothing arrived within a second"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn recv(t: &dyn Transport) -> (Vec<u8>, RecvMeta) {
+    let mut buf = [0u8; 2048];
+    within_a_second(|| match t.try_recv(&mut buf) {
+        Ok((n, meta)) => Ok(Some((buf[..n].to_vec(), meta))),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    })
+}
+
+fn transmit(
+    to: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    ifindex: Option<u32>,
+    len: usize,
+) -> Transmit {
+    let mut t = Transmit::new(to, len);
+    t.source = source;
+    t.ifindex = ifindex;
+    t
+}
+
+#[test]
+fn udp6_serves_ipv4_and_ipv6_and_replies_from_the_arrival_address() {
+    let server = Udp6::bind("[::]:0".parse().unwrap()).unwrap();
+    let port = server.local_addr().unwrap().port();
+    for dest in ["127.0.0.1", "::1", "127.0.0.2"] {
+        let dest: SocketAddr = (dest.parse::<std::net::IpAddr>().unwrap(), port).into();
+        // A connected client socket accepts only replies from exactly `dest`.
+        let local: SocketAddr = if dest.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        }
+        .parse()
+        .unwrap();
+        let client = UdpSocket::bind(local).unwrap();
+        client.connect(dest).unwrap();
+        client.send(b"ping").unwrap();
+        let (data, meta) = recv(&server);
+        assert_eq!(data, b"ping");
+        assert_eq!(
+            meta.remote,
+            client.local_addr().unwrap(),
+            "IPv4 peers appear as plain IPv4"
+        );
+        assert_eq!(
+            meta.local,
+            Some(dest.ip()),
+            "PKTINFO names the arrival address"
+        );
+        assert!(meta.ifindex.is_some());
+        let t = transmit(meta.remote, meta.local, meta.ifindex, 4);
+        server.try_send(&t, b"pong").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let n = client
+            .recv(&mut buf)
+            .expect("reply from the address the request went to");
+        assert_eq!(&buf[..n], b"pong");
+    }
+}
+
+#[test]
+fn udp6_reports_a_closed_port_at_once() {
+    let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let closed_v6 = UdpSocket::bind("[::1]:0").unwrap();
+    let targets = [
+        closed.local_addr().unwrap(),
+        closed_v6.local_addr().unwrap(),
+    ];
+    drop((closed, closed_v6));
+    let client = Udp6::bind("[::]:0".parse().unwrap()).unwrap();
+    for target in targets {
+        let start = Instant::now();
+        client
+            .try_send(&transmit(target, None, None, 1), b"x")
+            .unwrap();
+        let err = within_a_second(|| client.try_recv_error());
+        assert_eq!(err.remote, target);
+        assert_eq!(err.kind, TransportErrorKind::PortUnreachable);
+        assert!(start.elapsed() < Duration::from_millis(500));
+    }
+    assert!(client.try_recv_error().unwrap().is_none());
+}
+
+#[test]
+fn udp6_drops_truncated_datagrams() {
+    let server = Udp6::bind("[::1]:0".parse().unwrap()).unwrap();
+    let to = server.local_addr().unwrap();
+    let client = UdpSocket::bind("[::1]:0").unwrap();
+    client.send_to(&[7u8; 300], to).unwrap();
+    client.send_to(b"small", to).unwrap();
+    let mut buf = [0u8; 100];
+    let got = within_a_second(|| match server.try_recv(&mut buf) {
+        Ok((n, _)) => Ok(Some(buf[..n].to_vec())),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    });
+    assert_eq!(got, b"small");
+}
+
+#[test]
+fn simple6_talks_to_ipv4_and_ipv6_and_reports_refusal() {
+    let t = Simple6::new().unwrap();
+    assert!(t.local_addr().is_err());
+    for server in ["127.0.0.1:0", "[::1]:0"] {
+        let server = UdpSocket::bind(server).unwrap();
+        let addr = server.local_addr().unwrap();
+        t.try_send(&transmit(addr, None, None, 5), b"hello")
+            .unwrap();
+        let mut buf = [0u8; 16];
+        server
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        server.send_to(b"back", from).unwrap();
+        let (data, meta) = recv(&t);
+        assert_eq!((data.as_slice(), meta.remote), (&b"back"[..], addr));
+        drop(server);
+        t.try_send(&transmit(addr, None, None, 5), b"again")
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let err = within_a_second(|| {
+            let _ = t.try_recv(&mut buf);
+            t.try_recv_error()
+        });
+        assert_eq!(
+            (err.remote, err.kind),
+            (addr, TransportErrorKind::PortUnreachable)
+        );
+    }
+}
+
+#[test]
+fn simple_server_refuses_any_address_and_serves_a_concrete_one() {
+    for any in ["0.0.0.0:5683", "[::]:0"] {
+        let err = SimpleServer::bind(any.parse().unwrap()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            err.to_string().contains("can not be bound to any-address"),
+            "{err}"
+        );
+    }
+    let server = SimpleServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.connect(addr).unwrap();
+    client.send(b"q").unwrap();
+    let (data, meta) = recv(&server);
+    assert_eq!(
+        (data.as_slice(), meta.remote),
+        (&b"q"[..], client.local_addr().unwrap())
+    );
+    server
+        .try_send(&transmit(meta.remote, None, None, 1), b"a")
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut buf = [0u8; 4];
+    assert_eq!(client.recv(&mut buf).unwrap(), 1);
+}

@@ -8,7 +8,7 @@ use std::fmt;
 /// A CoAP message code: a 3-bit class and a 5-bit detail, written `c.dd`.
 ///
 /// Class 0 holds the empty message (`0.00`) and the request methods, classes 2, 4 and 5 hold
-/// responses; classes 1, 6 and 7 are reserved
+/// responses; classes 1, 3, 6 and 7 are reserved
 /// (<https://www.rfc-editor.org/rfc/rfc7252#section-12.1>).
 ///
 /// ```
@@ -133,9 +133,10 @@ impl Code {
         matches!(self.class(), 4 | 5)
     }
 
-    /// Whether the class is one RFC 7252 reserves (1, 6 or 7); such a message is malformed.
+    /// Whether the class is one RFC 7252 §3 reserves (1, 3, 6 or 7): neither a request nor a
+    /// response; such a message is rejected.
     pub const fn is_reserved(self) -> bool {
-        matches!(self.class(), 1 | 6 | 7)
+        matches!(self.class(), 1 | 3 | 6 | 7)
     }
 
     /// The registered name (`"Content"`, `"GET"`), or `None` for an unregistered code.
@@ -232,7 +233,7 @@ mod tests {
         assert!(Code::DELETE.is_request() && !Code::DELETE.is_response());
         assert!(Code::CHANGED.is_success() && Code::CHANGED.is_response());
         assert!(Code::NOT_FOUND.is_error() && Code::GATEWAY_TIMEOUT.is_error());
-        for class in [1, 6, 7] {
+        for class in [1, 3, 6, 7] {
             assert!(Code::new(class, 0).is_reserved());
             assert!(!Code::new(class, 0).is_response());
         }

@@ -606,6 +606,7 @@ impl Endpoint {
                 dedup_key,
             });
         }
+        self.purge_idle_peers(now);
         Ok(())
     }
 
@@ -946,27 +947,31 @@ impl Endpoint {
     /// sent to that remote fails with [`RequestError::Transport`], and separate responses to
     /// it are no longer retransmitted.
     pub fn handle_transport_error(&mut self, now: Instant, err: &TransportError) {
-        let failed: Vec<RequestId> = self
+        // Queued requests fail first, so that failing the outstanding ones starts nothing new;
+        // IDs in order, so that the outcome does not depend on hash-map order.
+        let mut failed: Vec<(bool, RequestId)> = self
             .requests
             .iter()
             .filter(|(_, r)| r.remote == err.remote)
-            .map(|(id, _)| *id)
+            .map(|(id, r)| (r.state != ReqState::Queued, *id))
             .collect();
+        failed.sort_unstable();
         debug!(
             "coapio: {} from {}: failing {} requests",
             err.kind,
             err.remote,
             failed.len()
         );
-        for id in failed {
+        for (_, id) in failed {
             self.finish_request(now, id, Some(Err(RequestError::Transport(err.kind))));
         }
-        let responses: Vec<_> = self
+        let mut responses: Vec<_> = self
             .outgoing
             .iter()
             .filter(|(k, o)| k.0 == err.remote && o.owner == Owner::Response)
             .map(|(k, _)| *k)
             .collect();
+        responses.sort_unstable();
         for key in responses {
             self.outgoing.remove(&key);
             self.release_peer(now, err.remote);

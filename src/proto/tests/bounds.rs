@@ -182,3 +182,26 @@ fn requests_never_answered_are_forgotten_after_their_lifetime() {
         );
     }
 }
+
+#[test]
+fn idle_remotes_stay_within_the_bound_after_responses() {
+    let config = Config {
+        dedup_capacity: 1,
+        ..Config::default()
+    };
+    let mut ep = Endpoint::new(config.into());
+    let now = Instant::now();
+    let mut buf = Vec::new();
+    for i in 0..3u32 {
+        ep.handle_datagram(
+            now,
+            &RecvMeta::new(remote(i)),
+            &request_bytes(Type::Non, i as u16),
+        );
+    }
+    while let Some(Event::Request { id, .. }) = ep.poll_event() {
+        ep.respond(now, id, Response::new(Code::CONTENT)).unwrap();
+    }
+    while ep.poll_transmit(now, &mut buf).is_some() {}
+    assert!(ep.stats().idle_remotes <= 1, "{:?}", ep.stats());
+}

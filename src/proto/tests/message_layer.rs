@@ -338,3 +338,61 @@ fn transport_error_fails_requests_to_that_remote_only() {
         .count();
     assert_eq!(retransmitted_to_s1, 0);
 }
+
+#[test]
+fn transport_errors_fail_requests_deterministically() {
+    use crate::message::MessageRef;
+    use crate::proto::{Endpoint, Event, RecvMeta};
+    let now = std::time::Instant::now();
+    let remote = "192.0.2.1:5683".parse().unwrap();
+    let run = || {
+        let mut ep = Endpoint::new(Config::default().with_seed(7).into());
+        let mut buf = Vec::new();
+        for _ in 0..8 {
+            ep.request(now, remote, Request::get("/x")).unwrap();
+        }
+        while ep.poll_transmit(now, &mut buf).is_some() {}
+        let err = TransportError::new(remote, TransportErrorKind::PortUnreachable);
+        ep.handle_transport_error(now, &err);
+        let mut ids = Vec::new();
+        while let Some(e) = ep.poll_event() {
+            if let Event::Failed { id, .. } = e {
+                ids.push(id)
+            }
+        }
+        assert!(
+            ep.poll_transmit(now, &mut buf).is_none(),
+            "no queued request was started"
+        );
+        ep.request(now, remote, Request::get("/y")).unwrap();
+        let _ = ep.poll_transmit(now, &mut buf).unwrap();
+        let token = MessageRef::decode(&buf).unwrap().token;
+        let _ = RecvMeta::new(remote);
+        (ids, token)
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a.0.len(), 8);
+    assert_eq!(a, b, "same seed, same calls, same outcome");
+}
+
+#[test]
+fn reserved_class_3_response_is_ignored() {
+    use crate::message::MessageRef;
+    use crate::proto::{Endpoint, RecvMeta};
+    let now = std::time::Instant::now();
+    let remote = "192.0.2.1:5683".parse().unwrap();
+    let mut ep = Endpoint::new(Config::default().into());
+    let mut buf = Vec::new();
+    ep.request(now, remote, Request::get("/x")).unwrap();
+    let _ = ep.poll_transmit(now, &mut buf).unwrap();
+    let req = MessageRef::decode(&buf).unwrap();
+    let mut ack = Message::new(Type::Ack, Code::new(3, 18), req.message_id);
+    ack.token = req.token;
+    ep.handle_datagram(now, &RecvMeta::new(remote), &ack.to_bytes().unwrap());
+    assert!(ep.poll_event().is_none());
+    assert_eq!(
+        ep.stats().open_requests,
+        1,
+        "still waiting for a real answer"
+    );
+}

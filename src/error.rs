@@ -51,4 +51,16 @@ pub enum RequestError {
     /// option).
     #[error("bad response: {0}")]
     BadResponse(&'static str),
+    /// The request URI could not be parsed.
+    #[error("invalid URI: {0}")]
+    InvalidUri(#[from] crate::message::uri::UriError),
+    /// The URI's host could not be resolved to an address, or its scheme is not supported.
+    #[error("cannot resolve the destination: {0}")]
+    Resolve(String),
+    /// The endpoint refused to send the request (see [`enum@Error`]).
+    #[error("request refused: {0}")]
+    Refused(#[from] Error),
+    /// The endpoint was shut down, or its driver dropped, before the response came.
+    #[error("the endpoint was shut down before the response came")]
+    Stopped,
 }

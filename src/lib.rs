@@ -59,10 +59,14 @@
 
 #![warn(missing_docs)]
 
+mod endpoint;
 mod error;
+mod io;
 pub mod message;
 pub mod net;
 pub mod proto;
+pub mod server;
 pub mod transport;
 
+pub use endpoint::{Builder, Driver, Endpoint, ResponseFuture, TransportKind};
 pub use error::{Error, RequestError};

@@ -108,6 +108,14 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
 }
 
+/// The index of the network interface named `name` (`eth0`), for IPv6 zones.
+pub fn interface_index(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
 /// Maps an OS error number to the kind of a [`TransportError`].
 pub(crate) fn error_kind(errno: i32) -> crate::net::TransportErrorKind {
     use crate::net::TransportErrorKind as K;

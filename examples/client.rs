@@ -1,0 +1,117 @@
+//! A CoAP client for the command line.
+//!
+//! ```text
+//! cargo run --example client -- [-m METHOD] [--non] [--payload TEXT] [--transport udp6|simple6] URI
+//! ```
+//!
+//! Prints the response code on the first line and the payload after it. When the request
+//! fails (timeout, reset, unreachable, bad URI) it prints one line saying why on stderr and
+//! exits with status 1; bad arguments exit with 2.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use coapio::message::Code;
+use coapio::proto::Request;
+use coapio::{Endpoint, TransportKind};
+
+mod common;
+
+const USAGE: &str =
+    "usage: client [-m GET|POST|PUT|DELETE] [--non] [--payload TEXT] [--transport udp6|simple6] URI";
+
+fn main() -> ExitCode {
+    common::log_to_stderr();
+    let mut method = Code::GET;
+    let mut confirmable = true;
+    let mut payload = Vec::new();
+    let mut transport = None;
+    let mut uri = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-m" | "--method" => {
+                method = match args.next().map(|m| m.to_ascii_uppercase()).as_deref() {
+                    Some("GET") => Code::GET,
+                    Some("POST") => Code::POST,
+                    Some("PUT") => Code::PUT,
+                    Some("DELETE") => Code::DELETE,
+                    Some("FETCH") => Code::FETCH,
+                    _ => {
+                        eprintln!("-m takes GET, POST, PUT, DELETE or FETCH");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            "--non" => confirmable = false,
+            "--payload" => match args.next() {
+                Some(p) => payload = p.into_bytes(),
+                None => {
+                    eprintln!("--payload needs a value");
+                    return ExitCode::from(2);
+                }
+            },
+            "--transport" => {
+                transport = match args.next().as_deref() {
+                    Some("udp6") => Some(TransportKind::Udp6),
+                    Some("simple6") => Some(TransportKind::Simple6),
+                    _ => {
+                        eprintln!("--transport takes udp6 or simple6");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other if uri.is_none() && !other.starts_with('-') => uri = Some(other.to_string()),
+            other => {
+                eprintln!("unexpected argument {other:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(uri) = uri else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let mut builder = Endpoint::builder();
+    if let Some(t) = transport {
+        builder = builder.transport(t);
+    }
+    let (client, driver) = match builder.build() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("cannot open a socket: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut request = Request::new(method).with_payload(payload);
+    request.confirmable = confirmable;
+    let result = async_io::block_on(async {
+        let request = Box::pin(client.request(&uri, request));
+        match futures::future::select(request, Box::pin(driver)).await {
+            futures::future::Either::Left((result, _)) => result.map_err(|e| e.to_string()),
+            futures::future::Either::Right((io, _)) => Err(match io {
+                Ok(()) => "the endpoint stopped".to_string(),
+                Err(e) => format!("socket error: {e}"),
+            }),
+        }
+    });
+    match result {
+        Ok(response) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", response.code);
+            if !response.payload.is_empty() {
+                let _ = out.write_all(&response.payload);
+                let _ = writeln!(out);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{uri}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

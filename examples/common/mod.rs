@@ -1,0 +1,74 @@
+//! What the examples share: a logger and the example server's resources.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use coapio::message::Code;
+use coapio::proto::Response;
+use coapio::server::{get, Resource, Site};
+
+/// Prints coapio's log to stderr when `RUST_LOG` asks for debug or trace (a few lines instead
+/// of a logger dependency): `RUST_LOG=coapio=trace` shows every datagram.
+pub(crate) fn log_to_stderr() {
+    struct Stderr(log::LevelFilter);
+    impl log::Log for Stderr {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.level() <= self.0
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                eprintln!("[{}] {}", r.level(), r.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+    let level = match std::env::var("RUST_LOG").unwrap_or_default() {
+        v if v.contains("trace") => log::LevelFilter::Trace,
+        v if v.contains("debug") => log::LevelFilter::Debug,
+        _ => return,
+    };
+    if log::set_logger(Box::leak(Box::new(Stderr(level)))).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02} UTC")
+}
+
+/// The example server's resources: `/hello`, `/time`, `/slow` (answers after `slow`),
+/// `/echo`.
+pub(crate) fn example_site(slow: Duration) -> Site {
+    Site::new()
+        .resource(
+            "/hello",
+            get(|_req| async { Response::content("Hello, world!") })
+                .title("Greeting")
+                .ct(0),
+        )
+        .resource(
+            "/time",
+            get(|_req| async { Response::content(utc_now()) })
+                .rt("clock")
+                .ct(0),
+        )
+        .resource(
+            "/slow",
+            get(move |_req| async move {
+                async_io::Timer::after(slow).await;
+                Response::content("sorry for the wait")
+            })
+            .title("A slow answer"),
+        )
+        .resource(
+            "/echo",
+            Resource::new()
+                .post(|req| async move { Response::new(Code::CHANGED).with_payload(req.payload()) })
+                .put(|req| async move { Response::new(Code::CHANGED).with_payload(req.payload()) }),
+        )
+}

@@ -1,0 +1,89 @@
+//! The one `process` step that joins the protocol core to a transport, shared by the async
+//! driver and the C ABI's modes: drain ICMP errors, drain datagrams, fire timers, flush
+//! transmits. It never blocks.
+
+use std::io;
+use std::time::Instant;
+
+use log::{debug, trace};
+
+use crate::proto::Endpoint;
+use crate::transport::{error_kind, Transport};
+
+/// Datagrams handled per call before returning, so that one busy socket cannot starve the
+/// caller's other work; the descriptor stays readable and the caller comes back.
+pub(crate) const BATCH: usize = 256;
+
+/// Receive buffer size: the largest UDP payload there is.
+pub(crate) const RECV_BUF: usize = 65_536;
+
+/// Feeds everything the transport has into the endpoint, fires due timers and sends what the
+/// endpoint has to send. Returns whether the batch limit cut receiving short (call again).
+pub(crate) fn process(
+    ep: &mut Endpoint,
+    transport: &dyn Transport,
+    now: Instant,
+    out: &mut Vec<u8>,
+    inbuf: &mut [u8],
+) -> bool {
+    drain_errors(ep, transport, now);
+    let mut more = true;
+    for _ in 0..BATCH {
+        match transport.try_recv(inbuf) {
+            Ok((n, meta)) => ep.handle_datagram(now, &meta, &inbuf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                more = false;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // A socket error (an ICMP error surfacing on receive): its details are on the
+                // error queue.
+                trace!("coapio: receive error {e}");
+                drain_errors(ep, transport, now);
+            }
+        }
+    }
+    if ep.poll_timeout().is_some_and(|t| t <= now) {
+        ep.handle_timeout(now);
+    }
+    flush(ep, transport, now, out);
+    more
+}
+
+fn drain_errors(ep: &mut Endpoint, transport: &dyn Transport, now: Instant) {
+    for _ in 0..BATCH {
+        match transport.try_recv_error() {
+            Ok(Some(err)) => ep.handle_transport_error(now, &err),
+            Ok(None) => return,
+            Err(e) => {
+                debug!("coapio: reading the error queue failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Sends everything the endpoint has queued. A send that fails with a network error fails
+/// the requests to that remote at once; a full socket buffer drops the datagram (a
+/// Confirmable message is retransmitted anyway).
+pub(crate) fn flush(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, out: &mut Vec<u8>) {
+    while let Some(t) = ep.poll_transmit(now, out) {
+        match transport.try_send(&t, &out[..t.size]) {
+            Ok(()) => trace!("coapio: sent {} bytes to {}", t.size, t.destination),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                debug!(
+                    "coapio: socket buffer full; dropped a datagram to {}",
+                    t.destination
+                );
+            }
+            Err(e) => {
+                debug!("coapio: sending to {} failed: {e}", t.destination);
+                if let Some(errno) = e.raw_os_error() {
+                    let err = crate::net::TransportError::new(t.destination, error_kind(errno));
+                    ep.handle_transport_error(now, &err);
+                }
+            }
+        }
+    }
+}

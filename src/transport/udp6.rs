@@ -215,6 +215,7 @@ impl Transport for Udp6 {
         self.socket
             .local_addr()?
             .as_socket()
+            .map(canonical)
             .ok_or_else(|| io::Error::other("udp6 socket has a non-IP address"))
     }
 

@@ -44,6 +44,9 @@ pub(crate) fn process(
             }
         }
     }
+    // Receiving can surface errors (simple6 reads ECONNREFUSED from its sockets): take them
+    // now, not at the next wake-up.
+    drain_errors(ep, transport, now);
     if ep.poll_timeout().is_some_and(|t| t <= now) {
         ep.handle_timeout(now);
     }
@@ -68,6 +71,14 @@ fn drain_errors(ep: &mut Endpoint, transport: &dyn Transport, now: Instant) {
 /// the requests to that remote at once; a full socket buffer drops the datagram (a
 /// Confirmable message is retransmitted anyway).
 pub(crate) fn flush(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, out: &mut Vec<u8>) {
+    send_all(ep, transport, now, out);
+    // Sending can surface errors too (simple6 sees an earlier ICMP error on send); failing
+    // requests for them may queue nothing new, but take them at once.
+    drain_errors(ep, transport, now);
+    send_all(ep, transport, now, out);
+}
+
+fn send_all(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, out: &mut Vec<u8>) {
     while let Some(t) = ep.poll_transmit(now, out) {
         match transport.try_send(&t, &out[..t.size]) {
             Ok(()) => trace!("coapio: sent {} bytes to {}", t.size, t.destination),

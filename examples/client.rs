@@ -1,7 +1,8 @@
 //! A CoAP client for the command line.
 //!
 //! ```text
-//! cargo run --example client -- [-m METHOD] [--non] [--payload TEXT] [--transport udp6|simple6] URI
+//! cargo run --example client -- [-m METHOD] [--non] [--payload TEXT] [--timeout SECONDS]
+//!     [--transport udp6|simple6] URI
 //! ```
 //!
 //! Prints the response code on the first line and the payload after it. When the request
@@ -17,8 +18,8 @@ use coapio::{Endpoint, TransportKind};
 
 mod common;
 
-const USAGE: &str =
-    "usage: client [-m GET|POST|PUT|DELETE] [--non] [--payload TEXT] [--transport udp6|simple6] URI";
+const USAGE: &str = "usage: client [-m GET|POST|PUT|DELETE] [--non] [--payload TEXT] \
+    [--timeout SECONDS] [--transport udp6|simple6] URI";
 
 fn main() -> ExitCode {
     common::log_to_stderr();
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
     let mut confirmable = true;
     let mut payload = Vec::new();
     let mut transport = None;
+    let mut timeout = None;
     let mut uri = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -48,6 +50,15 @@ fn main() -> ExitCode {
                 Some(p) => payload = p.into_bytes(),
                 None => {
                     eprintln!("--payload needs a value");
+                    return ExitCode::from(2);
+                }
+            },
+            "--timeout" => match args.next().and_then(|t| t.parse::<f64>().ok()) {
+                Some(t) if t > 0.0 && t < 1e6 => {
+                    timeout = Some(std::time::Duration::from_secs_f64(t))
+                }
+                _ => {
+                    eprintln!("--timeout takes a positive number of seconds");
                     return ExitCode::from(2);
                 }
             },
@@ -89,6 +100,7 @@ fn main() -> ExitCode {
     };
     let mut request = Request::new(method).with_payload(payload);
     request.confirmable = confirmable;
+    request.timeout = timeout;
     let result = async_io::block_on(async {
         let request = Box::pin(client.request(&uri, request));
         match futures::future::select(request, Box::pin(driver)).await {

@@ -79,6 +79,8 @@ struct OutRequest {
     /// The message ID of the request once sent.
     mid: Option<u16>,
     deadline: Option<Instant>,
+    /// The caller's own limit ([`Request::timeout`]).
+    overall: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,9 +251,13 @@ impl Endpoint {
                 return Err(Error::QueueFull(p.queue.len()));
             }
         }
-        let token = self.new_token(remote)?;
+        let token_length = request
+            .token_length
+            .map_or(self.config.token_length, |l| usize::from(l).min(8));
+        let token = self.new_token(remote, token_length)?;
         let id = RequestId(self.next_id);
         self.next_id += 1;
+        let overall = request.timeout.map(|t| now + t);
         let peer = self.acquire_peer(now, remote);
         let start = peer.outstanding < nstart;
         if !start {
@@ -267,8 +273,12 @@ impl Endpoint {
                 state: ReqState::Queued,
                 mid: None,
                 deadline: None,
+                overall,
             },
         );
+        if let Some(at) = overall {
+            self.timers.schedule(at, TimerKey::Deadline(id));
+        }
         if start {
             self.start_request(now, id);
         } else {
@@ -286,8 +296,7 @@ impl Endpoint {
         }
     }
 
-    fn new_token(&mut self, remote: SocketAddr) -> Result<Token, Error> {
-        let len = self.config.token_length;
+    fn new_token(&mut self, remote: SocketAddr, len: usize) -> Result<Token, Error> {
         for _ in 0..16 {
             let mut bytes = [0u8; 8];
             self.rng.fill(&mut bytes[..len]);
@@ -794,6 +803,8 @@ impl Endpoint {
             options: m.options.to_owned(),
             payload: m.payload.to_vec(),
             confirmable: m.ty == Type::Con,
+            timeout: None,
+            token_length: Some(m.token.len() as u8),
         };
         self.events.push_back(Event::Request {
             id,
@@ -993,7 +1004,9 @@ impl Endpoint {
                 .get(&(remote, mid))
                 .and_then(|o| o.retransmit)
                 .is_some_and(|rt| rt.next_at == at),
-            TimerKey::Deadline(id) => requests.get(&id).is_some_and(|r| r.deadline == Some(at)),
+            TimerKey::Deadline(id) => requests
+                .get(&id)
+                .is_some_and(|r| r.deadline == Some(at) || r.overall == Some(at)),
             TimerKey::Incoming(id) => incoming.get(&id).is_some_and(|e| e.timer_at == at),
         });
     }
@@ -1013,11 +1026,8 @@ impl Endpoint {
             match key {
                 TimerKey::Retransmit(remote, mid) => self.on_retransmit(now, at, remote, mid),
                 TimerKey::Deadline(id) => {
-                    if self
-                        .requests
-                        .get(&id)
-                        .is_some_and(|r| r.deadline == Some(at))
-                    {
+                    let due = |r: &OutRequest| r.deadline == Some(at) || r.overall == Some(at);
+                    if self.requests.get(&id).is_some_and(due) {
                         self.finish_request(now, id, Some(Err(RequestError::Timeout)));
                     }
                 }

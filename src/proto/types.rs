@@ -2,6 +2,7 @@
 //! [`Request`], [`Response`], [`Event`] and the IDs that name exchanges.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::error::RequestError;
 use crate::message::{uri, Code, ContentFormat, OptionNumber, Options};
@@ -41,6 +42,12 @@ pub struct Request {
     /// Whether the request is sent Confirmable (retransmitted until acknowledged) rather than
     /// Non-confirmable.
     pub confirmable: bool,
+    /// Gives up on the request (with [`crate::RequestError::Timeout`]) if no response has come
+    /// this long after it was made, whatever the message layer's own timeouts say.
+    pub timeout: Option<Duration>,
+    /// The length of this request's token, 0–8 bytes, instead of
+    /// [`super::Config::token_length`].
+    pub token_length: Option<u8>,
 }
 
 impl Request {
@@ -51,6 +58,8 @@ impl Request {
             options: Options::new(),
             payload: Vec::new(),
             confirmable: true,
+            timeout: None,
+            token_length: None,
         }
     }
 
@@ -109,6 +118,18 @@ impl Request {
     pub fn with_content_format(mut self, format: ContentFormat) -> Self {
         self.options
             .set_uint(OptionNumber::CONTENT_FORMAT, u32::from(format.0));
+        self
+    }
+
+    /// Gives up on the request after `timeout` without a response.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Uses a token of `length` bytes (at most 8) for this request.
+    pub fn with_token_length(mut self, length: u8) -> Self {
+        self.token_length = Some(length.min(8));
         self
     }
 

@@ -370,3 +370,45 @@ fn message_ids_continue_after_a_remote_goes_idle() {
     assert_eq!(sim.nodes[s].ep.stats().remotes, 0);
     assert_eq!(sim.nodes[s].ep.stats().idle_remotes, 1);
 }
+
+#[test]
+fn per_request_timeout_and_token_length() {
+    let mut sim = Sim::new(
+        12,
+        Link {
+            loss: 1.0,
+            ..Link::perfect()
+        },
+    );
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::Never);
+    let short = sim.request(
+        c,
+        s,
+        Request::get("/a").with_timeout(Duration::from_secs(10)),
+    );
+    // Queued behind `short` (NSTART 1): its own limit runs while it waits.
+    let queued = sim.request(
+        c,
+        s,
+        Request::get("/b").with_timeout(Duration::from_secs(5)),
+    );
+    let tiny = sim.request(c, s, Request::get("/c").with_token_length(2));
+    sim.run(Duration::from_secs(600));
+    let failed_at = |id| match sim.nodes[c].outcomes[&id][..] {
+        [Outcome::Failed(at, crate::proto::RequestError::Timeout)] => at - sim.start,
+        ref other => panic!("{other:?}"),
+    };
+    assert_eq!(failed_at(queued), Duration::from_secs(5));
+    assert_eq!(failed_at(short), Duration::from_secs(10));
+    assert!(
+        failed_at(tiny) > Duration::from_secs(60),
+        "the message layer's own timeout"
+    );
+    let sent = sim.sent(c, s);
+    assert!(sent.iter().all(|(_, m)| m.payload.is_empty()));
+    assert!(sent.iter().any(|(_, m)| m.token.len() == 2));
+    assert!(!sent.iter().any(
+        |(_, m)| m.options.get(crate::message::OptionNumber::URI_PATH) == Some(b"b".as_slice())
+    ));
+}

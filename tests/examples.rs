@@ -1,0 +1,118 @@
+//! The example programs as a user runs them: the server prints its port, the client prints
+//! the code and the payload, and fails with one line and a non-zero status.
+//!
+//! `cargo test` builds the examples; this test runs those binaries (next to the test's own).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    dir.join("examples").join(name)
+}
+
+/// Kills the child (by its PID) when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn client(args: &[&str]) -> Output {
+    let mut child = Command::new(example("client"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the client example");
+    // Bounded: the client gives up by itself; this is a guard against a hang.
+    for _ in 0..200 {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("client example did not exit within 10 s");
+}
+
+#[test]
+fn server_and_client_examples() {
+    let server_bin = example("server");
+    if !server_bin.exists() {
+        panic!(
+            "{} missing: run `cargo test` (it builds the examples)",
+            server_bin.display()
+        );
+    }
+    let mut server = Guard(
+        Command::new(server_bin)
+            .args(["--bind", "[::1]:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run the server example"),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the server prints where it listens");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect(&line)
+        .to_string();
+
+    let out = client(&[&format!("coap://{addr}/hello")]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2.05 Content\nHello, world!\n"
+    );
+
+    let out = client(&[
+        "-m",
+        "PUT",
+        "--payload",
+        "abc",
+        &format!("coap://{addr}/echo"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2.04 Changed\nabc\n");
+
+    let out = client(&["--non", &format!("coap://{addr}/nothing")]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "4.04 Not Found\n");
+
+    // Failures: one line on stderr, status 1.
+    let closed = std::net::UdpSocket::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for (args, says) in [
+        (vec![format!("coap://{closed}/hello")], "port unreachable"),
+        (vec!["coap://[::1/x".to_string()], "invalid URI"),
+        (
+            vec![
+                "--timeout".into(),
+                "0.3".into(),
+                "--non".into(),
+                format!("coap://{addr}/slow"),
+            ],
+            "timed out",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = client(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = client(&["-m", "NOPE", "coap://[::1]/x"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -216,7 +216,7 @@ impl Default for Builder {
     }
 }
 
-fn open_transport(
+pub(crate) fn open_transport(
     kind: TransportKind,
     bind: SocketAddr,
     server: bool,

@@ -61,6 +61,8 @@
 
 mod endpoint;
 mod error;
+#[cfg(feature = "capi")]
+pub mod ffi;
 mod io;
 pub mod message;
 pub mod net;

@@ -260,6 +260,11 @@ impl Resource {
         self
     }
 
+    /// Whether `name` can be given to [`Resource::attr`] (RFC 5988 `parmname`).
+    pub fn is_attr_name(name: &str) -> bool {
+        link_format::is_parmname(name)
+    }
+
     /// Leaves the resource out of `/.well-known/core`. It is still served.
     pub fn hidden(mut self) -> Self {
         self.hidden = true;

@@ -165,6 +165,16 @@ impl Site {
         self
     }
 
+    /// Checks a path as [`Site::resource`] would, without panicking: the error says what is
+    /// wrong with it.
+    ///
+    /// # Errors
+    ///
+    /// The reason `path` is not a valid path reference.
+    pub fn check_path(path: &str) -> Result<(), String> {
+        parse_path(path).map(|_| ())
+    }
+
     /// Answers one request.
     ///
     /// The future owns what it needs (`'static`) and is `Send`; the driver runs it next to

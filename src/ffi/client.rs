@@ -1,0 +1,474 @@
+//! The client side for C: building a request, sending it with a response callback or
+//! synchronously, and reading the response.
+
+use std::ffi::{c_char, c_void};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::coapio_result::{self, *};
+use super::context::{coapio_context, ctx_arg, lock, Outcome, UserData};
+use super::{bytes_arg, fail, guard, guard_void, str_arg, write_slice};
+use crate::message::uri::{Host, Uri};
+use crate::message::{Code, OptionNumber};
+use crate::proto::{Request, Response};
+
+/// A request method.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum coapio_method {
+    /// GET
+    COAPIO_METHOD_GET = 1,
+    /// POST
+    COAPIO_METHOD_POST = 2,
+    /// PUT
+    COAPIO_METHOD_PUT = 3,
+    /// DELETE
+    COAPIO_METHOD_DELETE = 4,
+    /// FETCH (RFC 8132)
+    COAPIO_METHOD_FETCH = 5,
+    /// PATCH (RFC 8132)
+    COAPIO_METHOD_PATCH = 6,
+    /// iPATCH (RFC 8132)
+    COAPIO_METHOD_IPATCH = 7,
+}
+
+/// A request being built. Methods: `coapio_request_new`, `coapio_request_free`,
+/// `coapio_request_set_payload`, `coapio_request_add_option`,
+/// `coapio_request_add_option_uint`, `coapio_request_set_confirmable`,
+/// `coapio_request_set_timeout_ms`; sent (and consumed) by `coapio_context_send` or
+/// `coapio_request_sync`.
+#[derive(Debug)]
+pub struct coapio_request {
+    remote: SocketAddr,
+    request: Request,
+}
+
+/// A response. Methods: `coapio_response_code`, `coapio_response_payload`,
+/// `coapio_response_option`, `coapio_response_content_format`, and `coapio_response_free`
+/// for the ones `coapio_request_sync` hands out. One passed to a callback is borrowed for
+/// the callback's duration.
+#[derive(Debug)]
+pub struct coapio_response(pub(crate) Response);
+
+/// Called once with the outcome of a request: `COAPIO_RESULT_OK` and the response, or the
+/// reason it failed and NULL. The response is valid only during the call.
+pub type coapio_response_callback = Option<
+    extern "C" fn(userdata: *mut c_void, result: coapio_result, response: *const coapio_response),
+>;
+
+fn resolve(uri: &str) -> Result<(SocketAddr, Uri), coapio_result> {
+    let parsed =
+        Uri::parse(uri).map_err(|e| fail(COAPIO_RESULT_INVALID_URI, format!("{uri}: {e}")))?;
+    let remote = match &parsed.host {
+        Host::Ip {
+            zone: Some(zone), ..
+        } if zone.parse::<u32>().is_err() => {
+            let index = crate::transport::interface_index(zone).ok_or_else(|| {
+                fail(
+                    COAPIO_RESULT_INVALID_URI,
+                    format!("no network interface {zone:?}"),
+                )
+            })?;
+            parsed.socket_addr().map(|a| match a {
+                SocketAddr::V6(mut v6) => {
+                    v6.set_scope_id(index);
+                    SocketAddr::V6(v6)
+                }
+                v4 => v4,
+            })
+        }
+        Host::Ip { .. } => parsed.socket_addr(),
+        Host::Name(name) => {
+            use std::net::ToSocketAddrs;
+            (name.as_str(), parsed.port)
+                .to_socket_addrs()
+                .map_err(|e| fail(COAPIO_RESULT_INVALID_URI, format!("{name}: {e}")))?
+                .next()
+        }
+    };
+    let remote =
+        remote.ok_or_else(|| fail(COAPIO_RESULT_INVALID_URI, format!("{uri}: no address")))?;
+    Ok((remote, parsed))
+}
+
+/// Creates a Confirmable request for `uri` (`coap://host:port/path?query`; host names are
+/// resolved now, which may block).
+#[no_mangle]
+pub extern "C" fn coapio_request_new(
+    method: coapio_method,
+    uri: *const c_char,
+    out: *mut *mut coapio_request,
+) -> coapio_result {
+    guard(|| {
+        if out.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        // SAFETY: uri is NULL or NUL-terminated (caller's contract).
+        let uri = match unsafe { str_arg(uri, "uri") } {
+            Ok(u) => u,
+            Err(e) => return e,
+        };
+        let (remote, parsed) = match resolve(uri) {
+            Ok(x) => x,
+            Err(e) => return e,
+        };
+        let mut request = Request::new(Code(method as u8));
+        parsed.to_options(&mut request.options);
+        // SAFETY: out is non-NULL and writable.
+        unsafe { *out = Box::into_raw(Box::new(coapio_request { remote, request })) };
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Frees a request that was not sent; NULL is ignored.
+#[no_mangle]
+pub extern "C" fn coapio_request_free(request: *mut coapio_request) {
+    guard_void(|| {
+        if !request.is_null() {
+            // SAFETY: made by coapio_request_new, not sent, freed once (caller's contract).
+            drop(unsafe { Box::from_raw(request) });
+        }
+    });
+}
+
+fn with_request(
+    r: *mut coapio_request,
+    f: impl FnOnce(&mut coapio_request) -> coapio_result,
+) -> coapio_result {
+    guard(|| {
+        if r.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "request is NULL");
+        }
+        // SAFETY: a live request (caller's contract).
+        f(unsafe { &mut *r })
+    })
+}
+
+/// Sets the payload (copied).
+#[no_mangle]
+pub extern "C" fn coapio_request_set_payload(
+    request: *mut coapio_request,
+    buf: *const u8,
+    len: usize,
+) -> coapio_result {
+    with_request(request, |r| {
+        // SAFETY: buf holds len bytes (caller's contract).
+        match unsafe { bytes_arg(buf, len, "buf") } {
+            Ok(b) => {
+                r.request.payload = b.to_vec();
+                COAPIO_RESULT_OK
+            }
+            Err(e) => e,
+        }
+    })
+}
+
+/// Adds an option with an opaque or string value (copied).
+#[no_mangle]
+pub extern "C" fn coapio_request_add_option(
+    request: *mut coapio_request,
+    number: u16,
+    buf: *const u8,
+    len: usize,
+) -> coapio_result {
+    with_request(request, |r| {
+        // SAFETY: buf holds len bytes (caller's contract).
+        match unsafe { bytes_arg(buf, len, "buf") } {
+            Ok(b) if b.len() <= 65804 => {
+                r.request.options.push(OptionNumber(number), b);
+                COAPIO_RESULT_OK
+            }
+            Ok(_) => fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "an option value has at most 65804 bytes",
+            ),
+            Err(e) => e,
+        }
+    })
+}
+
+/// Adds an option with an unsigned integer value (such as Content-Format, 12, or Accept, 17).
+#[no_mangle]
+pub extern "C" fn coapio_request_add_option_uint(
+    request: *mut coapio_request,
+    number: u16,
+    value: u32,
+) -> coapio_result {
+    with_request(request, |r| {
+        r.request.options.push_uint(OptionNumber(number), value);
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Makes the request Confirmable (true, the default) or Non-confirmable.
+#[no_mangle]
+pub extern "C" fn coapio_request_set_confirmable(
+    request: *mut coapio_request,
+    confirmable: bool,
+) -> coapio_result {
+    with_request(request, |r| {
+        r.request.confirmable = confirmable;
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Gives up on the request after `ms` milliseconds without a response
+/// (`COAPIO_RESULT_TIMEOUT`); 0 means the message layer's own timeouts only.
+#[no_mangle]
+pub extern "C" fn coapio_request_set_timeout_ms(
+    request: *mut coapio_request,
+    ms: u32,
+) -> coapio_result {
+    with_request(request, |r| {
+        r.request.timeout = (ms > 0).then(|| Duration::from_millis(u64::from(ms)));
+        COAPIO_RESULT_OK
+    })
+}
+
+fn take_request(request: *mut coapio_request) -> Result<coapio_request, coapio_result> {
+    if request.is_null() {
+        return Err(fail(COAPIO_RESULT_NULL_PARAMETER, "request is NULL"));
+    }
+    // SAFETY: a live request from coapio_request_new, consumed here (caller's contract).
+    Ok(*unsafe { Box::from_raw(request) })
+}
+
+/// Sends `request` (consumed, also on error). `callback` (may be NULL) is called once from
+/// `run`/`process` with the outcome; `out_id` (may be NULL) receives an ID for
+/// `coapio_context_cancel`. The request is on the wire when this returns.
+#[no_mangle]
+pub extern "C" fn coapio_context_send(
+    ctx: *mut coapio_context,
+    request: *mut coapio_request,
+    callback: coapio_response_callback,
+    userdata: *mut c_void,
+    out_id: *mut u64,
+) -> coapio_result {
+    guard(|| {
+        let request = take_request(request);
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let mut core = lock(&inner.core);
+        match core
+            .ep
+            .request(Instant::now(), request.remote, request.request)
+        {
+            Ok(id) => {
+                core.outcomes
+                    .insert(id, Outcome::Callback(callback, UserData(userdata)));
+                inner.after_call(&mut core);
+                if !out_id.is_null() {
+                    // SAFETY: out_id is non-NULL and writable (caller's contract).
+                    unsafe { *out_id = id.0 };
+                }
+                COAPIO_RESULT_OK
+            }
+            Err(e) => fail(COAPIO_RESULT_REFUSED, e.to_string()),
+        }
+    })
+}
+
+/// Cancels a request: its callback will not be called and nothing more is sent for it.
+/// `COAPIO_RESULT_NOT_FOUND` if it has already ended.
+#[no_mangle]
+pub extern "C" fn coapio_context_cancel(ctx: *mut coapio_context, id: u64) -> coapio_result {
+    guard(|| {
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        let mut core = lock(&inner.core);
+        let id = crate::proto::RequestId(id);
+        if core.outcomes.remove(&id).is_none() {
+            return fail(COAPIO_RESULT_NOT_FOUND, "no open request has this ID");
+        }
+        core.ep.cancel(Instant::now(), id);
+        inner.after_call(&mut core);
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Sends `request` (consumed, also on error) and runs the context until its response comes
+/// or `timeout_ms` passes (`COAPIO_RESULT_TIMEOUT`, and the request is cancelled). On
+/// success `*out` is a response the caller frees with `coapio_response_free`. Other
+/// callbacks may run meanwhile. Not from inside a callback (`COAPIO_RESULT_REENTRANT`).
+#[no_mangle]
+pub extern "C" fn coapio_request_sync(
+    ctx: *mut coapio_context,
+    request: *mut coapio_request,
+    timeout_ms: u32,
+    out: *mut *mut coapio_response,
+) -> coapio_result {
+    guard(|| {
+        let request = take_request(request);
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        if out.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        if inner.in_callback() {
+            return fail(
+                COAPIO_RESULT_REENTRANT,
+                "coapio_request_sync called from inside a callback",
+            );
+        }
+        let slot = Arc::new(Mutex::new(None));
+        let id = {
+            let mut core = lock(&inner.core);
+            match core
+                .ep
+                .request(Instant::now(), request.remote, request.request)
+            {
+                Ok(id) => {
+                    core.outcomes.insert(id, Outcome::Sync(slot.clone()));
+                    inner.after_call(&mut core);
+                    id
+                }
+                Err(e) => return fail(COAPIO_RESULT_REFUSED, e.to_string()),
+            }
+        };
+        let limit = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+        if let Err(e) = inner.run_until(Some(limit), || lock(&slot).is_some()) {
+            return e;
+        }
+        let result = lock(&slot).take();
+        match result {
+            Some(Ok(response)) => {
+                // SAFETY: out is non-NULL and writable (caller's contract).
+                unsafe { *out = Box::into_raw(Box::new(coapio_response(response))) };
+                COAPIO_RESULT_OK
+            }
+            Some(Err(code)) => fail(code, "the request failed"),
+            None => {
+                let mut core = lock(&inner.core);
+                core.outcomes.remove(&id);
+                core.ep.cancel(Instant::now(), id);
+                inner.after_call(&mut core);
+                fail(
+                    COAPIO_RESULT_TIMEOUT,
+                    format!("no response within {timeout_ms} ms"),
+                )
+            }
+        }
+    })
+}
+
+/// Frees a response from `coapio_request_sync`; NULL is ignored. Never free one that was
+/// passed to a callback.
+#[no_mangle]
+pub extern "C" fn coapio_response_free(response: *mut coapio_response) {
+    guard_void(|| {
+        if !response.is_null() {
+            // SAFETY: made by coapio_request_sync, freed once (caller's contract).
+            drop(unsafe { Box::from_raw(response) });
+        }
+    });
+}
+
+fn with_response(
+    r: *const coapio_response,
+    f: impl FnOnce(&Response) -> coapio_result,
+) -> coapio_result {
+    guard(|| {
+        if r.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "response is NULL");
+        }
+        // SAFETY: a live response (caller's contract).
+        f(&unsafe { &*r }.0)
+    })
+}
+
+/// Writes the response code (`0x45` is 2.05; class = code >> 5, detail = code & 31).
+#[no_mangle]
+pub extern "C" fn coapio_response_code(
+    response: *const coapio_response,
+    out: *mut u8,
+) -> coapio_result {
+    with_response(response, |r| {
+        if out.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        // SAFETY: out is non-NULL and writable.
+        unsafe { *out = r.code.0 };
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Points `*buf`/`*len` at the payload (borrowed from the response).
+#[no_mangle]
+pub extern "C" fn coapio_response_payload(
+    response: *const coapio_response,
+    buf: *mut *const u8,
+    len: *mut usize,
+) -> coapio_result {
+    with_response(response, |r| {
+        if buf.is_null() || len.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "buf or len is NULL");
+        }
+        // SAFETY: both out-pointers are non-NULL.
+        unsafe { write_slice(&r.payload, buf, len) };
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Points `*buf`/`*len` at the value of the `index`-th option `number` (borrowed);
+/// `COAPIO_RESULT_NOT_FOUND` if there is none.
+#[no_mangle]
+pub extern "C" fn coapio_response_option(
+    response: *const coapio_response,
+    number: u16,
+    index: usize,
+    buf: *mut *const u8,
+    len: *mut usize,
+) -> coapio_result {
+    with_response(response, |r| {
+        if buf.is_null() || len.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "buf or len is NULL");
+        }
+        match r.options.get_all(OptionNumber(number)).nth(index) {
+            Some(v) => {
+                // SAFETY: both out-pointers are non-NULL.
+                unsafe { write_slice(v, buf, len) };
+                COAPIO_RESULT_OK
+            }
+            None => fail(
+                COAPIO_RESULT_NOT_FOUND,
+                format!("no option {number} #{index}"),
+            ),
+        }
+    })
+}
+
+/// Writes the Content-Format; `COAPIO_RESULT_NOT_FOUND` if the response has none.
+#[no_mangle]
+pub extern "C" fn coapio_response_content_format(
+    response: *const coapio_response,
+    out: *mut u16,
+) -> coapio_result {
+    with_response(response, |r| {
+        if out.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        match r.content_format() {
+            Some(f) => {
+                // SAFETY: out is non-NULL and writable.
+                unsafe { *out = f.0 };
+                COAPIO_RESULT_OK
+            }
+            None => fail(COAPIO_RESULT_NOT_FOUND, "no Content-Format"),
+        }
+    })
+}

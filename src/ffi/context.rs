@@ -1,0 +1,576 @@
+//! `coapio_context`: one endpoint with its transport, driven either by the library
+//! (`coapio_context_run`, mode A) or by the application's own event loop (mode B: one file
+//! descriptor, a timeout, and `coapio_context_process`).
+//!
+//! The descriptor is a `polling::Poller` (epoll) holding the transport's descriptor and a
+//! timerfd armed to the protocol core's next deadline, so it becomes readable when there is
+//! I/O or a deadline has passed, as libcoap's `coap_context_get_coap_fd` does.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use polling::{Event as PollEvent, Events, PollMode, Poller};
+
+use super::client::{coapio_response, coapio_response_callback};
+use super::coapio_result::{self, *};
+use super::config::coapio_config;
+use super::server::{CResource, Dispatch};
+use super::{fail, guard, guard_void};
+use crate::endpoint::TransportKind;
+use crate::error::RequestError;
+use crate::message::Code;
+use crate::proto::{self, Event, IncomingId, RequestId, Response};
+use crate::server::{ServerRequest, Site};
+use crate::transport::Transport;
+
+/// A pointer the application passes through unchanged (`void *userdata`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UserData(pub(crate) *mut std::ffi::c_void);
+
+// SAFETY: the library never dereferences the pointer; it only hands it back to the
+// application's callbacks, which run on the thread that calls run/process.
+unsafe impl Send for UserData {}
+// SAFETY: as above.
+unsafe impl Sync for UserData {}
+
+/// Where a request's outcome goes.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// A C callback.
+    Callback(coapio_response_callback, UserData),
+    /// `coapio_request_sync`'s slot.
+    Sync(Arc<Mutex<Option<Result<Response, coapio_result>>>>),
+}
+
+type HandlerFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (IncomingId, Response)> + Send>>;
+
+pub(crate) struct Core {
+    pub(crate) ep: proto::Endpoint,
+    pub(crate) transport: Box<dyn Transport>,
+    pub(crate) site: Option<Site>,
+    pub(crate) resources: Vec<CResource>,
+    handlers: FuturesUnordered<HandlerFuture>,
+    pub(crate) outcomes: HashMap<RequestId, Outcome>,
+    out: Vec<u8>,
+    inbuf: Box<[u8]>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) core: Mutex<Core>,
+    pub(crate) dispatch: Arc<Mutex<VecDeque<Dispatch>>>,
+    pub(crate) poller: Poller,
+    timerfd: OwnedFd,
+    stop: AtomicBool,
+    in_callback: AtomicBool,
+    local: Option<std::net::SocketAddr>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let core = self.core.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = self.poller.delete(core.transport.as_fd());
+        let _ = self.poller.delete(&self.timerfd);
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Wakes the context's loop (through the poller) when a handler future can make progress.
+struct NotifyWaker(Weak<Inner>);
+
+impl Wake for NotifyWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(inner) = self.0.upgrade() {
+            let _ = inner.poller.notify();
+        }
+    }
+}
+
+/// A CoAP endpoint for C. Methods: `coapio_context_new`, `coapio_context_free`,
+/// `coapio_context_run`, `coapio_context_stop`, `coapio_context_get_fd`,
+/// `coapio_context_next_timeout_ms`, `coapio_context_process`, `coapio_context_local_port`,
+/// `coapio_context_send`, `coapio_context_cancel`, `coapio_request_sync`,
+/// `coapio_context_add_resource`, `coapio_context_set_resource_attr`.
+///
+/// A context is used from one thread; only `coapio_context_stop` and answering a
+/// `coapio_responder` may come from others.
+pub struct coapio_context {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for coapio_context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("coapio_context")
+            .field("local", &self.inner.local)
+            .finish_non_exhaustive()
+    }
+}
+
+fn timerfd() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the returned descriptor is checked and then owned.
+    let fd = unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl Inner {
+    /// Arms the timerfd for `deadline` (disarms it for `None`).
+    fn arm(&self, deadline: Option<Instant>) {
+        let value = match deadline {
+            None => libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            Some(at) => {
+                let d = at
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_nanos(1));
+                libc::timespec {
+                    tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                    tv_nsec: d.subsec_nanos() as libc::c_long,
+                }
+            }
+        };
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: value,
+        };
+        // SAFETY: a valid timerfd and a valid itimerspec; the old value is not asked for.
+        unsafe { libc::timerfd_settime(self.timerfd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Consumes the readiness of the timerfd and the poller's notifications.
+    fn clear_readiness(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a local buffer from a non-blocking timerfd.
+        unsafe { libc::read(self.timerfd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let mut events = Events::new();
+        let _ = self.poller.wait(&mut events, Some(Duration::ZERO));
+    }
+
+    fn waker(self: &Arc<Self>) -> Waker {
+        Waker::from(Arc::new(NotifyWaker(Arc::downgrade(self))))
+    }
+
+    /// Flushes what the core has to send and re-arms the timer; for calls made outside
+    /// `process` (send, cancel).
+    pub(crate) fn after_call(&self, core: &mut Core) {
+        let now = Instant::now();
+        let Core {
+            ep, transport, out, ..
+        } = core;
+        crate::io::flush(ep, transport.as_ref(), now, out);
+        self.arm(ep.poll_timeout());
+    }
+
+    /// One round of work: I/O, timers, handler futures, then the callbacks, outside the lock.
+    /// Returns whether callbacks ran (so answers they gave should be flushed).
+    fn round(self: &Arc<Self>, waker: &Waker) -> bool {
+        let mut cx = Context::from_waker(waker);
+        let (outcomes, dispatches) = {
+            let mut core = lock(&self.core);
+            let core = &mut *core;
+            let now = Instant::now();
+            let mut answered = Vec::new();
+            while let Poll::Ready(Some(a)) = core.handlers.poll_next_unpin(&mut cx) {
+                answered.push(a);
+            }
+            for (id, response) in answered {
+                let _ = core.ep.respond(now, id, response);
+            }
+            crate::io::process(
+                &mut core.ep,
+                core.transport.as_ref(),
+                now,
+                &mut core.out,
+                &mut core.inbuf,
+            );
+            let mut outcomes = Vec::new();
+            while let Some(event) = core.ep.poll_event() {
+                match event {
+                    Event::Response { id, response } => {
+                        if let Some(o) = core.outcomes.remove(&id) {
+                            outcomes.push((o, Ok(response)));
+                        }
+                    }
+                    Event::Failed { id, error } => {
+                        if let Some(o) = core.outcomes.remove(&id) {
+                            outcomes.push((o, Err(result_of(&error))));
+                        }
+                    }
+                    Event::Request { id, meta, request } => match &core.site {
+                        Some(site) => {
+                            let fut = site.handle(ServerRequest::new(request, meta));
+                            core.handlers.push(Box::pin(async move { (id, fut.await) }));
+                        }
+                        None => {
+                            let _ = core.ep.respond(now, id, Response::new(Code::NOT_FOUND));
+                        }
+                    },
+                }
+            }
+            let mut answered = Vec::new();
+            while let Poll::Ready(Some(a)) = core.handlers.poll_next_unpin(&mut cx) {
+                answered.push(a);
+            }
+            for (id, response) in answered {
+                let _ = core.ep.respond(now, id, response);
+            }
+            crate::io::flush(&mut core.ep, core.transport.as_ref(), now, &mut core.out);
+            self.arm(core.ep.poll_timeout());
+            let dispatches: Vec<Dispatch> = lock(&self.dispatch).drain(..).collect();
+            (outcomes, dispatches)
+        };
+        if outcomes.is_empty() && dispatches.is_empty() {
+            return false;
+        }
+        self.in_callback.store(true, Ordering::SeqCst);
+        for (outcome, result) in outcomes {
+            match outcome {
+                Outcome::Callback(Some(cb), ud) => match result {
+                    Ok(response) => {
+                        let r = coapio_response(response);
+                        cb(ud.0, COAPIO_RESULT_OK, &r);
+                    }
+                    Err(code) => cb(ud.0, code, std::ptr::null()),
+                },
+                Outcome::Callback(None, _) => {}
+                Outcome::Sync(slot) => *lock(&slot) = Some(result),
+            }
+        }
+        for d in dispatches {
+            d.call();
+        }
+        self.in_callback.store(false, Ordering::SeqCst);
+        true
+    }
+
+    /// `coapio_context_process`: everything that is due, without blocking.
+    pub(crate) fn process(self: &Arc<Self>) -> Result<(), coapio_result> {
+        if self.in_callback.load(Ordering::SeqCst) {
+            return Err(fail(
+                COAPIO_RESULT_REENTRANT,
+                "run/process/request_sync called from inside a callback",
+            ));
+        }
+        self.clear_readiness();
+        let waker = self.waker();
+        // Answers given inside callbacks are sent in the next round; a few rounds suffice.
+        for _ in 0..8 {
+            if !self.round(&waker) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        lock(&self.core).ep.poll_timeout()
+    }
+
+    /// Waits until there is work, `limit` passes or the loop is notified.
+    pub(crate) fn wait(&self, limit: Option<Instant>) {
+        let deadline = match (self.next_deadline(), limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut events = Events::new();
+        let _ = self.poller.wait(&mut events, timeout);
+    }
+
+    /// Runs until stopped, `limit` passes, or `done` says so.
+    pub(crate) fn run_until(
+        self: &Arc<Self>,
+        limit: Option<Instant>,
+        done: impl Fn() -> bool,
+    ) -> Result<(), coapio_result> {
+        loop {
+            self.process()?;
+            if done() || self.stop.swap(false, Ordering::SeqCst) {
+                return Ok(());
+            }
+            if limit.is_some_and(|l| Instant::now() >= l) {
+                return Ok(());
+            }
+            self.wait(limit);
+        }
+    }
+
+    pub(crate) fn in_callback(&self) -> bool {
+        self.in_callback.load(Ordering::SeqCst)
+    }
+}
+
+/// The result code for a request that ended without a response.
+pub(crate) fn result_of(e: &RequestError) -> coapio_result {
+    match e {
+        RequestError::Timeout => COAPIO_RESULT_TIMEOUT,
+        RequestError::Reset => COAPIO_RESULT_RESET,
+        RequestError::Transport(_) => COAPIO_RESULT_UNREACHABLE,
+        RequestError::BadResponse(_) => COAPIO_RESULT_BAD_RESPONSE,
+        RequestError::InvalidUri(_) | RequestError::Resolve(_) => COAPIO_RESULT_INVALID_URI,
+        RequestError::Refused(_) => COAPIO_RESULT_REFUSED,
+        RequestError::Stopped => COAPIO_RESULT_CANCELLED,
+    }
+}
+
+pub(crate) fn os_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x6361_7069);
+    h.finish() | 1
+}
+
+/// Creates a context from `config` (NULL: the defaults, a client on an ephemeral port) and
+/// binds its socket.
+#[no_mangle]
+pub extern "C" fn coapio_context_new(
+    config: *const coapio_config,
+    out: *mut *mut coapio_context,
+) -> coapio_result {
+    guard(|| {
+        if out.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        let config = if config.is_null() {
+            None
+        } else {
+            // SAFETY: a live config from coapio_config_new (caller's contract).
+            Some(unsafe { &*config }.clone())
+        };
+        let server = config
+            .as_ref()
+            .is_some_and(|c| c.bind.is_some_and(|b| b.port() != 0));
+        let bind = config
+            .as_ref()
+            .and_then(|c| c.bind)
+            .unwrap_or_else(|| std::net::SocketAddr::from(([0u16; 8], 0)));
+        let kind =
+            config
+                .as_ref()
+                .and_then(|c| c.transport)
+                .unwrap_or(if cfg!(target_os = "linux") {
+                    TransportKind::Udp6
+                } else if server {
+                    TransportKind::SimpleSocketServer
+                } else {
+                    TransportKind::Simple6
+                });
+        let reuse_port = config.as_ref().is_some_and(|c| c.reuse_port);
+        let transport = match crate::endpoint::open_transport(kind, bind, false, reuse_port) {
+            Ok(t) => t,
+            Err(e) => {
+                return fail(
+                    COAPIO_RESULT_IO,
+                    format!("cannot open the transport on {bind}: {e}"),
+                )
+            }
+        };
+        let mut proto_config = config.map(|c| c.proto).unwrap_or_default();
+        if proto_config.seed == 0 {
+            proto_config.seed = os_seed();
+        }
+        let (poller, timerfd) = match Poller::new().and_then(|p| Ok((p, timerfd()?))) {
+            Ok(x) => x,
+            Err(e) => return fail(COAPIO_RESULT_IO, format!("cannot create the poller: {e}")),
+        };
+        // SAFETY: both descriptors are deleted from the poller in Inner::drop, before they
+        // are closed (the transport and the timerfd are fields of Inner).
+        let added = unsafe {
+            poller
+                .add_with_mode(
+                    transport.as_fd().as_raw_fd(),
+                    PollEvent::readable(0),
+                    PollMode::Level,
+                )
+                .and_then(|()| {
+                    poller.add_with_mode(
+                        timerfd.as_raw_fd(),
+                        PollEvent::readable(1),
+                        PollMode::Level,
+                    )
+                })
+        };
+        if let Err(e) = added {
+            return fail(COAPIO_RESULT_IO, format!("cannot watch the socket: {e}"));
+        }
+        let local = transport.local_addr().ok();
+        let inner = Arc::new(Inner {
+            core: Mutex::new(Core {
+                ep: proto::Endpoint::new(Arc::new(proto_config)),
+                transport,
+                site: None,
+                resources: Vec::new(),
+                handlers: FuturesUnordered::new(),
+                outcomes: HashMap::new(),
+                out: Vec::with_capacity(2048),
+                inbuf: vec![0; crate::io::RECV_BUF].into_boxed_slice(),
+            }),
+            dispatch: Arc::new(Mutex::new(VecDeque::new())),
+            poller,
+            timerfd,
+            stop: AtomicBool::new(false),
+            in_callback: AtomicBool::new(false),
+            local,
+        });
+        // SAFETY: out is non-NULL and writable (caller's contract).
+        unsafe { *out = Box::into_raw(Box::new(coapio_context { inner })) };
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Frees a context and closes its socket; NULL is ignored. Requests still in flight are
+/// dropped without their callbacks being called; responders still held answer nothing.
+/// Freeing from inside a callback is allowed: the context goes away when the callback's
+/// `run`/`process` returns.
+#[no_mangle]
+pub extern "C" fn coapio_context_free(ctx: *mut coapio_context) {
+    guard_void(|| {
+        if !ctx.is_null() {
+            // SAFETY: made by coapio_context_new and freed once (caller's contract).
+            drop(unsafe { Box::from_raw(ctx) });
+        }
+    });
+}
+
+/// Reads a context argument. The returned Arc keeps the context's state alive for the whole
+/// call, even if a callback frees the context.
+pub(crate) fn ctx_arg(ctx: *const coapio_context) -> Result<Arc<Inner>, coapio_result> {
+    if ctx.is_null() {
+        return Err(fail(COAPIO_RESULT_NULL_PARAMETER, "ctx is NULL"));
+    }
+    // SAFETY: a live context from coapio_context_new (caller's contract).
+    Ok(unsafe { &*ctx }.inner.clone())
+}
+
+/// Mode A: runs the context (I/O, timers, callbacks) until `coapio_context_stop` is called
+/// or `timeout_ms` milliseconds have passed (`-1`: no limit). A stop requested before the
+/// call makes it return at once.
+#[no_mangle]
+pub extern "C" fn coapio_context_run(ctx: *mut coapio_context, timeout_ms: i32) -> coapio_result {
+    guard(|| {
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        let limit =
+            (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+        match inner.run_until(limit, || false) {
+            Ok(()) => COAPIO_RESULT_OK,
+            Err(e) => e,
+        }
+    })
+}
+
+/// Makes `coapio_context_run` return (now, or at once when it is next called). Safe to call
+/// from any thread, and more than once.
+#[no_mangle]
+pub extern "C" fn coapio_context_stop(ctx: *const coapio_context) -> coapio_result {
+    guard(|| {
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        inner.stop.store(true, Ordering::SeqCst);
+        let _ = inner.poller.notify();
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Mode B: the one descriptor to watch for readability in the application's event loop; it
+/// becomes readable when there is I/O or a deadline has passed. Then call
+/// `coapio_context_process`. Returns -1 for a NULL context.
+#[no_mangle]
+pub extern "C" fn coapio_context_get_fd(ctx: *const coapio_context) -> i32 {
+    let mut fd = -1;
+    guard_void(|| {
+        if let Ok(inner) = ctx_arg(ctx) {
+            fd = inner.poller.as_raw_fd();
+        }
+    });
+    fd
+}
+
+/// Mode B, for loops with their own timers: milliseconds until `coapio_context_process`
+/// has timed work (rounded up), 0 if it is due, -1 if there is none (or ctx is NULL).
+#[no_mangle]
+pub extern "C" fn coapio_context_next_timeout_ms(ctx: *const coapio_context) -> i64 {
+    let mut ms = -1;
+    guard_void(|| {
+        if let Ok(inner) = ctx_arg(ctx) {
+            if let Some(at) = inner.next_deadline() {
+                let d = at.saturating_duration_since(Instant::now());
+                ms = d.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
+            }
+        }
+    });
+    ms
+}
+
+/// Mode B: does everything that is due (reads datagrams, fires timers, sends, calls
+/// callbacks) and returns; never blocks.
+#[no_mangle]
+pub extern "C" fn coapio_context_process(ctx: *mut coapio_context) -> coapio_result {
+    guard(|| {
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        match inner.process() {
+            Ok(()) => COAPIO_RESULT_OK,
+            Err(e) => e,
+        }
+    })
+}
+
+/// Writes the local UDP port of the context's socket to `out` (not for simple6, which has a
+/// socket per remote: `COAPIO_RESULT_NOT_FOUND`).
+#[no_mangle]
+pub extern "C" fn coapio_context_local_port(
+    ctx: *const coapio_context,
+    out: *mut u16,
+) -> coapio_result {
+    guard(|| {
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        if out.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        match inner.local {
+            // SAFETY: out is non-NULL and writable (caller's contract).
+            Some(a) => unsafe { *out = a.port() },
+            None => {
+                return fail(
+                    COAPIO_RESULT_NOT_FOUND,
+                    "this transport has no single local port",
+                )
+            }
+        }
+        COAPIO_RESULT_OK
+    })
+}

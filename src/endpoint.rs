@@ -439,7 +439,7 @@ impl Endpoint {
 }
 
 /// The destination and parsed form of a request URI.
-fn resolve(uri: &str) -> Result<(SocketAddr, Uri), RequestError> {
+pub(crate) fn resolve(uri: &str) -> Result<(SocketAddr, Uri), RequestError> {
     let parsed = Uri::parse(uri).map_err(RequestError::InvalidUri)?;
     if parsed.scheme != crate::message::uri::Scheme::Coap {
         return Err(RequestError::Resolve(format!(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::coapio_result::{self, *};
 use super::context::{coapio_context, ctx_arg, lock, Outcome, UserData};
 use super::{bytes_arg, fail, guard, guard_void, str_arg, write_slice};
-use crate::message::uri::{Host, Uri};
+use crate::message::uri::Uri;
 use crate::message::{Code, OptionNumber};
 use crate::proto::{Request, Response};
 
@@ -58,38 +58,7 @@ pub type coapio_response_callback = Option<
 >;
 
 fn resolve(uri: &str) -> Result<(SocketAddr, Uri), coapio_result> {
-    let parsed =
-        Uri::parse(uri).map_err(|e| fail(COAPIO_RESULT_INVALID_URI, format!("{uri}: {e}")))?;
-    let remote = match &parsed.host {
-        Host::Ip {
-            zone: Some(zone), ..
-        } if zone.parse::<u32>().is_err() => {
-            let index = crate::transport::interface_index(zone).ok_or_else(|| {
-                fail(
-                    COAPIO_RESULT_INVALID_URI,
-                    format!("no network interface {zone:?}"),
-                )
-            })?;
-            parsed.socket_addr().map(|a| match a {
-                SocketAddr::V6(mut v6) => {
-                    v6.set_scope_id(index);
-                    SocketAddr::V6(v6)
-                }
-                v4 => v4,
-            })
-        }
-        Host::Ip { .. } => parsed.socket_addr(),
-        Host::Name(name) => {
-            use std::net::ToSocketAddrs;
-            (name.as_str(), parsed.port)
-                .to_socket_addrs()
-                .map_err(|e| fail(COAPIO_RESULT_INVALID_URI, format!("{name}: {e}")))?
-                .next()
-        }
-    };
-    let remote =
-        remote.ok_or_else(|| fail(COAPIO_RESULT_INVALID_URI, format!("{uri}: no address")))?;
-    Ok((remote, parsed))
+    crate::endpoint::resolve(uri).map_err(|e| fail(COAPIO_RESULT_INVALID_URI, format!("{uri}: {e}")))
 }
 
 /// Creates a Confirmable request for `uri` (`coap://host:port/path?query`; host names are

@@ -58,7 +58,8 @@ pub type coapio_response_callback = Option<
 >;
 
 fn resolve(uri: &str) -> Result<(SocketAddr, Uri), coapio_result> {
-    crate::endpoint::resolve(uri).map_err(|e| fail(COAPIO_RESULT_INVALID_URI, format!("{uri}: {e}")))
+    crate::endpoint::resolve(uri)
+        .map_err(|e| fail(COAPIO_RESULT_INVALID_URI, format!("{uri}: {e}")))
 }
 
 /// Creates a Confirmable request for `uri` (`coap://host:port/path?query`; host names are

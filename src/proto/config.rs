@@ -54,6 +54,18 @@ pub struct Config {
     /// How many requests may wait for an NSTART slot per remote; more are refused (default
     /// 1024).
     pub max_queued_per_remote: usize,
+    /// The block size this endpoint prefers, in bytes (16 to 1024, a power of two; default
+    /// 1024): request payloads larger than this go out block-wise (Block1), and responses
+    /// larger than this are served block-wise (Block2; RFC 7959).
+    pub block_size: usize,
+    /// The largest body a block-wise transfer may assemble, in either direction (default
+    /// 4 MiB); more gets 4.13 Request Entity Too Large (server) or fails the request (client).
+    pub max_body_size: usize,
+    /// How many uploads (Block1) may be in progress at once; more get 5.03 (default 16).
+    pub max_uploads: usize,
+    /// How many large representations the server keeps for serving their later blocks
+    /// (default 64); a later block of one that is gone is made anew by the application.
+    pub block_cache: usize,
     /// The seed of the random number generator (tokens, message IDs, timeouts). Seed it from
     /// the OS for anything facing a network: unpredictable tokens protect against off-path
     /// spoofing (RFC 9175 §4). Default 0.
@@ -75,6 +87,10 @@ impl Default for Config {
             dedup_capacity: 16_384,
             max_pending_requests: 4096,
             max_queued_per_remote: 1024,
+            block_size: 1024,
+            max_body_size: 4 << 20,
+            max_uploads: 16,
+            block_cache: 64,
             seed: 0,
         }
     }
@@ -126,6 +142,9 @@ impl Config {
         if !matches!(self.separate_response_type, Type::Con | Type::Non) {
             return err("separate_response_type", "Con or Non");
         }
+        if !(16..=1024).contains(&self.block_size) || !self.block_size.is_power_of_two() {
+            return err("block_size", "16, 32, 64, 128, 256, 512 or 1024");
+        }
         if self.dedup_capacity == 0 || self.max_pending_requests == 0 {
             return err("dedup_capacity / max_pending_requests", "at least 1");
         }
@@ -149,6 +168,7 @@ impl Config {
         if c.separate_response_type != Type::Non {
             c.separate_response_type = Type::Con;
         }
+        c.block_size = 1 << (crate::message::BlockValue::szx_for_size(c.block_size) + 4);
         c.dedup_capacity = c.dedup_capacity.max(1);
         c.max_pending_requests = c.max_pending_requests.max(1);
         c

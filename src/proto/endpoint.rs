@@ -14,6 +14,9 @@ use crate::message::{
 };
 use crate::net::{RecvMeta, Transmit, TransportError};
 
+use super::blockwise::{
+    block_of, cut_block2, request_key, BlockCache, ClientTransfer, Step, UploadStep, Uploads,
+};
 use super::config::Config;
 use super::dedup::{Dedup, Replay};
 use super::rng::Rng;
@@ -54,6 +57,12 @@ pub struct Endpoint {
     timers: Timers,
     transmits: VecDeque<Queued>,
     events: VecDeque<Event>,
+    /// Block-wise transfers by the caller's request ID, with the ID of the exchange in flight.
+    transfers: HashMap<RequestId, (ClientTransfer, RequestId)>,
+    /// Exchanges after the first of a transfer, to the caller's request ID.
+    wire_to_user: HashMap<RequestId, RequestId>,
+    uploads: Uploads,
+    block_cache: BlockCache,
 }
 
 /// Per-remote state, kept while anything refers to the remote and for EXCHANGE_LIFETIME after.
@@ -129,6 +138,12 @@ struct Incoming {
     /// When the application's answer is no longer of use (EXCHANGE_LIFETIME or NON_LIFETIME).
     expires: Instant,
     empty_ack_sent: bool,
+    /// What identifies the requested representation (for the block cache).
+    key: u64,
+    /// The Block2 option of the request, if any (which block, of what size).
+    block2: Option<crate::message::BlockValue>,
+    /// The last Block1 of a completed upload, echoed in the response.
+    block1: Option<crate::message::BlockValue>,
 }
 
 /// A datagram waiting for [`Endpoint::poll_transmit`].
@@ -188,6 +203,12 @@ impl Endpoint {
             debug!("coapio: {e}; using the nearest valid value");
         }
         let config = config.sanitized();
+        let uploads = Uploads::new(
+            config.max_body_size,
+            config.max_uploads,
+            config.exchange_lifetime(),
+        );
+        let block_cache = BlockCache::new(config.block_cache, config.exchange_lifetime());
         Self {
             rng: Rng::new(config.seed),
             dedup: Dedup::new(config.dedup_capacity),
@@ -203,6 +224,10 @@ impl Endpoint {
             timers: Timers::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            transfers: HashMap::new(),
+            wire_to_user: HashMap::new(),
+            uploads,
+            block_cache,
         }
     }
 
@@ -244,6 +269,29 @@ impl Endpoint {
                 .into());
             }
         }
+        if request.payload.len() > self.config.block_size
+            && !request.options.contains(OptionNumber::BLOCK1)
+        {
+            let (transfer, first) = ClientTransfer::upload(
+                remote,
+                request,
+                self.config.block_size,
+                self.config.max_body_size,
+            );
+            let id = self.start_wire(now, remote, first)?;
+            self.transfers.insert(id, (transfer, id));
+            return Ok(id);
+        }
+        self.start_wire(now, remote, request)
+    }
+
+    /// Makes one request message exchange (a whole request, or one block of a transfer).
+    fn start_wire(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        request: Request,
+    ) -> Result<RequestId, Error> {
         let nstart = self.config.nstart;
         let max_queued = self.config.max_queued_per_remote;
         if let Some(p) = self.peers.get(&remote) {
@@ -290,6 +338,12 @@ impl Endpoint {
     /// Abandons a request: no event will come for it and nothing more is sent for it. Unknown
     /// IDs are ignored.
     pub fn cancel(&mut self, now: Instant, id: RequestId) {
+        if let Some((_, wire)) = self.transfers.remove(&id) {
+            self.wire_to_user.remove(&wire);
+            debug!("coapio: block-wise request {id:?} cancelled");
+            self.finish_request(now, wire, None);
+            return;
+        }
         if self.requests.contains_key(&id) {
             debug!("coapio: request {id:?} cancelled");
             self.finish_request(now, id, None);
@@ -473,16 +527,82 @@ impl Endpoint {
             }
         }
         self.release_peer(now, req.remote);
+        let user = self.wire_to_user.remove(&id).unwrap_or(id);
         match outcome {
-            Some(Ok(response)) => self.events.push_back(Event::Response { id, response }),
-            Some(Err(error)) => {
-                debug!("coapio: request {id:?} to {} failed: {error}", req.remote);
-                self.events.push_back(Event::Failed { id, error });
+            Some(Ok(response)) => {
+                self.on_wire_response(now, user, req.remote, req.request, response)
             }
-            None => {}
+            Some(Err(error)) => {
+                debug!("coapio: request {user:?} to {} failed: {error}", req.remote);
+                self.transfers.remove(&user);
+                self.events.push_back(Event::Failed { id: user, error });
+            }
+            None => {
+                self.transfers.remove(&user);
+            }
         }
         if let Some(next) = start_next {
             self.start_request(now, next);
+        }
+    }
+
+    /// A response to one message exchange: the caller's response, or the next step of a
+    /// block-wise transfer (RFC 7959).
+    fn on_wire_response(
+        &mut self,
+        now: Instant,
+        user: RequestId,
+        remote: SocketAddr,
+        request: Request,
+        response: Response,
+    ) {
+        let transfer = match self.transfers.remove(&user) {
+            Some((t, _)) => Some(t),
+            // Late (or early) negotiation: the response is the first block of a larger
+            // representation. A caller who asked for a later block gets just that block.
+            None if request
+                .options
+                .get(OptionNumber::BLOCK2)
+                .and_then(|v| crate::message::BlockValue::from_bytes(v).ok())
+                .is_none_or(|b| b.num() == 0)
+                && response
+                    .options
+                    .get(OptionNumber::BLOCK2)
+                    .and_then(|v| crate::message::BlockValue::from_bytes(v).ok())
+                    .is_some_and(|b| b.more() && b.num() == 0) =>
+            {
+                Some(ClientTransfer::download(
+                    remote,
+                    request,
+                    self.config.max_body_size,
+                ))
+            }
+            None => None,
+        };
+        let Some(mut transfer) = transfer else {
+            self.events
+                .push_back(Event::Response { id: user, response });
+            return;
+        };
+        match transfer.on_response(response) {
+            Step::Send(next) => match self.start_wire(now, transfer.remote, next) {
+                Ok(wire) => {
+                    trace!("coapio: block-wise request {user:?} continues as {wire:?}");
+                    self.wire_to_user.insert(wire, user);
+                    self.transfers.insert(user, (transfer, wire));
+                }
+                Err(e) => self.events.push_back(Event::Failed {
+                    id: user,
+                    error: RequestError::Refused(e),
+                }),
+            },
+            Step::Done(Ok(response)) => self
+                .events
+                .push_back(Event::Response { id: user, response }),
+            Step::Done(Err(error)) => {
+                debug!("coapio: block-wise request {user:?} failed: {error}");
+                self.events.push_back(Event::Failed { id: user, error });
+            }
         }
     }
 
@@ -535,6 +655,11 @@ impl Endpoint {
         if !response.code.is_response() {
             return Err(Error::WrongCode(response.code));
         }
+        let Some(ex) = self.incoming.get(&id) else {
+            return Err(Error::UnknownExchange);
+        };
+        let response =
+            self.shape_blockwise(now, ex.meta.remote, ex.key, ex.block1, ex.block2, response);
         let Some(ex) = self.incoming.get(&id) else {
             return Err(Error::UnknownExchange);
         };
@@ -621,8 +746,63 @@ impl Endpoint {
 
     /// Answers a request at once, without involving the application (bad options, overload).
     fn reject_request(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>, code: Code) {
+        self.answer_directly(now, meta, m, Response::new(code));
+    }
+
+    /// Fits a response to block-wise rules: echoes the Block1 of a completed upload, and cuts a
+    /// representation larger than the block size (the client's, if smaller) into Block2
+    /// blocks, keeping the whole for the later blocks.
+    fn shape_blockwise(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        key: u64,
+        block1: Option<crate::message::BlockValue>,
+        block2: Option<crate::message::BlockValue>,
+        mut response: Response,
+    ) -> Response {
+        use crate::message::BlockValue;
+        if let Some(b1) = block1.filter(|b| b.num() > 0 || b.more()) {
+            if let Ok(last) = BlockValue::new(b1.num(), false, b1.szx()) {
+                response
+                    .options
+                    .set_uint(OptionNumber::BLOCK1, last.to_uint());
+            }
+        }
+        if response.options.contains(OptionNumber::BLOCK2) {
+            return response; // the application does its own block-wise transfer
+        }
+        let preferred = BlockValue::szx_for_size(self.config.block_size);
+        let szx = block2.map_or(preferred, |b| b.szx().min(preferred));
+        let size = 1usize << (szx + 4);
+        let num = block2.map_or(0, |b| b.num());
+        if response.payload.len() <= size && num == 0 {
+            return response;
+        }
+        let Ok(block) = BlockValue::new(num, false, szx) else {
+            return Response::new(Code::BAD_OPTION);
+        };
+        match cut_block2(&response, block) {
+            Some(part) => {
+                if response.payload.len() > size {
+                    self.block_cache.insert(now, (remote, key), response);
+                }
+                part
+            }
+            None => Response::new(Code::BAD_OPTION),
+        }
+    }
+
+    /// Answers a request without the application (errors, 2.31 Continue, cached blocks).
+    fn answer_directly(
+        &mut self,
+        now: Instant,
+        meta: &RecvMeta,
+        m: &MessageRef<'_>,
+        response: Response,
+    ) {
         let id = self.register_incoming(now, meta, m);
-        if self.respond(now, id, Response::new(code)).is_err() {
+        if self.respond(now, id, response).is_err() {
             self.incoming.remove(&id);
         }
     }
@@ -666,6 +846,9 @@ impl Endpoint {
                 timer_at,
                 expires,
                 empty_ack_sent: false,
+                key: 0,
+                block2: None,
+                block1: None,
             },
         );
         id
@@ -797,8 +980,8 @@ impl Endpoint {
             self.reject_request(now, meta, m, Code::SERVICE_UNAVAILABLE);
             return;
         }
-        let id = self.register_incoming(now, meta, m);
-        let request = Request {
+        let key = request_key(m.code, m.options.iter());
+        let mut request = Request {
             method: m.code,
             options: m.options.to_owned(),
             payload: m.payload.to_vec(),
@@ -806,6 +989,49 @@ impl Endpoint {
             timeout: None,
             token_length: Some(m.token.len() as u8),
         };
+        let preferred = crate::message::BlockValue::szx_for_size(self.config.block_size);
+        let block2 = match block_of(m.options, OptionNumber::BLOCK2) {
+            Some(Err(())) => return self.reject_request(now, meta, m, Code::BAD_OPTION),
+            Some(Ok(b)) => Some(b),
+            None => None,
+        };
+        let mut block1 = None;
+        match block_of(m.options, OptionNumber::BLOCK1) {
+            Some(Err(())) => return self.reject_request(now, meta, m, Code::BAD_OPTION),
+            Some(Ok(b)) => match self
+                .uploads
+                .on_block(now, meta.remote, key, request, b, preferred)
+            {
+                UploadStep::Answer(response) => {
+                    return self.answer_directly(now, meta, m, response)
+                }
+                UploadStep::Complete(whole, last) => {
+                    request = whole;
+                    block1 = Some(last);
+                }
+            },
+            None => {}
+        }
+        // A later block of a representation served block-wise: from the cache if it is there.
+        if let Some(b) = block2.filter(|b| b.num() > 0 && block1.is_none()) {
+            let szx = b.szx().min(preferred);
+            let block = crate::message::BlockValue::new(b.num(), false, szx).ok();
+            let part = block.and_then(|block| {
+                self.block_cache
+                    .get(now, &(meta.remote, key))
+                    .map(|whole| cut_block2(whole, block))
+            });
+            if let Some(part) = part {
+                let response = part.unwrap_or_else(|| Response::new(Code::BAD_OPTION));
+                return self.answer_directly(now, meta, m, response);
+            }
+        }
+        let id = self.register_incoming(now, meta, m);
+        if let Some(ex) = self.incoming.get_mut(&id) {
+            ex.key = key;
+            ex.block2 = block2;
+            ex.block1 = block1;
+        }
         self.events.push_back(Event::Request {
             id,
             meta: *meta,
@@ -1173,6 +1399,9 @@ impl Endpoint {
             idle_remotes: self.peers.len() - self.active_peers,
             timers: self.timers.len(),
             queued_transmits: self.transmits.len(),
+            transfers: self.transfers.len(),
+            uploads: self.uploads.len(),
+            cached_representations: self.block_cache.len(),
         }
     }
 }
@@ -1196,4 +1425,10 @@ pub struct Stats {
     pub timers: usize,
     /// Datagrams waiting for `poll_transmit`.
     pub queued_transmits: usize,
+    /// Block-wise transfers this endpoint makes as a client.
+    pub transfers: usize,
+    /// Block-wise uploads in progress to this endpoint as a server.
+    pub uploads: usize,
+    /// Large representations kept for serving their later blocks.
+    pub cached_representations: usize,
 }

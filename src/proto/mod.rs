@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod blockwise;
 mod config;
 mod dedup;
 mod endpoint;

@@ -127,6 +127,16 @@ impl Request {
         self
     }
 
+    /// Asks for the response in blocks of at most `size` bytes (early negotiation, RFC 7959
+    /// §2.4): adds Block2 with block number 0. The endpoint still fetches and reassembles
+    /// every block; to get one particular block only, set a Block2 option with a later
+    /// block number yourself.
+    pub fn with_block_size(mut self, size: usize) -> Self {
+        let szx = crate::message::BlockValue::szx_for_size(size);
+        self.options.set_uint(OptionNumber::BLOCK2, u32::from(szx));
+        self
+    }
+
     /// Uses a token of `length` bytes (at most 8) for this request.
     pub fn with_token_length(mut self, length: u8) -> Self {
         self.token_length = Some(length.min(8));

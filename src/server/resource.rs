@@ -296,7 +296,7 @@ impl Resource {
 
     /// Whether the resource's own link is in `/.well-known/core` now.
     pub(crate) fn is_listed(&self) -> bool {
-        !self.hidden && self.listed_when.as_ref().map_or(true, |f| f())
+        !self.hidden && self.listed_when.as_ref().is_none_or(|f| f())
     }
 
     /// Answers `request` with the handler for its method, `4.05` without one, `5.00` when

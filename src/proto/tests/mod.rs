@@ -1,6 +1,7 @@
 //! Scenario tests of the sans-IO endpoint on a simulated network (`sim`): a virtual clock and
 //! a seeded link that loses, duplicates, delays and reorders datagrams. No sockets, no sleeps.
 
+mod blockwise;
 mod bounds;
 mod exchanges;
 mod lossy;

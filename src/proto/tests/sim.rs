@@ -66,6 +66,8 @@ pub(crate) struct Node {
     pub(crate) addr: SocketAddr,
     pub(crate) ep: Endpoint,
     pub(crate) answer: Answer,
+    /// Answer with this many bytes instead of an echo of the request's payload.
+    pub(crate) reply_size: Option<usize>,
     /// How often the "handler" ran, by request payload.
     pub(crate) handler_runs: HashMap<Vec<u8>, u32>,
     /// Every event of each request, in order (exactly one is expected).
@@ -129,6 +131,7 @@ impl Sim {
             addr: a,
             ep: Endpoint::new(Arc::new(config)),
             answer,
+            reply_size: None,
             handler_runs: HashMap::new(),
             outcomes: HashMap::new(),
         });
@@ -216,7 +219,11 @@ impl Sim {
                     .entry(request.payload.clone())
                     .or_default() += 1;
                 if let Answer::After(d) = node.answer {
-                    let resp = Response::new(Code::CONTENT).with_payload(request.payload);
+                    let body = match node.reply_size {
+                        Some(n) => (0..n).map(|i| (i % 251) as u8).collect(),
+                        None => request.payload,
+                    };
+                    let resp = Response::new(Code::CONTENT).with_payload(body);
                     self.answer_bodies.insert((i, id), resp);
                     self.seq += 1;
                     self.answers.push(Reverse((now + d, self.seq, i, id)));

@@ -1,0 +1,541 @@
+//! Block-wise transfers (RFC 7959) as small state machines the endpoint drives: a client
+//! transfer that uploads with Block1 and downloads with Block2, the server's table of uploads
+//! in progress, and the server's cache of large representations served block by block.
+//!
+//! Everything here is bounded by configuration: the largest body, the number of uploads and of
+//! cached representations, and how long they live.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::error::RequestError;
+use crate::message::{BlockValue, Code, OptionNumber, Options, OptionsRef};
+
+use super::types::{Request, Response};
+
+/// Options that describe a block-wise transfer rather than the resource.
+const TRANSFER_OPTIONS: [OptionNumber; 5] = [
+    OptionNumber::BLOCK1,
+    OptionNumber::BLOCK2,
+    OptionNumber::SIZE1,
+    OptionNumber::SIZE2,
+    OptionNumber::REQUEST_TAG,
+];
+
+fn is_transfer_option(n: OptionNumber) -> bool {
+    TRANSFER_OPTIONS.contains(&n)
+}
+
+/// A hash of what identifies a resource representation: method and the cache-key options
+/// other than the block-wise ones (<https://www.rfc-editor.org/rfc/rfc7959#section-2.10>).
+pub(crate) fn request_key<'a>(
+    method: Code,
+    options: impl Iterator<Item = (OptionNumber, &'a [u8])>,
+) -> u64 {
+    let mut h = DefaultHasher::new();
+    method.0.hash(&mut h);
+    for (n, v) in options {
+        if !n.is_no_cache_key() && !is_transfer_option(n) && n != OptionNumber::OBSERVE {
+            n.0.hash(&mut h);
+            v.hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// The block option `number` of a message, if present and valid.
+pub(crate) fn block_of(
+    options: OptionsRef<'_>,
+    number: OptionNumber,
+) -> Option<Result<BlockValue, ()>> {
+    options
+        .get(number)
+        .map(|v| BlockValue::from_bytes(v).map_err(|_| ()))
+}
+
+fn block_opt(opts: &Options, number: OptionNumber) -> Option<BlockValue> {
+    opts.get(number)
+        .and_then(|v| BlockValue::from_bytes(v).ok())
+}
+
+/// A short content hash, used as ETag when a large representation has none, so that a
+/// client can tell its blocks belong together.
+pub(crate) fn content_etag(payload: &[u8]) -> [u8; 4] {
+    let mut h = DefaultHasher::new();
+    payload.hash(&mut h);
+    (h.finish() as u32).to_be_bytes()
+}
+
+/// Cuts block `block` (of the size its SZX says) out of a whole response: code and options
+/// of the whole, Block2 with M set when more follows, Size2 on the first block, an ETag when
+/// the whole has none. `None` when the block starts past the end.
+pub(crate) fn cut_block2(whole: &Response, block: BlockValue) -> Option<Response> {
+    let offset = block.offset();
+    let len = whole.payload.len();
+    if offset >= len && !(offset == 0 && len == 0) {
+        return None;
+    }
+    let end = (offset + block.size()).min(len);
+    let more = end < len;
+    let mut r = Response::new(whole.code);
+    r.options = whole.options.clone();
+    r.options.remove(OptionNumber::BLOCK2);
+    if !r.options.contains(OptionNumber::ETAG) {
+        r.options
+            .push(OptionNumber::ETAG, content_etag(&whole.payload));
+    }
+    let value = BlockValue::new(block.num(), more, block.szx()).ok()?;
+    r.options.push_uint(OptionNumber::BLOCK2, value.to_uint());
+    if block.num() == 0 {
+        r.options.set_uint(OptionNumber::SIZE2, len as u32);
+    }
+    r.payload = whole.payload[offset..end].to_vec();
+    Some(r)
+}
+
+/// What a client transfer wants next.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Send this request (the next block).
+    Send(Request),
+    /// The transfer is over.
+    Done(Result<Response, RequestError>),
+}
+
+/// One request as the caller sees it, carried out as several block-wise exchanges.
+#[derive(Debug)]
+pub(crate) struct ClientTransfer {
+    pub(crate) remote: SocketAddr,
+    /// The request as the caller made it (with its whole payload).
+    original: Request,
+    /// Block1 upload state: the size exponent in use and the next block number.
+    upload: Option<(u8, u32)>,
+    restarted: bool,
+    /// The representation received so far (Block2).
+    body: Vec<u8>,
+    etag: Option<Vec<u8>>,
+    /// The first block's response (its code and options make the final response).
+    head: Option<Response>,
+    max_body: usize,
+}
+
+impl ClientTransfer {
+    /// A transfer for `original`; returns it with the first request to send. `block_size` is
+    /// the preferred block size for the upload.
+    pub(crate) fn upload(
+        remote: SocketAddr,
+        original: Request,
+        block_size: usize,
+        max_body: usize,
+    ) -> (Self, Request) {
+        let szx = BlockValue::szx_for_size(block_size);
+        let t = Self {
+            remote,
+            original,
+            upload: Some((szx, 0)),
+            restarted: false,
+            body: Vec::new(),
+            etag: None,
+            head: None,
+            max_body,
+        };
+        let first = t.block1_request(szx, 0);
+        (t, first)
+    }
+
+    /// A transfer that continues a download: the response to `original` came as the first
+    /// block of a larger representation.
+    pub(crate) fn download(remote: SocketAddr, original: Request, max_body: usize) -> Self {
+        Self {
+            remote,
+            original,
+            upload: None,
+            restarted: false,
+            body: Vec::new(),
+            etag: None,
+            head: None,
+            max_body,
+        }
+    }
+
+    fn block1_request(&self, szx: u8, num: u32) -> Request {
+        let size = 1usize << (szx + 4);
+        let total = self.original.payload.len();
+        let start = (num as usize * size).min(total);
+        let end = (start + size).min(total);
+        let mut r = self.original.clone();
+        r.payload = self.original.payload[start..end].to_vec();
+        r.options.remove(OptionNumber::BLOCK1);
+        r.options.remove(OptionNumber::BLOCK2);
+        let more = end < total;
+        if let Ok(b) = BlockValue::new(num, more, szx) {
+            r.options.push_uint(OptionNumber::BLOCK1, b.to_uint());
+        }
+        if num == 0 {
+            r.options.set_uint(OptionNumber::SIZE1, total as u32);
+        }
+        r
+    }
+
+    fn block2_request(&self, num: u32, szx: u8) -> Request {
+        let mut r = self.original.clone();
+        r.payload.clear();
+        for n in TRANSFER_OPTIONS {
+            r.options.remove(n);
+        }
+        r.options.remove(OptionNumber::OBSERVE);
+        if let Ok(b) = BlockValue::new(num, false, szx) {
+            r.options.push_uint(OptionNumber::BLOCK2, b.to_uint());
+        }
+        r
+    }
+
+    /// Takes the response to the last request sent.
+    pub(crate) fn on_response(&mut self, response: Response) -> Step {
+        if let Some((szx, num)) = self.upload {
+            let echoed = block_opt(&response.options, OptionNumber::BLOCK1);
+            if response.code == Code::CONTINUE {
+                // The server may ask for smaller blocks: continue at the same byte offset.
+                let (new_szx, acked) = match echoed {
+                    Some(b) => (b.szx().min(szx), b.num()),
+                    None => (szx, num),
+                };
+                let next_offset = (acked as usize + 1) * (1usize << (szx + 4));
+                if next_offset >= self.original.payload.len() {
+                    return Step::Done(Err(RequestError::BadResponse(
+                        "2.31 Continue after the last block of an upload",
+                    )));
+                }
+                let next_num = (next_offset >> (new_szx + 4)) as u32;
+                self.upload = Some((new_szx, next_num));
+                return Step::Send(self.block1_request(new_szx, next_num));
+            }
+            if response.code == Code::REQUEST_ENTITY_TOO_LARGE && !self.restarted {
+                if let Some(b) = echoed.filter(|b| b.szx() < szx) {
+                    // The server wants smaller blocks: start again with its size.
+                    self.restarted = true;
+                    self.upload = Some((b.szx(), 0));
+                    return Step::Send(self.block1_request(b.szx(), 0));
+                }
+            }
+            // The final answer to the upload; it may start a download.
+            self.upload = None;
+        }
+        let Some(block) = block_opt(&response.options, OptionNumber::BLOCK2) else {
+            if self.head.is_some() {
+                return Step::Done(Err(RequestError::BadResponse(
+                    "a block of a block-wise response came without Block2",
+                )));
+            }
+            return Step::Done(Ok(response));
+        };
+        if block.offset() != self.body.len() {
+            return Step::Done(Err(RequestError::BadResponse(
+                "a block-wise response skipped or repeated a block",
+            )));
+        }
+        let etag = response.options.get(OptionNumber::ETAG).map(<[u8]>::to_vec);
+        if self.head.is_some() && etag != self.etag {
+            return Step::Done(Err(RequestError::BadResponse(
+                "the representation changed during a block-wise transfer",
+            )));
+        }
+        if self.body.len() + response.payload.len() > self.max_body {
+            return Step::Done(Err(RequestError::BadResponse(
+                "the representation is larger than Config::max_body_size",
+            )));
+        }
+        self.body.extend_from_slice(&response.payload);
+        if self.head.is_none() {
+            self.etag = etag;
+            self.head = Some(response.clone());
+        }
+        if block.more() {
+            let next_num = (self.body.len() >> (block.szx() + 4)) as u32;
+            return Step::Send(self.block2_request(next_num, block.szx()));
+        }
+        let mut whole = self.head.take().unwrap_or(response);
+        whole.options.remove(OptionNumber::BLOCK2);
+        whole.options.remove(OptionNumber::SIZE2);
+        whole.payload = std::mem::take(&mut self.body);
+        Step::Done(Ok(whole))
+    }
+}
+
+/// What the server does with a request that carries Block1.
+#[derive(Debug)]
+pub(crate) enum UploadStep {
+    /// Answer at once (2.31 Continue, or an error), without the application.
+    Answer(Response),
+    /// The upload is complete: this is the whole request; the response gets this Block1.
+    Complete(Request, BlockValue),
+}
+
+#[derive(Debug)]
+struct Upload {
+    body: Vec<u8>,
+    next_num: u32,
+    szx: u8,
+    expires: Instant,
+}
+
+/// The server's uploads in progress, by remote and request key.
+#[derive(Debug)]
+pub(crate) struct Uploads {
+    map: HashMap<(SocketAddr, u64), Upload>,
+    max_body: usize,
+    max_uploads: usize,
+    lifetime: Duration,
+}
+
+impl Uploads {
+    pub(crate) fn new(max_body: usize, max_uploads: usize, lifetime: Duration) -> Self {
+        Self {
+            map: HashMap::new(),
+            max_body,
+            max_uploads,
+            lifetime,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn purge(&mut self, now: Instant) {
+        self.map.retain(|_, u| u.expires > now);
+    }
+
+    /// Takes one block of an upload (`request` carries `block`, a Block1 value).
+    pub(crate) fn on_block(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        key: u64,
+        mut request: Request,
+        block: BlockValue,
+        preferred_szx: u8,
+    ) -> UploadStep {
+        self.purge(now);
+        let too_large = |max: usize| {
+            let mut r = Response::new(Code::REQUEST_ENTITY_TOO_LARGE);
+            r.options
+                .set_uint(OptionNumber::SIZE1, max.min(u32::MAX as usize) as u32);
+            UploadStep::Answer(r)
+        };
+        if request
+            .options
+            .get_uint(OptionNumber::SIZE1)
+            .is_some_and(|s| s as usize > self.max_body)
+        {
+            self.map.remove(&(remote, key));
+            return too_large(self.max_body);
+        }
+        if block.num() == 0 {
+            if !block.more() {
+                // A one-block upload is an ordinary request.
+                request.options.remove(OptionNumber::BLOCK1);
+                request.options.remove(OptionNumber::SIZE1);
+                return UploadStep::Complete(request, block);
+            }
+            if !self.map.contains_key(&(remote, key)) && self.map.len() >= self.max_uploads {
+                return UploadStep::Answer(Response::new(Code::SERVICE_UNAVAILABLE));
+            }
+            self.map.insert(
+                (remote, key),
+                Upload {
+                    body: Vec::new(),
+                    next_num: 0,
+                    szx: block.szx(),
+                    expires: now + self.lifetime,
+                },
+            );
+        }
+        let Some(upload) = self.map.get_mut(&(remote, key)) else {
+            return UploadStep::Answer(Response::new(Code::REQUEST_ENTITY_INCOMPLETE));
+        };
+        // A block repeated (its 2.31 was lost, the client asks again): acknowledge again.
+        let offset = block.offset();
+        if offset + request.payload.len() <= upload.body.len() && offset < upload.body.len() {
+            let mut r = Response::new(Code::CONTINUE);
+            r.options.push_uint(OptionNumber::BLOCK1, block.to_uint());
+            return UploadStep::Answer(r);
+        }
+        if offset != upload.body.len() || (block.more() && request.payload.len() != block.size()) {
+            self.map.remove(&(remote, key));
+            return UploadStep::Answer(Response::new(Code::REQUEST_ENTITY_INCOMPLETE));
+        }
+        if upload.body.len() + request.payload.len() > self.max_body {
+            self.map.remove(&(remote, key));
+            return too_large(self.max_body);
+        }
+        upload.body.extend_from_slice(&request.payload);
+        upload.next_num = block.num() + 1;
+        upload.szx = block.szx();
+        upload.expires = now + self.lifetime;
+        if block.more() {
+            // Ask for smaller blocks when the client's are larger than this server wants.
+            let szx = block.szx().min(preferred_szx);
+            let mut r = Response::new(Code::CONTINUE);
+            if let Ok(b) = BlockValue::new(block.num(), true, szx) {
+                r.options.push_uint(OptionNumber::BLOCK1, b.to_uint());
+            }
+            return UploadStep::Answer(r);
+        }
+        let upload = self
+            .map
+            .remove(&(remote, key))
+            .map(|u| u.body)
+            .unwrap_or_default();
+        request.payload = upload;
+        request.options.remove(OptionNumber::BLOCK1);
+        request.options.remove(OptionNumber::SIZE1);
+        UploadStep::Complete(request, block)
+    }
+}
+
+/// Large representations the server is serving block by block, by remote and request key.
+#[derive(Debug)]
+pub(crate) struct BlockCache {
+    map: HashMap<(SocketAddr, u64), (Response, Instant)>,
+    order: VecDeque<(SocketAddr, u64)>,
+    capacity: usize,
+    lifetime: Duration,
+}
+
+impl BlockCache {
+    pub(crate) fn new(capacity: usize, lifetime: Duration) -> Self {
+        Self {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+            lifetime,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn get(&mut self, now: Instant, key: &(SocketAddr, u64)) -> Option<&Response> {
+        if self
+            .map
+            .get(key)
+            .is_some_and(|(_, expires)| *expires <= now)
+        {
+            self.map.remove(key);
+        }
+        self.map.get(key).map(|(r, _)| r)
+    }
+
+    pub(crate) fn insert(&mut self, now: Instant, key: (SocketAddr, u64), whole: Response) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.map.insert(key, (whole, now + self.lifetime)).is_none() {
+            self.order.push_back(key);
+        }
+        while self.map.len() > self.capacity || self.order.len() > 2 * self.capacity {
+            match self.order.pop_front() {
+                Some(k) => {
+                    self.map.remove(&k);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whole(len: usize) -> Response {
+        Response::new(Code::CONTENT).with_payload((0..len).map(|i| i as u8).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn cutting_blocks() {
+        let w = whole(100);
+        let b0 = cut_block2(&w, BlockValue::new(0, false, 1).unwrap()).unwrap(); // 32 bytes
+        assert_eq!(b0.payload.len(), 32);
+        let v = BlockValue::from_bytes(b0.options.get(OptionNumber::BLOCK2).unwrap()).unwrap();
+        assert!(v.more());
+        assert_eq!(b0.options.get_uint(OptionNumber::SIZE2), Some(100));
+        assert!(b0.options.contains(OptionNumber::ETAG));
+        let b3 = cut_block2(&w, BlockValue::new(3, false, 1).unwrap()).unwrap();
+        assert_eq!(b3.payload, (96u8..100).collect::<Vec<_>>());
+        assert!(
+            !BlockValue::from_bytes(b3.options.get(OptionNumber::BLOCK2).unwrap())
+                .unwrap()
+                .more()
+        );
+        assert!(cut_block2(&w, BlockValue::new(4, false, 1).unwrap()).is_none());
+    }
+
+    #[test]
+    fn download_reassembles_and_checks_order() {
+        let remote = "[::1]:1".parse().unwrap();
+        let w = whole(100);
+        let mut t = ClientTransfer::download(remote, Request::get("/x"), 1 << 20);
+        let mut block = BlockValue::new(0, false, 1).unwrap();
+        loop {
+            let part = cut_block2(&w, block).unwrap();
+            match t.on_response(part) {
+                Step::Send(next) => {
+                    block = BlockValue::from_bytes(next.options.get(OptionNumber::BLOCK2).unwrap())
+                        .unwrap();
+                    assert!(next.payload.is_empty());
+                }
+                Step::Done(r) => {
+                    let r = r.unwrap();
+                    assert_eq!(r.payload, w.payload);
+                    assert!(!r.options.contains(OptionNumber::BLOCK2));
+                    break;
+                }
+            }
+        }
+        let mut t = ClientTransfer::download(remote, Request::get("/x"), 1 << 20);
+        let _ = t.on_response(cut_block2(&w, BlockValue::new(0, false, 1).unwrap()).unwrap());
+        let skipped = cut_block2(&w, BlockValue::new(2, false, 1).unwrap()).unwrap();
+        assert!(matches!(
+            t.on_response(skipped),
+            Step::Done(Err(RequestError::BadResponse(_)))
+        ));
+    }
+
+    #[test]
+    fn uploads_are_bounded() {
+        let now = Instant::now();
+        let remote = "[::1]:1".parse().unwrap();
+        let mut u = Uploads::new(64, 1, Duration::from_secs(60));
+        let block = |num, more| BlockValue::new(num, more, 0).unwrap(); // 16 bytes
+        let req = |n: usize| Request::put("/x", vec![7u8; n]);
+        assert!(
+            matches!(u.on_block(now, remote, 1, req(16), block(0, true), 6), UploadStep::Answer(r) if r.code == Code::CONTINUE)
+        );
+        // A second upload at once: no room.
+        assert!(
+            matches!(u.on_block(now, remote, 2, req(16), block(0, true), 6), UploadStep::Answer(r) if r.code == Code::SERVICE_UNAVAILABLE)
+        );
+        // Out of order: 4.08, and the upload is gone.
+        assert!(
+            matches!(u.on_block(now, remote, 1, req(16), block(2, true), 6), UploadStep::Answer(r) if r.code == Code::REQUEST_ENTITY_INCOMPLETE)
+        );
+        assert_eq!(u.len(), 0);
+        // Past the largest body: 4.13 with Size1.
+        for num in 0..4 {
+            let _ = u.on_block(now, remote, 3, req(16), block(num, true), 6);
+        }
+        match u.on_block(now, remote, 3, req(16), block(4, true), 6) {
+            UploadStep::Answer(r) => {
+                assert_eq!(r.code, Code::REQUEST_ENTITY_TOO_LARGE);
+                assert_eq!(r.options.get_uint(OptionNumber::SIZE1), Some(64));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Block-wise transfers (RFC 7959) end to end on the simulated network: uploads with Block1,
+//! downloads with Block2, both at once, under loss and reordering.
+
+use std::time::Duration;
+
+use super::sim::{exactly_one_outcome, Answer, Link, Outcome, Sim};
+use crate::message::{BlockValue, Code, OptionNumber};
+use crate::proto::{Config, Request};
+
+fn body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 256) as u8).collect()
+}
+
+fn blocks_of(sim: &Sim, from: usize, to: usize, number: OptionNumber) -> Vec<BlockValue> {
+    sim.sent(from, to)
+        .iter()
+        .filter_map(|(_, m)| {
+            m.options
+                .get(number)
+                .map(|v| BlockValue::from_bytes(v).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_mebibyte_both_ways_under_loss_and_reordering() {
+    // 2 × 1024 exchanges: at 10 % loss each way, more retransmissions than the default
+    // keep the chance that one exchange gives up negligible.
+    let mut sim = Sim::new(70, Link::lossy(0.1));
+    sim.tapping = false;
+    let patient = |seed| Config {
+        max_retransmit: 10,
+        ..Config::default().with_seed(seed)
+    };
+    let c = sim.add(patient(70), Answer::Never);
+    let s = sim.add(patient(71), Answer::After(Duration::from_millis(5)));
+    let payload = body(1 << 20);
+    let id = sim.request(c, s, Request::post("/echo", payload.clone()));
+    sim.run(Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(exactly_one_outcome(&sim.nodes[c], &[id]), (1, 0));
+    let Outcome::Response(_, r) = &sim.nodes[c].outcomes[&id][0] else {
+        unreachable!()
+    };
+    assert_eq!(r.code, Code::CONTENT);
+    assert!(
+        r.payload == payload,
+        "the echo came back whole and in order"
+    );
+    assert!(!r.options.contains(OptionNumber::BLOCK2));
+    // The handler saw one whole request, once.
+    assert_eq!(sim.nodes[s].handler_runs.len(), 1);
+    assert_eq!(sim.nodes[s].handler_runs[&payload], 1);
+    let (cs, ss) = (sim.nodes[c].ep.stats(), sim.nodes[s].ep.stats());
+    assert_eq!((cs.transfers, cs.open_requests), (0, 0), "{cs:?}");
+    assert_eq!(ss.uploads, 0, "{ss:?}");
+}
+
+#[test]
+fn late_negotiation_fetches_every_block_in_order() {
+    let mut sim = Sim::new(72, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    sim.nodes[s].reply_size = Some(5000);
+    let id = sim.request(c, s, Request::get("/large"));
+    sim.run(Duration::from_secs(600));
+    let Outcome::Response(_, r) = &sim.nodes[c].outcomes[&id][0] else {
+        panic!()
+    };
+    assert_eq!(
+        r.payload,
+        (0..5000).map(|i| (i % 251) as u8).collect::<Vec<_>>()
+    );
+    let served = blocks_of(&sim, s, c, OptionNumber::BLOCK2);
+    let nums: Vec<u32> = served.iter().map(|b| b.num()).collect();
+    assert_eq!(nums, [0, 1, 2, 3, 4], "every block once, in order");
+    assert!(served.iter().all(|b| b.size() == 1024));
+    assert!(served[..4].iter().all(|b| b.more()) && !served[4].more());
+    // Size2 and an ETag on the first block; the application ran once: the later blocks came
+    // from the server's cache.
+    let first = &sim.sent(s, c)[0].1;
+    assert_eq!(first.options.get_uint(OptionNumber::SIZE2), Some(5000));
+    assert!(first.options.contains(OptionNumber::ETAG));
+    assert_eq!(sim.nodes[s].handler_runs.values().sum::<u32>(), 1);
+}
+
+#[test]
+fn early_negotiation_and_random_access() {
+    let mut sim = Sim::new(73, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    sim.nodes[s].reply_size = Some(300);
+    let whole = sim.request(c, s, Request::get("/large").with_block_size(64));
+    let mut one = Request::get("/large");
+    one.options.push_uint(
+        OptionNumber::BLOCK2,
+        BlockValue::new(2, false, 1).unwrap().to_uint(),
+    );
+    let third = sim.request(c, s, one);
+    sim.run(Duration::from_secs(600));
+    let Outcome::Response(_, r) = &sim.nodes[c].outcomes[&whole][0] else {
+        panic!()
+    };
+    assert_eq!(r.payload.len(), 300);
+    let Outcome::Response(_, r) = &sim.nodes[c].outcomes[&third][0] else {
+        panic!()
+    };
+    let b = BlockValue::from_bytes(r.options.get(OptionNumber::BLOCK2).unwrap()).unwrap();
+    assert_eq!((b.num(), b.size(), b.more()), (2, 32, true));
+    assert_eq!(
+        r.payload,
+        (64..96).map(|i| (i % 251) as u8).collect::<Vec<_>>()
+    );
+    let mut sizes: Vec<usize> = blocks_of(&sim, s, c, OptionNumber::BLOCK2)
+        .iter()
+        .map(|b| b.size())
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [32, 64, 64, 64, 64, 64]);
+}
+
+#[test]
+fn upload_follows_the_servers_smaller_block_size() {
+    let mut sim = Sim::new(74, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let server = Config {
+        block_size: 256,
+        ..Config::default()
+    };
+    let s = sim.add(server, Answer::After(Duration::ZERO));
+    sim.nodes[s].reply_size = Some(10);
+    let payload = body(3000);
+    let id = sim.request(c, s, Request::put("/big", payload.clone()));
+    sim.run(Duration::from_secs(600));
+    assert_eq!(exactly_one_outcome(&sim.nodes[c], &[id]), (1, 0));
+    assert_eq!(sim.nodes[s].handler_runs[&payload], 1);
+    let sent = blocks_of(&sim, c, s, OptionNumber::BLOCK1);
+    assert_eq!(sent[0].size(), 1024, "the client starts with its own size");
+    assert!(sent[1..].iter().all(|b| b.size() == 256), "{sent:?}");
+    let total: usize = sim.sent(c, s).iter().map(|(_, m)| m.payload.len()).sum();
+    assert_eq!(total, 3000, "no byte sent twice");
+    let last = sim.sent(s, c).last().unwrap().1.clone();
+    let echoed = BlockValue::from_bytes(last.options.get(OptionNumber::BLOCK1).unwrap()).unwrap();
+    assert!(!echoed.more());
+    assert_eq!(last.code, Code::CONTENT);
+}
+
+#[test]
+fn oversized_upload_gets_4_13_and_state_is_freed() {
+    let mut sim = Sim::new(75, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let server = Config {
+        max_body_size: 2048,
+        ..Config::default()
+    };
+    let s = sim.add(server, Answer::After(Duration::ZERO));
+    let id = sim.request(c, s, Request::put("/big", body(5000)));
+    sim.run(Duration::from_secs(600));
+    let Outcome::Response(_, r) = &sim.nodes[c].outcomes[&id][0] else {
+        panic!()
+    };
+    assert_eq!(r.code, Code::REQUEST_ENTITY_TOO_LARGE);
+    assert_eq!(r.options.get_uint(OptionNumber::SIZE1), Some(2048));
+    assert!(sim.nodes[s].handler_runs.is_empty());
+    assert_eq!(sim.nodes[s].ep.stats().uploads, 0);
+}
+
+#[test]
+fn cancelling_a_transfer_stops_it() {
+    let mut sim = Sim::new(76, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::from_millis(50)));
+    sim.nodes[s].reply_size = Some(100_000);
+    let id = sim.request(c, s, Request::get("/large"));
+    sim.run(Duration::from_millis(500));
+    let sent_before = sim.sent(c, s).len();
+    assert!(sent_before > 1, "the transfer is under way");
+    let now = sim.now;
+    sim.nodes[c].ep.cancel(now, id);
+    sim.run(Duration::from_secs(600));
+    assert!(sim.sent(c, s).len() <= sent_before + 1);
+    assert!(!sim.nodes[c].outcomes.contains_key(&id));
+    assert_eq!(sim.nodes[c].ep.stats().transfers, 0);
+}

@@ -2,10 +2,11 @@
 //! simplesocketserver) over real sockets, and raw `UdpSocket`s where the wire itself is checked
 //! (empty ACK then separate response, reply source address, no retransmission after a drop).
 
+mod common;
+
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
@@ -14,147 +15,24 @@ use futures::future::{self, Either};
 use coapio::message::{Code, ContentFormat, Message, OptionNumber, Token, Type};
 use coapio::net::TransportErrorKind;
 use coapio::proto::{Config, Request, Response};
-use coapio::server::{get, Resource, ServerRequest, Site};
-use coapio::{Driver, Endpoint, RequestError, TransportKind};
+use coapio::server::{get, Site};
+use coapio::{Endpoint, RequestError, TransportKind};
 
-/// How long the `/slow` resource takes: well past the default `empty_ack_delay` (100 ms).
-const SLOW: Duration = Duration::from_millis(300);
+use common::{
+    block_on_within, example_site, free_port, text, udp6_client, udp6_server, Running, SLOW,
+};
+
 /// The bound on any single wait in these tests.
 const LIMIT: Duration = Duration::from_secs(5);
-
-/// Runs `fut` to completion on this thread, failing the test if it takes longer than `limit`.
-fn block_on_within<F: Future>(limit: Duration, fut: F) -> F::Output {
-    async_io::block_on(async {
-        match future::select(Box::pin(fut), Timer::after(limit)).await {
-            Either::Left((out, _)) => out,
-            Either::Right(_) => panic!("not done within {limit:?}"),
-        }
-    })
-}
 
 fn run<F: Future>(fut: F) -> F::Output {
     block_on_within(LIMIT, fut)
 }
 
-/// An endpoint whose driver runs on a thread of its own; shut down on drop.
-struct Running {
-    ep: Endpoint,
-    done: Option<mpsc::Receiver<io::Result<()>>>,
-}
-
-impl Running {
-    fn spawn((ep, driver): (Endpoint, Driver)) -> Self {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(async_io::block_on(driver));
-        });
-        Self { ep, done: Some(rx) }
-    }
-
-    fn port(&self) -> u16 {
-        self.ep.local_addr().unwrap().port()
-    }
-
-    /// Shuts the endpoint down and checks that its driver ends, cleanly, within a second.
-    fn stop(mut self) {
-        self.ep.shutdown();
-        let done = self.done.take().unwrap();
-        done.recv_timeout(Duration::from_secs(1))
-            .expect("the driver did not end within a second of shutdown")
-            .expect("the driver failed");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.ep.shutdown();
-    }
-}
-
-fn udp6_server(bind: &str, site: Site) -> Running {
-    Running::spawn(
-        Endpoint::builder()
-            .transport(TransportKind::Udp6)
-            .bind(bind.parse().unwrap())
-            .site(site)
-            .build()
-            .expect("cannot start the udp6 server"),
-    )
-}
-
-fn udp6_client() -> Running {
-    Running::spawn(
-        Endpoint::builder()
-            .transport(TransportKind::Udp6)
-            .build()
-            .expect("cannot start the udp6 client"),
-    )
-}
-
-/// The resources every server here serves.
+/// The resources every server here serves: the example server's, and `/info` (what the
+/// request carried), `/panic` and `/error` (handlers that fail).
 fn test_site() -> Site {
-    let store = Arc::new(Mutex::new(None::<Vec<u8>>));
-    let (on_get, on_put, on_delete) = (store.clone(), store.clone(), store);
-    let echo = |req: ServerRequest| async move {
-        Response::new(Code::CHANGED).with_payload(req.payload())
-    };
-    Site::new()
-        .resource(
-            "/hello",
-            get(|_req| async { Response::content("Hello, world!") })
-                .title("Greeting")
-                .ct(0),
-        )
-        .resource(
-            "/time",
-            get(|_req| async { Response::content("12:00:00 UTC") })
-                .rt("clock")
-                .ct(0),
-        )
-        .resource(
-            "/slow",
-            get(|_req| async {
-                Timer::after(SLOW).await;
-                Response::content("sorry for the wait")
-            })
-            .title("A slow answer"),
-        )
-        .resource("/echo", Resource::new().post(echo).put(echo))
-        .resource(
-            "/item",
-            Resource::new()
-                .get(move |_req| {
-                    let store = on_get.clone();
-                    async move {
-                        match store.lock().unwrap().clone() {
-                            Some(value) => Response::new(Code::CONTENT).with_payload(value),
-                            None => Response::new(Code::NOT_FOUND),
-                        }
-                    }
-                })
-                .put(move |req| {
-                    let store = on_put.clone();
-                    async move {
-                        let created = store
-                            .lock()
-                            .unwrap()
-                            .replace(req.payload().to_vec())
-                            .is_none();
-                        Response::new(if created {
-                            Code::CREATED
-                        } else {
-                            Code::CHANGED
-                        })
-                    }
-                })
-                .delete(move |_req| {
-                    let store = on_delete.clone();
-                    async move {
-                        store.lock().unwrap().take();
-                        Response::new(Code::DELETED)
-                    }
-                }),
-        )
+    example_site()
         .resource(
             "/info",
             get(|req| async move {
@@ -176,19 +54,6 @@ fn test_site() -> Site {
 /// A handler's body that fails the hard way.
 fn panics() -> Response {
     panic!("this handler panics on purpose")
-}
-
-/// A port on which nothing listens (bound, read and released).
-fn closed_port(ip: &str) -> u16 {
-    UdpSocket::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.payload).into_owned()
 }
 
 /// The exchanges every client/server pair here must manage: all four methods, Confirmable and
@@ -600,7 +465,7 @@ fn dual_stack_server_answers_ipv4_ipv6_and_other_loopback_addresses() {
 fn closed_port_fails_at_once_with_port_unreachable() {
     let client = udp6_client();
     for ip in ["127.0.0.1", "::1"] {
-        let port = closed_port(ip);
+        let port = free_port(ip);
         let uri = match ip {
             "::1" => format!("coap://[::1]:{port}/hello"),
             _ => format!("coap://{ip}:{port}/hello"),
@@ -767,7 +632,7 @@ fn simple6_client_talks_to_udp6_server_and_back() {
 #[test]
 fn simple6_closed_port_fails_at_once_with_port_unreachable() {
     let client = simple6_client();
-    let port = closed_port("127.0.0.1");
+    let port = free_port("127.0.0.1");
     let start = Instant::now();
     let r = run(client.ep.get(&format!("coap://127.0.0.1:{port}/hello")));
     assert_eq!(

@@ -14,27 +14,24 @@
 //! `Incoming message <aiocoap.Message: 2.05 Content from …, token f7a4, CON, MID 0x2cc6>`;
 //! the payload goes to stdout, and an error response makes it exit 1.
 
-use std::future::Future;
-use std::io::{self, Read};
-use std::net::UdpSocket;
+mod common;
+#[path = "common/peers.rs"]
+mod peers;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
-use futures::future::{self, Either};
-
 use coapio::message::Code;
-use coapio::proto::{Request, Response};
-use coapio::server::{get, Resource, ServerRequest, Site};
-use coapio::{Driver, Endpoint, TransportKind};
+use coapio::proto::Request;
 
-/// How long our `/slow` resource takes (past the 100 ms after which an empty ACK goes out).
-const SLOW: Duration = Duration::from_millis(300);
+use common::{free_port, text, udp6_client, Running};
+use peers::{
+    example_server, last_response, logged, run, separate_response_acked, skip_or_fail, Logged, Proc,
+};
 
-// ---- peers: presence, processes -----------------------------------------------------------
+// ---- peers: presence ----------------------------------------------------------------------
 
 /// The real path of the Python interpreter that has aiocoap, if there is one.
 fn python_with_aiocoap() -> Option<PathBuf> {
@@ -57,273 +54,21 @@ fn python_with_aiocoap() -> Option<PathBuf> {
 fn aiocoap_present() -> Option<PathBuf> {
     let python = python_with_aiocoap();
     if python.is_none() {
-        let msg = "skipped: aiocoap not installed (install with `python3 -m pip install aiocoap`)";
-        if std::env::var("COAPIO_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("{msg}");
-        }
-        println!("{msg}");
+        skip_or_fail(
+            "skipped: aiocoap not installed (install with `python3 -m pip install aiocoap`)",
+        );
     }
     python
 }
 
-/// A child process whose output is collected as it comes; killed (by its PID) and reaped
-/// when dropped.
-struct Proc {
-    child: Child,
-    what: String,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Self {
-        Self::try_spawn(cmd).unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-    }
-
-    fn try_spawn(cmd: &mut Command) -> io::Result<Self> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let what = format!("{cmd:?}");
-        let mut child = cmd.spawn()?;
-        let (stdout, stderr) = (Arc::default(), Arc::default());
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), Arc::clone(&stdout)),
-            collect(child.stderr.take().unwrap(), Arc::clone(&stderr)),
-        ];
-        Ok(Self {
-            child,
-            what,
-            stdout,
-            stderr,
-            readers,
-        })
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    /// Waits (at most `limit`) until `pred` holds for stdout and stderr together.
-    fn wait_for_output(&self, limit: Duration, pred: impl Fn(&str) -> bool) -> bool {
-        let end = Instant::now() + limit;
-        loop {
-            if pred(&format!("{}{}", self.stdout(), self.stderr())) {
-                return true;
-            }
-            if Instant::now() > end {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits (at most `limit`, else the test fails) for the process to exit.
-    fn finish(&mut self, limit: Duration) -> ExitStatus {
-        let end = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < end,
-                "{} did not finish within {limit:?}",
-                self.what
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        status
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            into.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    })
-}
-
-/// A port that was free a moment ago (bound, read, released).
-fn free_port(ip: &str) -> u16 {
-    UdpSocket::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 // ---- our side -----------------------------------------------------------------------------
-
-fn run<F: Future>(fut: F) -> F::Output {
-    let limit = Duration::from_secs(10);
-    async_io::block_on(async {
-        match future::select(Box::pin(fut), Timer::after(limit)).await {
-            Either::Left((out, _)) => out,
-            Either::Right(_) => panic!("not done within {limit:?}"),
-        }
-    })
-}
-
-/// An endpoint whose driver runs on a thread of its own; shut down on drop.
-struct Running {
-    ep: Endpoint,
-    done: Option<mpsc::Receiver<io::Result<()>>>,
-}
-
-impl Running {
-    fn spawn((ep, driver): (Endpoint, Driver)) -> Self {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(async_io::block_on(driver));
-        });
-        Self { ep, done: Some(rx) }
-    }
-
-    fn stop(mut self) {
-        self.ep.shutdown();
-        let done = self.done.take().unwrap();
-        done.recv_timeout(Duration::from_secs(1))
-            .expect("the driver did not end within a second of shutdown")
-            .expect("the driver failed");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.ep.shutdown();
-    }
-}
-
-/// The example server's resources (`examples/common`), and `/item` for DELETE.
-fn example_site() -> Site {
-    let echo = |req: ServerRequest| async move {
-        Response::new(Code::CHANGED).with_payload(req.payload())
-    };
-    let item = Arc::new(Mutex::new(None::<Vec<u8>>));
-    let (on_get, on_put, on_delete) = (item.clone(), item.clone(), item);
-    Site::new()
-        .resource(
-            "/hello",
-            get(|_req| async { Response::content("Hello, world!") })
-                .title("Greeting")
-                .ct(0),
-        )
-        .resource(
-            "/time",
-            get(|_req| async { Response::content("12:00:00 UTC") })
-                .rt("clock")
-                .ct(0),
-        )
-        .resource(
-            "/slow",
-            get(|_req| async {
-                Timer::after(SLOW).await;
-                Response::content("sorry for the wait")
-            })
-            .title("A slow answer"),
-        )
-        .resource("/echo", Resource::new().post(echo).put(echo))
-        .resource(
-            "/item",
-            Resource::new()
-                .get(move |_req| {
-                    let item = on_get.clone();
-                    async move {
-                        match item.lock().unwrap().clone() {
-                            Some(v) => Response::new(Code::CONTENT).with_payload(v),
-                            None => Response::new(Code::NOT_FOUND),
-                        }
-                    }
-                })
-                .put(move |req| {
-                    let item = on_put.clone();
-                    async move {
-                        let created = item
-                            .lock()
-                            .unwrap()
-                            .replace(req.payload().to_vec())
-                            .is_none();
-                        if created {
-                            Code::CREATED
-                        } else {
-                            Code::CHANGED
-                        }
-                    }
-                })
-                .delete(move |_req| {
-                    let item = on_delete.clone();
-                    async move {
-                        item.lock().unwrap().take();
-                        Code::DELETED
-                    }
-                }),
-        )
-}
 
 /// Our udp6 server on `[::1]`.
 fn our_server() -> (Running, u16) {
-    let running = Running::spawn(
-        Endpoint::builder()
-            .transport(TransportKind::Udp6)
-            .bind("[::1]:0".parse().unwrap())
-            .site(example_site())
-            .build()
-            .expect("cannot start our server"),
-    );
-    let port = running.ep.local_addr().unwrap().port();
-    (running, port)
-}
-
-fn our_client() -> Running {
-    Running::spawn(
-        Endpoint::builder()
-            .transport(TransportKind::Udp6)
-            .build()
-            .expect("cannot start our client"),
-    )
-}
-
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.payload).into_owned()
+    example_server("[::1]:0")
 }
 
 // ---- aiocoap's log --------------------------------------------------------------------------
-
-/// One message as aiocoap logged it; `code` is `0.00` for an empty message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Logged {
-    incoming: bool,
-    ty: String,
-    code: String,
-}
-
-fn logged(incoming: bool, ty: &str, code: &str) -> Logged {
-    Logged {
-        incoming,
-        ty: ty.into(),
-        code: code.into(),
-    }
-}
 
 /// The messages in an aiocoap debug log.
 fn parse_log(log: &str) -> Vec<Logged> {
@@ -365,11 +110,7 @@ struct ClientRun {
 impl ClientRun {
     /// The response: the last message received that is not an empty ACK.
     fn response(&self) -> &Logged {
-        self.received
-            .iter()
-            .rev()
-            .find(|m| m.code != "0.00")
-            .unwrap_or_else(|| panic!("aiocoap-client got no response:\n{}", self.log))
+        last_response(&self.received, "aiocoap-client", &self.log)
     }
 }
 
@@ -545,7 +286,7 @@ fn our_client_uses_every_method_on_aiocoap_server_con_and_non() {
         return;
     };
     let (server, base) = aiocoap_server(&python);
-    let client = our_client();
+    let client = udp6_client();
     run(async {
         for confirmable in [true, false] {
             let what = if confirmable { "CON" } else { "NON" };
@@ -609,7 +350,7 @@ fn our_client_gets_separate_responses_from_aiocoap_server() {
         return;
     };
     let (server, base) = aiocoap_server(&python);
-    let client = our_client();
+    let client = udp6_client();
     let start = Instant::now();
     let r = run(client.ep.get(&format!("{base}/slow"))).unwrap();
     assert_eq!(
@@ -619,14 +360,7 @@ fn our_client_gets_separate_responses_from_aiocoap_server() {
     assert!(start.elapsed() >= Duration::from_millis(500));
     // The server's log: the empty ACK it sent, the CON response, and our ACK of it.
     let acked = server.wait_for_output(Duration::from_secs(2), |log| {
-        let msgs = parse_log(log);
-        let response = msgs
-            .iter()
-            .position(|m| !m.incoming && m.ty == "CON" && m.code == "2.05");
-        response.is_some_and(|i| {
-            msgs[..i].contains(&logged(false, "ACK", "0.00"))
-                && msgs[i..].contains(&logged(true, "ACK", "0.00"))
-        })
+        separate_response_acked(&parse_log(log))
     });
     assert!(
         acked,

@@ -12,31 +12,29 @@
 //! error response to stderr (`4.04 Not Found`); with `-o FILE` the payload goes to FILE.
 //! coap-client exits 0 whatever happened, so its output is what is checked.
 
-use std::future::Future;
-use std::io::{self, Read};
-use std::net::UdpSocket;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+mod common;
+#[path = "common/peers.rs"]
+mod peers;
 
-use async_io::Timer;
-use futures::future::{self, Either};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use coapio::message::Code;
 use coapio::net::TransportErrorKind;
-use coapio::proto::{Request, Response};
-use coapio::server::{get, Resource, ServerRequest, Site};
-use coapio::{Driver, Endpoint, RequestError, TransportKind};
+use coapio::proto::Request;
+use coapio::{Endpoint, RequestError};
+
+use common::{free_port, text, udp6_client, Running};
+use peers::{
+    example_server, last_response, logged, run, separate_response_acked, skip_or_fail, Logged, Proc,
+};
 
 const CLIENT: &str = "coap-client-notls";
 const SERVER: &str = "coap-server-notls";
-/// How long our `/slow` resource takes (past the 100 ms after which an empty ACK goes out).
-const SLOW: Duration = Duration::from_millis(300);
 
-// ---- peers: presence, processes -----------------------------------------------------------
+// ---- peers: presence ----------------------------------------------------------------------
 
 fn in_path(name: &str) -> bool {
     std::env::var_os("PATH")
@@ -53,269 +51,21 @@ fn libcoap_present() -> bool {
     if missing.is_empty() {
         return true;
     }
-    let msg = format!(
+    skip_or_fail(&format!(
         "skipped: libcoap ({}) not installed (install with `apt-get install libcoap3-bin`)",
         missing.join(", ")
-    );
-    if std::env::var("COAPIO_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{msg}");
-    }
-    println!("{msg}");
+    ));
     false
-}
-
-/// A child process whose output is collected as it comes; killed (by its PID) and reaped
-/// when dropped.
-struct Proc {
-    child: Child,
-    what: String,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Self {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let what = format!("{cmd:?}");
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-        let (stdout, stderr) = (Arc::default(), Arc::default());
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), Arc::clone(&stdout)),
-            collect(child.stderr.take().unwrap(), Arc::clone(&stderr)),
-        ];
-        Self {
-            child,
-            what,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    /// Waits (at most `limit`) until `pred` holds for stdout and stderr together.
-    fn wait_for_output(&self, limit: Duration, pred: impl Fn(&str) -> bool) -> bool {
-        let end = Instant::now() + limit;
-        loop {
-            if pred(&format!("{}{}", self.stdout(), self.stderr())) {
-                return true;
-            }
-            if Instant::now() > end {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits (at most `limit`, else the test fails) for the process to exit.
-    fn finish(&mut self, limit: Duration) -> ExitStatus {
-        let end = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < end,
-                "{} did not finish within {limit:?}",
-                self.what
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        status
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            into.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    })
-}
-
-/// A port that was free a moment ago (bound, read, released).
-fn free_port(ip: &str) -> u16 {
-    UdpSocket::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 // ---- our side -----------------------------------------------------------------------------
 
-fn run<F: Future>(fut: F) -> F::Output {
-    let limit = Duration::from_secs(10);
-    async_io::block_on(async {
-        match future::select(Box::pin(fut), Timer::after(limit)).await {
-            Either::Left((out, _)) => out,
-            Either::Right(_) => panic!("not done within {limit:?}"),
-        }
-    })
-}
-
-/// An endpoint whose driver runs on a thread of its own; shut down on drop.
-struct Running {
-    ep: Endpoint,
-    done: Option<mpsc::Receiver<io::Result<()>>>,
-}
-
-impl Running {
-    fn spawn((ep, driver): (Endpoint, Driver)) -> Self {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(async_io::block_on(driver));
-        });
-        Self { ep, done: Some(rx) }
-    }
-
-    fn stop(mut self) {
-        self.ep.shutdown();
-        let done = self.done.take().unwrap();
-        done.recv_timeout(Duration::from_secs(1))
-            .expect("the driver did not end within a second of shutdown")
-            .expect("the driver failed");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.ep.shutdown();
-    }
-}
-
-/// The example server's resources (`examples/common`), and `/item` for DELETE.
-fn example_site() -> Site {
-    let echo = |req: ServerRequest| async move {
-        Response::new(Code::CHANGED).with_payload(req.payload())
-    };
-    let item = Arc::new(Mutex::new(None::<Vec<u8>>));
-    let (on_get, on_put, on_delete) = (item.clone(), item.clone(), item);
-    Site::new()
-        .resource(
-            "/hello",
-            get(|_req| async { Response::content("Hello, world!") })
-                .title("Greeting")
-                .ct(0),
-        )
-        .resource(
-            "/time",
-            get(|_req| async { Response::content("12:00:00 UTC") })
-                .rt("clock")
-                .ct(0),
-        )
-        .resource(
-            "/slow",
-            get(|_req| async {
-                Timer::after(SLOW).await;
-                Response::content("sorry for the wait")
-            })
-            .title("A slow answer"),
-        )
-        .resource("/echo", Resource::new().post(echo).put(echo))
-        .resource(
-            "/item",
-            Resource::new()
-                .get(move |_req| {
-                    let item = on_get.clone();
-                    async move {
-                        match item.lock().unwrap().clone() {
-                            Some(v) => Response::new(Code::CONTENT).with_payload(v),
-                            None => Response::new(Code::NOT_FOUND),
-                        }
-                    }
-                })
-                .put(move |req| {
-                    let item = on_put.clone();
-                    async move {
-                        let created = item
-                            .lock()
-                            .unwrap()
-                            .replace(req.payload().to_vec())
-                            .is_none();
-                        if created {
-                            Code::CREATED
-                        } else {
-                            Code::CHANGED
-                        }
-                    }
-                })
-                .delete(move |_req| {
-                    let item = on_delete.clone();
-                    async move {
-                        item.lock().unwrap().take();
-                        Code::DELETED
-                    }
-                }),
-        )
-}
-
 /// Our udp6 server, dual-stack on `[::]` (so both `[::1]` and `127.0.0.1` reach it).
 fn our_server() -> (Running, u16) {
-    let running = Running::spawn(
-        Endpoint::builder()
-            .transport(TransportKind::Udp6)
-            .bind("[::]:0".parse().unwrap())
-            .site(example_site())
-            .build()
-            .expect("cannot start our server"),
-    );
-    let port = running.ep.local_addr().unwrap().port();
-    (running, port)
-}
-
-fn our_client() -> Running {
-    Running::spawn(
-        Endpoint::builder()
-            .transport(TransportKind::Udp6)
-            .build()
-            .expect("cannot start our client"),
-    )
+    example_server("[::]:0")
 }
 
 // ---- coap-client against our server ------------------------------------------------------
-
-/// One message as coap-client logged it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Logged {
-    incoming: bool,
-    ty: String,
-    code: String,
-}
-
-fn logged(incoming: bool, ty: &str, code: &str) -> Logged {
-    Logged {
-        incoming,
-        ty: ty.into(),
-        code: code.into(),
-    }
-}
 
 /// The messages in a libcoap `-v 7` log, each marked sent or received by the log line before.
 fn parse_log(log: &str) -> Vec<Logged> {
@@ -361,11 +111,7 @@ impl ClientRun {
 
     /// The response: the last message received that is not an empty ACK.
     fn response(&self) -> &Logged {
-        self.received
-            .iter()
-            .rev()
-            .find(|m| m.code != "0.00")
-            .unwrap_or_else(|| panic!("coap-client got no response:\n{}", self.log))
+        last_response(&self.received, "coap-client", &self.log)
     }
 }
 
@@ -545,16 +291,12 @@ fn libcoap_server(client: &Endpoint, ip: &str) -> (Proc, String) {
     (server, base)
 }
 
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.payload).into_owned()
-}
-
 #[test]
 fn our_client_uses_every_method_on_libcoap_server_con_and_non() {
     if !libcoap_present() {
         return;
     }
-    let client = our_client();
+    let client = udp6_client();
     let (server, base) = libcoap_server(&client.ep, "::1");
     run(async {
         for confirmable in [true, false] {
@@ -640,7 +382,7 @@ fn our_client_gets_separate_responses_from_libcoap_server() {
     if !libcoap_present() {
         return;
     }
-    let client = our_client();
+    let client = udp6_client();
     let (server, base) = libcoap_server(&client.ep, "::1");
     // libcoap's /async takes its delay in seconds as the bare query: /async?1.
     let start = Instant::now();
@@ -653,14 +395,7 @@ fn our_client_gets_separate_responses_from_libcoap_server() {
     );
     // The server's log: the empty ACK it sent, the CON response, and our ACK of it.
     let acked = server.wait_for_output(Duration::from_secs(2), |log| {
-        let msgs = parse_log(log);
-        let response = msgs
-            .iter()
-            .position(|m| !m.incoming && m.ty == "CON" && m.code == "2.05");
-        response.is_some_and(|i| {
-            msgs[..i].contains(&logged(false, "ACK", "0.00"))
-                && msgs[i..].contains(&logged(true, "ACK", "0.00"))
-        })
+        separate_response_acked(&parse_log(log))
     });
     assert!(
         acked,
@@ -685,7 +420,7 @@ fn our_client_talks_to_libcoap_server_over_ipv4() {
     if !libcoap_present() {
         return;
     }
-    let client = our_client();
+    let client = udp6_client();
     let (server, base) = libcoap_server(&client.ep, "127.0.0.1");
     run(async {
         let r = client

@@ -1,0 +1,171 @@
+//! What the integration tests share about our side: an endpoint whose driver runs on a
+//! thread, udp6 servers and clients, the test server's resources, and small helpers.
+//!
+//! Every test file that includes this (`mod common;`) uses all of it; what only the interop
+//! tests need (peer processes, their logs) is in `peers.rs`, included as `mod peers`.
+
+use std::future::Future;
+use std::io;
+use std::net::UdpSocket;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use async_io::Timer;
+use futures::future::{self, Either};
+
+use coapio::message::Code;
+use coapio::proto::Response;
+use coapio::server::{get, Resource, ServerRequest, Site};
+use coapio::{Driver, Endpoint, TransportKind};
+
+/// How long the `/slow` resource takes: well past the default `empty_ack_delay` (100 ms)
+/// after which an empty ACK goes out.
+pub(crate) const SLOW: Duration = Duration::from_millis(300);
+
+/// Runs `fut` to completion on this thread, failing the test if it takes longer than `limit`.
+pub(crate) fn block_on_within<F: Future>(limit: Duration, fut: F) -> F::Output {
+    async_io::block_on(async {
+        match future::select(Box::pin(fut), Timer::after(limit)).await {
+            Either::Left((out, _)) => out,
+            Either::Right(_) => panic!("not done within {limit:?}"),
+        }
+    })
+}
+
+/// An endpoint whose driver runs on a thread of its own; shut down on drop.
+pub(crate) struct Running {
+    pub(crate) ep: Endpoint,
+    done: Option<mpsc::Receiver<io::Result<()>>>,
+}
+
+impl Running {
+    pub(crate) fn spawn((ep, driver): (Endpoint, Driver)) -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(async_io::block_on(driver));
+        });
+        Self { ep, done: Some(rx) }
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.ep.local_addr().unwrap().port()
+    }
+
+    /// Shuts the endpoint down and checks that its driver ends, cleanly, within a second.
+    pub(crate) fn stop(mut self) {
+        self.ep.shutdown();
+        let done = self.done.take().unwrap();
+        done.recv_timeout(Duration::from_secs(1))
+            .expect("the driver did not end within a second of shutdown")
+            .expect("the driver failed");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.ep.shutdown();
+    }
+}
+
+/// Our udp6 server on `bind`, serving `site`.
+pub(crate) fn udp6_server(bind: &str, site: Site) -> Running {
+    Running::spawn(
+        Endpoint::builder()
+            .transport(TransportKind::Udp6)
+            .bind(bind.parse().unwrap())
+            .site(site)
+            .build()
+            .expect("cannot start the udp6 server"),
+    )
+}
+
+/// Our udp6 client.
+pub(crate) fn udp6_client() -> Running {
+    Running::spawn(
+        Endpoint::builder()
+            .transport(TransportKind::Udp6)
+            .build()
+            .expect("cannot start the udp6 client"),
+    )
+}
+
+/// The example server's resources (`examples/common`: `/hello`, `/time`, `/slow`, `/echo`),
+/// and `/item`, which PUT creates or changes, GET reads and DELETE removes.
+pub(crate) fn example_site() -> Site {
+    let echo = |req: ServerRequest| async move {
+        Response::new(Code::CHANGED).with_payload(req.payload())
+    };
+    let item = Arc::new(Mutex::new(None::<Vec<u8>>));
+    let (on_get, on_put, on_delete) = (item.clone(), item.clone(), item);
+    Site::new()
+        .resource(
+            "/hello",
+            get(|_req| async { Response::content("Hello, world!") })
+                .title("Greeting")
+                .ct(0),
+        )
+        .resource(
+            "/time",
+            get(|_req| async { Response::content("12:00:00 UTC") })
+                .rt("clock")
+                .ct(0),
+        )
+        .resource(
+            "/slow",
+            get(|_req| async {
+                Timer::after(SLOW).await;
+                Response::content("sorry for the wait")
+            })
+            .title("A slow answer"),
+        )
+        .resource("/echo", Resource::new().post(echo).put(echo))
+        .resource(
+            "/item",
+            Resource::new()
+                .get(move |_req| {
+                    let item = on_get.clone();
+                    async move {
+                        match item.lock().unwrap().clone() {
+                            Some(v) => Response::new(Code::CONTENT).with_payload(v),
+                            None => Response::new(Code::NOT_FOUND),
+                        }
+                    }
+                })
+                .put(move |req| {
+                    let item = on_put.clone();
+                    async move {
+                        let created = item
+                            .lock()
+                            .unwrap()
+                            .replace(req.payload().to_vec())
+                            .is_none();
+                        if created {
+                            Code::CREATED
+                        } else {
+                            Code::CHANGED
+                        }
+                    }
+                })
+                .delete(move |_req| {
+                    let item = on_delete.clone();
+                    async move {
+                        item.lock().unwrap().take();
+                        Code::DELETED
+                    }
+                }),
+        )
+}
+
+/// A port that was free a moment ago (bound, read and released): nothing listens on it.
+pub(crate) fn free_port(ip: &str) -> u16 {
+    UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A response's payload as text.
+pub(crate) fn text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.payload).into_owned()
+}

@@ -4,6 +4,9 @@
 //! Every test file that includes this (`mod common;`) uses all of it; what only the interop
 //! tests need (peer processes, their logs) is in `peers.rs`, included as `mod peers`.
 
+// Each test file uses a different part of this module.
+#![allow(dead_code)]
+
 use std::future::Future;
 use std::io;
 use std::net::UdpSocket;

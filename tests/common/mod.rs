@@ -1,8 +1,8 @@
 //! What the integration tests share about our side: an endpoint whose driver runs on a
 //! thread, udp6 servers and clients, the test server's resources, and small helpers.
 //!
-//! Every test file that includes this (`mod common;`) uses all of it; what only the interop
-//! tests need (peer processes, their logs) is in `peers.rs`, included as `mod peers`.
+//! What only the interop tests need (peer processes, their logs) is in `peers.rs`, included
+//! as `mod peers`.
 
 // Each test file uses a different part of this module.
 #![allow(dead_code)]

@@ -4,6 +4,9 @@
 //! Included by the interop tests only, next to `mod common;`, as
 //! `#[path = "common/peers.rs"] mod peers;`.
 
+// Each test file uses a different part of this module.
+#![allow(dead_code)]
+
 use std::future::Future;
 use std::io::{self, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -42,9 +42,29 @@ fn utc_now() -> String {
 }
 
 /// The example server's resources: `/hello`, `/time`, `/slow` (answers after `slow`),
-/// `/echo`.
+/// `/echo`, and `/large` (1 MiB of text, served block-wise).
 pub(crate) fn example_site(slow: Duration) -> Site {
+    let large: std::sync::Arc<Vec<u8>> = std::sync::Arc::new(
+        (0..1 << 20)
+            .map(|i| {
+                if i % 64 == 63 {
+                    b'\n'
+                } else {
+                    b'a' + (i % 26) as u8
+                }
+            })
+            .collect(),
+    );
     Site::new()
+        .resource(
+            "/large",
+            get(move |_req| {
+                let large = large.clone();
+                async move { Response::content(large.to_vec()) }
+            })
+            .rt("block")
+            .sz(1 << 20),
+        )
         .resource(
             "/hello",
             get(|_req| async { Response::content("Hello, world!") })

@@ -782,6 +782,11 @@ impl Endpoint {
         let Ok(block) = BlockValue::new(num, false, szx) else {
             return Response::new(Code::BAD_OPTION);
         };
+        // One ETag for all blocks, computed once (the cached whole carries it).
+        if !response.options.contains(OptionNumber::ETAG) {
+            let etag = super::blockwise::content_etag(&response.payload);
+            response.options.push(OptionNumber::ETAG, etag);
+        }
         match cut_block2(&response, block) {
             Some(part) => {
                 if response.payload.len() > size {

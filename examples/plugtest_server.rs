@@ -7,9 +7,10 @@
 //!
 //! Complete here: `/test`, `/separate`, `/seg1/seg2/seg3`, `/query`, `/location-query`,
 //! `/multi-format`, `/validate`, `/create1`, `/link1`–`/link3`, `/path` and its children,
-//! `/.well-known/core` with filtering. The block-wise and observable resources (`/large*`,
-//! `/obs*`) answer with their whole representation in one datagram and without notifications
-//! until coapio's core does RFC 7959 and RFC 7641.
+//! `/.well-known/core` with filtering, and the block-wise resources (`/large`,
+//! `/large-update`, `/large-create`, `/large-post`: the core does RFC 7959 for them). The
+//! observable ones (`/obs*`) answer GET but send no notifications until the core does
+//! RFC 7641.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};

@@ -30,10 +30,11 @@ mod capi {
              #define COAPIO_VERSION_PATCH {patch}\n#define COAPIO_VERSION_NUMBER {}\n",
             major * 10000 + minor * 100 + patch
         ));
-        // Only the files of the C ABI, so that nothing of the Rust API leaks into the header.
+        // Only the files of the C ABI, so that nothing of the Rust API leaks into the header;
+        // not src/ffi/mod.rs, whose `mod` lines would make cbindgen read the others twice.
         let mut builder = cbindgen::Builder::new().with_config(config);
         for file in [
-            "mod.rs",
+            "base.rs",
             "config.rs",
             "context.rs",
             "client.rs",

@@ -133,84 +133,6 @@ typedef uint32_t coapio_result;
 #endif // __cplusplus
 
 /*
- A request method.
- */
-enum coapio_method
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /*
-   GET
-   */
-  COAPIO_METHOD_GET = 1,
-  /*
-   POST
-   */
-  COAPIO_METHOD_POST = 2,
-  /*
-   PUT
-   */
-  COAPIO_METHOD_PUT = 3,
-  /*
-   DELETE
-   */
-  COAPIO_METHOD_DELETE = 4,
-  /*
-   FETCH (RFC 8132)
-   */
-  COAPIO_METHOD_FETCH = 5,
-  /*
-   PATCH (RFC 8132)
-   */
-  COAPIO_METHOD_PATCH = 6,
-  /*
-   iPATCH (RFC 8132)
-   */
-  COAPIO_METHOD_IPATCH = 7,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum coapio_method coapio_method;
-#else
-typedef uint32_t coapio_method;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/*
- Which transport a context uses.
- */
-enum coapio_transport
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /*
-   The platform's default (udp6 on Linux).
-   */
-  COAPIO_TRANSPORT_DEFAULT = 0,
-  /*
-   One dual-stack socket with PKTINFO and ICMP errors (Linux).
-   */
-  COAPIO_TRANSPORT_UDP6 = 1,
-  /*
-   A connected socket per remote; client only.
-   */
-  COAPIO_TRANSPORT_SIMPLE6 = 2,
-  /*
-   A server bound to one concrete address.
-   */
-  COAPIO_TRANSPORT_SIMPLESOCKETSERVER = 3,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum coapio_transport coapio_transport;
-#else
-typedef uint32_t coapio_transport;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/*
  The settings of a context. Methods: `coapio_config_new`, `coapio_config_free`,
  `coapio_config_set_bind`, `coapio_config_set_transport`, `coapio_config_set_reuse_port`,
  `coapio_config_set_ack_timeout_ms`, `coapio_config_set_ack_random_factor`,
@@ -284,9 +206,10 @@ extern "C" {
 #endif // __cplusplus
 
 /*
- A short English name of a result code, as a static NUL-terminated string.
+ A short English name of a result code (a `coapio_result` value), as a static
+ NUL-terminated string; `"unknown result"` for a value that is none.
  */
-const char *coapio_result_str(coapio_result result);
+const char *coapio_result_str(uint32_t result);
 
 /*
  Copies the message of the last failed call on this thread into `buf` (at most `len` bytes,
@@ -312,109 +235,6 @@ const char *coapio_version(void);
 const char *coapio_code_name(uint8_t code);
 
 /*
- Creates a Confirmable request for `uri` (`coap://host:port/path?query`; host names are
- resolved now, which may block).
- */
-coapio_result coapio_request_new(coapio_method method, const char *uri, coapio_request **out);
-
-/*
- Frees a request that was not sent; NULL is ignored.
- */
-void coapio_request_free(coapio_request *request);
-
-/*
- Sets the payload (copied).
- */
-coapio_result coapio_request_set_payload(coapio_request *request, const uint8_t *buf, size_t len);
-
-/*
- Adds an option with an opaque or string value (copied).
- */
-coapio_result coapio_request_add_option(coapio_request *request,
-                                        uint16_t number,
-                                        const uint8_t *buf,
-                                        size_t len);
-
-/*
- Adds an option with an unsigned integer value (such as Content-Format, 12, or Accept, 17).
- */
-coapio_result coapio_request_add_option_uint(coapio_request *request,
-                                             uint16_t number,
-                                             uint32_t value);
-
-/*
- Makes the request Confirmable (true, the default) or Non-confirmable.
- */
-coapio_result coapio_request_set_confirmable(coapio_request *request, bool confirmable);
-
-/*
- Gives up on the request after `ms` milliseconds without a response
- (`COAPIO_RESULT_TIMEOUT`); 0 means the message layer's own timeouts only.
- */
-coapio_result coapio_request_set_timeout_ms(coapio_request *request, uint32_t ms);
-
-/*
- Sends `request` (consumed, also on error). `callback` (may be NULL) is called once from
- `run`/`process` with the outcome; `out_id` (may be NULL) receives an ID for
- `coapio_context_cancel`. The request is on the wire when this returns.
- */
-coapio_result coapio_context_send(coapio_context *ctx,
-                                  coapio_request *request,
-                                  coapio_response_callback callback,
-                                  void *userdata,
-                                  uint64_t *out_id);
-
-/*
- Cancels a request: its callback will not be called and nothing more is sent for it.
- `COAPIO_RESULT_NOT_FOUND` if it has already ended.
- */
-coapio_result coapio_context_cancel(coapio_context *ctx, uint64_t id);
-
-/*
- Sends `request` (consumed, also on error) and runs the context until its response comes
- or `timeout_ms` passes (`COAPIO_RESULT_TIMEOUT`, and the request is cancelled). On
- success `*out` is a response the caller frees with `coapio_response_free`. Other
- callbacks may run meanwhile. Not from inside a callback (`COAPIO_RESULT_REENTRANT`).
- */
-coapio_result coapio_request_sync(coapio_context *ctx,
-                                  coapio_request *request,
-                                  uint32_t timeout_ms,
-                                  coapio_response **out);
-
-/*
- Frees a response from `coapio_request_sync`; NULL is ignored. Never free one that was
- passed to a callback.
- */
-void coapio_response_free(coapio_response *response);
-
-/*
- Writes the response code (`0x45` is 2.05; class = code >> 5, detail = code & 31).
- */
-coapio_result coapio_response_code(const coapio_response *response, uint8_t *out);
-
-/*
- Points `*buf`/`*len` at the payload (borrowed from the response).
- */
-coapio_result coapio_response_payload(const coapio_response *response,
-                                      const uint8_t **buf,
-                                      size_t *len);
-
-/*
- Points `*buf`/`*len` at the value of the `index`-th option `number` (borrowed);
- `COAPIO_RESULT_NOT_FOUND` if there is none.
- */
-coapio_result coapio_response_option(const coapio_response *response,
-                                     uint16_t number,
-                                     size_t index,
-                                     const uint8_t **buf,
-                                     size_t *len);
-
-/*
- Writes the Content-Format; `COAPIO_RESULT_NOT_FOUND` if the response has none.
- */
-coapio_result coapio_response_content_format(const coapio_response *response, uint16_t *out);
-
-/*
  Creates a configuration with the defaults: default transport, bound to `[::]:0` (a
  client; set a bind address to serve), RFC 7252's transmission parameters.
  */
@@ -431,9 +251,10 @@ void coapio_config_free(coapio_config *config);
 coapio_result coapio_config_set_bind(coapio_config *config, const char *addr);
 
 /*
- Chooses the transport.
+ Chooses the transport (a `coapio_transport` value; others give
+ `COAPIO_RESULT_INVALID_ARGUMENT`).
  */
-coapio_result coapio_config_set_transport(coapio_config *config, coapio_transport transport);
+coapio_result coapio_config_set_transport(coapio_config *config, uint32_t transport);
 
 /*
  Sets `SO_REUSEPORT` (udp6), so that several contexts can share a port.
@@ -518,200 +339,11 @@ coapio_result coapio_context_process(coapio_context *ctx);
 coapio_result coapio_context_local_port(const coapio_context *ctx, uint16_t *out);
 
 /*
- Serves `path` (`"/hello"`): requests with a method in `methods` (a mask of
- `COAPIO_METHOD_MASK_*`) go to `callback`; others get 4.05. Registering a path again
- replaces it. `/.well-known/core` lists the resources (see
- `coapio_context_set_resource_attr`).
+ Creates a Confirmable request with `method` (a `coapio_method` value; others give
+ `COAPIO_RESULT_INVALID_ARGUMENT`) for `uri` (`coap://host:port/path?query`; host names
+ are resolved now, which may block).
  */
-coapio_result coapio_context_add_resource(coapio_context *ctx,
-                                          const char *path,
-                                          uint32_t methods,
-                                          coapio_request_callback callback,
-                                          void *userdata);
-
-/*
- Sets a link attribute of a registered resource for `/.well-known/core` (`"rt"`,
- `"if"`, `"ct"`, `"sz"`, `"title"`, `"obs"`, ...); `value` NULL gives a bare `;name`.
- `COAPIO_RESULT_NOT_FOUND` if no resource is registered at `path`.
- */
-coapio_result coapio_context_set_resource_attr(coapio_context *ctx,
-                                               const char *path,
-                                               const char *name,
-                                               const char *value);
-
-/*
- Writes the request's method code (1 GET, 2 POST, 3 PUT, 4 DELETE, ...).
- */
-coapio_result coapio_incoming_method(const coapio_incoming *request, uint8_t *out);
-
-/*
- Points `*path` at the request path (`"/a/b"`, NUL-terminated, borrowed) and writes its
- length to `len`.
- */
-coapio_result coapio_incoming_path(const coapio_incoming *request, const char **path, size_t *len);
-
-/*
- Points `*buf`/`*len` at the payload (borrowed).
- */
-coapio_result coapio_incoming_payload(const coapio_incoming *request,
-                                      const uint8_t **buf,
-                                      size_t *len);
-
-/*
- Points `*buf`/`*len` at the `index`-th option `number` (borrowed);
- `COAPIO_RESULT_NOT_FOUND` if there is none. Uri-Query is 15.
- */
-coapio_result coapio_incoming_option(const coapio_incoming *request,
-                                     uint16_t number,
-                                     size_t index,
-                                     const uint8_t **buf,
-                                     size_t *len);
-
-/*
- Points `*addr` at the sender's address as text (`"[::1]:40000"`, NUL-terminated,
- borrowed).
- */
-coapio_result coapio_incoming_remote(const coapio_incoming *request, const char **addr);
-
-/*
- Writes whether the request came Confirmable.
- */
-coapio_result coapio_incoming_confirmable(const coapio_incoming *request, bool *out);
-
-/*
- Adds an option to the coming response (copied), such as Location-Path (8) or ETag (4).
- */
-coapio_result coapio_responder_add_option(coapio_responder *responder,
-                                          uint16_t number,
-                                          const uint8_t *buf,
-                                          size_t len);
-
-/*
- Answers the request (the responder is consumed, also on error) with `code` (such as
- `0x45` for 2.05), a payload (copied) and a Content-Format (`content_format` < 0: none).
- From any thread; the answer goes out at the context's next `run`/`process`, which this
- wakes. A code that is not a response code gives `COAPIO_RESULT_INVALID_ARGUMENT` and the
- client gets 5.00.
- */
-coapio_result coapio_responder_respond(coapio_responder *responder,
-                                       uint8_t code,
-                                       const uint8_t *payload,
-                                       size_t len,
-                                       int32_t content_format);
-
-/*
- Gives up on answering: the client gets 5.00 Internal Server Error. NULL is ignored.
- */
-void coapio_responder_free(coapio_responder *responder);
-
-/*
- Creates a configuration with the defaults: default transport, bound to `[::]:0` (a
- client; set a bind address to serve), RFC 7252's transmission parameters.
- */
-coapio_result coapio_config_new(coapio_config **out);
-
-/*
- Frees a configuration; NULL is ignored.
- */
-void coapio_config_free(coapio_config *config);
-
-/*
- Sets the local address to bind, such as `"[::]:5683"` or `"127.0.0.1:0"`.
- */
-coapio_result coapio_config_set_bind(coapio_config *config, const char *addr);
-
-/*
- Chooses the transport.
- */
-coapio_result coapio_config_set_transport(coapio_config *config, coapio_transport transport);
-
-/*
- Sets `SO_REUSEPORT` (udp6), so that several contexts can share a port.
- */
-coapio_result coapio_config_set_reuse_port(coapio_config *config, bool on);
-
-/*
- Sets ACK_TIMEOUT in milliseconds (1 to 3 600 000; default 2000).
- */
-coapio_result coapio_config_set_ack_timeout_ms(coapio_config *config, uint32_t ms);
-
-/*
- Sets ACK_RANDOM_FACTOR (1.0 to 10.0; default 1.5).
- */
-coapio_result coapio_config_set_ack_random_factor(coapio_config *config, double factor);
-
-/*
- Sets MAX_RETRANSMIT (0 to 20; default 4).
- */
-coapio_result coapio_config_set_max_retransmit(coapio_config *config, uint32_t n);
-
-/*
- Sets NSTART, the outstanding requests per remote (at least 1; default 1).
- */
-coapio_result coapio_config_set_nstart(coapio_config *config, uint32_t n);
-
-/*
- Sets the token length of new requests (0 to 8 bytes; default 8).
- */
-coapio_result coapio_config_set_token_length(coapio_config *config, uint32_t n);
-
-/*
- Creates a context from `config` (NULL: the defaults, a client on an ephemeral port) and
- binds its socket.
- */
-coapio_result coapio_context_new(const coapio_config *config, coapio_context **out);
-
-/*
- Frees a context and closes its socket; NULL is ignored. Requests still in flight are
- dropped without their callbacks being called; responders still held answer nothing.
- Freeing from inside a callback is allowed: the context goes away when the callback's
- `run`/`process` returns.
- */
-void coapio_context_free(coapio_context *ctx);
-
-/*
- Mode A: runs the context (I/O, timers, callbacks) until `coapio_context_stop` is called
- or `timeout_ms` milliseconds have passed (`-1`: no limit). A stop requested before the
- call makes it return at once.
- */
-coapio_result coapio_context_run(coapio_context *ctx, int32_t timeout_ms);
-
-/*
- Makes `coapio_context_run` return (now, or at once when it is next called). Safe to call
- from any thread, and more than once.
- */
-coapio_result coapio_context_stop(const coapio_context *ctx);
-
-/*
- Mode B: the one descriptor to watch for readability in the application's event loop; it
- becomes readable when there is I/O or a deadline has passed. Then call
- `coapio_context_process`. Returns -1 for a NULL context.
- */
-int32_t coapio_context_get_fd(const coapio_context *ctx);
-
-/*
- Mode B, for loops with their own timers: milliseconds until `coapio_context_process`
- has timed work (rounded up), 0 if it is due, -1 if there is none (or ctx is NULL).
- */
-int64_t coapio_context_next_timeout_ms(const coapio_context *ctx);
-
-/*
- Mode B: does everything that is due (reads datagrams, fires timers, sends, calls
- callbacks) and returns; never blocks.
- */
-coapio_result coapio_context_process(coapio_context *ctx);
-
-/*
- Writes the local UDP port of the context's socket to `out` (not for simple6, which has a
- socket per remote: `COAPIO_RESULT_NOT_FOUND`).
- */
-coapio_result coapio_context_local_port(const coapio_context *ctx, uint16_t *out);
-
-/*
- Creates a Confirmable request for `uri` (`coap://host:port/path?query`; host names are
- resolved now, which may block).
- */
-coapio_result coapio_request_new(coapio_method method, const char *uri, coapio_request **out);
+coapio_result coapio_request_new(uint32_t method, const char *uri, coapio_request **out);
 
 /*
  Frees a request that was not sent; NULL is ignored.
@@ -752,7 +384,8 @@ coapio_result coapio_request_set_timeout_ms(coapio_request *request, uint32_t ms
 /*
  Sends `request` (consumed, also on error). `callback` (may be NULL) is called once from
  `run`/`process` with the outcome; `out_id` (may be NULL) receives an ID for
- `coapio_context_cancel`. The request is on the wire when this returns.
+ `coapio_context_cancel`. The request goes on the wire before this returns, unless NSTART
+ requests to the same remote are already outstanding: then it waits in a queue.
  */
 coapio_result coapio_context_send(coapio_context *ctx,
                                   coapio_request *request,

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::coapio_result::{self, *};
+use super::base::coapio_result::{self, *};
+use super::base::{bytes_arg, fail, guard, guard_void, str_arg, write_slice};
 use super::context::{coapio_context, ctx_arg, lock, Outcome, UserData};
-use super::{bytes_arg, fail, guard, guard_void, str_arg, write_slice};
 use crate::message::uri::Uri;
 use crate::message::{Code, OptionNumber};
 use crate::proto::{Request, Response};
@@ -62,17 +62,26 @@ fn resolve(uri: &str) -> Result<(SocketAddr, Uri), coapio_result> {
         .map_err(|e| fail(COAPIO_RESULT_INVALID_URI, format!("{uri}: {e}")))
 }
 
-/// Creates a Confirmable request for `uri` (`coap://host:port/path?query`; host names are
-/// resolved now, which may block).
+/// Creates a Confirmable request with `method` (a `coapio_method` value; others give
+/// `COAPIO_RESULT_INVALID_ARGUMENT`) for `uri` (`coap://host:port/path?query`; host names
+/// are resolved now, which may block).
 #[no_mangle]
 pub extern "C" fn coapio_request_new(
-    method: coapio_method,
+    method: u32,
     uri: *const c_char,
     out: *mut *mut coapio_request,
 ) -> coapio_result {
     guard(|| {
         if out.is_null() {
             return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        if !(coapio_method::COAPIO_METHOD_GET as u32..=coapio_method::COAPIO_METHOD_IPATCH as u32)
+            .contains(&method)
+        {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                format!("{method} is not a coapio_method"),
+            );
         }
         // SAFETY: uri is NULL or NUL-terminated (caller's contract).
         let uri = match unsafe { str_arg(uri, "uri") } {
@@ -206,7 +215,8 @@ fn take_request(request: *mut coapio_request) -> Result<coapio_request, coapio_r
 
 /// Sends `request` (consumed, also on error). `callback` (may be NULL) is called once from
 /// `run`/`process` with the outcome; `out_id` (may be NULL) receives an ID for
-/// `coapio_context_cancel`. The request is on the wire when this returns.
+/// `coapio_context_cancel`. The request goes on the wire before this returns, unless NSTART
+/// requests to the same remote are already outstanding: then it waits in a queue.
 #[no_mangle]
 pub extern "C" fn coapio_context_send(
     ctx: *mut coapio_context,
@@ -311,7 +321,7 @@ pub extern "C" fn coapio_request_sync(
             }
         };
         let limit = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
-        if let Err(e) = inner.run_until(Some(limit), || lock(&slot).is_some()) {
+        if let Err(e) = inner.run_until(Some(limit), false, || lock(&slot).is_some()) {
             return e;
         }
         let result = lock(&slot).take();

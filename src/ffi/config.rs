@@ -4,8 +4,8 @@ use std::ffi::c_char;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::coapio_result::{self, *};
-use super::{fail, guard, guard_void, str_arg};
+use super::base::coapio_result::{self, *};
+use super::base::{fail, guard, guard_void, str_arg};
 use crate::endpoint::TransportKind;
 use crate::proto::Config;
 
@@ -105,19 +105,27 @@ pub extern "C" fn coapio_config_set_bind(
     })
 }
 
-/// Chooses the transport.
+/// Chooses the transport (a `coapio_transport` value; others give
+/// `COAPIO_RESULT_INVALID_ARGUMENT`).
 #[no_mangle]
 pub extern "C" fn coapio_config_set_transport(
     config: *mut coapio_config,
-    transport: coapio_transport,
+    transport: u32,
 ) -> coapio_result {
+    use coapio_transport::*;
     with_config(config, |c| {
         c.transport = match transport {
-            coapio_transport::COAPIO_TRANSPORT_DEFAULT => None,
-            coapio_transport::COAPIO_TRANSPORT_UDP6 => Some(TransportKind::Udp6),
-            coapio_transport::COAPIO_TRANSPORT_SIMPLE6 => Some(TransportKind::Simple6),
-            coapio_transport::COAPIO_TRANSPORT_SIMPLESOCKETSERVER => {
+            t if t == COAPIO_TRANSPORT_DEFAULT as u32 => None,
+            t if t == COAPIO_TRANSPORT_UDP6 as u32 => Some(TransportKind::Udp6),
+            t if t == COAPIO_TRANSPORT_SIMPLE6 as u32 => Some(TransportKind::Simple6),
+            t if t == COAPIO_TRANSPORT_SIMPLESOCKETSERVER as u32 => {
                 Some(TransportKind::SimpleSocketServer)
+            }
+            other => {
+                return fail(
+                    COAPIO_RESULT_INVALID_ARGUMENT,
+                    format!("{other} is not a coapio_transport"),
+                )
             }
         };
         COAPIO_RESULT_OK

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesUnordered, StreamExt};
 use polling::{Event as PollEvent, Events, PollMode, Poller};
 
+use super::base::coapio_result::{self, *};
+use super::base::{fail, guard, guard_void};
 use super::client::{coapio_response, coapio_response_callback};
-use super::coapio_result::{self, *};
 use super::config::coapio_config;
 use super::server::{CResource, Dispatch};
-use super::{fail, guard, guard_void};
 use crate::endpoint::TransportKind;
 use crate::error::RequestError;
 use crate::message::Code;
@@ -67,6 +67,9 @@ pub(crate) struct Inner {
     pub(crate) poller: Poller,
     timerfd: OwnedFd,
     stop: AtomicBool,
+    /// Set by `coapio_context_free`: a `run` in progress (the context was freed from a
+    /// callback) returns at once.
+    pub(crate) freed: AtomicBool,
     in_callback: AtomicBool,
     local: Option<std::net::SocketAddr>,
 }
@@ -302,14 +305,21 @@ impl Inner {
     }
 
     /// Runs until stopped, `limit` passes, or `done` says so.
+    ///
+    /// When `stoppable`, it also ends at `coapio_context_stop` (consuming the request); it
+    /// always ends once the context is freed.
     pub(crate) fn run_until(
         self: &Arc<Self>,
         limit: Option<Instant>,
+        stoppable: bool,
         done: impl Fn() -> bool,
     ) -> Result<(), coapio_result> {
         loop {
             self.process()?;
-            if done() || self.stop.swap(false, Ordering::SeqCst) {
+            if done() || self.freed.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            if stoppable && self.stop.swap(false, Ordering::SeqCst) {
                 return Ok(());
             }
             if limit.is_some_and(|l| Instant::now() >= l) {
@@ -380,6 +390,12 @@ pub extern "C" fn coapio_context_new(
                     TransportKind::Simple6
                 });
         let reuse_port = config.as_ref().is_some_and(|c| c.reuse_port);
+        if kind == TransportKind::Simple6 && config.as_ref().is_some_and(|c| c.bind.is_some()) {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "simple6 is a client transport with a socket per remote: it has no bind address; use udp6 or simplesocketserver to serve",
+            );
+        }
         let transport = match crate::endpoint::open_transport(kind, bind, false, reuse_port) {
             Ok(t) => t,
             Err(e) => {
@@ -433,6 +449,7 @@ pub extern "C" fn coapio_context_new(
             poller,
             timerfd,
             stop: AtomicBool::new(false),
+            freed: AtomicBool::new(false),
             in_callback: AtomicBool::new(false),
             local,
         });
@@ -451,7 +468,10 @@ pub extern "C" fn coapio_context_free(ctx: *mut coapio_context) {
     guard_void(|| {
         if !ctx.is_null() {
             // SAFETY: made by coapio_context_new and freed once (caller's contract).
-            drop(unsafe { Box::from_raw(ctx) });
+            let ctx = unsafe { Box::from_raw(ctx) };
+            ctx.inner.freed.store(true, Ordering::SeqCst);
+            let _ = ctx.inner.poller.notify();
+            drop(ctx);
         }
     });
 }
@@ -478,7 +498,7 @@ pub extern "C" fn coapio_context_run(ctx: *mut coapio_context, timeout_ms: i32) 
         };
         let limit =
             (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
-        match inner.run_until(limit, || false) {
+        match inner.run_until(limit, true, || false) {
             Ok(()) => COAPIO_RESULT_OK,
             Err(e) => e,
         }

@@ -7,9 +7,9 @@ use std::sync::{Arc, Weak};
 
 use futures::channel::oneshot;
 
-use super::coapio_result::{self, *};
+use super::base::coapio_result::{self, *};
+use super::base::{bytes_arg, fail, guard, guard_void, str_arg, write_slice};
 use super::context::{coapio_context, ctx_arg, lock, Inner, UserData};
-use super::{bytes_arg, fail, guard, guard_void, str_arg, write_slice};
 use crate::message::{Code, ContentFormat, OptionNumber, Options};
 use crate::proto::Response;
 use crate::server::{Resource, ServerRequest, Site};
@@ -166,6 +166,12 @@ pub extern "C" fn coapio_context_add_resource(
             return fail(COAPIO_RESULT_INVALID_ARGUMENT, e);
         }
         let mut core = lock(&inner.core);
+        if !core.transport.capabilities().server {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "this context's transport (simple6) cannot serve resources; use udp6 or simplesocketserver",
+            );
+        }
         core.resources.retain(|r| r.path != path);
         core.resources.push(CResource {
             path: path.to_string(),
@@ -421,6 +427,12 @@ pub extern "C" fn coapio_responder_respond(
             return fail(
                 COAPIO_RESULT_INVALID_ARGUMENT,
                 format!("{code} is not a response code"),
+            );
+        }
+        if content_format > i32::from(u16::MAX) {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                format!("Content-Format {content_format} is above 65535"),
             );
         }
         let mut response = Response::new(code).with_payload(payload);

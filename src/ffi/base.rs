@@ -1,0 +1,237 @@
+//! What every part of the C ABI uses: result codes, the last error message, the panic
+//! boundary, argument helpers, and the version and name functions.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The result of a fallible call. Values are explicit and never reused.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum coapio_result {
+    /// Success.
+    COAPIO_RESULT_OK = 0,
+    /// A pointer argument was NULL.
+    COAPIO_RESULT_NULL_PARAMETER = 1,
+    /// An argument is out of range or malformed (not UTF-8, an invalid code, ...).
+    COAPIO_RESULT_INVALID_ARGUMENT = 2,
+    /// A URI could not be parsed or resolved.
+    COAPIO_RESULT_INVALID_URI = 3,
+    /// A socket error (binding, the poller, ...).
+    COAPIO_RESULT_IO = 4,
+    /// `run`, `process` or `coapio_request_sync` was called from inside a callback.
+    COAPIO_RESULT_REENTRANT = 5,
+    /// The request timed out.
+    COAPIO_RESULT_TIMEOUT = 6,
+    /// The server answered the request with a Reset.
+    COAPIO_RESULT_RESET = 7,
+    /// The network reported the remote unreachable (an ICMP error).
+    COAPIO_RESULT_UNREACHABLE = 8,
+    /// The response could not be accepted.
+    COAPIO_RESULT_BAD_RESPONSE = 9,
+    /// The request was cancelled.
+    COAPIO_RESULT_CANCELLED = 10,
+    /// The endpoint refused the request (too many queued, no token left).
+    COAPIO_RESULT_REFUSED = 11,
+    /// The named thing does not exist (an unknown request ID, an absent option).
+    COAPIO_RESULT_NOT_FOUND = 12,
+    /// An internal error (a caught panic); the message says more.
+    COAPIO_RESULT_PANIC = 13,
+}
+
+use coapio_result::*;
+
+impl coapio_result {
+    /// The result with this value, if there is one.
+    pub(crate) fn from_u32(v: u32) -> Option<Self> {
+        const ALL: [coapio_result; 14] = [
+            COAPIO_RESULT_OK,
+            COAPIO_RESULT_NULL_PARAMETER,
+            COAPIO_RESULT_INVALID_ARGUMENT,
+            COAPIO_RESULT_INVALID_URI,
+            COAPIO_RESULT_IO,
+            COAPIO_RESULT_REENTRANT,
+            COAPIO_RESULT_TIMEOUT,
+            COAPIO_RESULT_RESET,
+            COAPIO_RESULT_UNREACHABLE,
+            COAPIO_RESULT_BAD_RESPONSE,
+            COAPIO_RESULT_CANCELLED,
+            COAPIO_RESULT_REFUSED,
+            COAPIO_RESULT_NOT_FOUND,
+            COAPIO_RESULT_PANIC,
+        ];
+        ALL.into_iter().find(|r| *r as u32 == v)
+    }
+}
+
+/// A short English name of a result code (a `coapio_result` value), as a static
+/// NUL-terminated string; `"unknown result"` for a value that is none.
+#[no_mangle]
+pub extern "C" fn coapio_result_str(result: u32) -> *const c_char {
+    let Some(result) = coapio_result::from_u32(result) else {
+        return c"unknown result".as_ptr();
+    };
+    let s: &'static CStr = match result {
+        COAPIO_RESULT_OK => c"ok",
+        COAPIO_RESULT_NULL_PARAMETER => c"a pointer argument was NULL",
+        COAPIO_RESULT_INVALID_ARGUMENT => c"invalid argument",
+        COAPIO_RESULT_INVALID_URI => c"invalid URI",
+        COAPIO_RESULT_IO => c"socket error",
+        COAPIO_RESULT_REENTRANT => c"called from inside a callback",
+        COAPIO_RESULT_TIMEOUT => c"request timed out",
+        COAPIO_RESULT_RESET => c"request was reset by the server",
+        COAPIO_RESULT_UNREACHABLE => c"remote unreachable",
+        COAPIO_RESULT_BAD_RESPONSE => c"bad response",
+        COAPIO_RESULT_CANCELLED => c"request cancelled",
+        COAPIO_RESULT_REFUSED => c"request refused",
+        COAPIO_RESULT_NOT_FOUND => c"not found",
+        COAPIO_RESULT_PANIC => c"internal error",
+    };
+    s.as_ptr()
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Records the message of the last failure on this thread and returns `result`.
+pub(crate) fn fail(result: coapio_result, message: impl Into<String>) -> coapio_result {
+    let message = message.into();
+    LAST_ERROR.with(|e| *e.borrow_mut() = message);
+    result
+}
+
+/// Copies the message of the last failed call on this thread into `buf` (at most `len` bytes,
+/// NUL-terminated, cut if longer) and writes its length without the NUL to `out_n`.
+#[no_mangle]
+pub extern "C" fn coapio_last_error(
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> coapio_result {
+    guard(|| {
+        if buf.is_null() || out_n.is_null() {
+            return COAPIO_RESULT_NULL_PARAMETER;
+        }
+        if len == 0 {
+            return COAPIO_RESULT_INVALID_ARGUMENT;
+        }
+        LAST_ERROR.with(|e| {
+            let e = e.borrow();
+            let mut n = e.len().min(len - 1);
+            while !e.is_char_boundary(n) {
+                n -= 1;
+            }
+            // SAFETY: buf holds `len` bytes (caller's contract), n + 1 <= len.
+            unsafe {
+                std::ptr::copy_nonoverlapping(e.as_ptr(), buf.cast::<u8>(), n);
+                *buf.add(n) = 0;
+                *out_n = n;
+            }
+        });
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Runs `f` inside a panic boundary: a panic becomes `COAPIO_RESULT_PANIC`.
+pub(crate) fn guard(f: impl FnOnce() -> coapio_result) -> coapio_result {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => fail(COAPIO_RESULT_PANIC, "internal error (a panic was caught)"),
+    }
+}
+
+/// Runs `f` inside a panic boundary for functions without a result.
+pub(crate) fn guard_void(f: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(f));
+}
+
+/// Reads a NUL-terminated UTF-8 string argument.
+///
+/// # Safety
+///
+/// `s` is NULL or points to a NUL-terminated string that stays valid during the call.
+pub(crate) unsafe fn str_arg<'a>(s: *const c_char, what: &str) -> Result<&'a str, coapio_result> {
+    if s.is_null() {
+        return Err(fail(
+            COAPIO_RESULT_NULL_PARAMETER,
+            format!("{what} is NULL"),
+        ));
+    }
+    // SAFETY: non-NULL and NUL-terminated (caller's contract).
+    unsafe { CStr::from_ptr(s) }.to_str().map_err(|_| {
+        fail(
+            COAPIO_RESULT_INVALID_ARGUMENT,
+            format!("{what} is not UTF-8"),
+        )
+    })
+}
+
+/// Reads a byte buffer argument; NULL with length 0 is the empty buffer.
+///
+/// # Safety
+///
+/// `buf` is NULL or points to `len` readable bytes that stay valid during the call.
+pub(crate) unsafe fn bytes_arg<'a>(
+    buf: *const u8,
+    len: usize,
+    what: &str,
+) -> Result<&'a [u8], coapio_result> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if buf.is_null() {
+        return Err(fail(
+            COAPIO_RESULT_NULL_PARAMETER,
+            format!("{what} is NULL with length {len}"),
+        ));
+    }
+    // SAFETY: non-NULL with `len` readable bytes (caller's contract).
+    Ok(unsafe { std::slice::from_raw_parts(buf, len) })
+}
+
+/// Writes a borrowed byte slice to the out-pointers `buf`/`len`.
+///
+/// # Safety
+///
+/// Both pointers are valid for writes (checked non-NULL by the caller).
+pub(crate) unsafe fn write_slice(data: &[u8], buf: *mut *const u8, len: *mut usize) {
+    // SAFETY: caller's contract.
+    unsafe {
+        *buf = data.as_ptr();
+        *len = data.len();
+    }
+}
+
+/// The version of the library as `MAJOR * 10000 + MINOR * 100 + PATCH` (compare with
+/// `COAPIO_VERSION_NUMBER` from the header).
+#[no_mangle]
+pub extern "C" fn coapio_version_number() -> u32 {
+    let p = |s: &str| s.parse::<u32>().unwrap_or(0);
+    p(env!("CARGO_PKG_VERSION_MAJOR")) * 10000
+        + p(env!("CARGO_PKG_VERSION_MINOR")) * 100
+        + p(env!("CARGO_PKG_VERSION_PATCH"))
+}
+
+/// The version of the library as a static string, such as `"0.1.0"`.
+#[no_mangle]
+pub extern "C" fn coapio_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The registered name of a CoAP code (`"Content"` for 2.05), or `""` for an unregistered
+/// one; a static string.
+#[no_mangle]
+pub extern "C" fn coapio_code_name(code: u8) -> *const c_char {
+    let name = crate::message::Code(code).name().unwrap_or("");
+    // Registered names are static; leak-free lookup of their NUL-terminated forms.
+    static NAMES: std::sync::OnceLock<std::collections::HashMap<&'static str, std::ffi::CString>> =
+        std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        (0u8..=255)
+            .filter_map(|c| crate::message::Code(c).name())
+            .map(|n| (n, std::ffi::CString::new(n).unwrap_or_default()))
+            .collect()
+    });
+    names.get(name).map_or(c"".as_ptr(), |c| c.as_ptr())
+}

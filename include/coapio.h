@@ -133,6 +133,84 @@ typedef uint32_t coapio_result;
 #endif // __cplusplus
 
 /*
+ A request method.
+ */
+enum coapio_method
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   GET
+   */
+  COAPIO_METHOD_GET = 1,
+  /*
+   POST
+   */
+  COAPIO_METHOD_POST = 2,
+  /*
+   PUT
+   */
+  COAPIO_METHOD_PUT = 3,
+  /*
+   DELETE
+   */
+  COAPIO_METHOD_DELETE = 4,
+  /*
+   FETCH (RFC 8132)
+   */
+  COAPIO_METHOD_FETCH = 5,
+  /*
+   PATCH (RFC 8132)
+   */
+  COAPIO_METHOD_PATCH = 6,
+  /*
+   iPATCH (RFC 8132)
+   */
+  COAPIO_METHOD_IPATCH = 7,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum coapio_method coapio_method;
+#else
+typedef uint32_t coapio_method;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ Which transport a context uses.
+ */
+enum coapio_transport
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   The platform's default (udp6 on Linux).
+   */
+  COAPIO_TRANSPORT_DEFAULT = 0,
+  /*
+   One dual-stack socket with PKTINFO and ICMP errors (Linux).
+   */
+  COAPIO_TRANSPORT_UDP6 = 1,
+  /*
+   A connected socket per remote; client only.
+   */
+  COAPIO_TRANSPORT_SIMPLE6 = 2,
+  /*
+   A server bound to one concrete address.
+   */
+  COAPIO_TRANSPORT_SIMPLESOCKETSERVER = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum coapio_transport coapio_transport;
+#else
+typedef uint32_t coapio_transport;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
  The settings of a context. Methods: `coapio_config_new`, `coapio_config_free`,
  `coapio_config_set_bind`, `coapio_config_set_transport`, `coapio_config_set_reuse_port`,
  `coapio_config_set_ack_timeout_ms`, `coapio_config_set_ack_random_factor`,

@@ -2056,11 +2056,7 @@ fn out_of_range_enum_values_are_refused() {
 /// simple6 has no address of its own and cannot serve.
 #[test]
 fn simple6_refuses_a_bind_address_and_resources() {
-    extern "C" fn never(
-        _: *mut c_void,
-        _: *const coapio_incoming,
-        r: *mut coapio_responder,
-    ) {
+    extern "C" fn never(_: *mut c_void, _: *const coapio_incoming, r: *mut coapio_responder) {
         coapio_responder_free(r);
     }
     let mut cfg = null_mut();

@@ -186,6 +186,11 @@ impl Inner {
         } = core;
         crate::io::flush(ep, transport.as_ref(), now, out);
         self.arm(ep.poll_timeout());
+        // Sending can end a request at once (an ICMP error read while flushing): make the
+        // descriptor readable so that mode B's loop calls process and sees it now.
+        if ep.has_events() {
+            let _ = self.poller.notify();
+        }
     }
 
     /// One round of work: I/O, timers, handler futures, then the callbacks, outside the lock.

@@ -1394,6 +1394,12 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    /// Whether [`poll_event`](Self::poll_event) has something: for callers that hand the
+    /// events out elsewhere (the C ABI's `process`) and must know to wake up for them.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Counts of what the endpoint holds, for tests and monitoring.
     pub fn stats(&self) -> Stats {
         Stats {

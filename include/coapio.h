@@ -454,6 +454,13 @@ coapio_result coapio_request_add_option_uint(coapio_request *request,
 coapio_result coapio_request_set_confirmable(coapio_request *request, bool confirmable);
 
 /*
+ Makes the request an observation (Observe 0, RFC 7641) when `observe` is true: the
+ response callback is then called for every notification (`COAPIO_RESULT_OK`) until
+ `coapio_context_cancel`, a failure, or a final response without Observe.
+ */
+coapio_result coapio_request_set_observe(coapio_request *request, bool observe);
+
+/*
  Gives up on the request after `ms` milliseconds without a response
  (`COAPIO_RESULT_TIMEOUT`); 0 means the message layer's own timeouts only.
  */

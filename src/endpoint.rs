@@ -274,6 +274,8 @@ struct State {
 struct Slot {
     waker: Option<Waker>,
     result: Option<Result<Response, RequestError>>,
+    /// Notifications of an observation not yet taken.
+    notifications: std::collections::VecDeque<Response>,
 }
 
 impl Shared {
@@ -286,6 +288,15 @@ impl State {
     fn wake_driver(&mut self) {
         if let Some(w) = self.driver_waker.take() {
             w.wake();
+        }
+    }
+
+    fn notify(&mut self, id: RequestId, response: Response) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.notifications.push_back(response);
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
         }
     }
 
@@ -409,6 +420,17 @@ impl Endpoint {
         }
     }
 
+    /// Observes `uri` (GET with Observe 0, RFC 7641): a stream of the resource's
+    /// representations, the first response included, until the server ends the observation
+    /// (a final response, the stream's last item) or the request fails (an error, then the
+    /// end). Dropping the stream cancels the observation.
+    pub fn observe(&self, uri: &str) -> Observation {
+        Observation {
+            inner: self.request(uri, Request::new(Code::GET).observe()),
+            ended: false,
+        }
+    }
+
     /// GETs `uri`.
     pub fn get(&self, uri: &str) -> ResponseFuture {
         self.request(uri, Request::new(Code::GET))
@@ -515,6 +537,14 @@ impl Future for ResponseFuture {
                 let ready = match st.slots.get_mut(&id) {
                     Some(slot) => match slot.result.take() {
                         Some(r) => Some(r),
+                        // A request made with Observe: its first notification is the answer,
+                        // and the observation ends with the future.
+                        None if !slot.notifications.is_empty() => {
+                            let first = slot.notifications.pop_front().map(Ok);
+                            st.ep.cancel(Instant::now(), id);
+                            st.wake_driver();
+                            first
+                        }
                         None if stopped => Some(Err(RequestError::Stopped)),
                         None => {
                             slot.waker = Some(cx.waker().clone());
@@ -546,6 +576,58 @@ impl Drop for ResponseFuture {
             st.wake_driver();
             debug!("coapio: request {id:?} dropped before its response; cancelled");
         }
+    }
+}
+
+/// The notifications of an observation, as a stream (see [`Endpoint::observe`]).
+#[must_use = "an observation is cancelled when its stream is dropped"]
+#[derive(Debug)]
+pub struct Observation {
+    inner: ResponseFuture,
+    ended: bool,
+}
+
+impl futures::Stream for Observation {
+    type Item = Result<Response, RequestError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let id = match &mut this.inner.state {
+            FutState::Waiting(id) => *id,
+            _ => {
+                this.ended = true;
+                return Pin::new(&mut this.inner).poll(cx).map(Some);
+            }
+        };
+        let mut st = this.inner.shared.lock();
+        let stopped = st.stopped || st.driver_gone;
+        let Some(slot) = st.slots.get_mut(&id) else {
+            drop(st);
+            this.ended = true;
+            this.inner.state = FutState::Done;
+            return Poll::Ready(Some(Err(RequestError::Stopped)));
+        };
+        if let Some(n) = slot.notifications.pop_front() {
+            return Poll::Ready(Some(Ok(n)));
+        }
+        if let Some(last) = slot.result.take() {
+            st.slots.remove(&id);
+            drop(st);
+            this.ended = true;
+            this.inner.state = FutState::Done;
+            return Poll::Ready(Some(last));
+        }
+        if stopped {
+            drop(st);
+            this.ended = true;
+            this.inner.state = FutState::Done;
+            return Poll::Ready(Some(Err(RequestError::Stopped)));
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
@@ -617,6 +699,7 @@ impl Future for Driver {
             while let Some(event) = st.ep.poll_event() {
                 match event {
                     Event::Response { id, response } => st.complete(id, Ok(response)),
+                    Event::Notification { id, response } => st.notify(id, response),
                     Event::Failed { id, error } => st.complete(id, Err(error)),
                     Event::Request { id, meta, request } => match &this.site {
                         Some(site) => {

@@ -70,5 +70,5 @@ pub mod proto;
 pub mod server;
 pub mod transport;
 
-pub use endpoint::{Builder, Driver, Endpoint, ResponseFuture, TransportKind};
+pub use endpoint::{Builder, Driver, Endpoint, Observation, ResponseFuture, TransportKind};
 pub use error::{Error, RequestError};

@@ -2095,3 +2095,21 @@ fn simple6_refuses_a_bind_address_and_resources() {
     coapio_config_free(cfg);
     coapio_config_free(cfg2);
 }
+
+#[test]
+fn set_observe_checks_its_request() {
+    assert_eq!(
+        coapio_request_set_observe(null_mut(), true),
+        COAPIO_RESULT_NULL_PARAMETER
+    );
+    let uri = CString::new("coap://[::1]/x").unwrap();
+    let mut req = null_mut();
+    ok(coapio_request_new(
+        COAPIO_METHOD_GET as u32,
+        uri.as_ptr(),
+        &mut req,
+    ));
+    ok(coapio_request_set_observe(req, true));
+    ok(coapio_request_set_observe(req, false));
+    coapio_request_free(req);
+}

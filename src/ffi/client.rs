@@ -192,6 +192,24 @@ pub extern "C" fn coapio_request_set_confirmable(
     })
 }
 
+/// Makes the request an observation (Observe 0, RFC 7641) when `observe` is true: the
+/// response callback is then called for every notification (`COAPIO_RESULT_OK`) until
+/// `coapio_context_cancel`, a failure, or a final response without Observe.
+#[no_mangle]
+pub extern "C" fn coapio_request_set_observe(
+    request: *mut coapio_request,
+    observe: bool,
+) -> coapio_result {
+    with_request(request, |r| {
+        if observe {
+            r.request.options.set_uint(OptionNumber::OBSERVE, 0);
+        } else {
+            r.request.options.remove(OptionNumber::OBSERVE);
+        }
+        COAPIO_RESULT_OK
+    })
+}
+
 /// Gives up on the request after `ms` milliseconds without a response
 /// (`COAPIO_RESULT_TIMEOUT`); 0 means the message layer's own timeouts only.
 #[no_mangle]

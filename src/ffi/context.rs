@@ -223,6 +223,20 @@ impl Inner {
                             outcomes.push((o, Ok(response)));
                         }
                     }
+                    // A notification goes to the request's callback, which is called again for
+                    // the next; a synchronous request takes the first and ends the observation.
+                    Event::Notification { id, response } => match core.outcomes.get(&id) {
+                        Some(Outcome::Callback(cb, ud)) => {
+                            outcomes.push((Outcome::Callback(*cb, *ud), Ok(response)));
+                        }
+                        Some(Outcome::Sync(_)) => {
+                            if let Some(o) = core.outcomes.remove(&id) {
+                                outcomes.push((o, Ok(response)));
+                            }
+                            core.ep.cancel(now, id);
+                        }
+                        None => {}
+                    },
                     Event::Failed { id, error } => {
                         if let Some(o) = core.outcomes.remove(&id) {
                             outcomes.push((o, Err(result_of(&error))));

@@ -90,6 +90,8 @@ struct OutRequest {
     deadline: Option<Instant>,
     /// The caller's own limit ([`Request::timeout`]).
     overall: Option<Instant>,
+    /// For an observation: the Observe value and arrival time of the freshest notification.
+    last_notification: Option<(u32, Instant)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,8 @@ enum ReqState {
     Outstanding,
     /// Acknowledged (empty ACK); waiting for the separate response.
     Acknowledged,
+    /// An observation (RFC 7641) that has had notifications; waiting for more.
+    Observing,
 }
 
 /// A message this endpoint sent that an ACK or RST may refer to.
@@ -322,6 +326,7 @@ impl Endpoint {
                 mid: None,
                 deadline: None,
                 overall,
+                last_notification: None,
             },
         );
         if let Some(at) = overall {
@@ -506,6 +511,13 @@ impl Endpoint {
         id: RequestId,
         outcome: Option<Result<Response, RequestError>>,
     ) {
+        let outcome = match outcome {
+            Some(Ok(response)) if self.is_notification(id, &response) => {
+                self.on_notification(now, id, response);
+                return;
+            }
+            other => other,
+        };
         let Some(req) = self.requests.remove(&id) else {
             return;
         };
@@ -523,7 +535,7 @@ impl Endpoint {
                     p.outstanding = p.outstanding.saturating_sub(1);
                     start_next = p.queue.pop_front();
                 }
-                ReqState::Acknowledged => {}
+                ReqState::Acknowledged | ReqState::Observing => {}
             }
         }
         self.release_peer(now, req.remote);
@@ -543,6 +555,81 @@ impl Endpoint {
         }
         if let Some(next) = start_next {
             self.start_request(now, next);
+        }
+    }
+
+    /// Whether `response` to request `id` continues an observation (RFC 7641): the request
+    /// registered (Observe 0) and the answer is a success that carries Observe.
+    fn is_notification(&self, id: RequestId, response: &Response) -> bool {
+        response.code.is_success()
+            && response.options.contains(OptionNumber::OBSERVE)
+            && self
+                .requests
+                .get(&id)
+                .is_some_and(|r| r.request.options.get_uint(OptionNumber::OBSERVE) == Some(0))
+    }
+
+    /// A notification: delivered if it is fresher than the last one (RFC 7641 §3.4); the
+    /// observation stays open and re-registers if Max-Age passes without one.
+    fn on_notification(&mut self, now: Instant, id: RequestId, response: Response) {
+        let seq = response
+            .options
+            .get_uint(OptionNumber::OBSERVE)
+            .unwrap_or(0);
+        let max_age = response
+            .options
+            .get_uint(OptionNumber::MAX_AGE)
+            .unwrap_or(60);
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        let (remote, mid, state) = (req.remote, req.mid, req.state);
+        let fresh = match req.last_notification {
+            None => true,
+            Some((v1, t1)) => {
+                let (v1, v2) = (v1 & 0xff_ffff, seq & 0xff_ffff);
+                (v1 < v2 && v2 - v1 < 1 << 23)
+                    || (v1 > v2 && v1 - v2 > 1 << 23)
+                    || now > t1 + Duration::from_secs(128)
+            }
+        };
+        req.state = ReqState::Observing;
+        // Give the server Max-Age plus a margin before asking again.
+        let deadline = now + Duration::from_secs(u64::from(max_age) + 2);
+        req.deadline = Some(deadline);
+        if fresh {
+            req.last_notification = Some((seq, now));
+        }
+        self.timers.schedule(deadline, TimerKey::Deadline(id));
+        if let Some(mid) = mid {
+            if self.outgoing.remove(&(remote, mid)).is_some() {
+                self.release_peer(now, remote);
+            }
+        }
+        if state == ReqState::Outstanding {
+            let mut next = None;
+            if let Some(p) = self.peers.get_mut(&remote) {
+                p.outstanding = p.outstanding.saturating_sub(1);
+                next = p.queue.pop_front();
+            }
+            if let Some(next) = next {
+                self.start_request(now, next);
+            }
+        }
+        if fresh {
+            self.events.push_back(Event::Notification { id, response });
+        } else {
+            debug!("coapio: notification {seq} for {id:?} is older than the last one; dropped");
+        }
+    }
+
+    /// Registers an observation again after Max-Age passed without a notification.
+    fn reregister(&mut self, now: Instant, id: RequestId) {
+        if let Some(req) = self.requests.get_mut(&id) {
+            debug!("coapio: observation {id:?} heard nothing for Max-Age; registering again");
+            req.state = ReqState::Queued;
+            req.deadline = None;
+            self.start_request(now, id);
         }
     }
 
@@ -1057,7 +1144,9 @@ impl Endpoint {
                 "coapio: {:?} response {:?} from {remote} matches no request",
                 m.ty, m.token
             );
-            if m.ty == Type::Con {
+            // A notification nobody wants any more is reset, NON too, so that the server
+            // forgets the observer (RFC 7641 §3.6).
+            if m.ty == Type::Con || m.options.get(OptionNumber::OBSERVE).is_some() {
                 self.send_rst(meta, m.message_id);
             }
             return;
@@ -1258,7 +1347,14 @@ impl Endpoint {
                 TimerKey::Retransmit(remote, mid) => self.on_retransmit(now, at, remote, mid),
                 TimerKey::Deadline(id) => {
                     let due = |r: &OutRequest| r.deadline == Some(at) || r.overall == Some(at);
-                    if self.requests.get(&id).is_some_and(due) {
+                    let reregister = self.requests.get(&id).is_some_and(|r| {
+                        r.state == ReqState::Observing
+                            && r.deadline == Some(at)
+                            && r.overall != Some(at)
+                    });
+                    if reregister {
+                        self.reregister(now, id);
+                    } else if self.requests.get(&id).is_some_and(due) {
                         self.finish_request(now, id, Some(Err(RequestError::Timeout)));
                     }
                 }

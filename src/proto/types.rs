@@ -137,6 +137,13 @@ impl Request {
         self
     }
 
+    /// Makes the request an observation (Observe 0, RFC 7641): its responses come as
+    /// [`Event::Notification`]s until it is cancelled.
+    pub fn observe(mut self) -> Self {
+        self.options.set_uint(OptionNumber::OBSERVE, 0);
+        self
+    }
+
     /// Uses a token of `length` bytes (at most 8) for this request.
     pub fn with_token_length(mut self, length: u8) -> Self {
         self.token_length = Some(length.min(8));
@@ -236,6 +243,16 @@ pub enum Event {
         /// The request it answers.
         id: RequestId,
         /// The response.
+        response: Response,
+    },
+    /// A notification of an observation (a request made with Observe 0, RFC 7641): the
+    /// request stays open for more until it is cancelled, fails, or a final
+    /// [`Event::Response`] (without Observe) ends it. Notifications older than the last one
+    /// delivered are dropped.
+    Notification {
+        /// The observation's request.
+        id: RequestId,
+        /// The representation.
         response: Response,
     },
     /// One of this endpoint's requests ended without a response.

@@ -6,4 +6,5 @@ mod bounds;
 mod exchanges;
 mod lossy;
 mod message_layer;
+mod observe;
 mod sim;

@@ -72,6 +72,8 @@ pub(crate) struct Node {
     pub(crate) handler_runs: HashMap<Vec<u8>, u32>,
     /// Every event of each request, in order (exactly one is expected).
     pub(crate) outcomes: HashMap<RequestId, Vec<Outcome>>,
+    /// The notifications of observations, in order.
+    pub(crate) notifications: HashMap<RequestId, Vec<Response>>,
 }
 
 /// A datagram seen on the wire (before loss).
@@ -134,6 +136,7 @@ impl Sim {
             reply_size: None,
             handler_runs: HashMap::new(),
             outcomes: HashMap::new(),
+            notifications: HashMap::new(),
         });
         self.by_addr.insert(a, i);
         i
@@ -235,6 +238,9 @@ impl Sim {
                     .or_default()
                     .push(Outcome::Response(now, response));
             }
+            Event::Notification { id, response } => {
+                node.notifications.entry(id).or_default().push(response);
+            }
             Event::Failed { id, error } => {
                 node.outcomes
                     .entry(id)
@@ -292,6 +298,16 @@ impl Sim {
                 n.ep.handle_timeout(now);
             }
         }
+    }
+
+    /// The datagrams node `from` sent to the address `to`, decoded.
+    pub(crate) fn sent_to(&self, from: usize, to: SocketAddr) -> Vec<crate::message::Message> {
+        let f = self.nodes[from].addr;
+        self.tap
+            .iter()
+            .filter(|d| d.from == f && d.to == to)
+            .map(|d| crate::message::Message::decode(&d.bytes).expect("endpoint sent garbage"))
+            .collect()
     }
 
     /// The datagrams node `from` sent to node `to`, decoded.

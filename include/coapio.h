@@ -551,6 +551,15 @@ coapio_result coapio_context_set_resource_attr(coapio_context *ctx,
                                                const char *value);
 
 /*
+ Tells the observers of `path` that its representation changed (RFC 7641): the resource's
+ callback is called again for each observer (from `run`/`process`) and its answer goes out
+ as a notification. A resource is observable when it has the `obs` attribute
+ (`coapio_context_set_resource_attr(ctx, path, "obs", NULL)`). `out_count` (may be NULL)
+ receives the number of observers.
+ */
+coapio_result coapio_context_notify(coapio_context *ctx, const char *path, size_t *out_count);
+
+/*
  Writes the request's method code (1 GET, 2 POST, 3 PUT, 4 DELETE, ...).
  */
 coapio_result coapio_incoming_method(const coapio_incoming *request, uint8_t *out);

@@ -451,6 +451,17 @@ impl Endpoint {
         self.request(uri, Request::new(Code::DELETE))
     }
 
+    /// Tells the observers of `path` (RFC 7641) that its representation changed: the
+    /// resource's handler runs again for each observer and its answer goes out as a
+    /// notification. Returns how many observers there are. The resource must be marked
+    /// observable ([`crate::server::Resource::obs`]).
+    pub fn notify(&self, path: &str) -> usize {
+        let mut st = self.shared.lock();
+        let n = st.ep.notify(Instant::now(), path);
+        st.wake_driver();
+        n
+    }
+
     /// Stops the driver: it returns `Ok(())` at its next poll, and open requests fail with
     /// [`RequestError::Stopped`].
     pub fn shutdown(&self) {

@@ -2113,3 +2113,21 @@ fn set_observe_checks_its_request() {
     ok(coapio_request_set_observe(req, false));
     coapio_request_free(req);
 }
+
+#[test]
+fn notify_checks_its_arguments() {
+    let path = CString::new("/x").unwrap();
+    assert_eq!(
+        coapio_context_notify(null_mut(), path.as_ptr(), null_mut()),
+        COAPIO_RESULT_NULL_PARAMETER
+    );
+    let ctx = server_context();
+    assert_eq!(
+        coapio_context_notify(ctx, null(), null_mut()),
+        COAPIO_RESULT_NULL_PARAMETER
+    );
+    let mut n = 99;
+    ok(coapio_context_notify(ctx, path.as_ptr(), &mut n));
+    assert_eq!(n, 0, "nobody observes /x");
+    coapio_context_free(ctx);
+}

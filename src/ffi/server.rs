@@ -239,6 +239,39 @@ pub extern "C" fn coapio_context_set_resource_attr(
     })
 }
 
+/// Tells the observers of `path` that its representation changed (RFC 7641): the resource's
+/// callback is called again for each observer (from `run`/`process`) and its answer goes out
+/// as a notification. A resource is observable when it has the `obs` attribute
+/// (`coapio_context_set_resource_attr(ctx, path, "obs", NULL)`). `out_count` (may be NULL)
+/// receives the number of observers.
+#[no_mangle]
+pub extern "C" fn coapio_context_notify(
+    ctx: *mut coapio_context,
+    path: *const c_char,
+    out_count: *mut usize,
+) -> coapio_result {
+    guard(|| {
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        // SAFETY: path is NULL or NUL-terminated (caller's contract).
+        let path = match unsafe { str_arg(path, "path") } {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        let n = lock(&inner.core).ep.notify(std::time::Instant::now(), path);
+        if n > 0 {
+            let _ = inner.poller.notify();
+        }
+        if !out_count.is_null() {
+            // SAFETY: out_count is non-NULL and writable (caller's contract).
+            unsafe { *out_count = n };
+        }
+        COAPIO_RESULT_OK
+    })
+}
+
 fn with_incoming(
     r: *const coapio_incoming,
     f: impl FnOnce(&coapio_incoming) -> coapio_result,

@@ -66,6 +66,14 @@ pub struct Config {
     /// How many large representations the server keeps for serving their later blocks
     /// (default 64); a later block of one that is gone is made anew by the application.
     pub block_cache: usize,
+    /// How many clients may observe resources of this endpoint at once (RFC 7641); a
+    /// registration beyond is answered without Observe (default 1024).
+    pub max_observers: usize,
+    /// The type of notifications: [`Type::Non`] (default) or [`Type::Con`].
+    pub notification_type: Type,
+    /// With NON notifications, every this many notifications one is sent CON, to learn
+    /// whether the observer is still there (default 20; at least once a day anyway).
+    pub notification_con_every: u32,
     /// The seed of the random number generator (tokens, message IDs, timeouts). Seed it from
     /// the OS for anything facing a network: unpredictable tokens protect against off-path
     /// spoofing (RFC 9175 §4). Default 0.
@@ -91,6 +99,9 @@ impl Default for Config {
             max_body_size: 4 << 20,
             max_uploads: 16,
             block_cache: 64,
+            max_observers: 1024,
+            notification_type: Type::Non,
+            notification_con_every: 20,
             seed: 0,
         }
     }
@@ -170,6 +181,10 @@ impl Config {
         }
         c.block_size = 1 << (crate::message::BlockValue::szx_for_size(c.block_size) + 4);
         c.dedup_capacity = c.dedup_capacity.max(1);
+        c.notification_con_every = c.notification_con_every.max(1);
+        if c.notification_type != Type::Con {
+            c.notification_type = Type::Non;
+        }
         c.max_pending_requests = c.max_pending_requests.max(1);
         c
     }

@@ -63,6 +63,10 @@ pub struct Endpoint {
     wire_to_user: HashMap<RequestId, RequestId>,
     uploads: Uploads,
     block_cache: BlockCache,
+    observers: HashMap<(SocketAddr, Token), Observer>,
+    /// Non-confirmable notifications lately sent, so that a Reset to one removes its observer;
+    /// oldest first, at most a few per observer.
+    non_notifications: VecDeque<((SocketAddr, u16), Token)>,
 }
 
 /// Per-remote state, kept while anything refers to the remote and for EXCHANGE_LIFETIME after.
@@ -121,6 +125,8 @@ struct Outgoing {
 enum Owner {
     Request(RequestId),
     Response,
+    /// A Confirmable notification to the observer with this token.
+    Notification(Token),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +154,26 @@ struct Incoming {
     block2: Option<crate::message::BlockValue>,
     /// The last Block1 of a completed upload, echoed in the response.
     block1: Option<crate::message::BlockValue>,
+    /// The request's Observe option (0 registers, 1 deregisters; RFC 7641).
+    observe: Option<u32>,
+    /// Set when this "request" is the re-rendering of an observed resource for a notification.
+    notification: bool,
+    /// A copy of a registering request (Observe 0), kept to render later notifications.
+    registration: Option<Request>,
+}
+
+/// A client observing a resource of this endpoint (RFC 7641 §4).
+#[derive(Debug)]
+struct Observer {
+    /// The path observed, as `Endpoint::notify` names it.
+    path: String,
+    /// The registration, replayed to the application to render each notification.
+    request: Request,
+    meta: RecvMeta,
+    /// The Observe value of the last notification.
+    seq: u32,
+    notifications_since_con: u32,
+    last_con: Instant,
 }
 
 /// A datagram waiting for [`Endpoint::poll_transmit`].
@@ -232,6 +258,8 @@ impl Endpoint {
             wire_to_user: HashMap::new(),
             uploads,
             block_cache,
+            observers: HashMap::new(),
+            non_notifications: VecDeque::new(),
         }
     }
 
@@ -745,6 +773,16 @@ impl Endpoint {
         let Some(ex) = self.incoming.get(&id) else {
             return Err(Error::UnknownExchange);
         };
+        if ex.notification {
+            if let Some(ex) = self.incoming.remove(&id) {
+                self.send_notification(now, ex, response);
+            }
+            return Ok(());
+        }
+        let response = self.observe_registration(now, id, response);
+        let Some(ex) = self.incoming.get(&id) else {
+            return Err(Error::UnknownExchange);
+        };
         let response =
             self.shape_blockwise(now, ex.meta.remote, ex.key, ex.block1, ex.block2, response);
         let Some(ex) = self.incoming.get(&id) else {
@@ -834,6 +872,203 @@ impl Endpoint {
     /// Answers a request at once, without involving the application (bad options, overload).
     fn reject_request(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>, code: Code) {
         self.answer_directly(now, meta, m, Response::new(code));
+    }
+
+    /// Applies RFC 7641 §4.1 to the answer of a request: a registration (Observe 0) answered
+    /// with a success that carries Observe (the application's consent) adds or refreshes the
+    /// observer and numbers the answer; Observe 1 removes the observer; other answers carry
+    /// no Observe option.
+    fn observe_registration(
+        &mut self,
+        now: Instant,
+        id: IncomingId,
+        mut response: Response,
+    ) -> Response {
+        let Some(ex) = self.incoming.get_mut(&id) else {
+            return response;
+        };
+        let key = (ex.meta.remote, ex.token);
+        let consent =
+            response.code.is_success() && response.options.contains(OptionNumber::OBSERVE);
+        match (ex.observe, ex.registration.take()) {
+            (Some(0), Some(request)) if consent => {
+                if !self.observers.contains_key(&key)
+                    && self.observers.len() >= self.config.max_observers
+                {
+                    debug!(
+                        "coapio: no room for another observer; {} not registered",
+                        key.0
+                    );
+                    response.options.remove(OptionNumber::OBSERVE);
+                    return response;
+                }
+                let seq = self
+                    .observers
+                    .get(&key)
+                    .map_or(2, |o| (o.seq + 1) & 0xff_ffff);
+                debug!("coapio: {} observes {}", key.0, request.path());
+                self.observers.insert(
+                    key,
+                    Observer {
+                        path: request.path(),
+                        request,
+                        meta: ex.meta,
+                        seq,
+                        notifications_since_con: 0,
+                        last_con: now,
+                    },
+                );
+                response.options.set_uint(OptionNumber::OBSERVE, seq);
+            }
+            (Some(1), _) => {
+                if self.observers.remove(&key).is_some() {
+                    debug!("coapio: {} no longer observes", key.0);
+                }
+                response.options.remove(OptionNumber::OBSERVE);
+            }
+            _ => {
+                response.options.remove(OptionNumber::OBSERVE);
+            }
+        }
+        response
+    }
+
+    /// Asks the application for the current representation of `path` for each of its
+    /// observers: one [`Event::Request`] each (the registration again); answering it with
+    /// [`respond`](Self::respond) sends the notification (RFC 7641 §4.2). Returns how many
+    /// observers there are.
+    pub fn notify(&mut self, now: Instant, path: &str) -> usize {
+        let mut keys: Vec<(SocketAddr, Token)> = self
+            .observers
+            .iter()
+            .filter(|(_, o)| o.path == path)
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable_by_key(|(a, t)| (*a, t.as_bytes().to_vec()));
+        let lifetime = self.config.non_lifetime();
+        for key in &keys {
+            let Some(o) = self.observers.get(key) else {
+                continue;
+            };
+            let (meta, request) = (o.meta, o.request.clone());
+            let id = IncomingId(self.next_id);
+            self.next_id += 1;
+            self.incoming.insert(
+                id,
+                Incoming {
+                    meta,
+                    ty: Type::Non,
+                    mid: 0,
+                    token: key.1,
+                    timer_at: now + lifetime,
+                    expires: now + lifetime,
+                    empty_ack_sent: true,
+                    key: request_key(request.method, request.options.iter()),
+                    block2: None,
+                    block1: None,
+                    observe: None,
+                    notification: true,
+                    registration: None,
+                },
+            );
+            self.timers.schedule(now + lifetime, TimerKey::Incoming(id));
+            self.events.push_back(Event::Request { id, meta, request });
+        }
+        keys.len()
+    }
+
+    /// Sends a notification: NON (or `Config::notification_type`), and CON every
+    /// `Config::notification_con_every` notifications and at least once a day; an error
+    /// response ends the observation (RFC 7641 §4.2, §4.5).
+    fn send_notification(&mut self, now: Instant, ex: Incoming, response: Response) {
+        let key = (ex.meta.remote, ex.token);
+        let con_every = self.config.notification_con_every;
+        let always_con = self.config.notification_type == Type::Con;
+        let Some(o) = self.observers.get_mut(&key) else {
+            return; // the observer left meanwhile
+        };
+        let success = response.code.is_success();
+        let mut response = response;
+        if success {
+            o.seq = (o.seq + 1) & 0xff_ffff;
+            response.options.set_uint(OptionNumber::OBSERVE, o.seq);
+        } else {
+            response.options.remove(OptionNumber::OBSERVE);
+        }
+        let con = always_con
+            || !success
+            || o.notifications_since_con + 1 >= con_every
+            || now >= o.last_con + Duration::from_secs(24 * 3600);
+        if con {
+            o.notifications_since_con = 0;
+            o.last_con = now;
+        } else {
+            o.notifications_since_con += 1;
+        }
+        if !success {
+            debug!(
+                "coapio: {} answered {}: the observation ends",
+                key.0, response.code
+            );
+            self.observers.remove(&key);
+        }
+        let remote = key.0;
+        let response = self.shape_blockwise(now, remote, ex.key, None, None, response);
+        let mid = self.next_mid(now, remote);
+        let msg = Message {
+            ty: if con { Type::Con } else { Type::Non },
+            code: response.code,
+            message_id: mid,
+            token: key.1,
+            options: response.options,
+            payload: response.payload,
+        };
+        let mut wire = Vec::with_capacity(16 + msg.payload.len());
+        if msg.encode(&mut wire).is_err() {
+            return;
+        }
+        let source = reply_source(&ex.meta);
+        if con {
+            let initial = self.initial_timeout();
+            self.timers
+                .schedule(now + initial, TimerKey::Retransmit(remote, mid));
+            self.acquire_peer(now, remote);
+            self.outgoing.insert(
+                (remote, mid),
+                Outgoing {
+                    wire,
+                    source,
+                    ifindex: ex.meta.ifindex,
+                    owner: Owner::Notification(key.1),
+                    retransmit: Some(Retransmit {
+                        count: 0,
+                        timeout: initial,
+                        next_at: now + initial,
+                    }),
+                },
+            );
+            self.transmits.push_back(Queued::Outgoing((remote, mid)));
+        } else {
+            self.non_notifications.push_back(((remote, mid), key.1));
+            while self.non_notifications.len() > 4 * self.config.max_observers + 64 {
+                self.non_notifications.pop_front();
+            }
+            self.transmits.push_back(Queued::Reply {
+                to: remote,
+                wire,
+                source,
+                ifindex: ex.meta.ifindex,
+                dedup_key: None,
+            });
+        }
+        self.purge_idle_peers(now);
+    }
+
+    /// Forgets the observer a Reset or an unacknowledged notification speaks of.
+    fn drop_observer(&mut self, remote: SocketAddr, token: Token, why: &str) {
+        if self.observers.remove(&(remote, token)).is_some() {
+            debug!("coapio: observer {remote} {token:?} removed: {why}");
+        }
     }
 
     /// Fits a response to block-wise rules: echoes the Block1 of a completed upload, and cuts a
@@ -941,6 +1176,9 @@ impl Endpoint {
                 key: 0,
                 block2: None,
                 block1: None,
+                observe: m.options.get_uint(OptionNumber::OBSERVE),
+                notification: false,
+                registration: None,
             },
         );
         id
@@ -1123,6 +1361,9 @@ impl Endpoint {
             ex.key = key;
             ex.block2 = block2;
             ex.block1 = block1;
+            if ex.observe == Some(0) && matches!(request.method, Code::GET | Code::FETCH) {
+                ex.registration = Some(request.clone());
+            }
         }
         self.events.push_back(Event::Request {
             id,
@@ -1210,7 +1451,7 @@ impl Endpoint {
             return;
         };
         match owner {
-            Owner::Response => {
+            Owner::Response | Owner::Notification(_) => {
                 self.outgoing.remove(&key);
                 self.release_peer(now, meta.remote);
             }
@@ -1270,7 +1511,24 @@ impl Endpoint {
                 self.outgoing.remove(&key);
                 self.release_peer(now, meta.remote);
             }
-            None => trace!("coapio: RST MID {} matches nothing", m.message_id),
+            Some(Owner::Notification(token)) => {
+                self.outgoing.remove(&key);
+                self.release_peer(now, meta.remote);
+                self.drop_observer(meta.remote, token, "the client reset a notification");
+            }
+            None => {
+                let non = self
+                    .non_notifications
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, t)| *t);
+                match non {
+                    Some(token) => {
+                        self.drop_observer(meta.remote, token, "the client reset a notification")
+                    }
+                    None => trace!("coapio: RST MID {} matches nothing", m.message_id),
+                }
+            }
         }
     }
 
@@ -1299,7 +1557,7 @@ impl Endpoint {
         let mut responses: Vec<_> = self
             .outgoing
             .iter()
-            .filter(|(k, o)| k.0 == err.remote && o.owner == Owner::Response)
+            .filter(|(k, o)| k.0 == err.remote && !matches!(o.owner, Owner::Request(_)))
             .map(|(k, _)| *k)
             .collect();
         responses.sort_unstable();
@@ -1307,6 +1565,8 @@ impl Endpoint {
             self.outgoing.remove(&key);
             self.release_peer(now, err.remote);
         }
+        self.observers
+            .retain(|(remote, _), _| *remote != err.remote);
     }
 
     // ---------------------------------------------------------------- timers
@@ -1396,6 +1656,11 @@ impl Endpoint {
                 debug!("coapio: separate response MID {mid} to {remote} was never acknowledged");
                 self.outgoing.remove(&key);
                 self.release_peer(now, remote);
+            }
+            Owner::Notification(token) => {
+                self.outgoing.remove(&key);
+                self.release_peer(now, remote);
+                self.drop_observer(remote, token, "a notification was never acknowledged");
             }
         }
     }
@@ -1509,6 +1774,7 @@ impl Endpoint {
             transfers: self.transfers.len(),
             uploads: self.uploads.len(),
             cached_representations: self.block_cache.len(),
+            observers: self.observers.len(),
         }
     }
 }
@@ -1538,4 +1804,6 @@ pub struct Stats {
     pub uploads: usize,
     /// Large representations kept for serving their later blocks.
     pub cached_representations: usize,
+    /// Clients observing resources of this endpoint.
+    pub observers: usize,
 }

@@ -73,6 +73,11 @@ impl Attrs {
         self.find(name).and_then(|a| a.value.as_deref())
     }
 
+    /// Whether `name` is set (as a flag or with a value).
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
     fn find(&self, name: &str) -> Option<&Attr> {
         self.0.iter().find(|a| a.name == name)
     }

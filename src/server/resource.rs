@@ -236,10 +236,17 @@ impl Resource {
     /// Sets the `obs` flag, which says the resource can be observed
     /// ([RFC 7641 §6](https://www.rfc-editor.org/rfc/rfc7641#section-6)).
     ///
-    /// This only describes the resource; serving notifications is the handler's and the
-    /// endpoint's business.
+    /// A GET that registers (Observe 0) and is answered with a success then makes the client
+    /// an observer: the answer gets an Observe option, and `Endpoint::notify` with the
+    /// resource's path sends every observer the current representation (the handler runs
+    /// again for each).
     pub fn obs(self) -> Self {
         self.attr("obs", None)
+    }
+
+    /// Whether the resource says it can be observed (the `obs` flag).
+    pub fn is_observable(&self) -> bool {
+        self.attrs.has("obs")
     }
 
     /// Sets any link attribute: `;name` for `None`, `;name="value"` (or `;name=42` for a

@@ -192,7 +192,22 @@ impl Site {
     ) -> Pin<Box<dyn Future<Output = Response> + Send + 'static>> {
         let segments = request.raw_segments();
         let response = match self.route(&segments) {
-            Route::Resource(resource) => return resource.dispatch(request),
+            Route::Resource(resource) => {
+                let registers = request.request.options.get_uint(OptionNumber::OBSERVE) == Some(0);
+                let fut = resource.dispatch(request);
+                if !(registers && resource.is_observable()) {
+                    return fut;
+                }
+                // An observable resource consents to the registration by answering a
+                // success with Observe; the endpoint numbers it and keeps the observer.
+                return Box::pin(async move {
+                    let mut response = fut.await;
+                    if response.code.is_success() {
+                        response.options.set_uint(OptionNumber::OBSERVE, 0);
+                    }
+                    response
+                });
+            }
             Route::NotFound => Response::new(Code::NOT_FOUND),
             Route::WellKnownCore => {
                 match panic::catch_unwind(AssertUnwindSafe(|| self.well_known_core(&request))) {

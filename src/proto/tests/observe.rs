@@ -154,8 +154,168 @@ fn silence_past_max_age_registers_again_and_a_plain_response_ends_it() {
         matches!(&outcomes[..], [super::sim::Outcome::Response(_, r)] if r.payload == b"no more")
     );
     assert_eq!(sim.nodes[c].ep.stats().open_requests, 0);
-    let _ = Event::Notification {
-        id,
-        response: crate::proto::Response::new(Code::CONTENT),
+}
+
+// ---- the server side -------------------------------------------------------------------
+
+use crate::proto::{Endpoint, RecvMeta, Response};
+
+fn numbers(sim: &Sim, c: usize, id: crate::proto::RequestId) -> Vec<u32> {
+    sim.nodes[c]
+        .notifications
+        .get(&id)
+        .map(|v| {
+            v.iter()
+                .map(|r| String::from_utf8_lossy(&r.payload)[1..].parse().unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn observers_get_notifications_in_order_under_loss_and_reordering() {
+    let mut sim = Sim::new(92, Link::lossy(0.2));
+    let c = sim.add(Config::default().with_seed(92), Answer::Never);
+    let s = sim.add(
+        Config::default().with_seed(93),
+        Answer::After(Duration::ZERO),
+    );
+    sim.nodes[s].observable = true;
+    let id = sim.request(c, s, Request::get("/clock").observe());
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.nodes[s].ep.stats().observers, 1);
+    for i in 1..=40u64 {
+        let now = sim.start + Duration::from_secs(60 + i);
+        sim.now = sim.now.max(now);
+        let now = sim.now;
+        assert_eq!(sim.nodes[s].ep.notify(now, "/clock"), 1);
+        sim.run(Duration::from_secs(60 + i));
+    }
+    sim.run(Duration::from_secs(400));
+    let got = numbers(&sim, c, id);
+    assert!(got.len() > 20, "{got:?}");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "never out of order: {got:?}"
+    );
+    // Every 20th notification was CON: the server knows the client is still there.
+    let con = sim
+        .sent(s, c)
+        .iter()
+        .filter(|(_, m)| m.ty == Type::Con && m.options.contains(OptionNumber::OBSERVE))
+        .count();
+    assert!(con >= 2, "{con} CON notifications");
+    // Cancel: the next notification is reset and the server forgets the observer.
+    let now = sim.now;
+    sim.nodes[c].ep.cancel(now, id);
+    for _ in 0..3 {
+        let now = sim.now;
+        sim.nodes[s].ep.notify(now, "/clock");
+        sim.run(sim.elapsed_plus(Duration::from_secs(5)));
+    }
+    assert_eq!(sim.nodes[s].ep.stats().observers, 0);
+}
+
+#[test]
+fn a_lost_con_notification_removes_the_observer() {
+    let mut sim = Sim::new(94, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let server = Config {
+        notification_type: Type::Con,
+        ..Config::default()
     };
+    let s = sim.add(server, Answer::After(Duration::ZERO));
+    sim.nodes[s].observable = true;
+    let _id = sim.request(c, s, Request::get("/clock").observe());
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.nodes[s].ep.stats().observers, 1);
+    sim.link.loss = 1.0; // the client is gone
+    let now = sim.now;
+    sim.nodes[s].ep.notify(now, "/clock");
+    sim.run(Duration::from_secs(200));
+    let sent = sim
+        .sent(s, c)
+        .iter()
+        .filter(|(_, m)| m.ty == Type::Con)
+        .count();
+    assert_eq!(
+        sent, 5,
+        "one notification and MAX_RETRANSMIT retransmissions"
+    );
+    assert_eq!(sim.nodes[s].ep.stats().observers, 0);
+}
+
+/// A request `GET /clock` from `remote` with `token` and an optional Observe value.
+fn get(mid: u16, token: u8, observe: Option<u32>) -> Vec<u8> {
+    let mut m = Message::new(Type::Con, Code::GET, mid);
+    m.token = crate::message::Token::from_slice(&[token]).unwrap();
+    if let Some(o) = observe {
+        m.options.push_uint(OptionNumber::OBSERVE, o);
+    }
+    m.options.push(OptionNumber::URI_PATH, "clock");
+    m.to_bytes().unwrap()
+}
+
+/// Feeds a request in and answers it as an observable resource would.
+fn serve(
+    ep: &mut Endpoint,
+    now: std::time::Instant,
+    from: std::net::SocketAddr,
+    datagram: &[u8],
+    code: Code,
+) -> Vec<Message> {
+    ep.handle_datagram(now, &RecvMeta::new(from), datagram);
+    while let Some(ev) = ep.poll_event() {
+        if let Event::Request { id, .. } = ev {
+            let mut r = Response::new(code).with_payload("x");
+            r.options.set_uint(OptionNumber::OBSERVE, 0);
+            ep.respond(now, id, r).unwrap();
+        }
+    }
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    while ep.poll_transmit(now, &mut buf).is_some() {
+        out.push(Message::decode(&buf).unwrap());
+    }
+    out
+}
+
+#[test]
+fn registration_rules_and_bounds() {
+    let config = Config {
+        max_observers: 1,
+        ..Config::default()
+    };
+    let mut ep = Endpoint::new(config.into());
+    let now = std::time::Instant::now();
+    let (a, b) = (addr(1), addr(2));
+    // Registered: the answer carries Observe.
+    let out = serve(&mut ep, now, a, &get(1, 7, Some(0)), Code::CONTENT);
+    assert!(out[0].options.get_uint(OptionNumber::OBSERVE).is_some());
+    // No room for a second observer: answered without Observe.
+    let out = serve(&mut ep, now, b, &get(2, 8, Some(0)), Code::CONTENT);
+    assert!(!out[0].options.contains(OptionNumber::OBSERVE));
+    assert_eq!(ep.stats().observers, 1);
+    // A plain GET from the observer with another token leaves the observation alone.
+    let out = serve(&mut ep, now, a, &get(3, 9, None), Code::CONTENT);
+    assert!(!out[0].options.contains(OptionNumber::OBSERVE));
+    assert_eq!(ep.stats().observers, 1);
+    // GET with Observe 1 and its token: deregistered.
+    let out = serve(&mut ep, now, a, &get(4, 7, Some(1)), Code::CONTENT);
+    assert!(!out[0].options.contains(OptionNumber::OBSERVE));
+    assert_eq!(ep.stats().observers, 0);
+    // Registered again; an error notification ends the observation.
+    serve(&mut ep, now, a, &get(5, 7, Some(0)), Code::CONTENT);
+    assert_eq!(ep.notify(now, "/clock"), 1);
+    let Some(Event::Request { id, .. }) = ep.poll_event() else {
+        panic!()
+    };
+    ep.respond(now, id, Response::new(Code::NOT_FOUND)).unwrap();
+    let mut buf = Vec::new();
+    let _ = ep.poll_transmit(now, &mut buf).unwrap();
+    let last = Message::decode(&buf).unwrap();
+    assert_eq!((last.code, last.ty), (Code::NOT_FOUND, Type::Con));
+    assert!(!last.options.contains(OptionNumber::OBSERVE));
+    assert_eq!(ep.stats().observers, 0);
+    assert_eq!(ep.notify(now, "/clock"), 0);
 }

@@ -68,6 +68,8 @@ pub(crate) struct Node {
     pub(crate) answer: Answer,
     /// Answer with this many bytes instead of an echo of the request's payload.
     pub(crate) reply_size: Option<usize>,
+    /// Consent to observations (answers carry Observe) and answer `n<handler runs>`.
+    pub(crate) observable: bool,
     /// How often the "handler" ran, by request payload.
     pub(crate) handler_runs: HashMap<Vec<u8>, u32>,
     /// Every event of each request, in order (exactly one is expected).
@@ -134,12 +136,18 @@ impl Sim {
             ep: Endpoint::new(Arc::new(config)),
             answer,
             reply_size: None,
+            observable: false,
             handler_runs: HashMap::new(),
             outcomes: HashMap::new(),
             notifications: HashMap::new(),
         });
         self.by_addr.insert(a, i);
         i
+    }
+
+    /// The virtual time since the start plus `d`, for `run` limits relative to now.
+    pub(crate) fn elapsed_plus(&self, d: Duration) -> Duration {
+        self.now - self.start + d
     }
 
     /// Sends a request from node `from` to node `to`.
@@ -222,11 +230,17 @@ impl Sim {
                     .entry(request.payload.clone())
                     .or_default() += 1;
                 if let Answer::After(d) = node.answer {
+                    let runs: u32 = node.handler_runs.values().sum();
                     let body = match node.reply_size {
                         Some(n) => (0..n).map(|i| (i % 251) as u8).collect(),
+                        None if node.observable => format!("n{runs}").into_bytes(),
                         None => request.payload,
                     };
-                    let resp = Response::new(Code::CONTENT).with_payload(body);
+                    let mut resp = Response::new(Code::CONTENT).with_payload(body);
+                    if node.observable {
+                        resp.options
+                            .set_uint(crate::message::OptionNumber::OBSERVE, 0);
+                    }
                     self.answer_bodies.insert((i, id), resp);
                     self.seq += 1;
                     self.answers.push(Reverse((now + d, self.seq, i, id)));

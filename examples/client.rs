@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --example client -- [-m METHOD] [--non] [--payload TEXT] [--timeout SECONDS]
-//!     [--transport udp6|simple6] URI
+//!     [--observe SECONDS] [--transport udp6|simple6] URI
 //! ```
 //!
 //! Prints the response code on the first line and the payload after it. When the request
@@ -19,7 +19,7 @@ use coapio::{Endpoint, TransportKind};
 mod common;
 
 const USAGE: &str = "usage: client [-m GET|POST|PUT|DELETE] [--non] [--payload TEXT] \
-    [--timeout SECONDS] [--transport udp6|simple6] URI";
+    [--timeout SECONDS] [--observe SECONDS] [--transport udp6|simple6] URI";
 
 fn main() -> ExitCode {
     common::log_to_stderr();
@@ -28,6 +28,7 @@ fn main() -> ExitCode {
     let mut payload = Vec::new();
     let mut transport = None;
     let mut timeout = None;
+    let mut observe = None;
     let mut uri = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -59,6 +60,15 @@ fn main() -> ExitCode {
                 }
                 _ => {
                     eprintln!("--timeout takes a positive number of seconds");
+                    return ExitCode::from(2);
+                }
+            },
+            "--observe" => match args.next().and_then(|t| t.parse::<f64>().ok()) {
+                Some(t) if t > 0.0 && t < 1e6 => {
+                    observe = Some(std::time::Duration::from_secs_f64(t))
+                }
+                _ => {
+                    eprintln!("--observe takes a positive number of seconds");
                     return ExitCode::from(2);
                 }
             },
@@ -98,6 +108,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(duration) = observe {
+        return observe_for(client, driver, &uri, duration);
+    }
     let mut request = Request::new(method).with_payload(payload);
     request.confirmable = confirmable;
     request.timeout = timeout;
@@ -121,6 +134,53 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("{uri}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Observes `uri` for `duration`: prints the first response and every notification (code
+/// line, then payload), flushed as they come; then deregisters (by dropping the stream) and
+/// exits.
+fn observe_for(
+    client: Endpoint,
+    driver: coapio::Driver,
+    uri: &str,
+    duration: std::time::Duration,
+) -> ExitCode {
+    use futures::StreamExt;
+    let result = async_io::block_on(async {
+        let watch = async {
+            let mut stream = client.observe(uri);
+            let deadline = async_io::Timer::after(duration);
+            futures::pin_mut!(deadline);
+            loop {
+                match futures::future::select(stream.next(), &mut deadline).await {
+                    futures::future::Either::Left((Some(Ok(r)), _)) => {
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "{}", r.code);
+                        let _ = out.write_all(&r.payload);
+                        let _ = writeln!(out);
+                        let _ = out.flush();
+                    }
+                    futures::future::Either::Left((Some(Err(e)), _)) => return Err(e.to_string()),
+                    futures::future::Either::Left((None, _)) => return Ok(()),
+                    futures::future::Either::Right(_) => return Ok(()),
+                }
+            }
+        };
+        match futures::future::select(Box::pin(watch), Box::pin(driver)).await {
+            futures::future::Either::Left((r, _)) => r,
+            futures::future::Either::Right((io, _)) => Err(match io {
+                Ok(()) => "the endpoint stopped".to_string(),
+                Err(e) => format!("socket error: {e}"),
+            }),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{uri}: {e}");
             ExitCode::FAILURE

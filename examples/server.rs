@@ -4,7 +4,8 @@
 //! cargo run --example server -- [--bind ADDR] [--transport udp6|simplesocketserver]
 //! ```
 //!
-//! Resources: `/hello` (GET: "Hello, world!"), `/time` (GET: the UTC time), `/slow` (GET:
+//! Resources: `/hello` (GET: "Hello, world!"), `/time` (GET: the UTC time; observable,
+//! notified every second), `/slow` (GET:
 //! answered after 3 s, so the client first gets an empty ACK and then a separate response),
 //! `/echo` (POST or PUT: the payload back), and `/.well-known/core`. `--bind` defaults to
 //! `[::]:5683`; with port 0 the server prints the port it got.
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    common::tick(endpoint.clone());
     match endpoint.local_addr() {
         Ok(a) => println!("listening on {a}"),
         Err(_) => println!("listening on {bind}"),

@@ -382,3 +382,94 @@ fn our_client_gets_separate_responses_from_aiocoap_server() {
     client.stop();
     drop(server);
 }
+
+// ---- observe (RFC 7641), both ways ----------------------------------------------------------
+
+#[test]
+fn our_client_observes_the_aiocoap_server() {
+    let Some(python) = aiocoap_present() else {
+        return;
+    };
+    let (_server, base) = aiocoap_server(&python);
+    let client = udp6_client();
+    let uri = format!("{base}/clock");
+    let ticks = common::block_on_within(Duration::from_secs(10), async {
+        use futures::StreamExt;
+        let mut stream = client.ep.observe(&uri);
+        let mut ticks = Vec::new();
+        while ticks.len() < 4 {
+            match stream.next().await {
+                Some(Ok(r)) => {
+                    let text = String::from_utf8_lossy(&r.payload).to_string();
+                    ticks.push(
+                        text.trim_start_matches("tick ")
+                            .parse::<u32>()
+                            .expect(&text),
+                    );
+                }
+                other => panic!("the observation ended: {other:?}"),
+            }
+        }
+        ticks
+    });
+    assert!(
+        ticks.windows(2).all(|w| w[0] < w[1]),
+        "fresh and in order: {ticks:?}"
+    );
+    client.stop();
+}
+
+#[test]
+fn aiocoap_observes_our_server() {
+    let Some(python) = aiocoap_present() else {
+        return;
+    };
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let c = counter.clone();
+    let site = coapio::server::Site::new().resource(
+        "/clock",
+        coapio::server::get(move |_req| {
+            let n = c.load(std::sync::atomic::Ordering::SeqCst);
+            async move { coapio::proto::Response::content(format!("tick {n}")) }
+        })
+        .obs(),
+    );
+    let server = common::udp6_server("[::1]:0", site);
+    let port = server.port();
+    let ep = server.ep.clone();
+    // Notify ten times a second, for at most five seconds.
+    let ticker = std::thread::spawn(move || {
+        for _ in 0..50 {
+            std::thread::sleep(Duration::from_millis(100));
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            ep.notify("/clock");
+        }
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/aiocoap_observe.py");
+    let mut observer = Proc::spawn(
+        Command::new(&python)
+            .arg(&script)
+            .args([&format!("coap://[::1]:{port}/clock"), "4"])
+            .env("PYTHONWARNINGS", "ignore"),
+    );
+    let status = observer.finish(Duration::from_secs(15));
+    let out = observer.stdout();
+    assert!(
+        status.success(),
+        "aiocoap's observer failed:\n{out}{}",
+        observer.stderr()
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    let seqs: Vec<u32> = lines
+        .iter()
+        .map(|l| l.split(' ').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "increasing Observe numbers: {out}"
+    );
+    assert!(lines.iter().all(|l| l.starts_with("2.05 Content")));
+    let _ = ticker.join();
+    server.stop();
+}

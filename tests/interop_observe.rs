@@ -67,3 +67,57 @@ fn our_client_observes_libcoaps_clock() {
     );
     client.stop();
 }
+
+#[test]
+fn libcoaps_client_observes_our_server() {
+    if Command::new("coap-client-notls")
+        .arg("-h")
+        .output()
+        .is_err()
+    {
+        skip_or_fail(
+            "skipped: libcoap not installed (install with `apt-get install libcoap3-bin`)",
+        );
+        return;
+    }
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let c = counter.clone();
+    let site = coapio::server::Site::new().resource(
+        "/clock",
+        coapio::server::get(move |_req| {
+            let n = c.load(std::sync::atomic::Ordering::SeqCst);
+            async move { coapio::proto::Response::content(format!("tick {n}")) }
+        })
+        .obs(),
+    );
+    let server = common::udp6_server("127.0.0.1:0", site);
+    let port = server.port();
+    let ep = server.ep.clone();
+    let ticker = std::thread::spawn(move || {
+        for _ in 0..25 {
+            std::thread::sleep(Duration::from_millis(100));
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            ep.notify("/clock");
+        }
+    });
+    // -s 2: observe for 2 s; libcoap prints every representation.
+    let out = Command::new("coap-client-notls")
+        .args([
+            "-s",
+            "2",
+            "-m",
+            "get",
+            &format!("coap://127.0.0.1:{port}/clock"),
+        ])
+        .output()
+        .expect("run coap-client-notls");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ticks: Vec<u32> = text
+        .split("tick ")
+        .filter_map(|t| t.trim().parse().ok())
+        .collect();
+    assert!(ticks.len() >= 5, "notifications seen by libcoap: {text:?}");
+    assert!(ticks.windows(2).all(|w| w[0] < w[1]), "{ticks:?}");
+    let _ = ticker.join();
+    server.stop();
+}

@@ -41,7 +41,8 @@ fn utc_now() -> String {
     format!("{h:02}:{m:02}:{s:02} UTC")
 }
 
-/// The example server's resources: `/hello`, `/time`, `/slow` (answers after `slow`),
+/// The example server's resources: `/hello`, `/time` (observable: see `tick`), `/slow`
+/// (answers after `slow`),
 /// `/echo`, and `/large` (1 MiB of text, served block-wise).
 pub(crate) fn example_site(slow: Duration) -> Site {
     let large: std::sync::Arc<Vec<u8>> = std::sync::Arc::new(
@@ -73,9 +74,15 @@ pub(crate) fn example_site(slow: Duration) -> Site {
         )
         .resource(
             "/time",
-            get(|_req| async { Response::content(utc_now()) })
-                .rt("clock")
-                .ct(0),
+            get(|_req| async {
+                let mut r = Response::content(utc_now());
+                r.options
+                    .set_uint(coapio::message::OptionNumber::MAX_AGE, 1);
+                r
+            })
+            .rt("clock")
+            .ct(0)
+            .obs(),
         )
         .resource(
             "/slow",
@@ -91,4 +98,12 @@ pub(crate) fn example_site(slow: Duration) -> Site {
                 .post(|req| async move { Response::new(Code::CHANGED).with_payload(req.payload()) })
                 .put(|req| async move { Response::new(Code::CHANGED).with_payload(req.payload()) }),
         )
+}
+
+/// Notifies the observers of `/time` once a second, for the life of the process.
+pub(crate) fn tick(endpoint: coapio::Endpoint) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        endpoint.notify("/time");
+    });
 }

@@ -46,6 +46,31 @@ class Slow(resource.Resource):
         return aiocoap.Message(payload=b"slow and steady", content_format=0)
 
 
+class Clock(resource.ObservableResource):
+    """Observable: a counter that goes up every 300 ms and notifies its observers."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+        self.task = None
+
+    def update_observation_count(self, count):
+        if count and self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self.tick())
+        elif count == 0 and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def tick(self):
+        while True:
+            await asyncio.sleep(0.3)
+            self.count += 1
+            self.updated_state()
+
+    async def render_get(self, request):
+        return aiocoap.Message(payload=f"tick {self.count}".encode())
+
+
 async def main(host, port):
     root = resource.Site()
     root.add_resource(
@@ -55,6 +80,7 @@ async def main(host, port):
     root.add_resource(["echo"], Echo())
     root.add_resource(["item"], Item())
     root.add_resource(["slow"], Slow())
+    root.add_resource(["clock"], Clock())
     await aiocoap.Context.create_server_context(root, bind=(host, port))
     print("ready", flush=True)
     await asyncio.get_running_loop().create_future()

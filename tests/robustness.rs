@@ -825,6 +825,15 @@ impl Harness {
                     );
                     self.failures += 1;
                 }
+                // An observation (a request with Observe 0) stays open after a notification.
+                Event::Notification { id, response } => {
+                    assert!(
+                        self.open.contains_key(&id),
+                        "{}: notification for {id:?}, which is not open",
+                        self.name
+                    );
+                    assert!(response.code.is_success(), "{}: {response:?}", self.name);
+                }
                 other => panic!("{}: unexpected event {other:?}", self.name),
             }
         }

@@ -240,6 +240,11 @@ impl Harness {
                 Event::Failed { id, .. } => {
                     assert!(self.open.remove(&id).is_some(), "failure of {id:?}");
                 }
+                // An observation stays open after a notification.
+                Event::Notification { id, response } => {
+                    assert!(self.open.contains_key(&id), "notification for {id:?}");
+                    assert!(response.code.is_success());
+                }
                 other => panic!("unexpected event {other:?}"),
             }
         }

@@ -69,6 +69,8 @@ pub struct Config {
     /// How many clients may observe resources of this endpoint at once (RFC 7641); a
     /// registration beyond is answered without Observe (default 1024).
     pub max_observers: usize,
+    /// How many clients may observe one resource (one path) at once (default 256).
+    pub max_observers_per_resource: usize,
     /// The type of notifications: [`Type::Non`] (default) or [`Type::Con`].
     pub notification_type: Type,
     /// With NON notifications, every this many notifications one is sent CON, to learn
@@ -100,6 +102,7 @@ impl Default for Config {
             max_uploads: 16,
             block_cache: 64,
             max_observers: 1024,
+            max_observers_per_resource: 256,
             notification_type: Type::Non,
             notification_con_every: 20,
             seed: 0,

@@ -64,6 +64,8 @@ pub struct Endpoint {
     uploads: Uploads,
     block_cache: BlockCache,
     observers: HashMap<(SocketAddr, Token), Observer>,
+    /// Exchanges fetching the rest of a block-wise notification, with their observation.
+    notification_fetches: HashMap<RequestId, (RequestId, ClientTransfer)>,
     /// Non-confirmable notifications lately sent, so that a Reset to one removes its observer;
     /// oldest first, at most a few per observer.
     non_notifications: VecDeque<((SocketAddr, u16), Token)>,
@@ -259,6 +261,7 @@ impl Endpoint {
             uploads,
             block_cache,
             observers: HashMap::new(),
+            notification_fetches: HashMap::new(),
             non_notifications: VecDeque::new(),
         }
     }
@@ -371,6 +374,16 @@ impl Endpoint {
     /// Abandons a request: no event will come for it and nothing more is sent for it. Unknown
     /// IDs are ignored.
     pub fn cancel(&mut self, now: Instant, id: RequestId) {
+        let mut fetches: Vec<RequestId> = self
+            .notification_fetches
+            .iter()
+            .filter(|(_, (obs, _))| *obs == id)
+            .map(|(wire, _)| *wire)
+            .collect();
+        fetches.sort_unstable();
+        for wire in fetches {
+            self.finish_request(now, wire, None);
+        }
         if let Some((_, wire)) = self.transfers.remove(&id) {
             self.wire_to_user.remove(&wire);
             debug!("coapio: block-wise request {id:?} cancelled");
@@ -567,6 +580,24 @@ impl Endpoint {
             }
         }
         self.release_peer(now, req.remote);
+        if let Some((observation, transfer)) = self.notification_fetches.remove(&id) {
+            self.continue_notification_fetch(now, observation, transfer, outcome);
+        } else {
+            self.deliver(now, id, req, outcome);
+        }
+        if let Some(next) = start_next {
+            self.start_request(now, next);
+        }
+    }
+
+    /// Reports the outcome of a finished exchange to the caller (or continues its transfer).
+    fn deliver(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        req: OutRequest,
+        outcome: Option<Result<Response, RequestError>>,
+    ) {
         let user = self.wire_to_user.remove(&id).unwrap_or(id);
         match outcome {
             Some(Ok(response)) => {
@@ -581,8 +612,38 @@ impl Endpoint {
                 self.transfers.remove(&user);
             }
         }
-        if let Some(next) = start_next {
-            self.start_request(now, next);
+    }
+
+    /// The next step of fetching the rest of a block-wise notification: another block, or
+    /// the whole notification for the observation (if it is still open).
+    fn continue_notification_fetch(
+        &mut self,
+        now: Instant,
+        observation: RequestId,
+        mut transfer: ClientTransfer,
+        outcome: Option<Result<Response, RequestError>>,
+    ) {
+        match outcome {
+            Some(Ok(response)) => match transfer.on_response(response) {
+                Step::Send(next) => match self.start_wire(now, transfer.remote, next) {
+                    Ok(wire) => {
+                        self.notification_fetches
+                            .insert(wire, (observation, transfer));
+                    }
+                    Err(e) => debug!("coapio: cannot fetch the rest of a notification: {e}"),
+                },
+                Step::Done(Ok(whole)) => {
+                    if self.requests.contains_key(&observation) {
+                        self.events.push_back(Event::Notification {
+                            id: observation,
+                            response: whole,
+                        });
+                    }
+                }
+                Step::Done(Err(e)) => debug!("coapio: fetching a notification failed: {e}"),
+            },
+            Some(Err(e)) => debug!("coapio: fetching a notification failed: {e}"),
+            None => {}
         }
     }
 
@@ -644,7 +705,28 @@ impl Endpoint {
                 self.start_request(now, next);
             }
         }
-        if fresh {
+        let first_of_many = response
+            .options
+            .get(OptionNumber::BLOCK2)
+            .and_then(|v| crate::message::BlockValue::from_bytes(v).ok())
+            .is_some_and(|b| b.num() == 0 && b.more());
+        if fresh && first_of_many {
+            // A large notification: fetch the rest (without Observe) before delivering it.
+            let mut original = self.requests.get(&id).map(|r| r.request.clone());
+            if let Some(req) = original.as_mut() {
+                req.options.remove(OptionNumber::OBSERVE);
+                let mut t =
+                    ClientTransfer::download(remote, req.clone(), self.config.max_body_size);
+                if let Step::Send(next) = t.on_response(response) {
+                    match self.start_wire(now, remote, next) {
+                        Ok(wire) => {
+                            self.notification_fetches.insert(wire, (id, t));
+                        }
+                        Err(e) => debug!("coapio: cannot fetch the rest of a notification: {e}"),
+                    }
+                }
+            }
+        } else if fresh {
             self.events.push_back(Event::Notification { id, response });
         } else {
             debug!("coapio: notification {seq} for {id:?} is older than the last one; dropped");
@@ -892,9 +974,11 @@ impl Endpoint {
             response.code.is_success() && response.options.contains(OptionNumber::OBSERVE);
         match (ex.observe, ex.registration.take()) {
             (Some(0), Some(request)) if consent => {
-                if !self.observers.contains_key(&key)
-                    && self.observers.len() >= self.config.max_observers
-                {
+                let path = request.path();
+                let on_path = self.observers.values().filter(|o| o.path == path).count();
+                let full = self.observers.len() >= self.config.max_observers
+                    || on_path >= self.config.max_observers_per_resource;
+                if !self.observers.contains_key(&key) && full {
                     debug!(
                         "coapio: no room for another observer; {} not registered",
                         key.0
@@ -910,7 +994,7 @@ impl Endpoint {
                 self.observers.insert(
                     key,
                     Observer {
-                        path: request.path(),
+                        path,
                         request,
                         meta: ex.meta,
                         seq,
@@ -1764,7 +1848,7 @@ impl Endpoint {
     /// Counts of what the endpoint holds, for tests and monitoring.
     pub fn stats(&self) -> Stats {
         Stats {
-            open_requests: self.requests.len(),
+            open_requests: self.requests.len() - self.notification_fetches.len(),
             pending_incoming: self.incoming.len(),
             dedup_entries: self.dedup.len(),
             remotes: self.active_peers,
@@ -1783,7 +1867,8 @@ impl Endpoint {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Requests sent or queued that have not ended.
+    /// Requests sent or queued that have not ended (observations included; the exchanges
+    /// that fetch the rest of a block-wise notification are not counted).
     pub open_requests: usize,
     /// Received requests awaiting the application's answer.
     pub pending_incoming: usize,

@@ -319,3 +319,57 @@ fn registration_rules_and_bounds() {
     assert_eq!(ep.stats().observers, 0);
     assert_eq!(ep.notify(now, "/clock"), 0);
 }
+
+#[test]
+fn large_notifications_are_fetched_whole_before_delivery() {
+    let mut sim = Sim::new(95, Link::lossy(0.1));
+    let c = sim.add(Config::default().with_seed(95), Answer::Never);
+    let s = sim.add(
+        Config::default().with_seed(96),
+        Answer::After(Duration::ZERO),
+    );
+    sim.nodes[s].observable = true;
+    sim.nodes[s].reply_size = Some(3000);
+    let id = sim.request(c, s, Request::get("/big").observe());
+    sim.run(Duration::from_secs(120));
+    for i in 1..=3u64 {
+        let now = sim.start + Duration::from_secs(120 * (i + 1));
+        sim.now = sim.now.max(now);
+        let now = sim.now;
+        sim.nodes[s].ep.notify(now, "/big");
+        sim.run(sim.elapsed_plus(Duration::from_secs(100)));
+    }
+    let notes = sim.nodes[c]
+        .notifications
+        .get(&id)
+        .cloned()
+        .unwrap_or_default();
+    assert!(notes.len() >= 3, "{} notifications", notes.len());
+    let whole: Vec<u8> = (0..3000).map(|i| (i % 251) as u8).collect();
+    assert!(
+        notes.iter().all(|r| r.payload == whole),
+        "every notification whole"
+    );
+    assert!(notes
+        .iter()
+        .all(|r| !r.options.contains(OptionNumber::BLOCK2)));
+    assert_eq!(sim.nodes[c].ep.stats().transfers, 0);
+}
+
+#[test]
+fn observers_per_resource_are_bounded() {
+    let config = Config {
+        max_observers_per_resource: 1,
+        ..Config::default()
+    };
+    let mut ep = Endpoint::new(config.into());
+    let now = std::time::Instant::now();
+    let out = serve(&mut ep, now, addr(1), &get(1, 7, Some(0)), Code::CONTENT);
+    assert!(out[0].options.contains(OptionNumber::OBSERVE));
+    let out = serve(&mut ep, now, addr(2), &get(2, 8, Some(0)), Code::CONTENT);
+    assert!(
+        !out[0].options.contains(OptionNumber::OBSERVE),
+        "one per resource"
+    );
+    assert_eq!(ep.stats().observers, 1);
+}

@@ -196,6 +196,9 @@ impl Ran {
 }
 
 fn run(cmd: &mut Command, limit: Duration) -> Ran {
+    // cargo test puts target/debug on the library path, where a stale libcoapio.so from a
+    // manual `cargo rustc --crate-type cdylib` would shadow the one the examples link to.
+    cmd.env_remove("LD_LIBRARY_PATH");
     let mut p = Proc::spawn(cmd);
     let status = p.finish(limit);
     Ran {
@@ -407,7 +410,8 @@ impl CServer {
         let proc = Proc::spawn(
             flavor
                 .command("server")
-                .args(["[::1]:0", "--exit-after", "180"]),
+                .args(["[::1]:0", "--exit-after", "180"])
+                .env_remove("LD_LIBRARY_PATH"),
         );
         let listening = proc.wait_for_stdout(flavor.limit(), |o| {
             o.lines().any(|l| l.starts_with("listening on "))
@@ -621,6 +625,13 @@ fn loops(f: Flavor, built: &Built) {
     } else if f == Flavor::Plain {
         skip("libuv_loop: uv.h not found", "apt-get install libuv1-dev");
     }
+    // Observe (RFC 7641): a server and a client context in one program.
+    f.run("observe", &["4"]).ok_with(&[
+        "notification 0: Observe 2, counter 0",
+        "notification 1: Observe 3, counter ",
+        "notification 4: Observe 6, counter ",
+        "done: 4 notifications after the first response",
+    ]);
 }
 
 fn python_embedding() {

@@ -60,7 +60,8 @@ fn main() -> ExitCode {
 
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.connect(target).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(8 << 20);
     let mut buf = [0u8; 2048];
     let token = |i: usize| Token::from_slice(&(i as u32).to_be_bytes()).unwrap();
@@ -87,7 +88,10 @@ fn main() -> ExitCode {
         }
     }
     if registered.len() < observers {
-        eprintln!("only {} of {observers} registrations answered", registered.len());
+        eprintln!(
+            "only {} of {observers} registrations answered",
+            registered.len()
+        );
         return ExitCode::FAILURE;
     }
 
@@ -103,7 +107,9 @@ fn main() -> ExitCode {
         let round_deadline = t0 + Duration::from_secs(10);
         while seen.len() < observers && Instant::now() < round_deadline {
             let Ok(n) = sock.recv(&mut buf) else { continue };
-            let Ok(m) = MessageRef::decode(&buf[..n]) else { continue };
+            let Ok(m) = MessageRef::decode(&buf[..n]) else {
+                continue;
+            };
             if m.ty == Type::Con {
                 let mut ack = Vec::new();
                 encode_empty(Type::Ack, m.message_id, &mut ack);
@@ -114,7 +120,10 @@ fn main() -> ExitCode {
             }
         }
         if seen.len() < observers {
-            eprintln!("round {round}: only {} of {observers} notifications", seen.len());
+            eprintln!(
+                "round {round}: only {} of {observers} notifications",
+                seen.len()
+            );
             return ExitCode::FAILURE;
         }
         total += seen.len();

@@ -1,22 +1,20 @@
 //! coapio: CoAP ([RFC 7252](https://www.rfc-editor.org/rfc/rfc7252)) for any event loop.
 //!
 //! ```text
-//!            your application: requests out, resources served
-//!                              │  ▲
-//!     ┌────────────────────────▼──┴───────────────────────┐
-//!     │ proto::Endpoint   sans-IO CoAP message layer       │  now, datagrams in
-//!     │  message IDs, retransmission, deduplication,       │  transmits, events,
-//!     │  tokens, piggybacked and separate responses        │  next deadline out
-//!     └────────────────────────┬──▲───────────────────────┘
-//!                              │  │
-//!     ┌────────────────────────▼──┴───────────────────────┐
-//!     │ message   RFC 7252 codec: header, options, codes   │  pure functions
-//!     └───────────────────────────────────────────────────┘
-//!                              │  ▲
-//!                          UDP datagrams (your sockets, or a simulated network)
+//!   Rust on any executor                         C programs, foreign event loops
+//!   Endpoint + Driver (async-io readiness)       ffi (feature "capi"): run, or fd + process
+//!                     └──────────────┬──────────────┘
+//!                                    ▼
+//!   transport   udp6 · simple6 · simplesocketserver   sync, non-blocking, one fd each
+//!                                    │  datagrams, ICMP errors
+//!                                    ▼
+//!   proto::Endpoint   sans-IO CoAP: message layer, tokens, block-wise, observe
+//!                                    │  now, datagrams in; transmits, events, deadline out
+//!                                    ▼
+//!   message     RFC 7252 codec: header, options, codes, URIs         pure functions
 //! ```
 //!
-//! The two layers above are pure: they never touch a socket, a thread, the clock or OS
+//! The two lowest layers are pure: they never touch a socket, a thread, the clock or OS
 //! randomness. The caller passes the time into every call, and the random number generator is
 //! seeded from the configuration, so every protocol behaviour can be replayed exactly.
 //!
@@ -50,12 +48,21 @@
 //!
 //! # Driving I/O and timers
 //!
-//! After any call into an [`proto::Endpoint`], the caller sends what
+//! After any call into a [`proto::Endpoint`], the caller sends what
 //! [`proto::Endpoint::poll_transmit`] hands out, takes the events of
 //! [`proto::Endpoint::poll_event`], and arranges to call
-//! [`proto::Endpoint::handle_timeout`] at [`proto::Endpoint::poll_timeout`]. The transports,
-//! the async facade and the C ABI that do this for you are being built; see the README for
-//! what exists today.
+//! [`proto::Endpoint::handle_timeout`] at [`proto::Endpoint::poll_timeout`]. [`Endpoint`]
+//! and its [`Driver`] do this on a [`transport`] for you, on any executor (see
+//! [`Endpoint`]'s example); the C ABI does it in `coapio_context_run` or, inside a foreign
+//! event loop, in `coapio_context_process` when its one file descriptor is readable.
+//!
+//! # Implementation
+//!
+//! The async facade gets readiness from `async-io`'s reactor, which runs on the thread that
+//! polls it under `async_io::block_on` and on a thread of its own ("async-io") otherwise; this
+//! is what lets the same driver run under smol, async-std, tokio or plain `block_on`. The C
+//! ABI does not use that reactor (its descriptor cannot be exported): it has a
+//! `polling::Poller` of its own with the socket and a timerfd in it.
 
 #![warn(missing_docs)]
 

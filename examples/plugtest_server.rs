@@ -10,9 +10,9 @@
 //! `/.well-known/core` with filtering, the block-wise resources (`/large`, `/large-update`,
 //! `/large-create`, `/large-post`: the core does RFC 7959 for them), and the observable ones
 //! (`/obs`, `/obs-non`, `/obs-large`: notified every 5 s and, for `/obs*`, at once after a
-//! PUT). Not as the descriptions say: `/obs` notifies NON like `/obs-non` (with a CON every
-//! 20th; the notification type is per endpoint), and DELETE or a PUT with another
-//! Content-Format does not end the observations with 4.04/4.06.
+//! PUT; `/obs` with CON notifications, `/obs-non` with NON ones; a DELETE of `/obs*` ends every
+//! observation with a 4.04 notification). Not as the descriptions say: a PUT with another
+//! Content-Format does not end the observations with 4.06.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -82,6 +82,8 @@ struct State {
     large_update: Stored,
     children: Vec<Option<Stored>>,
     obs: Stored,
+    /// After a DELETE of /obs: GET (and so the notification) answers 4.04 for a second.
+    obs_gone: bool,
     next_etag: u32,
 }
 
@@ -127,6 +129,7 @@ fn site(changes: Changes) -> Site {
             format: 0,
             etag: 3,
         },
+        obs_gone: false,
         next_etag: 3,
     }));
 
@@ -409,13 +412,17 @@ fn site(changes: Changes) -> Site {
         .rt("block");
 
     let obs = |path: &'static str, name: &'static str| {
-        let (g, p) = (state.clone(), state.clone());
+        let (g, p, d) = (state.clone(), state.clone(), state.clone());
         let changes = changes.clone();
+        let deleted = changes.clone();
         Resource::new()
             .get(move |_req| {
                 let s = g.clone();
                 async move {
                     let st = lock(&s);
+                    if st.obs_gone {
+                        return Response::new(Code::NOT_FOUND);
+                    }
                     let mut r = if st.obs.payload.is_empty() {
                         text(Code::CONTENT, clock())
                     } else {
@@ -443,7 +450,22 @@ fn site(changes: Changes) -> Site {
                     Response::new(Code::CHANGED)
                 }
             })
-            .delete(|_req| async { Response::new(Code::DELETED) })
+            .delete(move |_req| {
+                // Every observation ends with a 4.04 notification; the resource stays and,
+                // a second later, answers again.
+                let s = d.clone();
+                let deleted = deleted.clone();
+                async move {
+                    lock(&s).obs_gone = true;
+                    let _ = deleted.lock().map(|tx| tx.send(path));
+                    let s = s.clone();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_secs(1));
+                        lock(&s).obs_gone = false;
+                    });
+                    Response::new(Code::DELETED)
+                }
+            })
             .rt("observe")
             .obs()
             .ct(0)
@@ -520,13 +542,17 @@ fn main() -> ExitCode {
     let notifier = endpoint.clone();
     std::thread::spawn(move || loop {
         match rx.recv_timeout(Duration::from_secs(5)) {
+            // /obs notifies Confirmable, /obs-non and /obs-large Non-confirmable.
+            Ok("/obs") => {
+                notifier.notify_confirmable("/obs");
+            }
             Ok(path) => {
                 notifier.notify(path);
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                for path in ["/obs", "/obs-non", "/obs-large"] {
-                    notifier.notify(path);
-                }
+                notifier.notify_confirmable("/obs");
+                notifier.notify("/obs-non");
+                notifier.notify("/obs-large");
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }

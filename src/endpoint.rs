@@ -462,6 +462,17 @@ impl Endpoint {
         n
     }
 
+    /// As [`notify`](Self::notify), but every observer gets this change as a Confirmable
+    /// notification (it must acknowledge it, or it is removed).
+    pub fn notify_confirmable(&self, path: &str) -> usize {
+        let mut st = self.shared.lock();
+        let n = st
+            .ep
+            .notify_as(Instant::now(), path, Some(crate::message::Type::Con));
+        st.wake_driver();
+        n
+    }
+
     /// Stops the driver: it returns `Ok(())` at its next poll, and open requests fail with
     /// [`RequestError::Stopped`].
     pub fn shutdown(&self) {

@@ -160,6 +160,8 @@ struct Incoming {
     observe: Option<u32>,
     /// Set when this "request" is the re-rendering of an observed resource for a notification.
     notification: bool,
+    /// The type the notification must have, if the caller of `notify_as` chose one.
+    notification_type: Option<Type>,
     /// A copy of a registering request (Observe 0), kept to render later notifications.
     registration: Option<Request>,
 }
@@ -1022,6 +1024,13 @@ impl Endpoint {
     /// [`respond`](Self::respond) sends the notification (RFC 7641 §4.2). Returns how many
     /// observers there are.
     pub fn notify(&mut self, now: Instant, path: &str) -> usize {
+        self.notify_as(now, path, None)
+    }
+
+    /// As [`notify`](Self::notify), with the notifications' type chosen for this change
+    /// (`Some(Type::Con)`: every observer must acknowledge it) instead of
+    /// [`Config::notification_type`].
+    pub fn notify_as(&mut self, now: Instant, path: &str, ty: Option<Type>) -> usize {
         let mut keys: Vec<(SocketAddr, Token)> = self
             .observers
             .iter()
@@ -1052,6 +1061,7 @@ impl Endpoint {
                     block1: None,
                     observe: None,
                     notification: true,
+                    notification_type: ty,
                     registration: None,
                 },
             );
@@ -1067,7 +1077,10 @@ impl Endpoint {
     fn send_notification(&mut self, now: Instant, ex: Incoming, response: Response) {
         let key = (ex.meta.remote, ex.token);
         let con_every = self.config.notification_con_every;
-        let always_con = self.config.notification_type == Type::Con;
+        let always_con = ex
+            .notification_type
+            .unwrap_or(self.config.notification_type)
+            == Type::Con;
         let Some(o) = self.observers.get_mut(&key) else {
             return; // the observer left meanwhile
         };
@@ -1262,6 +1275,7 @@ impl Endpoint {
                 block1: None,
                 observe: m.options.get_uint(OptionNumber::OBSERVE),
                 notification: false,
+                notification_type: None,
                 registration: None,
             },
         );

@@ -373,3 +373,22 @@ fn observers_per_resource_are_bounded() {
     );
     assert_eq!(ep.stats().observers, 1);
 }
+
+#[test]
+fn notify_as_chooses_the_type_of_one_change() {
+    let mut ep = Endpoint::new(Config::default().into());
+    let now = std::time::Instant::now();
+    serve(&mut ep, now, addr(1), &get(1, 7, Some(0)), Code::CONTENT);
+    let mut types = Vec::new();
+    for ty in [None, Some(Type::Con), None] {
+        assert_eq!(ep.notify_as(now, "/clock", ty), 1);
+        let Some(Event::Request { id, .. }) = ep.poll_event() else {
+            panic!()
+        };
+        ep.respond(now, id, Response::new(Code::CONTENT)).unwrap();
+        let mut buf = Vec::new();
+        let _ = ep.poll_transmit(now, &mut buf).unwrap();
+        types.push(Message::decode(&buf).unwrap().ty);
+    }
+    assert_eq!(types, [Type::Non, Type::Con, Type::Non]);
+}

@@ -11,8 +11,7 @@
 //! `/large-create`, `/large-post`: the core does RFC 7959 for them), and the observable ones
 //! (`/obs`, `/obs-non`, `/obs-large`: notified every 5 s and, for `/obs*`, at once after a
 //! PUT; `/obs` with CON notifications, `/obs-non` with NON ones; a DELETE of `/obs*` ends every
-//! observation with a 4.04 notification). Not as the descriptions say: a PUT with another
-//! Content-Format does not end the observations with 4.06.
+//! observation with a 4.04 notification, a PUT with another Content-Format with 4.06).
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -82,8 +81,9 @@ struct State {
     large_update: Stored,
     children: Vec<Option<Stored>>,
     obs: Stored,
-    /// After a DELETE of /obs: GET (and so the notification) answers 4.04 for a second.
-    obs_gone: bool,
+    /// After a DELETE of /obs (4.04) or a PUT with another Content-Format (4.06): GET, and so
+    /// the notification that ends every observation, answers this for a second.
+    obs_final: Option<Code>,
     next_etag: u32,
 }
 
@@ -98,6 +98,17 @@ type Shared = Arc<Mutex<State>>;
 
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes /obs answer `code` for a second, so that the notification sent now ends every
+/// observation; afterwards the resource answers normally again.
+fn end_observations(shared: &Shared, st: &mut State, code: Code) {
+    st.obs_final = Some(code);
+    let shared = shared.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        lock(&shared).obs_final = None;
+    });
 }
 
 fn stored_response(code: Code, s: &Stored) -> Response {
@@ -129,7 +140,7 @@ fn site(changes: Changes) -> Site {
             format: 0,
             etag: 3,
         },
-        obs_gone: false,
+        obs_final: None,
         next_etag: 3,
     }));
 
@@ -420,8 +431,8 @@ fn site(changes: Changes) -> Site {
                 let s = g.clone();
                 async move {
                     let st = lock(&s);
-                    if st.obs_gone {
-                        return Response::new(Code::NOT_FOUND);
+                    if let Some(code) = st.obs_final {
+                        return Response::new(code);
                     }
                     let mut r = if st.obs.payload.is_empty() {
                         text(Code::CONTENT, clock())
@@ -441,9 +452,13 @@ fn site(changes: Changes) -> Site {
                     };
                     let mut st = lock(&s);
                     let etag = st.etag();
+                    let format = u32::from(format.0);
+                    if format != st.obs.format {
+                        end_observations(&s, &mut st, Code::NOT_ACCEPTABLE);
+                    }
                     st.obs = Stored {
                         payload: req.payload().to_vec(),
-                        format: u32::from(format.0),
+                        format,
                         etag,
                     };
                     let _ = changes.lock().map(|tx| tx.send(path));
@@ -456,13 +471,8 @@ fn site(changes: Changes) -> Site {
                 let s = d.clone();
                 let deleted = deleted.clone();
                 async move {
-                    lock(&s).obs_gone = true;
+                    end_observations(&s, &mut lock(&s), Code::NOT_FOUND);
                     let _ = deleted.lock().map(|tx| tx.send(path));
-                    let s = s.clone();
-                    std::thread::spawn(move || {
-                        std::thread::sleep(Duration::from_secs(1));
-                        lock(&s).obs_gone = false;
-                    });
                     Response::new(Code::DELETED)
                 }
             })

@@ -116,3 +116,85 @@ fn server_and_client_examples() {
     let out = client(&["-m", "NOPE", "coap://[::1]/x"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The plugtest server's block-wise and observable resources, as libcoap's client sees them.
+#[test]
+fn plugtest_server_blockwise_and_observe() {
+    if Command::new("coap-client-notls")
+        .arg("-h")
+        .output()
+        .is_err()
+    {
+        let msg = "skipped: libcoap not installed (install with `apt-get install libcoap3-bin`)";
+        if std::env::var("COAPIO_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("{msg}");
+        }
+        println!("{msg}");
+        return;
+    }
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Guard(
+        Command::new(example("plugtest_server"))
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run the plugtest server"),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = format!("coap://127.0.0.1:{port}");
+    let coap = |args: &[&str]| {
+        let out = Command::new("coap-client-notls")
+            .args(["-B", "10"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // /large: 20 lines of 64 characters, whatever the block size.
+    for size in ["16", "64", "1024"] {
+        let body = coap(&["-b", size, "-m", "get", &format!("{base}/large")]);
+        assert_eq!(body.trim_end().len(), 1279, "block size {size}");
+    }
+    // /obs: registration, a CON notification after a PUT, a final 4.04 after a DELETE.
+    let observer = std::thread::spawn({
+        let uri = format!("{base}/obs");
+        move || {
+            let out = Command::new("coap-client-notls")
+                .args(["-v", "7", "-s", "3", "-m", "get", &uri])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    coap(&[
+        "-m",
+        "put",
+        "-t",
+        "0",
+        "-e",
+        "changed",
+        &format!("{base}/obs"),
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    coap(&["-m", "delete", &format!("{base}/obs")]);
+    let log = observer.join().unwrap();
+    let received: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("c:2.05") || l.contains("c:4.04"))
+        .collect();
+    assert!(
+        received
+            .iter()
+            .any(|l| l.contains("t:CON c:2.05") && l.contains("changed")),
+        "{log}"
+    );
+    assert!(received.iter().any(|l| l.contains("t:CON c:4.04")), "{log}");
+}

@@ -424,27 +424,9 @@ fn aiocoap_observes_our_server() {
     let Some(python) = aiocoap_present() else {
         return;
     };
-    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let c = counter.clone();
-    let site = coapio::server::Site::new().resource(
-        "/clock",
-        coapio::server::get(move |_req| {
-            let n = c.load(std::sync::atomic::Ordering::SeqCst);
-            async move { coapio::proto::Response::content(format!("tick {n}")) }
-        })
-        .obs(),
-    );
-    let server = common::udp6_server("[::1]:0", site);
+    // Notified ten times a second, 50 times.
+    let (server, ticker) = common::ticking_clock("[::1]:0", 50);
     let port = server.port();
-    let ep = server.ep.clone();
-    // Notify ten times a second, for at most five seconds.
-    let ticker = std::thread::spawn(move || {
-        for _ in 0..50 {
-            std::thread::sleep(Duration::from_millis(100));
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            ep.notify("/clock");
-        }
-    });
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/aiocoap_observe.py");
     let mut observer = Proc::spawn(
         Command::new(&python)

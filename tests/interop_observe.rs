@@ -80,26 +80,9 @@ fn libcoaps_client_observes_our_server() {
         );
         return;
     }
-    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let c = counter.clone();
-    let site = coapio::server::Site::new().resource(
-        "/clock",
-        coapio::server::get(move |_req| {
-            let n = c.load(std::sync::atomic::Ordering::SeqCst);
-            async move { coapio::proto::Response::content(format!("tick {n}")) }
-        })
-        .obs(),
-    );
-    let server = common::udp6_server("127.0.0.1:0", site);
+    // Notified ten times a second, 25 times.
+    let (server, ticker) = common::ticking_clock("127.0.0.1:0", 25);
     let port = server.port();
-    let ep = server.ep.clone();
-    let ticker = std::thread::spawn(move || {
-        for _ in 0..25 {
-            std::thread::sleep(Duration::from_millis(100));
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            ep.notify("/clock");
-        }
-    });
     // -s 2: observe for 2 s; libcoap prints every representation.
     let out = Command::new("coap-client-notls")
         .args([

@@ -203,6 +203,35 @@ pub(crate) unsafe fn write_slice(data: &[u8], buf: *mut *const u8, len: *mut usi
     }
 }
 
+/// Points `*buf`/`*len` at the `index`-th value of option `number` in `options`, for the
+/// option accessors of responses and received requests.
+pub(crate) fn option_at(
+    options: &crate::message::Options,
+    number: u16,
+    index: usize,
+    buf: *mut *const u8,
+    len: *mut usize,
+) -> coapio_result {
+    if buf.is_null() || len.is_null() {
+        return fail(COAPIO_RESULT_NULL_PARAMETER, "buf or len is NULL");
+    }
+    match options
+        .get_all(crate::message::OptionNumber(number))
+        .nth(index)
+    {
+        Some(v) => {
+            // SAFETY: both out-pointers are non-NULL (checked above) and writable (caller's
+            // contract).
+            unsafe { write_slice(v, buf, len) };
+            COAPIO_RESULT_OK
+        }
+        None => fail(
+            COAPIO_RESULT_NOT_FOUND,
+            format!("no option {number} #{index}"),
+        ),
+    }
+}
+
 /// The version of the library as `MAJOR * 10000 + MINOR * 100 + PATCH` (compare with
 /// `COAPIO_VERSION_NUMBER` from the header).
 #[no_mangle]

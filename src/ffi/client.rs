@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::base::coapio_result::{self, *};
-use super::base::{bytes_arg, fail, guard, guard_void, str_arg, write_slice};
+use super::base::{bytes_arg, fail, guard, guard_void, option_at, str_arg, write_slice};
 use super::context::{coapio_context, ctx_arg, lock, Outcome, UserData};
 use crate::message::uri::Uri;
 use crate::message::{Code, OptionNumber};
@@ -432,22 +432,7 @@ pub extern "C" fn coapio_response_option(
     buf: *mut *const u8,
     len: *mut usize,
 ) -> coapio_result {
-    with_response(response, |r| {
-        if buf.is_null() || len.is_null() {
-            return fail(COAPIO_RESULT_NULL_PARAMETER, "buf or len is NULL");
-        }
-        match r.options.get_all(OptionNumber(number)).nth(index) {
-            Some(v) => {
-                // SAFETY: both out-pointers are non-NULL.
-                unsafe { write_slice(v, buf, len) };
-                COAPIO_RESULT_OK
-            }
-            None => fail(
-                COAPIO_RESULT_NOT_FOUND,
-                format!("no option {number} #{index}"),
-            ),
-        }
-    })
+    with_response(response, |r| option_at(&r.options, number, index, buf, len))
 }
 
 /// Writes the Content-Format; `COAPIO_RESULT_NOT_FOUND` if the response has none.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use futures::channel::oneshot;
 
 use super::base::coapio_result::{self, *};
-use super::base::{bytes_arg, fail, guard, guard_void, str_arg, write_slice};
+use super::base::{bytes_arg, fail, guard, guard_void, option_at, str_arg, write_slice};
 use super::context::{coapio_context, ctx_arg, lock, Inner, UserData};
 use crate::message::{Code, ContentFormat, OptionNumber, Options};
 use crate::proto::Response;
@@ -350,20 +350,7 @@ pub extern "C" fn coapio_incoming_option(
     len: *mut usize,
 ) -> coapio_result {
     with_incoming(request, |r| {
-        if buf.is_null() || len.is_null() {
-            return fail(COAPIO_RESULT_NULL_PARAMETER, "buf or len is NULL");
-        }
-        match r.request.options().get_all(OptionNumber(number)).nth(index) {
-            Some(v) => {
-                // SAFETY: both out-pointers are non-NULL.
-                unsafe { write_slice(v, buf, len) };
-                COAPIO_RESULT_OK
-            }
-            None => fail(
-                COAPIO_RESULT_NOT_FOUND,
-                format!("no option {number} #{index}"),
-            ),
-        }
+        option_at(r.request.options(), number, index, buf, len)
     })
 }
 

@@ -172,3 +172,30 @@ pub(crate) fn free_port(ip: &str) -> u16 {
 pub(crate) fn text(r: &Response) -> String {
     String::from_utf8_lossy(&r.payload).into_owned()
 }
+
+/// Our udp6 server on `bind` with an observable `/clock` ("tick N"), whose value goes up and
+/// whose observers are notified every 100 ms, `ticks` times (a bounded thread, joined by the
+/// caller through the returned handle).
+pub(crate) fn ticking_clock(bind: &str, ticks: usize) -> (Running, std::thread::JoinHandle<()>) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let counter = Arc::new(AtomicU32::new(0));
+    let c = counter.clone();
+    let site = Site::new().resource(
+        "/clock",
+        get(move |_req| {
+            let n = c.load(Ordering::SeqCst);
+            async move { Response::content(format!("tick {n}")) }
+        })
+        .obs(),
+    );
+    let server = udp6_server(bind, site);
+    let ep = server.ep.clone();
+    let ticker = std::thread::spawn(move || {
+        for _ in 0..ticks {
+            std::thread::sleep(Duration::from_millis(100));
+            counter.fetch_add(1, Ordering::SeqCst);
+            ep.notify("/clock");
+        }
+    });
+    (server, ticker)
+}

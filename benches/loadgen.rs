@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench loadgen -- --target 127.0.0.1:5683 --path /hello --window 64 \
-//!     [--requests 200000] [--seconds 10] [--server-pid PID]
+//!     [--requests 200000] [--seconds 10] [--server-pid PID] [--sockets K]
 //! ```
 //!
 //! It speaks through one plain UDP socket and coapio's codec only (no coapio endpoint), so it
@@ -26,6 +26,7 @@ struct Args {
     requests: u64,
     seconds: u64,
     server_pid: Option<u32>,
+    sockets: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -36,6 +37,7 @@ fn parse() -> Result<Args, String> {
         requests: 100_000,
         seconds: 10,
         server_pid: None,
+        sockets: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -51,6 +53,7 @@ fn parse() -> Result<Args, String> {
             "--requests" => a.requests = v.parse::<u64>().map_err(|e| bad(&e))?.min(10_000_000),
             "--seconds" => a.seconds = v.parse::<u64>().map_err(|e| bad(&e))?.clamp(1, 600),
             "--server-pid" => a.server_pid = Some(v.parse().map_err(|e| bad(&e))?),
+            "--sockets" => a.sockets = v.parse::<usize>().map_err(|e| bad(&e))?.clamp(1, 64),
             _ => return Err(format!("unknown option {k}")),
         }
     }
@@ -74,15 +77,16 @@ struct InFlight {
     retried: bool,
 }
 
-fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let local: SocketAddr = if args.target.is_ipv4() {
+/// One socket's share of the load: keeps `window` requests in flight until `requests`
+/// answers or `deadline`; returns the latencies (µs), lost and stray counts.
+fn run_one(
+    target: SocketAddr,
+    path: &str,
+    window: usize,
+    requests: u64,
+    deadline: Instant,
+) -> Option<(Vec<u32>, u64, u64)> {
+    let local: SocketAddr = if target.is_ipv4() {
         "0.0.0.0:0"
     } else {
         "[::]:0"
@@ -90,23 +94,20 @@ fn main() -> ExitCode {
     .parse()
     .unwrap();
     let socket = UdpSocket::bind(local).expect("bind");
-    socket.connect(args.target).expect("connect");
+    socket.connect(target).expect("connect");
     socket
         .set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
 
     let mut template = Message::new(Type::Con, Code::GET, 0);
-    for seg in args.path.split('/').filter(|s| !s.is_empty()) {
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
         template.options.push(OptionNumber::URI_PATH, seg);
     }
     let mut in_flight: HashMap<u16, InFlight> = HashMap::new();
-    let mut latencies: Vec<u32> = Vec::with_capacity(args.requests.min(1 << 22) as usize);
+    let mut latencies: Vec<u32> = Vec::with_capacity(requests.min(1 << 22) as usize);
     let (mut next_mid, mut sent, mut lost, mut stray) = (0u16, 0u64, 0u64, 0u64);
     let mut out = Vec::with_capacity(64);
     let mut buf = [0u8; 2048];
-    let cpu_before = args.server_pid.and_then(cpu_time);
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(args.seconds);
 
     let send = |mid: u16, out: &mut Vec<u8>, template: &mut Message| {
         template.message_id = mid;
@@ -116,8 +117,8 @@ fn main() -> ExitCode {
         socket.send(out).is_ok()
     };
 
-    while (latencies.len() as u64) < args.requests && Instant::now() < deadline {
-        while in_flight.len() < args.window && sent < args.requests + lost {
+    while (latencies.len() as u64) < requests && Instant::now() < deadline {
+        while in_flight.len() < window && sent < requests + lost {
             let mid = next_mid;
             next_mid = next_mid.wrapping_add(1);
             if in_flight.contains_key(&mid) {
@@ -154,11 +155,8 @@ fn main() -> ExitCode {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
             Err(e) => {
-                eprintln!(
-                    "receive failed: {e} (is a server listening on {}?)",
-                    args.target
-                );
-                return ExitCode::FAILURE;
+                eprintln!("receive failed: {e} (is a server listening on {target}?)");
+                return None;
             }
         }
         // Retry once after 2 s, then give up on a request.
@@ -181,6 +179,43 @@ fn main() -> ExitCode {
             }
         }
     }
+    Some((latencies, lost, stray))
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cpu_before = args.server_pid.and_then(cpu_time);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(args.seconds);
+    // Several sockets (several source ports) let a server with SO_REUSEPORT workers spread
+    // the load; each has its share of the window and of the requests, on a thread of its own.
+    let k = args.sockets as u64;
+    let threads: Vec<_> = (0..k)
+        .map(|i| {
+            let (target, path) = (args.target, args.path.clone());
+            let window = (args.window / args.sockets).max(1);
+            let requests = args.requests / k + u64::from(i < args.requests % k);
+            std::thread::spawn(move || run_one(target, &path, window, requests, deadline))
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let (mut lost, mut stray) = (0u64, 0u64);
+    for t in threads {
+        match t.join().ok().flatten() {
+            Some((l, lo, st)) => {
+                latencies.extend(l);
+                lost += lo;
+                stray += st;
+            }
+            None => return ExitCode::FAILURE,
+        }
+    }
     let elapsed = start.elapsed();
     let cpu_after = args.server_pid.and_then(cpu_time);
     latencies.sort_unstable();
@@ -192,10 +227,11 @@ fn main() -> ExitCode {
     };
     let done = latencies.len() as f64;
     print!(
-        "loadgen target={} path={} window={} answered={} lost={} stray={} seconds={:.2} req/s={:.0} p50={}us p99={}us",
+        "loadgen target={} path={} window={} sockets={} answered={} lost={} stray={} seconds={:.2} req/s={:.0} p50={}us p99={}us",
         args.target,
         args.path,
         args.window,
+        args.sockets,
         latencies.len(),
         lost,
         stray,

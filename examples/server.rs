@@ -7,12 +7,21 @@
 //! Resources: `/hello` (GET: "Hello, world!"), `/time` (GET: the UTC time; observable,
 //! notified every second), `/slow` (GET:
 //! answered after 3 s, so the client first gets an empty ACK and then a separate response),
-//! `/echo` (POST or PUT: the payload back), and `/.well-known/core`. `--bind` defaults to
-//! `[::]:5683`; with port 0 the server prints the port it got.
+//! `/echo` (POST or PUT: the payload back), `/worker` (which worker answered), and
+//! `/.well-known/core`. `--bind` defaults to `[::]:5683`; with port 0 the server prints the
+//! port it got.
+//!
+//! `--workers N` runs N endpoints on N threads, each with its own socket on the same port
+//! (`SO_REUSEPORT`). The kernel spreads clients over the sockets by their address and port and
+//! keeps each client on one socket, so the state kept per client (deduplication, block-wise
+//! transfers, observations) stays with one worker; observers of `/time` are notified by the
+//! worker they registered with.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use coapio::proto::Response;
+use coapio::server::get;
 use coapio::{Endpoint, TransportKind};
 
 mod common;
@@ -21,10 +30,18 @@ fn main() -> ExitCode {
     common::log_to_stderr();
     let mut bind = "[::]:5683".to_string();
     let mut transport = None;
+    let mut workers = 1usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
             ("--bind", Some(v)) => bind = v,
+            ("--workers", Some(v)) => match v.parse::<usize>() {
+                Ok(n) if (1..=64).contains(&n) => workers = n,
+                _ => {
+                    eprintln!("--workers takes a number from 1 to 64");
+                    return ExitCode::from(2);
+                }
+            },
             ("--transport", Some(v)) => {
                 transport = Some(match v.as_str() {
                     "udp6" => TransportKind::Udp6,
@@ -36,7 +53,9 @@ fn main() -> ExitCode {
                 })
             }
             _ => {
-                eprintln!("usage: server [--bind ADDR] [--transport udp6|simplesocketserver]");
+                eprintln!(
+                    "usage: server [--bind ADDR] [--workers N] [--transport udp6|simplesocketserver]"
+                );
                 return ExitCode::from(2);
             }
         }
@@ -45,24 +64,48 @@ fn main() -> ExitCode {
         eprintln!("--bind {bind:?} is not an address like [::]:5683 or 127.0.0.1:5683");
         return ExitCode::from(2);
     };
-    let mut builder = Endpoint::builder()
-        .bind(addr)
-        .site(common::example_site(Duration::from_secs(3)));
-    if let Some(t) = transport {
-        builder = builder.transport(t);
-    }
-    let (endpoint, driver) = match builder.build() {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("cannot serve on {bind}: {e}");
-            return ExitCode::FAILURE;
+    let mut addr: std::net::SocketAddr = addr;
+    let mut drivers = Vec::new();
+    for worker in 0..workers {
+        let site = common::example_site(Duration::from_secs(3)).resource(
+            "/worker",
+            get(move |_req| async move { Response::content(format!("worker {worker}")) }),
+        );
+        let mut builder = Endpoint::builder()
+            .bind(addr)
+            .site(site)
+            .reuse_port(workers > 1);
+        if let Some(t) = transport {
+            builder = builder.transport(t);
         }
-    };
-    common::tick(endpoint.clone());
-    match endpoint.local_addr() {
-        Ok(a) => println!("listening on {a}"),
-        Err(_) => println!("listening on {bind}"),
+        let (endpoint, driver) = match builder.build() {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("cannot serve on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        common::tick(endpoint.clone());
+        if let Ok(local) = endpoint.local_addr() {
+            // The next workers share the port the first one got.
+            addr.set_port(local.port());
+        }
+        drivers.push(driver);
     }
+    if workers > 1 {
+        println!("listening on {addr} ({workers} workers)");
+    } else {
+        println!("listening on {addr}");
+    }
+    let last = drivers.pop().expect("at least one worker");
+    for driver in drivers {
+        std::thread::spawn(move || {
+            if let Err(e) = async_io::block_on(driver) {
+                eprintln!("a worker failed: {e}");
+            }
+        });
+    }
+    let driver = last;
     match async_io::block_on(driver) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -198,3 +198,50 @@ fn plugtest_server_blockwise_and_observe() {
     );
     assert!(received.iter().any(|l| l.contains("t:CON c:4.04")), "{log}");
 }
+
+/// `server --workers 2`: two endpoints share the port (SO_REUSEPORT); clients are spread over
+/// them, and each client stays with one.
+#[test]
+fn server_workers_share_a_port() {
+    use coapio::message::{Code, Message, MessageRef, OptionNumber, Type};
+    let mut server = Guard(
+        Command::new(example("server"))
+            .args(["--bind", "127.0.0.1:0", "--workers", "2"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run the server example"),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|l| l.strip_suffix(" (2 workers)"))
+        .expect(&line)
+        .parse()
+        .unwrap();
+    let ask = |sock: &std::net::UdpSocket, mid: u16| -> String {
+        let mut m = Message::new(Type::Con, Code::GET, mid);
+        m.options.push(OptionNumber::URI_PATH, "worker");
+        sock.send(&m.to_bytes().unwrap()).unwrap();
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("an answer within a second");
+        String::from_utf8_lossy(MessageRef::decode(&buf[..n]).unwrap().payload).into_owned()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..16u16 {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let first = ask(&sock, i * 2);
+        assert_eq!(
+            ask(&sock, i * 2 + 1),
+            first,
+            "a client stays with its worker"
+        );
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 2, "both workers answered: {seen:?}");
+}

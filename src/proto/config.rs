@@ -76,6 +76,10 @@ pub struct Config {
     /// With NON notifications, every this many notifications one is sent CON, to learn
     /// whether the observer is still there (default 20; at least once a day anyway).
     pub notification_con_every: u32,
+    /// Leisure (RFC 7252 §8.2): a response to a multicast request goes out after a random
+    /// delay up to this, so that the group's answers do not arrive all at once (default 5 s,
+    /// DEFAULT_LEISURE; zero answers at once).
+    pub leisure: Duration,
     /// The seed of the random number generator (tokens, message IDs, timeouts). Seed it from
     /// the OS for anything facing a network: unpredictable tokens protect against off-path
     /// spoofing (RFC 9175 §4). Default 0.
@@ -105,6 +109,7 @@ impl Default for Config {
             max_observers_per_resource: 256,
             notification_type: Type::Non,
             notification_con_every: 20,
+            leisure: Duration::from_secs(5),
             seed: 0,
         }
     }

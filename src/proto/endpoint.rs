@@ -64,6 +64,8 @@ pub struct Endpoint {
     uploads: Uploads,
     block_cache: BlockCache,
     observers: HashMap<(SocketAddr, Token), Observer>,
+    /// Responses to multicast requests waiting for their leisure to pass.
+    delayed: HashMap<u64, Queued>,
     /// Exchanges fetching the rest of a block-wise notification, with their observation.
     notification_fetches: HashMap<RequestId, (RequestId, ClientTransfer)>,
     /// Non-confirmable notifications lately sent, so that a Reset to one removes its observer;
@@ -264,6 +266,7 @@ impl Endpoint {
             block_cache,
             observers: HashMap::new(),
             notification_fetches: HashMap::new(),
+            delayed: HashMap::new(),
             non_notifications: VecDeque::new(),
         }
     }
@@ -941,13 +944,27 @@ impl Endpoint {
                 .push_back(Queued::Outgoing((remote, new_mid)));
         } else {
             let dedup_key = (ex.ty == Type::Non).then_some((remote, ex.mid));
-            self.transmits.push_back(Queued::Reply {
+            let reply = Queued::Reply {
                 to: remote,
                 wire,
                 source,
                 ifindex: ex.meta.ifindex,
                 dedup_key,
-            });
+            };
+            let leisure = self.config.leisure;
+            if ex.meta.is_multicast()
+                && !leisure.is_zero()
+                && self.delayed.len() < self.config.max_pending_requests
+            {
+                // RFC 7252 §8.2: spread the group's answers over the leisure period.
+                let at = now + leisure.mul_f64(self.rng.next_f64());
+                let key = self.next_id;
+                self.next_id += 1;
+                self.delayed.insert(key, reply);
+                self.timers.schedule(at, TimerKey::Leisure(key));
+            } else {
+                self.transmits.push_back(reply);
+            }
         }
         self.purge_idle_peers(now);
         Ok(())
@@ -1241,7 +1258,7 @@ impl Endpoint {
         self.next_id += 1;
         // A multicast CON is treated as NON: no ACK, no RST (RFC 7252 §8.1).
         let ty = if meta.is_multicast() { Type::Non } else { m.ty };
-        let lifetime = if m.ty == Type::Con {
+        let lifetime = if ty == Type::Con {
             self.config.exchange_lifetime()
         } else {
             self.config.non_lifetime()
@@ -1413,7 +1430,7 @@ impl Endpoint {
             method: m.code,
             options: m.options.to_owned(),
             payload: m.payload.to_vec(),
-            confirmable: m.ty == Type::Con,
+            confirmable: m.ty == Type::Con && !meta.is_multicast(),
             timeout: None,
             token_length: Some(m.token.len() as u8),
         };
@@ -1672,11 +1689,17 @@ impl Endpoint {
     /// Drops stale timers once they outnumber the live ones, so that a flood of requests
     /// answered at once cannot grow the heap beyond a multiple of the live state.
     fn compact_timers(&mut self) {
-        let live = self.outgoing.len() + self.requests.len() + self.incoming.len();
+        let live =
+            self.outgoing.len() + self.requests.len() + self.incoming.len() + self.delayed.len();
         if self.timers.len() <= 2 * live + 1024 {
             return;
         }
-        let (outgoing, requests, incoming) = (&self.outgoing, &self.requests, &self.incoming);
+        let (outgoing, requests, incoming, delayed) = (
+            &self.outgoing,
+            &self.requests,
+            &self.incoming,
+            &self.delayed,
+        );
         self.timers.retain(|at, key| match key {
             TimerKey::Retransmit(remote, mid) => outgoing
                 .get(&(remote, mid))
@@ -1686,6 +1709,7 @@ impl Endpoint {
                 .get(&id)
                 .is_some_and(|r| r.deadline == Some(at) || r.overall == Some(at)),
             TimerKey::Incoming(id) => incoming.get(&id).is_some_and(|e| e.timer_at == at),
+            TimerKey::Leisure(key) => delayed.contains_key(&key),
         });
     }
 
@@ -1717,6 +1741,11 @@ impl Endpoint {
                     }
                 }
                 TimerKey::Incoming(id) => self.on_incoming_timer(now, at, id),
+                TimerKey::Leisure(key) => {
+                    if let Some(reply) = self.delayed.remove(&key) {
+                        self.transmits.push_back(reply);
+                    }
+                }
             }
         }
         self.compact_timers();

@@ -20,6 +20,8 @@ pub(crate) enum TimerKey {
     /// A received request the application has not answered yet: send its empty ACK, or, once
     /// that is done, forget it.
     Incoming(IncomingId),
+    /// Send a response to a multicast request whose leisure has passed.
+    Leisure(u64),
 }
 
 #[derive(Debug, Default)]

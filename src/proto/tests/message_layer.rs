@@ -396,3 +396,68 @@ fn reserved_class_3_response_is_ignored() {
         "still waiting for a real answer"
     );
 }
+
+#[test]
+fn multicast_requests_are_answered_after_leisure_from_unicast_and_errors_are_suppressed() {
+    use crate::proto::{Endpoint, Event, RecvMeta, Response};
+    let config = Config {
+        leisure: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let mut ep = Endpoint::new(config.into());
+    let start = std::time::Instant::now();
+    let group: std::net::IpAddr = "ff02::fd".parse().unwrap();
+    let mut times = Vec::new();
+    for i in 0..20u16 {
+        let mut m = Message::new(Type::Con, Code::GET, i);
+        m.token = Token::from_slice(&[i as u8]).unwrap();
+        m.options.push(
+            OptionNumber::URI_PATH,
+            if i % 2 == 0 { "here" } else { "missing" },
+        );
+        let meta = RecvMeta::new(addr(i + 1)).with_local(group, Some(3));
+        ep.handle_datagram(start, &meta, &m.to_bytes().unwrap());
+        let Some(Event::Request { id, request, .. }) = ep.poll_event() else {
+            panic!()
+        };
+        assert!(!request.confirmable, "a multicast CON is treated as NON");
+        let code = if i % 2 == 0 {
+            Code::CONTENT
+        } else {
+            Code::NOT_FOUND
+        };
+        ep.respond(start, id, Response::new(code)).unwrap();
+    }
+    let mut buf = Vec::new();
+    assert!(
+        ep.poll_transmit(start, &mut buf).is_none(),
+        "nothing before the leisure"
+    );
+    while let Some(now) = ep.poll_timeout() {
+        ep.handle_timeout(now);
+        while let Some(t) = ep.poll_transmit(now, &mut buf) {
+            let m = Message::decode(&buf).unwrap();
+            assert_eq!(
+                (m.ty, m.code),
+                (Type::Non, Code::CONTENT),
+                "no ACK, no error response"
+            );
+            assert_eq!(t.source, None, "from a unicast address the system picks");
+            times.push(now - start);
+        }
+        if now - start > Duration::from_secs(3) {
+            break;
+        }
+    }
+    assert_eq!(times.len(), 10, "the ten successes, and no 4.04");
+    assert!(times.iter().all(|t| *t <= Duration::from_secs(2)));
+    let spread = times
+        .iter()
+        .max()
+        .unwrap()
+        .saturating_sub(*times.iter().min().unwrap());
+    assert!(
+        spread > Duration::from_millis(500),
+        "answers spread over the leisure: {times:?}"
+    );
+}

@@ -237,6 +237,11 @@ impl ClientTransfer {
                 "a block-wise response skipped or repeated a block",
             )));
         }
+        if block.more() && response.payload.len() != block.size() {
+            return Step::Done(Err(RequestError::BadResponse(
+                "a block other than the last of a block-wise response is not full",
+            )));
+        }
         let etag = response.options.get(OptionNumber::ETAG).map(<[u8]>::to_vec);
         if self.head.is_some() && etag != self.etag {
             return Step::Done(Err(RequestError::BadResponse(

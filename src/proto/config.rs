@@ -164,6 +164,21 @@ impl Config {
         if !(16..=1024).contains(&self.block_size) || !self.block_size.is_power_of_two() {
             return err("block_size", "16, 32, 64, 128, 256, 512 or 1024");
         }
+        let day = Duration::from_secs(24 * 3600);
+        if self.non_timeout > day || self.separate_timeout > day {
+            return err("non_timeout / separate_timeout", "at most a day");
+        }
+        if self.empty_ack_delay > Duration::from_secs(3600)
+            || self.leisure > Duration::from_secs(3600)
+        {
+            return err("empty_ack_delay / leisure", "at most an hour");
+        }
+        if self.max_observers > 1 << 20 || self.max_observers_per_resource > 1 << 20 {
+            return err(
+                "max_observers / max_observers_per_resource",
+                "at most 1048576",
+            );
+        }
         if self.dedup_capacity == 0 || self.max_pending_requests == 0 {
             return err("dedup_capacity / max_pending_requests", "at least 1");
         }
@@ -188,6 +203,14 @@ impl Config {
             c.separate_response_type = Type::Con;
         }
         c.block_size = 1 << (crate::message::BlockValue::szx_for_size(c.block_size) + 4);
+        // Durations added to an Instant must not overflow it: a day is plenty for each.
+        let day = Duration::from_secs(24 * 3600);
+        c.non_timeout = c.non_timeout.min(day);
+        c.separate_timeout = c.separate_timeout.min(day);
+        c.empty_ack_delay = c.empty_ack_delay.min(Duration::from_secs(3600));
+        c.leisure = c.leisure.min(Duration::from_secs(3600));
+        c.max_observers = c.max_observers.min(1 << 20);
+        c.max_observers_per_resource = c.max_observers_per_resource.min(1 << 20);
         c.dedup_capacity = c.dedup_capacity.max(1);
         c.notification_con_every = c.notification_con_every.max(1);
         if c.notification_type != Type::Con {

@@ -180,6 +180,9 @@ struct Observer {
     seq: u32,
     notifications_since_con: u32,
     last_con: Instant,
+    /// The message ID of a Confirmable notification not yet acknowledged: a newer
+    /// notification replaces it (RFC 7641 §4.5.2).
+    inflight_con: Option<u16>,
 }
 
 /// A datagram waiting for [`Endpoint::poll_transmit`].
@@ -345,7 +348,8 @@ impl Endpoint {
         let token = self.new_token(remote, token_length)?;
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        let overall = request.timeout.map(|t| now + t);
+        // A timeout too large to add to `now` is no timeout.
+        let overall = request.timeout.and_then(|t| now.checked_add(t));
         let peer = self.acquire_peer(now, remote);
         let start = peer.outstanding < nstart;
         if !start {
@@ -395,6 +399,24 @@ impl Endpoint {
             self.finish_request(now, wire, None);
             return;
         }
+        let id = if self.requests.contains_key(&id) {
+            id
+        } else {
+            // An observation that began as a block-wise upload lives on under its last
+            // exchange's ID.
+            let wire = self
+                .wire_to_user
+                .iter()
+                .find(|(_, u)| **u == id)
+                .map(|(w, _)| *w);
+            match wire {
+                Some(w) => {
+                    self.wire_to_user.remove(&w);
+                    w
+                }
+                None => id,
+            }
+        };
         if self.requests.contains_key(&id) {
             debug!("coapio: request {id:?} cancelled");
             self.finish_request(now, id, None);
@@ -441,10 +463,16 @@ impl Endpoint {
     }
 
     fn next_mid(&mut self, now: Instant, remote: SocketAddr) -> u16 {
-        let peer = self.peer(now, remote);
-        let mid = peer.next_mid;
-        peer.next_mid = mid.wrapping_add(1);
-        mid
+        // Never a message ID still in flight to this remote (after 65536 others).
+        for _ in 0..=u16::MAX as u32 {
+            let peer = self.peer(now, remote);
+            let mid = peer.next_mid;
+            peer.next_mid = mid.wrapping_add(1);
+            if !self.outgoing.contains_key(&(remote, mid)) {
+                return mid;
+            }
+        }
+        self.peer(now, remote).next_mid
     }
 
     fn release_peer(&mut self, now: Instant, remote: SocketAddr) {
@@ -606,7 +634,7 @@ impl Endpoint {
         let user = self.wire_to_user.remove(&id).unwrap_or(id);
         match outcome {
             Some(Ok(response)) => {
-                self.on_wire_response(now, user, req.remote, req.request, response)
+                self.on_wire_response(now, user, req.remote, req.request, req.overall, response)
             }
             Some(Err(error)) => {
                 debug!("coapio: request {user:?} to {} failed: {error}", req.remote);
@@ -694,6 +722,9 @@ impl Endpoint {
         if fresh {
             req.last_notification = Some((seq, now));
         }
+        // The caller's own timeout covered the wait for the first answer; an observation
+        // lives until it is cancelled.
+        req.overall = None;
         self.timers.schedule(deadline, TimerKey::Deadline(id));
         if let Some(mid) = mid {
             if self.outgoing.remove(&(remote, mid)).is_some() {
@@ -732,7 +763,12 @@ impl Endpoint {
                 }
             }
         } else if fresh {
-            self.events.push_back(Event::Notification { id, response });
+            // The observation may have been the last exchange of a Block1 upload: the caller
+            // knows it by the transfer's ID, and the transfer is over.
+            let user = self.wire_to_user.get(&id).copied().unwrap_or(id);
+            self.transfers.remove(&user);
+            self.events
+                .push_back(Event::Notification { id: user, response });
         } else {
             debug!("coapio: notification {seq} for {id:?} is older than the last one; dropped");
         }
@@ -744,7 +780,13 @@ impl Endpoint {
             debug!("coapio: observation {id:?} heard nothing for Max-Age; registering again");
             req.state = ReqState::Queued;
             req.deadline = None;
-            self.start_request(now, id);
+            let (remote, nstart) = (req.remote, self.config.nstart);
+            let peer = self.peer(now, remote);
+            if peer.outstanding < nstart {
+                self.start_request(now, id);
+            } else {
+                peer.queue.push_back(id);
+            }
         }
     }
 
@@ -756,6 +798,7 @@ impl Endpoint {
         user: RequestId,
         remote: SocketAddr,
         request: Request,
+        overall: Option<Instant>,
         response: Response,
     ) {
         let transfer = match self.transfers.remove(&user) {
@@ -787,17 +830,27 @@ impl Endpoint {
             return;
         };
         match transfer.on_response(response) {
-            Step::Send(next) => match self.start_wire(now, transfer.remote, next) {
-                Ok(wire) => {
-                    trace!("coapio: block-wise request {user:?} continues as {wire:?}");
-                    self.wire_to_user.insert(wire, user);
-                    self.transfers.insert(user, (transfer, wire));
-                }
-                Err(e) => self.events.push_back(Event::Failed {
+            // The caller's timeout covers the whole transfer, not each block.
+            Step::Send(_) if overall.is_some_and(|o| o <= now) => {
+                self.events.push_back(Event::Failed {
                     id: user,
-                    error: RequestError::Refused(e),
-                }),
-            },
+                    error: RequestError::Timeout,
+                });
+            }
+            Step::Send(mut next) => {
+                next.timeout = overall.map(|o| o - now);
+                match self.start_wire(now, transfer.remote, next) {
+                    Ok(wire) => {
+                        trace!("coapio: block-wise request {user:?} continues as {wire:?}");
+                        self.wire_to_user.insert(wire, user);
+                        self.transfers.insert(user, (transfer, wire));
+                    }
+                    Err(e) => self.events.push_back(Event::Failed {
+                        id: user,
+                        error: RequestError::Refused(e),
+                    }),
+                }
+            }
             Step::Done(Ok(response)) => self
                 .events
                 .push_back(Event::Response { id: user, response }),
@@ -1019,6 +1072,7 @@ impl Endpoint {
                         seq,
                         notifications_since_con: 0,
                         last_con: now,
+                        inflight_con: None,
                     },
                 );
                 response.options.set_uint(OptionNumber::OBSERVE, seq);
@@ -1143,6 +1197,17 @@ impl Endpoint {
         }
         let source = reply_source(&ex.meta);
         if con {
+            // At most one Confirmable notification in flight per observer: the new one
+            // replaces the old (RFC 7641 §4.5.2).
+            let old = self
+                .observers
+                .get_mut(&key)
+                .and_then(|o| o.inflight_con.replace(mid));
+            if let Some(old) = old {
+                if self.outgoing.remove(&(remote, old)).is_some() {
+                    self.release_peer(now, remote);
+                }
+            }
             let initial = self.initial_timeout();
             self.timers
                 .schedule(now + initial, TimerKey::Retransmit(remote, mid));

@@ -7,4 +7,5 @@ mod exchanges;
 mod lossy;
 mod message_layer;
 mod observe;
+mod regressions;
 mod sim;

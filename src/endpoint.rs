@@ -276,6 +276,10 @@ struct Slot {
     result: Option<Result<Response, RequestError>>,
     /// Notifications of an observation not yet taken.
     notifications: std::collections::VecDeque<Response>,
+    /// Responses to a request sent to a multicast group, with their servers, not yet taken.
+    group: std::collections::VecDeque<(SocketAddr, Response)>,
+    /// The group request stopped collecting responses.
+    group_done: bool,
 }
 
 impl Shared {
@@ -294,6 +298,24 @@ impl State {
     fn notify(&mut self, id: RequestId, response: Response) {
         if let Some(slot) = self.slots.get_mut(&id) {
             slot.notifications.push_back(response);
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn group_response(&mut self, id: RequestId, from: SocketAddr, response: Response) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.group.push_back((from, response));
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn group_done(&mut self, id: RequestId) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.group_done = true;
             if let Some(w) = slot.waker.take() {
                 w.wake();
             }
@@ -431,6 +453,17 @@ impl Endpoint {
         }
     }
 
+    /// Sends `request` to the multicast group of `uri` (such as
+    /// `coap://[ff02::fd%eth0]/.well-known/core`; RFC 7252 §8.2): a stream of every server's
+    /// answer, with the server's address, until `Config::multicast_timeout` (or the request's
+    /// own timeout) passes; then the stream ends. Dropping it stops collecting.
+    pub fn multicast(&self, uri: &str, request: Request) -> GroupResponses {
+        GroupResponses {
+            inner: self.request(uri, request),
+            ended: false,
+        }
+    }
+
     /// GETs `uri`.
     pub fn get(&self, uri: &str) -> ResponseFuture {
         self.request(uri, Request::new(Code::GET))
@@ -559,6 +592,15 @@ impl Future for ResponseFuture {
                 let ready = match st.slots.get_mut(&id) {
                     Some(slot) => match slot.result.take() {
                         Some(r) => Some(r),
+                        // A request to a multicast group: the first server's answer is the
+                        // answer, and the request ends with the future.
+                        None if !slot.group.is_empty() => {
+                            let first = slot.group.pop_front().map(|(_, r)| Ok(r));
+                            st.ep.cancel(Instant::now(), id);
+                            st.wake_driver();
+                            first
+                        }
+                        None if slot.group_done => Some(Err(RequestError::Timeout)),
                         // A request made with Observe: its first notification is the answer,
                         // and the observation ends with the future.
                         None if !slot.notifications.is_empty() => {
@@ -653,6 +695,66 @@ impl futures::Stream for Observation {
     }
 }
 
+/// The answers to a request sent to a multicast group, as a stream of the servers' addresses
+/// and responses (see [`Endpoint::multicast`]).
+#[must_use = "a group request stops collecting answers when its stream is dropped"]
+#[derive(Debug)]
+pub struct GroupResponses {
+    inner: ResponseFuture,
+    ended: bool,
+}
+
+impl futures::Stream for GroupResponses {
+    type Item = Result<(SocketAddr, Response), RequestError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let id = match &mut this.inner.state {
+            FutState::Waiting(id) => *id,
+            _ => {
+                this.ended = true;
+                return Pin::new(&mut this.inner).poll(cx).map(|r| r.err().map(Err));
+            }
+        };
+        let mut st = this.inner.shared.lock();
+        let stopped = st.stopped || st.driver_gone;
+        let finished = |this: &mut Self| {
+            this.ended = true;
+            this.inner.state = FutState::Done;
+        };
+        let Some(slot) = st.slots.get_mut(&id) else {
+            drop(st);
+            finished(this);
+            return Poll::Ready(None);
+        };
+        if let Some(answer) = slot.group.pop_front() {
+            return Poll::Ready(Some(Ok(answer)));
+        }
+        if slot.group_done {
+            st.slots.remove(&id);
+            drop(st);
+            finished(this);
+            return Poll::Ready(None);
+        }
+        if let Some(Err(e)) = slot.result.take() {
+            st.slots.remove(&id);
+            drop(st);
+            finished(this);
+            return Poll::Ready(Some(Err(e)));
+        }
+        if stopped {
+            drop(st);
+            finished(this);
+            return Poll::Ready(Some(Err(RequestError::Stopped)));
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
 type HandlerFuture = Pin<Box<dyn Future<Output = (IncomingId, Response)> + Send>>;
 
 /// The future that runs an [`Endpoint`]: all I/O, timers and request handlers happen while it
@@ -722,6 +824,10 @@ impl Future for Driver {
                 match event {
                     Event::Response { id, response } => st.complete(id, Ok(response)),
                     Event::Notification { id, response } => st.notify(id, response),
+                    Event::GroupResponse { id, from, response } => {
+                        st.group_response(id, from, response)
+                    }
+                    Event::GroupDone { id } => st.group_done(id),
                     Event::Failed { id, error } => st.complete(id, Err(error)),
                     Event::Request { id, meta, request } => match &this.site {
                         Some(site) => {

@@ -77,5 +77,7 @@ pub mod proto;
 pub mod server;
 pub mod transport;
 
-pub use endpoint::{Builder, Driver, Endpoint, Observation, ResponseFuture, TransportKind};
+pub use endpoint::{
+    Builder, Driver, Endpoint, GroupResponses, Observation, ResponseFuture, TransportKind,
+};
 pub use error::{Error, RequestError};

@@ -825,6 +825,21 @@ impl Harness {
                     );
                     self.failures += 1;
                 }
+                // A request to a multicast group collects answers until GroupDone ends it.
+                Event::GroupResponse { id, .. } => {
+                    assert!(
+                        self.open.contains_key(&id),
+                        "{}: {id:?} not open",
+                        self.name
+                    );
+                }
+                Event::GroupDone { id } => {
+                    assert!(
+                        self.open.remove(&id).is_some(),
+                        "{}: {id:?} not open",
+                        self.name
+                    );
+                }
                 // An observation (a request with Observe 0) stays open after a notification.
                 Event::Notification { id, response } => {
                     assert!(

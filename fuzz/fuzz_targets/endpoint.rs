@@ -240,6 +240,13 @@ impl Harness {
                 Event::Failed { id, .. } => {
                     assert!(self.open.remove(&id).is_some(), "failure of {id:?}");
                 }
+                // A request to a multicast group collects answers until GroupDone ends it.
+                Event::GroupResponse { id, .. } => {
+                    assert!(self.open.contains_key(&id), "group answer for {id:?}");
+                }
+                Event::GroupDone { id } => {
+                    assert!(self.open.remove(&id).is_some(), "group end for {id:?}");
+                }
                 // An observation stays open after a notification.
                 Event::Notification { id, response } => {
                     assert!(self.open.contains_key(&id), "notification for {id:?}");

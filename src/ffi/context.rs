@@ -237,6 +237,25 @@ impl Inner {
                         }
                         None => {}
                     },
+                    // A group request: the callback for each server's answer, then once with
+                    // COAPIO_RESULT_TIMEOUT and NULL when the time for answers is over.
+                    Event::GroupResponse { id, response, .. } => match core.outcomes.get(&id) {
+                        Some(Outcome::Callback(cb, ud)) => {
+                            outcomes.push((Outcome::Callback(*cb, *ud), Ok(response)));
+                        }
+                        Some(Outcome::Sync(_)) => {
+                            if let Some(o) = core.outcomes.remove(&id) {
+                                outcomes.push((o, Ok(response)));
+                            }
+                            core.ep.cancel(now, id);
+                        }
+                        None => {}
+                    },
+                    Event::GroupDone { id } => {
+                        if let Some(o) = core.outcomes.remove(&id) {
+                            outcomes.push((o, Err(COAPIO_RESULT_TIMEOUT)));
+                        }
+                    }
                     Event::Failed { id, error } => {
                         if let Some(o) = core.outcomes.remove(&id) {
                             outcomes.push((o, Err(result_of(&error))));

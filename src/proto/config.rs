@@ -80,6 +80,9 @@ pub struct Config {
     /// delay up to this, so that the group's answers do not arrive all at once (default 5 s,
     /// DEFAULT_LEISURE; zero answers at once).
     pub leisure: Duration,
+    /// How long a request to a multicast group collects responses (RFC 7252 §8.2; default
+    /// 8 s: the servers' default leisure of 5 s plus some).
+    pub multicast_timeout: Duration,
     /// The seed of the random number generator (tokens, message IDs, timeouts). Seed it from
     /// the OS for anything facing a network: unpredictable tokens protect against off-path
     /// spoofing (RFC 9175 §4). Default 0.
@@ -110,6 +113,7 @@ impl Default for Config {
             notification_type: Type::Non,
             notification_con_every: 20,
             leisure: Duration::from_secs(5),
+            multicast_timeout: Duration::from_secs(8),
             seed: 0,
         }
     }
@@ -209,6 +213,7 @@ impl Config {
         c.separate_timeout = c.separate_timeout.min(day);
         c.empty_ack_delay = c.empty_ack_delay.min(Duration::from_secs(3600));
         c.leisure = c.leisure.min(Duration::from_secs(3600));
+        c.multicast_timeout = c.multicast_timeout.min(day);
         c.max_observers = c.max_observers.min(1 << 20);
         c.max_observers_per_resource = c.max_observers_per_resource.min(1 << 20);
         c.dedup_capacity = c.dedup_capacity.max(1);

@@ -66,6 +66,8 @@ pub struct Endpoint {
     observers: HashMap<(SocketAddr, Token), Observer>,
     /// Responses to multicast requests waiting for their leisure to pass.
     delayed: HashMap<u64, Queued>,
+    /// Requests sent to a multicast group, by token: responses come from any server.
+    group_requests: HashMap<Token, RequestId>,
     /// Exchanges fetching the rest of a block-wise notification, with their observation.
     notification_fetches: HashMap<RequestId, (RequestId, ClientTransfer)>,
     /// Non-confirmable notifications lately sent, so that a Reset to one removes its observer;
@@ -270,6 +272,7 @@ impl Endpoint {
             observers: HashMap::new(),
             notification_fetches: HashMap::new(),
             delayed: HashMap::new(),
+            group_requests: HashMap::new(),
             non_notifications: VecDeque::new(),
         }
     }
@@ -312,6 +315,9 @@ impl Endpoint {
                 .into());
             }
         }
+        if remote.ip().is_multicast() {
+            return self.group_request(now, remote, request);
+        }
         if request.payload.len() > self.config.block_size
             && !request.options.contains(OptionNumber::BLOCK1)
         {
@@ -326,6 +332,56 @@ impl Endpoint {
             return Ok(id);
         }
         self.start_wire(now, remote, request)
+    }
+
+    /// A request to a multicast group: sent Non-confirmable (RFC 7252 §8.1), it collects the
+    /// responses of every server until `Config::multicast_timeout` (or its own timeout).
+    fn group_request(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        mut request: Request,
+    ) -> Result<RequestId, Error> {
+        request.confirmable = false;
+        let limit = request.timeout.unwrap_or(self.config.multicast_timeout);
+        request.timeout = Some(limit);
+        let id = self.start_wire(now, remote, request)?;
+        if let Some(req) = self.requests.get(&id) {
+            self.group_requests.insert(req.token, id);
+        }
+        Ok(id)
+    }
+
+    /// A response to a request sent to a multicast group, from one of the servers.
+    fn group_response(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>, id: RequestId) {
+        let (lifetime, replay) = if m.ty == Type::Con {
+            self.transmits.push_back(Queued::Empty {
+                to: meta.remote,
+                ty: Type::Ack,
+                mid: m.message_id,
+                source: reply_source(meta),
+                ifindex: meta.ifindex,
+            });
+            (self.config.exchange_lifetime(), Replay::EmptyAck)
+        } else {
+            (self.config.non_lifetime(), Replay::Nothing)
+        };
+        self.dedup.insert(
+            (meta.remote, m.message_id),
+            now + lifetime,
+            replay,
+            reply_source(meta),
+            meta.ifindex,
+        );
+        self.events.push_back(Event::GroupResponse {
+            id,
+            from: meta.remote,
+            response: Response {
+                code: m.code,
+                options: m.options.to_owned(),
+                payload: m.payload.to_vec(),
+            },
+        });
     }
 
     /// Makes one request message exchange (a whole request, or one block of a transfer).
@@ -596,6 +652,18 @@ impl Endpoint {
             return;
         };
         self.by_token.remove(&(req.remote, req.token));
+        let group = self.group_requests.get(&req.token) == Some(&id);
+        if group {
+            self.group_requests.remove(&req.token);
+        }
+        let outcome = match outcome {
+            // The normal end of a group request: the time for answers is over.
+            Some(Err(RequestError::Timeout)) if group => {
+                self.events.push_back(Event::GroupDone { id });
+                None
+            }
+            other => other,
+        };
         if let Some(mid) = req.mid {
             if self.outgoing.remove(&(req.remote, mid)).is_some() {
                 self.release_peer(now, req.remote);
@@ -1560,6 +1628,13 @@ impl Endpoint {
                 .get(id)
                 .is_some_and(|r| r.state != ReqState::Queued)
         });
+        if id.is_none() {
+            if let Some(&gid) = self.group_requests.get(&m.token) {
+                if self.requests.contains_key(&gid) {
+                    return self.group_response(now, meta, m, gid);
+                }
+            }
+        }
         let Some(id) = id else {
             debug!(
                 "coapio: {:?} response {:?} from {remote} matches no request",

@@ -255,6 +255,22 @@ pub enum Event {
         /// The representation.
         response: Response,
     },
+    /// A response to a request sent to a multicast group (RFC 7252 §8.2): one per answering
+    /// server; more may follow until [`Event::GroupDone`].
+    GroupResponse {
+        /// The request.
+        id: RequestId,
+        /// The server that answered (its unicast address).
+        from: std::net::SocketAddr,
+        /// Its response.
+        response: Response,
+    },
+    /// A request to a multicast group has stopped collecting responses
+    /// ([`super::Config::multicast_timeout`] or its own timeout passed).
+    GroupDone {
+        /// The request.
+        id: RequestId,
+    },
     /// One of this endpoint's requests ended without a response.
     Failed {
         /// The request.

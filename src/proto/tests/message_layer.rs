@@ -461,3 +461,55 @@ fn multicast_requests_are_answered_after_leisure_from_unicast_and_errors_are_sup
         "answers spread over the leisure: {times:?}"
     );
 }
+
+#[test]
+fn a_group_request_collects_every_servers_answer_then_ends() {
+    let mut sim = Sim::new(20, Link::perfect());
+    let client = Config {
+        multicast_timeout: Duration::from_secs(4),
+        ..Config::default()
+    };
+    let server = |seed| Config {
+        leisure: Duration::from_secs(2),
+        ..Config::default().with_seed(seed)
+    };
+    let c = sim.add(client, Answer::Never);
+    let s1 = sim.add(server(21), Answer::After(Duration::ZERO));
+    let s2 = sim.add(server(22), Answer::After(Duration::ZERO));
+    let group: std::net::SocketAddr = "[ff02::fd]:5683".parse().unwrap();
+    sim.join(s1, group);
+    sim.join(s2, group);
+    let now = sim.now;
+    let id = sim.nodes[c]
+        .ep
+        .request(now, group, Request::get("/.well-known/core"))
+        .unwrap();
+    sim.run(Duration::from_secs(60));
+    let sent = sim.sent_to(c, group);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].ty,
+        Type::Non,
+        "a request to a group is Non-confirmable"
+    );
+    let answers = &sim.nodes[c].group_responses[&id];
+    let mut from: Vec<_> = answers.iter().map(|(_, f, _)| *f).collect();
+    from.sort();
+    assert_eq!(
+        from,
+        [sim.nodes[s1].addr, sim.nodes[s2].addr],
+        "each server's unicast address"
+    );
+    assert!(answers
+        .iter()
+        .all(|(t, _, r)| r.code == Code::CONTENT && *t - sim.start <= Duration::from_millis(2100)));
+    assert_eq!(
+        sim.nodes[c].group_done[&id] - sim.start,
+        Duration::from_secs(4)
+    );
+    assert!(
+        sim.nodes[c].outcomes.is_empty(),
+        "no Response or Failed event for a group request"
+    );
+    assert_eq!(sim.nodes[c].ep.stats().open_requests, 0);
+}

@@ -76,6 +76,10 @@ pub(crate) struct Node {
     pub(crate) outcomes: HashMap<RequestId, Vec<Outcome>>,
     /// The notifications of observations, in order.
     pub(crate) notifications: HashMap<RequestId, Vec<Response>>,
+    /// The answers to requests sent to multicast groups: when, from whom, what.
+    pub(crate) group_responses: HashMap<RequestId, Vec<(Instant, SocketAddr, Response)>>,
+    /// When each group request stopped collecting answers.
+    pub(crate) group_done: HashMap<RequestId, Instant>,
 }
 
 /// A datagram seen on the wire (before loss).
@@ -102,6 +106,8 @@ pub(crate) struct Sim {
     answers: BinaryHeap<Reverse<(Instant, u64, usize, IncomingId)>>,
     answer_bodies: HashMap<(usize, IncomingId), Response>,
     by_addr: HashMap<SocketAddr, usize>,
+    /// Multicast groups and the nodes that joined them.
+    groups: HashMap<SocketAddr, Vec<usize>>,
 }
 
 pub(crate) fn addr(i: u16) -> SocketAddr {
@@ -124,6 +130,7 @@ impl Sim {
             answers: BinaryHeap::new(),
             answer_bodies: HashMap::new(),
             by_addr: HashMap::new(),
+            groups: HashMap::new(),
         }
     }
 
@@ -140,9 +147,16 @@ impl Sim {
             handler_runs: HashMap::new(),
             outcomes: HashMap::new(),
             notifications: HashMap::new(),
+            group_responses: HashMap::new(),
+            group_done: HashMap::new(),
         });
         self.by_addr.insert(a, i);
         i
+    }
+
+    /// Makes node `i` a member of the multicast group `group`.
+    pub(crate) fn join(&mut self, i: usize, group: SocketAddr) {
+        self.groups.entry(group).or_default().push(i);
     }
 
     /// The virtual time since the start plus `d`, for `run` limits relative to now.
@@ -255,6 +269,15 @@ impl Sim {
             Event::Notification { id, response } => {
                 node.notifications.entry(id).or_default().push(response);
             }
+            Event::GroupResponse { id, from, response } => {
+                node.group_responses
+                    .entry(id)
+                    .or_default()
+                    .push((now, from, response));
+            }
+            Event::GroupDone { id } => {
+                node.group_done.insert(id, now);
+            }
             Event::Failed { id, error } => {
                 node.outcomes
                     .entry(id)
@@ -297,6 +320,10 @@ impl Sim {
                 self.nodes[i]
                     .ep
                     .handle_datagram(now, &RecvMeta::new(from), &bytes);
+            }
+            for &i in self.groups.get(&to).map(Vec::as_slice).unwrap_or(&[]) {
+                let meta = RecvMeta::new(from).with_local(to.ip(), Some(1));
+                self.nodes[i].ep.handle_datagram(now, &meta, &bytes);
             }
         }
         while self.answers.peek().is_some_and(|Reverse(a)| a.0 <= now) {

@@ -11,6 +11,10 @@
 //! `/.well-known/core`. `--bind` defaults to `[::]:5683`; with port 0 the server prints the
 //! port it got.
 //!
+//! `--multicast IF` (repeatable) joins the All-CoAP-Nodes groups (`ff02::fd`, `ff05::fd`,
+//! `224.0.1.187`) on interface IF: requests to them are answered from a unicast address after
+//! a random leisure, and error responses to them are not sent (RFC 7252 §8.2).
+//!
 //! `--workers N` runs N endpoints on N threads, each with its own socket on the same port
 //! (`SO_REUSEPORT`). The kernel spreads clients over the sockets by their address and port and
 //! keeps each client on one socket, so the state kept per client (deduplication, block-wise
@@ -31,10 +35,12 @@ fn main() -> ExitCode {
     let mut bind = "[::]:5683".to_string();
     let mut transport = None;
     let mut workers = 1usize;
+    let mut multicast: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
             ("--bind", Some(v)) => bind = v,
+            ("--multicast", Some(v)) => multicast.push(v),
             ("--workers", Some(v)) => match v.parse::<usize>() {
                 Ok(n) if (1..=64).contains(&n) => workers = n,
                 _ => {
@@ -54,7 +60,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 eprintln!(
-                    "usage: server [--bind ADDR] [--workers N] [--transport udp6|simplesocketserver]"
+                    "usage: server [--bind ADDR] [--workers N] [--multicast IF]... [--transport udp6|simplesocketserver]"
                 );
                 return ExitCode::from(2);
             }
@@ -75,6 +81,15 @@ fn main() -> ExitCode {
             .bind(addr)
             .site(site)
             .reuse_port(workers > 1);
+        for interface in &multicast {
+            let Some(index) = coapio::transport::interface_index(interface) else {
+                eprintln!("--multicast {interface}: no such network interface");
+                return ExitCode::from(2);
+            };
+            for group in coapio::transport::ALL_COAP_NODES {
+                builder = builder.join_multicast(group, index);
+            }
+        }
         if let Some(t) = transport {
             builder = builder.transport(t);
         }

@@ -100,6 +100,7 @@ pub struct Builder {
     config: Option<Config>,
     site: Option<Site>,
     reuse_port: bool,
+    groups: Vec<(std::net::IpAddr, u32)>,
 }
 
 impl Builder {
@@ -112,7 +113,16 @@ impl Builder {
             config: None,
             site: None,
             reuse_port: false,
+            groups: Vec::new(),
         }
+    }
+
+    /// Joins a multicast group on the interface with index `ifindex` (0: the system's
+    /// choice) when the endpoint is built (udp6 only); see
+    /// [`crate::transport::ALL_COAP_NODES`] and [`crate::transport::interface_index`].
+    pub fn join_multicast(mut self, group: std::net::IpAddr, ifindex: u32) -> Self {
+        self.groups.push((group, ifindex));
+        self
     }
 
     /// Chooses the transport (else `COAPIO_TRANSPORT`, else the platform's default).
@@ -174,6 +184,14 @@ impl Builder {
                 open_transport(kind, bind, server, self.reuse_port)?
             }
         };
+        for (group, ifindex) in &self.groups {
+            transport.join_multicast(*group, *ifindex).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot join {group} on interface {ifindex}: {e}"),
+                )
+            })?;
+        }
         let mut config = self.config.unwrap_or_default();
         if config.seed == 0 {
             config.seed = os_seed();

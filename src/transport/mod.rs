@@ -88,6 +88,20 @@ pub trait Transport: AsFd + Send + Sync + fmt::Debug + 'static {
     fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
         Ok(None)
     }
+
+    /// Joins a multicast group on the interface with index `ifindex` (0: the system's
+    /// choice), for transports that can ([`Capabilities::multicast`]).
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::Unsupported`] for transports that cannot; the socket's errors.
+    fn join_multicast(&self, group: std::net::IpAddr, ifindex: u32) -> io::Result<()> {
+        let _ = (group, ifindex);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this transport cannot join multicast groups; use udp6",
+        ))
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -106,7 +120,17 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
         (**self).try_recv_error()
     }
+    fn join_multicast(&self, group: std::net::IpAddr, ifindex: u32) -> io::Result<()> {
+        (**self).join_multicast(group, ifindex)
+    }
 }
+
+/// The All-CoAP-Nodes groups (RFC 7252 §12.8): link-local and site-local IPv6, and IPv4.
+pub const ALL_COAP_NODES: [std::net::IpAddr; 3] = [
+    std::net::IpAddr::V6(std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfd)),
+    std::net::IpAddr::V6(std::net::Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0, 0xfd)),
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(224, 0, 1, 187)),
+];
 
 /// The index of the network interface named `name` (`eth0`), for IPv6 zones.
 pub fn interface_index(name: &str) -> Option<u32> {

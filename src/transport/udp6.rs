@@ -149,12 +149,7 @@ impl Udp6 {
         Ok(Self { socket })
     }
 
-    /// Joins a multicast group on the interface with index `ifindex` (0: the kernel's choice).
-    ///
-    /// # Errors
-    ///
-    /// The socket error of joining (for instance, no such interface).
-    pub fn join_multicast(&self, group: IpAddr, ifindex: u32) -> io::Result<()> {
+    fn join(&self, group: IpAddr, ifindex: u32) -> io::Result<()> {
         match group {
             IpAddr::V6(g) => self.socket.join_multicast_v6(&g, ifindex),
             IpAddr::V4(g) => self
@@ -291,6 +286,10 @@ impl Transport for Udp6 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    fn join_multicast(&self, group: IpAddr, ifindex: u32) -> io::Result<()> {
+        self.join(group, ifindex)
     }
 
     fn try_recv_error(&self) -> io::Result<Option<TransportError>> {

@@ -40,8 +40,9 @@ impl Hosts {
         format!("{}{host}", self.prefix)
     }
 
-    fn make() -> Option<Self> {
-        let prefix = format!("coapio{}", std::process::id());
+    /// `tag` tells apart the hosts of tests that run at the same time.
+    fn make(tag: char) -> Option<Self> {
+        let prefix = format!("coapio{}{tag}", std::process::id());
         let hosts = Self {
             prefix,
             servers: Vec::new(),
@@ -55,10 +56,8 @@ impl Hosts {
         assert!(ok, "cannot make the bridge");
         for (i, host) in ["s1", "s2", "c"].iter().enumerate() {
             let ns = hosts.ns(host);
-            let (v, b) = (
-                format!("v{host}{}", std::process::id() % 100_000),
-                format!("b{host}{}", std::process::id() % 100_000),
-            );
+            let id = std::process::id() % 100_000;
+            let (v, b) = (format!("v{host}{id}{tag}"), format!("b{host}{id}{tag}"));
             let steps: Vec<Vec<String>> = vec![
                 vec!["netns".into(), "add".into(), ns.clone()],
                 vec![
@@ -157,15 +156,46 @@ impl Hosts {
     }
 
     fn serve(&mut self, host: &str) {
+        let server = example("server");
+        self.spawn(
+            host,
+            &[
+                server.to_str().unwrap(),
+                "--bind",
+                "[::]:5683",
+                "--multicast",
+                "eth0",
+            ],
+        );
+    }
+
+    /// Starts `command` in namespace `host`; it is killed when the hosts are dropped.
+    fn spawn(&mut self, host: &str, command: &[&str]) {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(host)])
-            .arg(example("server"))
-            .args(["--bind", "[::]:5683", "--multicast", "eth0"])
+            .args(command)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start a server");
         self.servers.push(child);
+    }
+
+    /// Runs `command` in namespace `host`, for at most 30 s.
+    fn run(&self, host: &str, command: &[&str]) -> Output {
+        Command::new("timeout")
+            .args(["30", "ip", "netns", "exec", &self.ns(host)])
+            .args(command)
+            .output()
+            .expect("run a command in a namespace")
+    }
+
+    fn stop_servers(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        self.servers.clear();
     }
 
     fn discover(&self, args: &[&str]) -> Output {
@@ -193,7 +223,7 @@ impl Drop for Hosts {
 
 #[test]
 fn discovery_finds_both_servers_over_ipv6_and_ipv4() {
-    let Some(mut hosts) = Hosts::make() else {
+    let Some(mut hosts) = Hosts::make('a') else {
         println!("skipped: cannot make network namespaces (needs root and iproute2)");
         return;
     };
@@ -232,5 +262,56 @@ fn discovery_finds_both_servers_over_ipv6_and_ipv4() {
         String::from_utf8_lossy(&out.stdout),
         "",
         "no 4.04 to a multicast request"
+    );
+}
+
+#[test]
+fn libcoap_and_coapio_find_each_other_by_multicast() {
+    if Command::new("coap-client-notls")
+        .arg("-h")
+        .output()
+        .is_err()
+    {
+        println!("skipped: libcoap not installed (install with `apt-get install libcoap3-bin`)");
+        return;
+    }
+    let Some(mut hosts) = Hosts::make('b') else {
+        println!("skipped: cannot make network namespaces (needs root and iproute2)");
+        return;
+    };
+    // libcoap's client asks the IPv4 group; our server answers.
+    hosts.serve("s1");
+    std::thread::sleep(Duration::from_millis(500));
+    let out = hosts.run(
+        "c",
+        &[
+            "coap-client-notls",
+            "-N",
+            "-B",
+            "7",
+            "-m",
+            "get",
+            "coap://224.0.1.187/hello",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Hello, world!"),
+        "libcoap's multicast GET got: {text:?}"
+    );
+    hosts.stop_servers();
+    // Our client asks the group; libcoap's server, joined to it, answers.
+    hosts.spawn(
+        "s1",
+        &["coap-server-notls", "-g", "224.0.1.187", "-G", "eth0"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let out = hosts.discover(&["--ipv4"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(
+        lines[0].starts_with("10.77.0.1:5683 2.05 Content </>"),
+        "{text}"
     );
 }

@@ -16,7 +16,7 @@ tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source benches/common.sh
 
 p1=$(free_port); target/release/examples/server --bind "127.0.0.1:$p1" >/dev/null & pids+=($!)
 p2=$(free_port); coap-server-notls -A 127.0.0.1 -p "$p2" -d 4 >/dev/null 2>&1 & pids+=($!)

@@ -18,13 +18,10 @@ cargo build -q --release --example server
 out=$(make -s -C examples-c build/bench_client 2>&1) || { echo "$out" >&2; exit 1; }
 client=examples-c/build/bench_client
 
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source benches/common.sh
 
-echo "# date: $(date -u '+%F %T UTC')"
-echo "# machine: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1), $(nproc) CPUs, $(uname -sr)"
-echo "# rustc: $(rustc --version)"
+machine_lines
 echo "# cc: $(cc --version | head -n1)"
-echo "# libcoap: $(dpkg-query -W -f '${Version}' libcoap3-bin 2>/dev/null || echo unknown)"
 
 run() { # name, path, command with PORT in it
   local name=$1 path=$2 command=$3

@@ -12,7 +12,7 @@ window=${3:-64}
 cargo build -q --release --example server
 cargo bench -q --bench loadgen --no-run 2>/dev/null
 loadgen=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -n 1)
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source benches/common.sh
 echo "# date: $(date -u '+%F %T UTC'); machine: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1), $(nproc) CPUs"
 for workers in 1 2; do
   port=$(free_port)

@@ -1,0 +1,479 @@
+//! The client side of the endpoint: requests, their message exchanges, NSTART, responses
+//! matched by token, and block-wise transfers as the caller sees them (RFC 7252 §5.3, RFC 7959).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::{debug, trace};
+
+use crate::error::{Error, RequestError};
+use crate::message::{Message, MessageRef, OptionNumber, Token, Type};
+use crate::net::RecvMeta;
+
+use super::*;
+
+impl Endpoint {
+    /// Starts a request to `remote`; its outcome comes as [`Event::Response`] or
+    /// [`Event::Failed`] with the returned ID. Call [`poll_transmit`](Self::poll_transmit)
+    /// afterwards.
+    ///
+    /// The request goes out at once if fewer than NSTART interactions with `remote` are
+    /// outstanding, else when one ends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongCode`] if the method is not a request code, [`Error::QueueFull`] when too
+    /// many requests wait for `remote`, [`Error::NoToken`] when no unused token is left,
+    /// [`Error::Encode`] when the request cannot be encoded. Nothing is sent then.
+    pub fn request(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        request: Request,
+    ) -> Result<RequestId, Error> {
+        if !request.method.is_request() {
+            return Err(Error::WrongCode(request.method));
+        }
+        // Check encodability now, so that a request never fails later for the caller's data.
+        for (number, value) in request.options.iter() {
+            if value.len() > 65804 {
+                return Err(crate::message::EncodeError::OptionTooLong {
+                    number,
+                    len: value.len(),
+                }
+                .into());
+            }
+        }
+        if remote.ip().is_multicast() {
+            return self.group_request(now, remote, request);
+        }
+        if request.payload.len() > self.config.block_size
+            && !request.options.contains(OptionNumber::BLOCK1)
+        {
+            let (transfer, first) = ClientTransfer::upload(
+                remote,
+                request,
+                self.config.block_size,
+                self.config.max_body_size,
+            );
+            let id = self.start_wire(now, remote, first)?;
+            self.transfers.insert(id, (transfer, id));
+            return Ok(id);
+        }
+        self.start_wire(now, remote, request)
+    }
+
+    /// Makes one request message exchange (a whole request, or one block of a transfer).
+    pub(super) fn start_wire(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        request: Request,
+    ) -> Result<RequestId, Error> {
+        let nstart = self.config.nstart;
+        let max_queued = self.config.max_queued_per_remote;
+        if let Some(p) = self.peers.get(&remote) {
+            if p.outstanding >= nstart && p.queue.len() >= max_queued {
+                return Err(Error::QueueFull(p.queue.len()));
+            }
+        }
+        let token_length = request
+            .token_length
+            .map_or(self.config.token_length, |l| usize::from(l).min(8));
+        let token = self.new_token(remote, token_length)?;
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        // A timeout too large to add to `now` is no timeout.
+        let overall = request.timeout.and_then(|t| now.checked_add(t));
+        let peer = self.acquire_peer(now, remote);
+        let start = peer.outstanding < nstart;
+        if !start {
+            peer.queue.push_back(id);
+        }
+        self.by_token.insert((remote, token), id);
+        self.requests.insert(
+            id,
+            OutRequest {
+                remote,
+                token,
+                request,
+                state: ReqState::Queued,
+                mid: None,
+                deadline: None,
+                overall,
+                last_notification: None,
+            },
+        );
+        if let Some(at) = overall {
+            self.timers.schedule(at, TimerKey::Deadline(id));
+        }
+        if start {
+            self.start_request(now, id);
+        } else {
+            trace!("coapio: request {id:?} to {remote} waits for an NSTART slot");
+        }
+        Ok(id)
+    }
+
+    /// Abandons a request: no event will come for it and nothing more is sent for it. Unknown
+    /// IDs are ignored.
+    pub fn cancel(&mut self, now: Instant, id: RequestId) {
+        let mut fetches: Vec<RequestId> = self
+            .notification_fetches
+            .iter()
+            .filter(|(_, (obs, _))| *obs == id)
+            .map(|(wire, _)| *wire)
+            .collect();
+        fetches.sort_unstable();
+        for wire in fetches {
+            self.finish_request(now, wire, None);
+        }
+        if let Some((_, wire)) = self.transfers.remove(&id) {
+            self.wire_to_user.remove(&wire);
+            debug!("coapio: block-wise request {id:?} cancelled");
+            self.finish_request(now, wire, None);
+            return;
+        }
+        let id = if self.requests.contains_key(&id) {
+            id
+        } else {
+            // An observation that began as a block-wise upload lives on under its last
+            // exchange's ID.
+            let wire = self
+                .wire_to_user
+                .iter()
+                .find(|(_, u)| **u == id)
+                .map(|(w, _)| *w);
+            match wire {
+                Some(w) => {
+                    self.wire_to_user.remove(&w);
+                    w
+                }
+                None => id,
+            }
+        };
+        if self.requests.contains_key(&id) {
+            debug!("coapio: request {id:?} cancelled");
+            self.finish_request(now, id, None);
+        }
+    }
+
+    pub(super) fn new_token(&mut self, remote: SocketAddr, len: usize) -> Result<Token, Error> {
+        for _ in 0..16 {
+            let mut bytes = [0u8; 8];
+            self.rng.fill(&mut bytes[..len]);
+            let token = Token::from_slice_truncating(&bytes[..len]);
+            if !self.by_token.contains_key(&(remote, token)) {
+                return Ok(token);
+            }
+        }
+        Err(Error::NoToken)
+    }
+
+    /// Sends a queued request: gives it a message ID, encodes it and arms its timer.
+    pub(super) fn start_request(&mut self, now: Instant, id: RequestId) {
+        let Some(remote) = self.requests.get(&id).map(|r| r.remote) else {
+            return;
+        };
+        let mid = self.next_mid(now, remote);
+        let initial = self.initial_timeout();
+        let non_timeout = self.config.non_timeout;
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        let ty = if req.request.confirmable {
+            Type::Con
+        } else {
+            Type::Non
+        };
+        let msg = Message {
+            ty,
+            code: req.request.method,
+            message_id: mid,
+            token: req.token,
+            options: req.request.options.clone(),
+            payload: req.request.payload.clone(),
+        };
+        let mut wire = Vec::new();
+        if msg.encode(&mut wire).is_err() {
+            // `request` checked the option lengths; nothing else can fail.
+            return;
+        }
+        req.state = ReqState::Outstanding;
+        req.mid = Some(mid);
+        let retransmit = if ty == Type::Con {
+            self.timers
+                .schedule(now + initial, TimerKey::Retransmit(remote, mid));
+            Some(Retransmit {
+                count: 0,
+                timeout: initial,
+                next_at: now + initial,
+            })
+        } else {
+            let deadline = now + non_timeout;
+            req.deadline = Some(deadline);
+            self.timers.schedule(deadline, TimerKey::Deadline(id));
+            None
+        };
+        debug!(
+            "coapio: sending {ty:?} {} request {id:?} to {remote} (MID {mid}, {:?})",
+            msg.code, msg.token
+        );
+        self.acquire_peer(now, remote).outstanding += 1; // and the outgoing entry uses it
+        self.outgoing.insert(
+            (remote, mid),
+            Outgoing {
+                wire,
+                source: None,
+                ifindex: None,
+                owner: Owner::Request(id),
+                retransmit,
+            },
+        );
+        self.transmits.push_back(Queued::Outgoing((remote, mid)));
+    }
+
+    /// Removes a request with all its state and, when `outcome` is given, reports it.
+    pub(super) fn finish_request(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        outcome: Option<Result<Response, RequestError>>,
+    ) {
+        let outcome = match outcome {
+            Some(Ok(response)) if self.is_notification(id, &response) => {
+                self.on_notification(now, id, response);
+                return;
+            }
+            other => other,
+        };
+        let Some(req) = self.requests.remove(&id) else {
+            return;
+        };
+        self.by_token.remove(&(req.remote, req.token));
+        let group = self.group_requests.get(&req.token) == Some(&id);
+        if group {
+            self.group_requests.remove(&req.token);
+        }
+        let outcome = match outcome {
+            // The normal end of a group request: the time for answers is over.
+            Some(Err(RequestError::Timeout)) if group => {
+                self.events.push_back(Event::GroupDone { id });
+                None
+            }
+            other => other,
+        };
+        if let Some(mid) = req.mid {
+            if self.outgoing.remove(&(req.remote, mid)).is_some() {
+                self.release_peer(now, req.remote);
+            }
+        }
+        let mut start_next = None;
+        if let Some(p) = self.peers.get_mut(&req.remote) {
+            match req.state {
+                ReqState::Queued => p.queue.retain(|q| *q != id),
+                ReqState::Outstanding => {
+                    p.outstanding = p.outstanding.saturating_sub(1);
+                    start_next = p.queue.pop_front();
+                }
+                ReqState::Acknowledged | ReqState::Observing => {}
+            }
+        }
+        self.release_peer(now, req.remote);
+        if let Some((observation, transfer)) = self.notification_fetches.remove(&id) {
+            self.continue_notification_fetch(now, observation, transfer, outcome);
+        } else {
+            self.deliver(now, id, req, outcome);
+        }
+        if let Some(next) = start_next {
+            self.start_request(now, next);
+        }
+    }
+
+    /// Reports the outcome of a finished exchange to the caller (or continues its transfer).
+    pub(super) fn deliver(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        req: OutRequest,
+        outcome: Option<Result<Response, RequestError>>,
+    ) {
+        let user = self.wire_to_user.remove(&id).unwrap_or(id);
+        match outcome {
+            Some(Ok(response)) => {
+                self.on_wire_response(now, user, req.remote, req.request, req.overall, response)
+            }
+            Some(Err(error)) => {
+                debug!("coapio: request {user:?} to {} failed: {error}", req.remote);
+                self.transfers.remove(&user);
+                self.events.push_back(Event::Failed { id: user, error });
+            }
+            None => {
+                self.transfers.remove(&user);
+            }
+        }
+    }
+
+    /// A response to one message exchange: the caller's response, or the next step of a
+    /// block-wise transfer (RFC 7959).
+    pub(super) fn on_wire_response(
+        &mut self,
+        now: Instant,
+        user: RequestId,
+        remote: SocketAddr,
+        request: Request,
+        overall: Option<Instant>,
+        response: Response,
+    ) {
+        let transfer = match self.transfers.remove(&user) {
+            Some((t, _)) => Some(t),
+            // Late (or early) negotiation: the response is the first block of a larger
+            // representation. A caller who asked for a later block gets just that block.
+            None if request
+                .options
+                .get(OptionNumber::BLOCK2)
+                .and_then(|v| crate::message::BlockValue::from_bytes(v).ok())
+                .is_none_or(|b| b.num() == 0)
+                && response
+                    .options
+                    .get(OptionNumber::BLOCK2)
+                    .and_then(|v| crate::message::BlockValue::from_bytes(v).ok())
+                    .is_some_and(|b| b.more() && b.num() == 0) =>
+            {
+                Some(ClientTransfer::download(
+                    remote,
+                    request,
+                    self.config.max_body_size,
+                ))
+            }
+            None => None,
+        };
+        let Some(mut transfer) = transfer else {
+            self.events
+                .push_back(Event::Response { id: user, response });
+            return;
+        };
+        match transfer.on_response(response) {
+            // The caller's timeout covers the whole transfer, not each block.
+            Step::Send(_) if overall.is_some_and(|o| o <= now) => {
+                self.events.push_back(Event::Failed {
+                    id: user,
+                    error: RequestError::Timeout,
+                });
+            }
+            Step::Send(mut next) => {
+                next.timeout = overall.map(|o| o - now);
+                match self.start_wire(now, transfer.remote, next) {
+                    Ok(wire) => {
+                        trace!("coapio: block-wise request {user:?} continues as {wire:?}");
+                        self.wire_to_user.insert(wire, user);
+                        self.transfers.insert(user, (transfer, wire));
+                    }
+                    Err(e) => self.events.push_back(Event::Failed {
+                        id: user,
+                        error: RequestError::Refused(e),
+                    }),
+                }
+            }
+            Step::Done(Ok(response)) => self
+                .events
+                .push_back(Event::Response { id: user, response }),
+            Step::Done(Err(error)) => {
+                debug!("coapio: block-wise request {user:?} failed: {error}");
+                self.events.push_back(Event::Failed { id: user, error });
+            }
+        }
+    }
+
+    /// Marks an outstanding request as acknowledged: it no longer counts against NSTART.
+    pub(super) fn acknowledge_request(&mut self, now: Instant, id: RequestId) {
+        let separate_timeout = self.config.separate_timeout;
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        if req.state != ReqState::Outstanding {
+            return;
+        }
+        req.state = ReqState::Acknowledged;
+        let deadline = now + separate_timeout;
+        req.deadline = Some(deadline);
+        self.timers.schedule(deadline, TimerKey::Deadline(id));
+        let remote = req.remote;
+        let mut next = None;
+        if let Some(p) = self.peers.get_mut(&remote) {
+            p.outstanding = p.outstanding.saturating_sub(1);
+            next = p.queue.pop_front();
+        }
+        if let Some(next) = next {
+            self.start_request(now, next);
+        }
+    }
+
+    /// A separate (CON or NON) response.
+    pub(super) fn handle_response(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
+        let remote = meta.remote;
+        let id = self.by_token.get(&(remote, m.token)).copied().filter(|id| {
+            self.requests
+                .get(id)
+                .is_some_and(|r| r.state != ReqState::Queued)
+        });
+        if id.is_none() {
+            if let Some(&gid) = self.group_requests.get(&m.token) {
+                if self.requests.contains_key(&gid) {
+                    return self.group_response(now, meta, m, gid);
+                }
+            }
+        }
+        let Some(id) = id else {
+            debug!(
+                "coapio: {:?} response {:?} from {remote} matches no request",
+                m.ty, m.token
+            );
+            // A notification nobody wants any more is reset, NON too, so that the server
+            // forgets the observer (RFC 7641 §3.6).
+            if m.ty == Type::Con || m.options.get(OptionNumber::OBSERVE).is_some() {
+                self.send_rst(meta, m.message_id);
+            }
+            return;
+        };
+        if let Some(bad) = critical_problem(m.options) {
+            debug!("coapio: response from {remote} has unrecognized critical option {bad:?}");
+            if m.ty == Type::Con {
+                self.send_rst(meta, m.message_id);
+                self.finish_request(
+                    now,
+                    id,
+                    Some(Err(RequestError::BadResponse(
+                        "unrecognized critical option in the response",
+                    ))),
+                );
+            }
+            return;
+        }
+        let (lifetime, replay) = if m.ty == Type::Con {
+            self.transmits.push_back(Queued::Empty {
+                to: remote,
+                ty: Type::Ack,
+                mid: m.message_id,
+                source: reply_source(meta),
+                ifindex: meta.ifindex,
+            });
+            (self.config.exchange_lifetime(), Replay::EmptyAck)
+        } else {
+            (self.config.non_lifetime(), Replay::Nothing)
+        };
+        self.dedup.insert(
+            (remote, m.message_id),
+            now + lifetime,
+            replay,
+            reply_source(meta),
+            meta.ifindex,
+        );
+        let response = Response {
+            code: m.code,
+            options: m.options.to_owned(),
+            payload: m.payload.to_vec(),
+        };
+        self.finish_request(now, id, Some(Ok(response)));
+    }
+}

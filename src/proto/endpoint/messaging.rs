@@ -1,0 +1,458 @@
+//! The message layer (RFC 7252 §4): datagrams in, deduplication, ACK and RST, retransmission
+//! timers, network errors, and datagrams out.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::{debug, trace};
+
+use crate::error::RequestError;
+use crate::message::{encode_empty, peek_header, MessageRef, Type};
+use crate::net::{RecvMeta, Transmit, TransportError};
+
+use super::*;
+
+impl Endpoint {
+    /// Processes one received datagram.
+    ///
+    /// Malformed datagrams change nothing: a malformed Confirmable message is answered with a
+    /// Reset (<https://www.rfc-editor.org/rfc/rfc7252#section-4.2>), anything else is dropped.
+    pub fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, data: &[u8]) {
+        self.dedup.purge(now);
+        self.purge_idle_peers(now);
+        self.datagram(now, meta, data);
+        self.compact_timers();
+    }
+
+    pub(super) fn datagram(&mut self, now: Instant, meta: &RecvMeta, data: &[u8]) {
+        let m = match MessageRef::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                debug!("coapio: malformed datagram from {}: {e}", meta.remote);
+                if let Some((Type::Con, mid)) = peek_header(data) {
+                    self.send_rst(meta, mid);
+                }
+                return;
+            }
+        };
+        trace!(
+            "coapio: received {:?} {} MID {} {:?} from {}",
+            m.ty,
+            m.code,
+            m.message_id,
+            m.token,
+            meta.remote
+        );
+        match m.ty {
+            Type::Ack => self.handle_ack(now, meta, &m),
+            Type::Rst => self.handle_rst(now, meta, &m),
+            Type::Con | Type::Non => {
+                if m.code.is_empty() {
+                    // A CON ping is answered with RST; an empty NON is meaningless (§4.3).
+                    if m.ty == Type::Con {
+                        self.send_rst(meta, m.message_id);
+                    }
+                    return;
+                }
+                if m.code.is_reserved() {
+                    debug!(
+                        "coapio: message with reserved code {} from {}",
+                        m.code, meta.remote
+                    );
+                    if m.ty == Type::Con {
+                        self.send_rst(meta, m.message_id);
+                    }
+                    return;
+                }
+                if self.replay_duplicate(now, meta, &m) {
+                    return;
+                }
+                if m.code.is_request() {
+                    self.handle_request(now, meta, &m);
+                } else {
+                    self.handle_response(now, meta, &m);
+                }
+            }
+        }
+    }
+
+    pub(super) fn send_rst(&mut self, meta: &RecvMeta, mid: u16) {
+        if meta.is_multicast() {
+            return;
+        }
+        self.transmits.push_back(Queued::Empty {
+            to: meta.remote,
+            ty: Type::Rst,
+            mid,
+            source: reply_source(meta),
+            ifindex: meta.ifindex,
+        });
+    }
+
+    /// Handles a message seen before; returns whether it was one.
+    pub(super) fn replay_duplicate(
+        &mut self,
+        now: Instant,
+        meta: &RecvMeta,
+        m: &MessageRef<'_>,
+    ) -> bool {
+        let Some(entry) = self.dedup.get_mut(now, &(meta.remote, m.message_id)) else {
+            return false;
+        };
+        debug!(
+            "coapio: duplicate {:?} MID {} from {}",
+            m.ty, m.message_id, meta.remote
+        );
+        let (source, ifindex) = (entry.source, entry.ifindex);
+        let queued = match &entry.replay {
+            Replay::Nothing => None,
+            Replay::EmptyAck => Some(Queued::Empty {
+                to: meta.remote,
+                ty: Type::Ack,
+                mid: m.message_id,
+                source,
+                ifindex,
+            }),
+            Replay::Bytes(wire) => Some(Queued::Reply {
+                to: meta.remote,
+                wire: wire.clone(),
+                source,
+                ifindex,
+                dedup_key: None,
+            }),
+        };
+        self.transmits.extend(queued);
+        true
+    }
+
+    pub(super) fn handle_ack(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
+        if m.code.is_request() || m.code.is_reserved() {
+            debug!(
+                "coapio: ACK with code {} from {} ignored",
+                m.code, meta.remote
+            );
+            return;
+        }
+        let key = (meta.remote, m.message_id);
+        let Some(owner) = self.outgoing.get(&key).map(|o| o.owner) else {
+            trace!(
+                "coapio: ACK MID {} from {} matches nothing",
+                m.message_id,
+                meta.remote
+            );
+            return;
+        };
+        match owner {
+            Owner::Response | Owner::Notification(_) => {
+                self.outgoing.remove(&key);
+                self.release_peer(now, meta.remote);
+            }
+            Owner::Request(id) => {
+                let Some(req) = self.requests.get(&id) else {
+                    return;
+                };
+                if self
+                    .outgoing
+                    .get(&key)
+                    .is_some_and(|o| o.retransmit.is_none())
+                {
+                    // An ACK to a NON request is meaningless.
+                    return;
+                }
+                let token_matches = req.token == m.token;
+                self.outgoing.remove(&key);
+                self.release_peer(now, meta.remote);
+                if m.code.is_empty() || !token_matches {
+                    if !token_matches && !m.code.is_empty() {
+                        debug!("coapio: piggybacked response with a wrong token ignored");
+                    }
+                    self.acknowledge_request(now, id);
+                    return;
+                }
+                let outcome = if critical_problem(m.options).is_some() {
+                    Err(RequestError::BadResponse(
+                        "unrecognized critical option in the response",
+                    ))
+                } else {
+                    Ok(Response {
+                        code: m.code,
+                        options: m.options.to_owned(),
+                        payload: m.payload.to_vec(),
+                    })
+                };
+                self.finish_request(now, id, Some(outcome));
+            }
+        }
+    }
+
+    pub(super) fn handle_rst(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
+        if !m.code.is_empty() {
+            debug!(
+                "coapio: RST with code {} from {} ignored",
+                m.code, meta.remote
+            );
+            return;
+        }
+        let key = (meta.remote, m.message_id);
+        match self.outgoing.get(&key).map(|o| o.owner) {
+            Some(Owner::Request(id)) => {
+                self.finish_request(now, id, Some(Err(RequestError::Reset)));
+            }
+            Some(Owner::Response) => {
+                debug!("coapio: separate response to {} was reset", meta.remote);
+                self.outgoing.remove(&key);
+                self.release_peer(now, meta.remote);
+            }
+            Some(Owner::Notification(token)) => {
+                self.outgoing.remove(&key);
+                self.release_peer(now, meta.remote);
+                self.drop_observer(meta.remote, token, "the client reset a notification");
+            }
+            None => {
+                let non = self
+                    .non_notifications
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, t)| *t);
+                match non {
+                    Some(token) => {
+                        self.drop_observer(meta.remote, token, "the client reset a notification")
+                    }
+                    None => trace!("coapio: RST MID {} matches nothing", m.message_id),
+                }
+            }
+        }
+    }
+
+    /// Processes an error the network reported for a remote (an ICMP error): every request
+    /// sent to that remote fails with [`RequestError::Transport`], and separate responses to
+    /// it are no longer retransmitted.
+    pub fn handle_transport_error(&mut self, now: Instant, err: &TransportError) {
+        // Queued requests fail first, so that failing the outstanding ones starts nothing new;
+        // IDs in order, so that the outcome does not depend on hash-map order.
+        let mut failed: Vec<(bool, RequestId)> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.remote == err.remote)
+            .map(|(id, r)| (r.state != ReqState::Queued, *id))
+            .collect();
+        failed.sort_unstable();
+        debug!(
+            "coapio: {} from {}: failing {} requests",
+            err.kind,
+            err.remote,
+            failed.len()
+        );
+        for (_, id) in failed {
+            self.finish_request(now, id, Some(Err(RequestError::Transport(err.kind))));
+        }
+        let mut responses: Vec<_> = self
+            .outgoing
+            .iter()
+            .filter(|(k, o)| k.0 == err.remote && !matches!(o.owner, Owner::Request(_)))
+            .map(|(k, _)| *k)
+            .collect();
+        responses.sort_unstable();
+        for key in responses {
+            self.outgoing.remove(&key);
+            self.release_peer(now, err.remote);
+        }
+        self.observers
+            .retain(|(remote, _), _| *remote != err.remote);
+    }
+
+    /// Drops stale timers once they outnumber the live ones, so that a flood of requests
+    /// answered at once cannot grow the heap beyond a multiple of the live state.
+    pub(super) fn compact_timers(&mut self) {
+        let live =
+            self.outgoing.len() + self.requests.len() + self.incoming.len() + self.delayed.len();
+        if self.timers.len() <= 2 * live + 1024 {
+            return;
+        }
+        let (outgoing, requests, incoming, delayed) = (
+            &self.outgoing,
+            &self.requests,
+            &self.incoming,
+            &self.delayed,
+        );
+        self.timers.retain(|at, key| match key {
+            TimerKey::Retransmit(remote, mid) => outgoing
+                .get(&(remote, mid))
+                .and_then(|o| o.retransmit)
+                .is_some_and(|rt| rt.next_at == at),
+            TimerKey::Deadline(id) => requests
+                .get(&id)
+                .is_some_and(|r| r.deadline == Some(at) || r.overall == Some(at)),
+            TimerKey::Incoming(id) => incoming.get(&id).is_some_and(|e| e.timer_at == at),
+            TimerKey::Leisure(key) => delayed.contains_key(&key),
+        });
+    }
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout) has work, if any.
+    /// It may be early (then the call does nothing), never late.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Does what is due at `now`: retransmissions, giving up on requests, empty ACKs.
+    /// Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.dedup.purge(now);
+        self.purge_idle_peers(now);
+        while let Some((at, key)) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Retransmit(remote, mid) => self.on_retransmit(now, at, remote, mid),
+                TimerKey::Deadline(id) => {
+                    let due = |r: &OutRequest| r.deadline == Some(at) || r.overall == Some(at);
+                    let reregister = self.requests.get(&id).is_some_and(|r| {
+                        r.state == ReqState::Observing
+                            && r.deadline == Some(at)
+                            && r.overall != Some(at)
+                    });
+                    if reregister {
+                        self.reregister(now, id);
+                    } else if self.requests.get(&id).is_some_and(due) {
+                        self.finish_request(now, id, Some(Err(RequestError::Timeout)));
+                    }
+                }
+                TimerKey::Incoming(id) => self.on_incoming_timer(now, at, id),
+                TimerKey::Leisure(key) => {
+                    if let Some(reply) = self.delayed.remove(&key) {
+                        self.transmits.push_back(reply);
+                    }
+                }
+            }
+        }
+        self.compact_timers();
+    }
+
+    pub(super) fn on_retransmit(
+        &mut self,
+        now: Instant,
+        at: Instant,
+        remote: SocketAddr,
+        mid: u16,
+    ) {
+        let max = self.config.max_retransmit;
+        let key = (remote, mid);
+        let Some(out) = self.outgoing.get_mut(&key) else {
+            return;
+        };
+        let Some(rt) = out.retransmit.as_mut().filter(|rt| rt.next_at == at) else {
+            return;
+        };
+        if rt.count < max {
+            rt.count += 1;
+            rt.timeout *= 2;
+            rt.next_at = now + rt.timeout;
+            trace!(
+                "coapio: retransmission {} of MID {mid} to {remote}, next in {:?}",
+                rt.count,
+                rt.timeout
+            );
+            let next_at = rt.next_at;
+            self.timers
+                .schedule(next_at, TimerKey::Retransmit(remote, mid));
+            self.transmits.push_back(Queued::Outgoing(key));
+            return;
+        }
+        match out.owner {
+            Owner::Request(id) => {
+                self.finish_request(now, id, Some(Err(RequestError::Timeout)));
+            }
+            Owner::Response => {
+                debug!("coapio: separate response MID {mid} to {remote} was never acknowledged");
+                self.outgoing.remove(&key);
+                self.release_peer(now, remote);
+            }
+            Owner::Notification(token) => {
+                self.outgoing.remove(&key);
+                self.release_peer(now, remote);
+                self.drop_observer(remote, token, "a notification was never acknowledged");
+            }
+        }
+    }
+
+    pub(super) fn on_incoming_timer(&mut self, now: Instant, at: Instant, id: IncomingId) {
+        let Some(ex) = self.incoming.get_mut(&id) else {
+            return;
+        };
+        if ex.timer_at != at {
+            return;
+        }
+        if ex.ty != Type::Con || ex.empty_ack_sent {
+            debug!(
+                "coapio: request MID {} from {} was never answered; forgetting it",
+                ex.mid, ex.meta.remote
+            );
+            self.incoming.remove(&id);
+            return;
+        }
+        ex.empty_ack_sent = true;
+        ex.timer_at = ex.expires;
+        let (remote, mid) = (ex.meta.remote, ex.mid);
+        let queued = Queued::Empty {
+            to: remote,
+            ty: Type::Ack,
+            mid,
+            source: reply_source(&ex.meta),
+            ifindex: ex.meta.ifindex,
+        };
+        self.timers.schedule(ex.expires, TimerKey::Incoming(id));
+        trace!("coapio: empty ACK for MID {mid} to {remote}; the response will be separate");
+        self.transmits.push_back(queued);
+        if let Some(entry) = self.dedup.get_mut(now, &(remote, mid)) {
+            entry.replay = Replay::EmptyAck;
+        }
+    }
+
+    /// The next datagram to send: its bytes replace the contents of `buf`, and the returned
+    /// [`Transmit`] says where they go. `None` when there is nothing to send.
+    ///
+    /// Call it until it returns `None` after every other call into the endpoint.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        loop {
+            buf.clear();
+            let (destination, source, ifindex) = match self.transmits.pop_front()? {
+                Queued::Empty {
+                    to,
+                    ty,
+                    mid,
+                    source,
+                    ifindex,
+                } => {
+                    encode_empty(ty, mid, buf);
+                    (to, source, ifindex)
+                }
+                Queued::Outgoing(key) => {
+                    // Cancelled or completed meanwhile: nothing to send.
+                    let Some(out) = self.outgoing.get(&key) else {
+                        continue;
+                    };
+                    buf.extend_from_slice(&out.wire);
+                    (key.0, out.source, out.ifindex)
+                }
+                Queued::Reply {
+                    to,
+                    wire,
+                    source,
+                    ifindex,
+                    dedup_key,
+                } => {
+                    buf.extend_from_slice(&wire);
+                    if let Some(entry) = dedup_key.and_then(|k| self.dedup.get_mut(now, &k)) {
+                        entry.replay = Replay::Bytes(wire);
+                    }
+                    (to, source, ifindex)
+                }
+            };
+            trace!("coapio: sending {} bytes to {destination}", buf.len());
+            return Some(Transmit {
+                destination,
+                source,
+                ifindex,
+                size: buf.len(),
+            });
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The sans-IO CoAP endpoint: the message layer of RFC 7252 §4 and the request/response
+//! matching of §5.3, driven entirely by its caller.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::debug;
+
+use crate::message::{OptionNumber, OptionsRef, Token, Type};
+use crate::net::RecvMeta;
+
+use super::blockwise::{
+    block_of, cut_block2, request_key, BlockCache, ClientTransfer, Step, UploadStep, Uploads,
+};
+use super::config::Config;
+use super::dedup::{Dedup, Replay};
+use super::rng::Rng;
+use super::timers::{TimerKey, Timers};
+use super::types::{Event, IncomingId, Request, RequestId, Response};
+
+mod client;
+mod messaging;
+mod multicast;
+mod observe;
+mod server;
+
+/// A CoAP endpoint with no I/O of its own: datagrams and the time go in; datagrams to send,
+/// events and the next deadline come out.
+///
+/// One endpoint is both client and server. The caller's loop is:
+///
+/// 1. feed received datagrams to [`handle_datagram`](Self::handle_datagram), network errors to
+///    [`handle_transport_error`](Self::handle_transport_error), and call
+///    [`handle_timeout`](Self::handle_timeout) once the instant of
+///    [`poll_timeout`](Self::poll_timeout) has come;
+/// 2. after any call (those, [`request`](Self::request), [`respond`](Self::respond),
+///    [`cancel`](Self::cancel)), send every datagram [`poll_transmit`](Self::poll_transmit)
+///    gives, and handle every [`poll_event`](Self::poll_event).
+///
+/// Nothing here blocks, reads a clock or does I/O, so the whole protocol runs the same on a
+/// real socket and on a simulated network.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: Config,
+    rng: Rng,
+    next_id: u64,
+    peers: HashMap<SocketAddr, Peer>,
+    /// Peers nothing uses any more, oldest first: kept for EXCHANGE_LIFETIME so that their
+    /// message IDs are not reused, at most `dedup_capacity` of them.
+    idle: VecDeque<(SocketAddr, Instant)>,
+    /// Peers with `users > 0`.
+    active_peers: usize,
+    requests: HashMap<RequestId, OutRequest>,
+    by_token: HashMap<(SocketAddr, Token), RequestId>,
+    outgoing: HashMap<(SocketAddr, u16), Outgoing>,
+    incoming: HashMap<IncomingId, Incoming>,
+    dedup: Dedup,
+    timers: Timers,
+    transmits: VecDeque<Queued>,
+    events: VecDeque<Event>,
+    /// Block-wise transfers by the caller's request ID, with the ID of the exchange in flight.
+    transfers: HashMap<RequestId, (ClientTransfer, RequestId)>,
+    /// Exchanges after the first of a transfer, to the caller's request ID.
+    wire_to_user: HashMap<RequestId, RequestId>,
+    uploads: Uploads,
+    block_cache: BlockCache,
+    observers: HashMap<(SocketAddr, Token), Observer>,
+    /// Responses to multicast requests waiting for their leisure to pass.
+    delayed: HashMap<u64, Queued>,
+    /// Requests sent to a multicast group, by token: responses come from any server.
+    group_requests: HashMap<Token, RequestId>,
+    /// Exchanges fetching the rest of a block-wise notification, with their observation.
+    notification_fetches: HashMap<RequestId, (RequestId, ClientTransfer)>,
+    /// Non-confirmable notifications lately sent, so that a Reset to one removes its observer;
+    /// oldest first, at most a few per observer.
+    non_notifications: VecDeque<((SocketAddr, u16), Token)>,
+}
+
+/// Per-remote state, kept while anything refers to the remote and for EXCHANGE_LIFETIME after.
+#[derive(Debug)]
+struct Peer {
+    next_mid: u16,
+    /// Interactions counted against NSTART.
+    outstanding: usize,
+    /// Requests waiting for an NSTART slot.
+    queue: VecDeque<RequestId>,
+    /// Open requests and outgoing messages that use this peer's message IDs.
+    users: usize,
+    /// Since when nothing has used the peer.
+    idle_since: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct OutRequest {
+    remote: SocketAddr,
+    token: Token,
+    request: Request,
+    state: ReqState,
+    /// The message ID of the request once sent.
+    mid: Option<u16>,
+    deadline: Option<Instant>,
+    /// The caller's own limit ([`Request::timeout`]).
+    overall: Option<Instant>,
+    /// For an observation: the Observe value and arrival time of the freshest notification.
+    last_notification: Option<(u32, Instant)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReqState {
+    /// Waiting for an NSTART slot.
+    Queued,
+    /// Sent; counts against NSTART until acknowledged or answered.
+    Outstanding,
+    /// Acknowledged (empty ACK); waiting for the separate response.
+    Acknowledged,
+    /// An observation (RFC 7641) that has had notifications; waiting for more.
+    Observing,
+}
+
+/// A message this endpoint sent that an ACK or RST may refer to.
+#[derive(Debug)]
+struct Outgoing {
+    wire: Vec<u8>,
+    source: Option<IpAddr>,
+    ifindex: Option<u32>,
+    owner: Owner,
+    /// Retransmission state, for Confirmable messages.
+    retransmit: Option<Retransmit>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Request(RequestId),
+    Response,
+    /// A Confirmable notification to the observer with this token.
+    Notification(Token),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Retransmit {
+    count: u32,
+    timeout: Duration,
+    next_at: Instant,
+}
+
+/// A received request that awaits the application's answer.
+#[derive(Debug)]
+struct Incoming {
+    meta: RecvMeta,
+    ty: Type,
+    mid: u16,
+    token: Token,
+    /// When its timer fires next: for the empty ACK, then to give up on the answer.
+    timer_at: Instant,
+    /// When the application's answer is no longer of use (EXCHANGE_LIFETIME or NON_LIFETIME).
+    expires: Instant,
+    empty_ack_sent: bool,
+    /// What identifies the requested representation (for the block cache).
+    key: u64,
+    /// The Block2 option of the request, if any (which block, of what size).
+    block2: Option<crate::message::BlockValue>,
+    /// The last Block1 of a completed upload, echoed in the response.
+    block1: Option<crate::message::BlockValue>,
+    /// The request's Observe option (0 registers, 1 deregisters; RFC 7641).
+    observe: Option<u32>,
+    /// Set when this "request" is the re-rendering of an observed resource for a notification.
+    notification: bool,
+    /// The type the notification must have, if the caller of `notify_as` chose one.
+    notification_type: Option<Type>,
+    /// A copy of a registering request (Observe 0), kept to render later notifications.
+    registration: Option<Request>,
+}
+
+/// A client observing a resource of this endpoint (RFC 7641 §4).
+#[derive(Debug)]
+struct Observer {
+    /// The path observed, as `Endpoint::notify` names it.
+    path: String,
+    /// The registration, replayed to the application to render each notification.
+    request: Request,
+    meta: RecvMeta,
+    /// The Observe value of the last notification.
+    seq: u32,
+    notifications_since_con: u32,
+    last_con: Instant,
+    /// The message ID of a Confirmable notification not yet acknowledged: a newer
+    /// notification replaces it (RFC 7641 §4.5.2).
+    inflight_con: Option<u16>,
+}
+
+/// A datagram waiting for [`Endpoint::poll_transmit`].
+#[derive(Debug)]
+enum Queued {
+    /// An empty ACK or RST.
+    Empty {
+        to: SocketAddr,
+        ty: Type,
+        mid: u16,
+        source: Option<IpAddr>,
+        ifindex: Option<u32>,
+    },
+    /// The stored wire form of an outgoing message.
+    Outgoing((SocketAddr, u16)),
+    /// A reply to a received message; once sent it is kept in the deduplication cache under
+    /// `dedup_key` (when given) for replay.
+    Reply {
+        to: SocketAddr,
+        wire: Vec<u8>,
+        source: Option<IpAddr>,
+        ifindex: Option<u32>,
+        dedup_key: Option<(SocketAddr, u16)>,
+    },
+}
+
+/// The first critical option that must be treated as unrecognized: unknown, of a length
+/// outside its bounds (§5.4.3), or a repetition of an option that is not repeatable (§5.4.5).
+fn critical_problem(options: OptionsRef<'_>) -> Option<OptionNumber> {
+    let mut previous = None;
+    options.iter().find_map(|(n, v)| {
+        let repeated = previous == Some(n);
+        previous = Some(n);
+        let unrecognized = match n.info() {
+            None => true,
+            Some(i) => !i.len_ok(v.len()) || (repeated && !i.repeatable),
+        };
+        (n.is_critical() && unrecognized).then_some(n)
+    })
+}
+
+/// The source address to answer from: the local address the message arrived on, unless that
+/// was a multicast group.
+fn reply_source(meta: &RecvMeta) -> Option<IpAddr> {
+    if meta.is_multicast() {
+        None
+    } else {
+        meta.local
+    }
+}
+
+impl Endpoint {
+    /// Creates an endpoint; fields of `config` out of range are clamped into it (see
+    /// [`Config::validate`]).
+    pub fn new(config: Arc<Config>) -> Self {
+        if let Err(e) = config.validate() {
+            debug!("coapio: {e}; using the nearest valid value");
+        }
+        let config = config.sanitized();
+        let uploads = Uploads::new(
+            config.max_body_size,
+            config.max_uploads,
+            config.exchange_lifetime(),
+        );
+        let block_cache = BlockCache::new(config.block_cache, config.exchange_lifetime());
+        Self {
+            rng: Rng::new(config.seed),
+            dedup: Dedup::new(config.dedup_capacity),
+            config,
+            next_id: 0,
+            peers: HashMap::new(),
+            idle: VecDeque::new(),
+            active_peers: 0,
+            requests: HashMap::new(),
+            by_token: HashMap::new(),
+            outgoing: HashMap::new(),
+            incoming: HashMap::new(),
+            timers: Timers::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            transfers: HashMap::new(),
+            wire_to_user: HashMap::new(),
+            uploads,
+            block_cache,
+            observers: HashMap::new(),
+            notification_fetches: HashMap::new(),
+            delayed: HashMap::new(),
+            group_requests: HashMap::new(),
+            non_notifications: VecDeque::new(),
+        }
+    }
+
+    /// The configuration in force (after clamping).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The peer's state, created (idle) if there is none.
+    fn peer(&mut self, now: Instant, remote: SocketAddr) -> &mut Peer {
+        let rng = &mut self.rng;
+        let idle = &mut self.idle;
+        self.peers.entry(remote).or_insert_with(|| {
+            idle.push_back((remote, now));
+            Peer {
+                next_mid: rng.next_u64() as u16,
+                outstanding: 0,
+                queue: VecDeque::new(),
+                users: 0,
+                idle_since: Some(now),
+            }
+        })
+    }
+
+    /// The peer's state, counted as used until [`Self::release_peer`].
+    fn acquire_peer(&mut self, now: Instant, remote: SocketAddr) -> &mut Peer {
+        if self.peer(now, remote).users == 0 {
+            self.active_peers += 1;
+        }
+        let p = self.peer(now, remote);
+        p.users += 1;
+        p.idle_since = None;
+        p
+    }
+
+    fn next_mid(&mut self, now: Instant, remote: SocketAddr) -> u16 {
+        // Never a message ID still in flight to this remote (after 65536 others).
+        for _ in 0..=u16::MAX as u32 {
+            let peer = self.peer(now, remote);
+            let mid = peer.next_mid;
+            peer.next_mid = mid.wrapping_add(1);
+            if !self.outgoing.contains_key(&(remote, mid)) {
+                return mid;
+            }
+        }
+        self.peer(now, remote).next_mid
+    }
+
+    fn release_peer(&mut self, now: Instant, remote: SocketAddr) {
+        if let Some(p) = self.peers.get_mut(&remote) {
+            if p.users == 1 {
+                self.active_peers -= 1;
+            }
+            p.users = p.users.saturating_sub(1);
+            if p.users == 0 && p.idle_since.is_none() {
+                p.idle_since = Some(now);
+                self.idle.push_back((remote, now));
+            }
+        }
+        self.purge_idle_peers(now);
+    }
+
+    /// Forgets peers idle for EXCHANGE_LIFETIME, and the oldest idle ones beyond the bound.
+    fn purge_idle_peers(&mut self, now: Instant) {
+        let lifetime = self.config.exchange_lifetime();
+        let cap = self.config.dedup_capacity;
+        while let Some(&(remote, since)) = self.idle.front() {
+            if since + lifetime > now && self.idle.len() <= cap {
+                break;
+            }
+            self.idle.pop_front();
+            if self
+                .peers
+                .get(&remote)
+                .is_some_and(|p| p.idle_since == Some(since))
+            {
+                self.peers.remove(&remote);
+            }
+        }
+    }
+
+    /// The first retransmission timeout, drawn from [ACK_TIMEOUT, ACK_TIMEOUT × factor].
+    fn initial_timeout(&mut self) -> Duration {
+        let c = &self.config;
+        let spread = c.ack_random_factor - 1.0;
+        c.ack_timeout.mul_f64(1.0 + spread * self.rng.next_f64())
+    }
+
+    /// The next event for the application, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Whether [`poll_event`](Self::poll_event) has something: for callers that hand the
+    /// events out elsewhere (the C ABI's `process`) and must know to wake up for them.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Counts of what the endpoint holds, for tests and monitoring.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            open_requests: self.requests.len() - self.notification_fetches.len(),
+            pending_incoming: self.incoming.len(),
+            dedup_entries: self.dedup.len(),
+            remotes: self.active_peers,
+            idle_remotes: self.peers.len() - self.active_peers,
+            timers: self.timers.len(),
+            queued_transmits: self.transmits.len(),
+            transfers: self.transfers.len(),
+            uploads: self.uploads.len(),
+            cached_representations: self.block_cache.len(),
+            observers: self.observers.len(),
+        }
+    }
+}
+
+/// How much state an [`Endpoint`] holds; every number is bounded by its [`Config`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Requests sent or queued that have not ended (observations included; the exchanges
+    /// that fetch the rest of a block-wise notification are not counted).
+    pub open_requests: usize,
+    /// Received requests awaiting the application's answer.
+    pub pending_incoming: usize,
+    /// Entries in the deduplication cache.
+    pub dedup_entries: usize,
+    /// Remotes with requests or messages in flight.
+    pub remotes: usize,
+    /// Remotes remembered only for their message ID counter (for EXCHANGE_LIFETIME, and at
+    /// most `Config::dedup_capacity` of them).
+    pub idle_remotes: usize,
+    /// Armed timers (some may be stale).
+    pub timers: usize,
+    /// Datagrams waiting for `poll_transmit`.
+    pub queued_transmits: usize,
+    /// Block-wise transfers this endpoint makes as a client.
+    pub transfers: usize,
+    /// Block-wise uploads in progress to this endpoint as a server.
+    pub uploads: usize,
+    /// Large representations kept for serving their later blocks.
+    pub cached_representations: usize,
+    /// Clients observing resources of this endpoint.
+    pub observers: usize,
+}

@@ -1,0 +1,69 @@
+//! Requests to multicast groups (RFC 7252 §8): sent Non-confirmable, answered by any number
+//! of servers until the group timeout.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::error::Error;
+use crate::message::{MessageRef, Type};
+use crate::net::RecvMeta;
+
+use super::*;
+
+impl Endpoint {
+    /// A request to a multicast group: sent Non-confirmable (RFC 7252 §8.1), it collects the
+    /// responses of every server until `Config::multicast_timeout` (or its own timeout).
+    pub(super) fn group_request(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        mut request: Request,
+    ) -> Result<RequestId, Error> {
+        request.confirmable = false;
+        let limit = request.timeout.unwrap_or(self.config.multicast_timeout);
+        request.timeout = Some(limit);
+        let id = self.start_wire(now, remote, request)?;
+        if let Some(req) = self.requests.get(&id) {
+            self.group_requests.insert(req.token, id);
+        }
+        Ok(id)
+    }
+
+    /// A response to a request sent to a multicast group, from one of the servers.
+    pub(super) fn group_response(
+        &mut self,
+        now: Instant,
+        meta: &RecvMeta,
+        m: &MessageRef<'_>,
+        id: RequestId,
+    ) {
+        let (lifetime, replay) = if m.ty == Type::Con {
+            self.transmits.push_back(Queued::Empty {
+                to: meta.remote,
+                ty: Type::Ack,
+                mid: m.message_id,
+                source: reply_source(meta),
+                ifindex: meta.ifindex,
+            });
+            (self.config.exchange_lifetime(), Replay::EmptyAck)
+        } else {
+            (self.config.non_lifetime(), Replay::Nothing)
+        };
+        self.dedup.insert(
+            (meta.remote, m.message_id),
+            now + lifetime,
+            replay,
+            reply_source(meta),
+            meta.ifindex,
+        );
+        self.events.push_back(Event::GroupResponse {
+            id,
+            from: meta.remote,
+            response: Response {
+                code: m.code,
+                options: m.options.to_owned(),
+                payload: m.payload.to_vec(),
+            },
+        });
+    }
+}

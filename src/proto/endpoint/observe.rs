@@ -1,0 +1,379 @@
+//! Observe (RFC 7641) on both sides: a client's notifications, freshness and re-registration;
+//! a server's observers, their notifications and how they end.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::debug;
+
+use crate::error::RequestError;
+use crate::message::{Message, OptionNumber, Token, Type};
+
+use super::*;
+
+impl Endpoint {
+    /// The next step of fetching the rest of a block-wise notification: another block, or
+    /// the whole notification for the observation (if it is still open).
+    pub(super) fn continue_notification_fetch(
+        &mut self,
+        now: Instant,
+        observation: RequestId,
+        mut transfer: ClientTransfer,
+        outcome: Option<Result<Response, RequestError>>,
+    ) {
+        match outcome {
+            Some(Ok(response)) => match transfer.on_response(response) {
+                Step::Send(next) => match self.start_wire(now, transfer.remote, next) {
+                    Ok(wire) => {
+                        self.notification_fetches
+                            .insert(wire, (observation, transfer));
+                    }
+                    Err(e) => debug!("coapio: cannot fetch the rest of a notification: {e}"),
+                },
+                Step::Done(Ok(whole)) => {
+                    if self.requests.contains_key(&observation) {
+                        self.events.push_back(Event::Notification {
+                            id: observation,
+                            response: whole,
+                        });
+                    }
+                }
+                Step::Done(Err(e)) => debug!("coapio: fetching a notification failed: {e}"),
+            },
+            Some(Err(e)) => debug!("coapio: fetching a notification failed: {e}"),
+            None => {}
+        }
+    }
+
+    /// Whether `response` to request `id` continues an observation (RFC 7641): the request
+    /// registered (Observe 0) and the answer is a success that carries Observe.
+    pub(super) fn is_notification(&self, id: RequestId, response: &Response) -> bool {
+        response.code.is_success()
+            && response.options.contains(OptionNumber::OBSERVE)
+            && self
+                .requests
+                .get(&id)
+                .is_some_and(|r| r.request.options.get_uint(OptionNumber::OBSERVE) == Some(0))
+    }
+
+    /// A notification: delivered if it is fresher than the last one (RFC 7641 §3.4); the
+    /// observation stays open and re-registers if Max-Age passes without one.
+    pub(super) fn on_notification(&mut self, now: Instant, id: RequestId, response: Response) {
+        let seq = response
+            .options
+            .get_uint(OptionNumber::OBSERVE)
+            .unwrap_or(0);
+        let max_age = response
+            .options
+            .get_uint(OptionNumber::MAX_AGE)
+            .unwrap_or(60);
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        let (remote, mid, state) = (req.remote, req.mid, req.state);
+        let fresh = match req.last_notification {
+            None => true,
+            Some((v1, t1)) => {
+                let (v1, v2) = (v1 & 0xff_ffff, seq & 0xff_ffff);
+                (v1 < v2 && v2 - v1 < 1 << 23)
+                    || (v1 > v2 && v1 - v2 > 1 << 23)
+                    || now > t1 + Duration::from_secs(128)
+            }
+        };
+        req.state = ReqState::Observing;
+        // Give the server Max-Age plus a margin before asking again.
+        let deadline = now + Duration::from_secs(u64::from(max_age) + 2);
+        req.deadline = Some(deadline);
+        if fresh {
+            req.last_notification = Some((seq, now));
+        }
+        // The caller's own timeout covered the wait for the first answer; an observation
+        // lives until it is cancelled.
+        req.overall = None;
+        self.timers.schedule(deadline, TimerKey::Deadline(id));
+        if let Some(mid) = mid {
+            if self.outgoing.remove(&(remote, mid)).is_some() {
+                self.release_peer(now, remote);
+            }
+        }
+        if state == ReqState::Outstanding {
+            let mut next = None;
+            if let Some(p) = self.peers.get_mut(&remote) {
+                p.outstanding = p.outstanding.saturating_sub(1);
+                next = p.queue.pop_front();
+            }
+            if let Some(next) = next {
+                self.start_request(now, next);
+            }
+        }
+        let first_of_many = response
+            .options
+            .get(OptionNumber::BLOCK2)
+            .and_then(|v| crate::message::BlockValue::from_bytes(v).ok())
+            .is_some_and(|b| b.num() == 0 && b.more());
+        if fresh && first_of_many {
+            // A large notification: fetch the rest (without Observe) before delivering it.
+            let mut original = self.requests.get(&id).map(|r| r.request.clone());
+            if let Some(req) = original.as_mut() {
+                req.options.remove(OptionNumber::OBSERVE);
+                let mut t =
+                    ClientTransfer::download(remote, req.clone(), self.config.max_body_size);
+                if let Step::Send(next) = t.on_response(response) {
+                    match self.start_wire(now, remote, next) {
+                        Ok(wire) => {
+                            self.notification_fetches.insert(wire, (id, t));
+                        }
+                        Err(e) => debug!("coapio: cannot fetch the rest of a notification: {e}"),
+                    }
+                }
+            }
+        } else if fresh {
+            // The observation may have been the last exchange of a Block1 upload: the caller
+            // knows it by the transfer's ID, and the transfer is over.
+            let user = self.wire_to_user.get(&id).copied().unwrap_or(id);
+            self.transfers.remove(&user);
+            self.events
+                .push_back(Event::Notification { id: user, response });
+        } else {
+            debug!("coapio: notification {seq} for {id:?} is older than the last one; dropped");
+        }
+    }
+
+    /// Registers an observation again after Max-Age passed without a notification.
+    pub(super) fn reregister(&mut self, now: Instant, id: RequestId) {
+        if let Some(req) = self.requests.get_mut(&id) {
+            debug!("coapio: observation {id:?} heard nothing for Max-Age; registering again");
+            req.state = ReqState::Queued;
+            req.deadline = None;
+            let (remote, nstart) = (req.remote, self.config.nstart);
+            let peer = self.peer(now, remote);
+            if peer.outstanding < nstart {
+                self.start_request(now, id);
+            } else {
+                peer.queue.push_back(id);
+            }
+        }
+    }
+
+    /// Applies RFC 7641 §4.1 to the answer of a request: a registration (Observe 0) answered
+    /// with a success that carries Observe (the application's consent) adds or refreshes the
+    /// observer and numbers the answer; Observe 1 removes the observer; other answers carry
+    /// no Observe option.
+    pub(super) fn observe_registration(
+        &mut self,
+        now: Instant,
+        id: IncomingId,
+        mut response: Response,
+    ) -> Response {
+        let Some(ex) = self.incoming.get_mut(&id) else {
+            return response;
+        };
+        let key = (ex.meta.remote, ex.token);
+        let consent =
+            response.code.is_success() && response.options.contains(OptionNumber::OBSERVE);
+        match (ex.observe, ex.registration.take()) {
+            (Some(0), Some(request)) if consent => {
+                let path = request.path();
+                let on_path = self.observers.values().filter(|o| o.path == path).count();
+                let full = self.observers.len() >= self.config.max_observers
+                    || on_path >= self.config.max_observers_per_resource;
+                if !self.observers.contains_key(&key) && full {
+                    debug!(
+                        "coapio: no room for another observer; {} not registered",
+                        key.0
+                    );
+                    response.options.remove(OptionNumber::OBSERVE);
+                    return response;
+                }
+                let seq = self
+                    .observers
+                    .get(&key)
+                    .map_or(2, |o| (o.seq + 1) & 0xff_ffff);
+                debug!("coapio: {} observes {}", key.0, request.path());
+                self.observers.insert(
+                    key,
+                    Observer {
+                        path,
+                        request,
+                        meta: ex.meta,
+                        seq,
+                        notifications_since_con: 0,
+                        last_con: now,
+                        inflight_con: None,
+                    },
+                );
+                response.options.set_uint(OptionNumber::OBSERVE, seq);
+            }
+            (Some(1), _) => {
+                if self.observers.remove(&key).is_some() {
+                    debug!("coapio: {} no longer observes", key.0);
+                }
+                response.options.remove(OptionNumber::OBSERVE);
+            }
+            _ => {
+                response.options.remove(OptionNumber::OBSERVE);
+            }
+        }
+        response
+    }
+
+    /// Asks the application for the current representation of `path` for each of its
+    /// observers: one [`Event::Request`] each (the registration again); answering it with
+    /// [`respond`](Self::respond) sends the notification (RFC 7641 §4.2). Returns how many
+    /// observers there are.
+    pub fn notify(&mut self, now: Instant, path: &str) -> usize {
+        self.notify_as(now, path, None)
+    }
+
+    /// As [`notify`](Self::notify), with the notifications' type chosen for this change
+    /// (`Some(Type::Con)`: every observer must acknowledge it) instead of
+    /// [`Config::notification_type`].
+    pub fn notify_as(&mut self, now: Instant, path: &str, ty: Option<Type>) -> usize {
+        let mut keys: Vec<(SocketAddr, Token)> = self
+            .observers
+            .iter()
+            .filter(|(_, o)| o.path == path)
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable_by_key(|(a, t)| (*a, t.as_bytes().to_vec()));
+        let lifetime = self.config.non_lifetime();
+        for key in &keys {
+            let Some(o) = self.observers.get(key) else {
+                continue;
+            };
+            let (meta, request) = (o.meta, o.request.clone());
+            let id = IncomingId(self.next_id);
+            self.next_id += 1;
+            self.incoming.insert(
+                id,
+                Incoming {
+                    meta,
+                    ty: Type::Non,
+                    mid: 0,
+                    token: key.1,
+                    timer_at: now + lifetime,
+                    expires: now + lifetime,
+                    empty_ack_sent: true,
+                    key: request_key(request.method, request.options.iter()),
+                    block2: None,
+                    block1: None,
+                    observe: None,
+                    notification: true,
+                    notification_type: ty,
+                    registration: None,
+                },
+            );
+            self.timers.schedule(now + lifetime, TimerKey::Incoming(id));
+            self.events.push_back(Event::Request { id, meta, request });
+        }
+        keys.len()
+    }
+
+    /// Sends a notification: NON (or `Config::notification_type`), and CON every
+    /// `Config::notification_con_every` notifications and at least once a day; an error
+    /// response ends the observation (RFC 7641 §4.2, §4.5).
+    pub(super) fn send_notification(&mut self, now: Instant, ex: Incoming, response: Response) {
+        let key = (ex.meta.remote, ex.token);
+        let con_every = self.config.notification_con_every;
+        let always_con = ex
+            .notification_type
+            .unwrap_or(self.config.notification_type)
+            == Type::Con;
+        let Some(o) = self.observers.get_mut(&key) else {
+            return; // the observer left meanwhile
+        };
+        let success = response.code.is_success();
+        let mut response = response;
+        if success {
+            o.seq = (o.seq + 1) & 0xff_ffff;
+            response.options.set_uint(OptionNumber::OBSERVE, o.seq);
+        } else {
+            response.options.remove(OptionNumber::OBSERVE);
+        }
+        let con = always_con
+            || !success
+            || o.notifications_since_con + 1 >= con_every
+            || now >= o.last_con + Duration::from_secs(24 * 3600);
+        if con {
+            o.notifications_since_con = 0;
+            o.last_con = now;
+        } else {
+            o.notifications_since_con += 1;
+        }
+        if !success {
+            debug!(
+                "coapio: {} answered {}: the observation ends",
+                key.0, response.code
+            );
+            self.observers.remove(&key);
+        }
+        let remote = key.0;
+        let response = self.shape_blockwise(now, remote, ex.key, None, None, response);
+        let mid = self.next_mid(now, remote);
+        let msg = Message {
+            ty: if con { Type::Con } else { Type::Non },
+            code: response.code,
+            message_id: mid,
+            token: key.1,
+            options: response.options,
+            payload: response.payload,
+        };
+        let mut wire = Vec::with_capacity(16 + msg.payload.len());
+        if msg.encode(&mut wire).is_err() {
+            return;
+        }
+        let source = reply_source(&ex.meta);
+        if con {
+            // At most one Confirmable notification in flight per observer: the new one
+            // replaces the old (RFC 7641 §4.5.2).
+            let old = self
+                .observers
+                .get_mut(&key)
+                .and_then(|o| o.inflight_con.replace(mid));
+            if let Some(old) = old {
+                if self.outgoing.remove(&(remote, old)).is_some() {
+                    self.release_peer(now, remote);
+                }
+            }
+            let initial = self.initial_timeout();
+            self.timers
+                .schedule(now + initial, TimerKey::Retransmit(remote, mid));
+            self.acquire_peer(now, remote);
+            self.outgoing.insert(
+                (remote, mid),
+                Outgoing {
+                    wire,
+                    source,
+                    ifindex: ex.meta.ifindex,
+                    owner: Owner::Notification(key.1),
+                    retransmit: Some(Retransmit {
+                        count: 0,
+                        timeout: initial,
+                        next_at: now + initial,
+                    }),
+                },
+            );
+            self.transmits.push_back(Queued::Outgoing((remote, mid)));
+        } else {
+            self.non_notifications.push_back(((remote, mid), key.1));
+            while self.non_notifications.len() > 4 * self.config.max_observers + 64 {
+                self.non_notifications.pop_front();
+            }
+            self.transmits.push_back(Queued::Reply {
+                to: remote,
+                wire,
+                source,
+                ifindex: ex.meta.ifindex,
+                dedup_key: None,
+            });
+        }
+        self.purge_idle_peers(now);
+    }
+
+    /// Forgets the observer a Reset or an unacknowledged notification speaks of.
+    pub(super) fn drop_observer(&mut self, remote: SocketAddr, token: Token, why: &str) {
+        if self.observers.remove(&(remote, token)).is_some() {
+            debug!("coapio: observer {remote} {token:?} removed: {why}");
+        }
+    }
+}

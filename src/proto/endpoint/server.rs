@@ -1,0 +1,355 @@
+//! The server side of the endpoint: received requests, the application's answers
+//! (piggybacked, separate or Non-confirmable) and server block-wise transfers (RFC 7959).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::debug;
+
+use crate::error::Error;
+use crate::message::{Code, Message, MessageRef, OptionNumber, Type};
+use crate::net::RecvMeta;
+
+use super::*;
+
+impl Endpoint {
+    /// Answers a request of an [`Event::Request`]. Call [`poll_transmit`](Self::poll_transmit)
+    /// afterwards.
+    ///
+    /// A Confirmable request answered before its empty ACK went out gets the response
+    /// piggybacked on the ACK; later, the response is a separate one (type from
+    /// [`Config::separate_response_type`]). A Non-confirmable request gets a Non-confirmable
+    /// response. To a multicast request, error responses are not sent
+    /// (<https://www.rfc-editor.org/rfc/rfc7252#section-8.2>).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownExchange`] if `id` is not awaiting an answer, [`Error::WrongCode`] for a
+    /// code that is not a response code, [`Error::Encode`] if the response cannot be encoded;
+    /// the request still awaits its answer after the last two.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        id: IncomingId,
+        response: Response,
+    ) -> Result<(), Error> {
+        if !response.code.is_response() {
+            return Err(Error::WrongCode(response.code));
+        }
+        let Some(ex) = self.incoming.get(&id) else {
+            return Err(Error::UnknownExchange);
+        };
+        if ex.notification {
+            if let Some(ex) = self.incoming.remove(&id) {
+                self.send_notification(now, ex, response);
+            }
+            return Ok(());
+        }
+        let response = self.observe_registration(now, id, response);
+        let Some(ex) = self.incoming.get(&id) else {
+            return Err(Error::UnknownExchange);
+        };
+        let response =
+            self.shape_blockwise(now, ex.meta.remote, ex.key, ex.block1, ex.block2, response);
+        let Some(ex) = self.incoming.get(&id) else {
+            return Err(Error::UnknownExchange);
+        };
+        let (ty, mid) = if ex.ty == Type::Con && !ex.empty_ack_sent {
+            (Type::Ack, ex.mid)
+        } else if ex.ty == Type::Con {
+            (self.config.separate_response_type, 0)
+        } else {
+            (Type::Non, 0)
+        };
+        let msg = Message {
+            ty,
+            code: response.code,
+            message_id: mid,
+            token: ex.token,
+            options: response.options,
+            payload: response.payload,
+        };
+        let mut wire = Vec::with_capacity(16 + msg.payload.len());
+        msg.encode(&mut wire)?;
+        let Some(ex) = self.incoming.remove(&id) else {
+            return Err(Error::UnknownExchange);
+        };
+        let remote = ex.meta.remote;
+        let source = reply_source(&ex.meta);
+        if ex.meta.is_multicast() && msg.code.is_error() {
+            debug!(
+                "coapio: not sending {} to multicast request from {remote}",
+                msg.code
+            );
+            return Ok(());
+        }
+        debug!(
+            "coapio: responding {} to {remote} as {ty:?} ({:?})",
+            msg.code, ex.token
+        );
+        if ty == Type::Ack {
+            self.transmits.push_back(Queued::Reply {
+                to: remote,
+                wire,
+                source,
+                ifindex: ex.meta.ifindex,
+                dedup_key: Some((remote, ex.mid)),
+            });
+            return Ok(());
+        }
+        // A separate or NON response: it needs a message ID of its own.
+        let new_mid = self.next_mid(now, remote);
+        wire[2..4].copy_from_slice(&new_mid.to_be_bytes());
+        if ty == Type::Con {
+            let initial = self.initial_timeout();
+            self.timers
+                .schedule(now + initial, TimerKey::Retransmit(remote, new_mid));
+            self.acquire_peer(now, remote);
+            self.outgoing.insert(
+                (remote, new_mid),
+                Outgoing {
+                    wire,
+                    source,
+                    ifindex: ex.meta.ifindex,
+                    owner: Owner::Response,
+                    retransmit: Some(Retransmit {
+                        count: 0,
+                        timeout: initial,
+                        next_at: now + initial,
+                    }),
+                },
+            );
+            self.transmits
+                .push_back(Queued::Outgoing((remote, new_mid)));
+        } else {
+            let dedup_key = (ex.ty == Type::Non).then_some((remote, ex.mid));
+            let reply = Queued::Reply {
+                to: remote,
+                wire,
+                source,
+                ifindex: ex.meta.ifindex,
+                dedup_key,
+            };
+            let leisure = self.config.leisure;
+            if ex.meta.is_multicast()
+                && !leisure.is_zero()
+                && self.delayed.len() < self.config.max_pending_requests
+            {
+                // RFC 7252 §8.2: spread the group's answers over the leisure period.
+                let at = now + leisure.mul_f64(self.rng.next_f64());
+                let key = self.next_id;
+                self.next_id += 1;
+                self.delayed.insert(key, reply);
+                self.timers.schedule(at, TimerKey::Leisure(key));
+            } else {
+                self.transmits.push_back(reply);
+            }
+        }
+        self.purge_idle_peers(now);
+        Ok(())
+    }
+
+    /// Answers a request at once, without involving the application (bad options, overload).
+    pub(super) fn reject_request(
+        &mut self,
+        now: Instant,
+        meta: &RecvMeta,
+        m: &MessageRef<'_>,
+        code: Code,
+    ) {
+        self.answer_directly(now, meta, m, Response::new(code));
+    }
+
+    /// Fits a response to block-wise rules: echoes the Block1 of a completed upload, and cuts a
+    /// representation larger than the block size (the client's, if smaller) into Block2
+    /// blocks, keeping the whole for the later blocks.
+    pub(super) fn shape_blockwise(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        key: u64,
+        block1: Option<crate::message::BlockValue>,
+        block2: Option<crate::message::BlockValue>,
+        mut response: Response,
+    ) -> Response {
+        use crate::message::BlockValue;
+        if let Some(b1) = block1.filter(|b| b.num() > 0 || b.more()) {
+            if let Ok(last) = BlockValue::new(b1.num(), false, b1.szx()) {
+                response
+                    .options
+                    .set_uint(OptionNumber::BLOCK1, last.to_uint());
+            }
+        }
+        if response.options.contains(OptionNumber::BLOCK2) {
+            return response; // the application does its own block-wise transfer
+        }
+        let preferred = BlockValue::szx_for_size(self.config.block_size);
+        let szx = block2.map_or(preferred, |b| b.szx().min(preferred));
+        let size = 1usize << (szx + 4);
+        let num = block2.map_or(0, |b| b.num());
+        if response.payload.len() <= size && num == 0 {
+            return response;
+        }
+        let Ok(block) = BlockValue::new(num, false, szx) else {
+            return Response::new(Code::BAD_OPTION);
+        };
+        // One ETag for all blocks, computed once (the cached whole carries it).
+        if !response.options.contains(OptionNumber::ETAG) {
+            let etag = crate::proto::blockwise::content_etag(&response.payload);
+            response.options.push(OptionNumber::ETAG, etag);
+        }
+        match cut_block2(&response, block) {
+            Some(part) => {
+                if response.payload.len() > size {
+                    self.block_cache.insert(now, (remote, key), response);
+                }
+                part
+            }
+            None => Response::new(Code::BAD_OPTION),
+        }
+    }
+
+    /// Answers a request without the application (errors, 2.31 Continue, cached blocks).
+    pub(super) fn answer_directly(
+        &mut self,
+        now: Instant,
+        meta: &RecvMeta,
+        m: &MessageRef<'_>,
+        response: Response,
+    ) {
+        let id = self.register_incoming(now, meta, m);
+        if self.respond(now, id, response).is_err() {
+            self.incoming.remove(&id);
+        }
+    }
+
+    pub(super) fn register_incoming(
+        &mut self,
+        now: Instant,
+        meta: &RecvMeta,
+        m: &MessageRef<'_>,
+    ) -> IncomingId {
+        let id = IncomingId(self.next_id);
+        self.next_id += 1;
+        // A multicast CON is treated as NON: no ACK, no RST (RFC 7252 §8.1).
+        let ty = if meta.is_multicast() { Type::Non } else { m.ty };
+        let lifetime = if ty == Type::Con {
+            self.config.exchange_lifetime()
+        } else {
+            self.config.non_lifetime()
+        };
+        self.dedup.insert(
+            (meta.remote, m.message_id),
+            now + lifetime,
+            Replay::Nothing,
+            reply_source(meta),
+            meta.ifindex,
+        );
+        let expires = now + lifetime;
+        let timer_at = if ty == Type::Con {
+            now + self.config.empty_ack_delay
+        } else {
+            expires
+        };
+        self.timers.schedule(timer_at, TimerKey::Incoming(id));
+        self.incoming.insert(
+            id,
+            Incoming {
+                meta: *meta,
+                ty,
+                mid: m.message_id,
+                token: m.token,
+                timer_at,
+                expires,
+                empty_ack_sent: false,
+                key: 0,
+                block2: None,
+                block1: None,
+                observe: m.options.get_uint(OptionNumber::OBSERVE),
+                notification: false,
+                notification_type: None,
+                registration: None,
+            },
+        );
+        id
+    }
+
+    pub(super) fn handle_request(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
+        if let Some(bad) = critical_problem(m.options) {
+            debug!(
+                "coapio: request from {} has unrecognized critical option {bad:?}",
+                meta.remote
+            );
+            self.reject_request(now, meta, m, Code::BAD_OPTION);
+            return;
+        }
+        if self.incoming.len() >= self.config.max_pending_requests {
+            debug!(
+                "coapio: too many requests await answers; 5.03 to {}",
+                meta.remote
+            );
+            self.reject_request(now, meta, m, Code::SERVICE_UNAVAILABLE);
+            return;
+        }
+        let key = request_key(m.code, m.options.iter());
+        let mut request = Request {
+            method: m.code,
+            options: m.options.to_owned(),
+            payload: m.payload.to_vec(),
+            confirmable: m.ty == Type::Con && !meta.is_multicast(),
+            timeout: None,
+            token_length: Some(m.token.len() as u8),
+        };
+        let preferred = crate::message::BlockValue::szx_for_size(self.config.block_size);
+        let block2 = match block_of(m.options, OptionNumber::BLOCK2) {
+            Some(Err(())) => return self.reject_request(now, meta, m, Code::BAD_OPTION),
+            Some(Ok(b)) => Some(b),
+            None => None,
+        };
+        let mut block1 = None;
+        match block_of(m.options, OptionNumber::BLOCK1) {
+            Some(Err(())) => return self.reject_request(now, meta, m, Code::BAD_OPTION),
+            Some(Ok(b)) => match self
+                .uploads
+                .on_block(now, meta.remote, key, request, b, preferred)
+            {
+                UploadStep::Answer(response) => {
+                    return self.answer_directly(now, meta, m, response)
+                }
+                UploadStep::Complete(whole, last) => {
+                    request = whole;
+                    block1 = Some(last);
+                }
+            },
+            None => {}
+        }
+        // A later block of a representation served block-wise: from the cache if it is there.
+        if let Some(b) = block2.filter(|b| b.num() > 0 && block1.is_none()) {
+            let szx = b.szx().min(preferred);
+            let block = crate::message::BlockValue::new(b.num(), false, szx).ok();
+            let part = block.and_then(|block| {
+                self.block_cache
+                    .get(now, &(meta.remote, key))
+                    .map(|whole| cut_block2(whole, block))
+            });
+            if let Some(part) = part {
+                let response = part.unwrap_or_else(|| Response::new(Code::BAD_OPTION));
+                return self.answer_directly(now, meta, m, response);
+            }
+        }
+        let id = self.register_incoming(now, meta, m);
+        if let Some(ex) = self.incoming.get_mut(&id) {
+            ex.key = key;
+            ex.block2 = block2;
+            ex.block1 = block1;
+            if ex.observe == Some(0) && matches!(request.method, Code::GET | Code::FETCH) {
+                ex.registration = Some(request.clone());
+            }
+        }
+        self.events.push_back(Event::Request {
+            id,
+            meta: *meta,
+            request,
+        });
+    }
+}

@@ -939,13 +939,18 @@ impl Harness {
             "{}",
             self.name
         );
-        assert!(s.dedup_entries <= c.dedup_capacity, "{}", self.name);
+        // Admission stops at the budget; replies admitted before may add their bytes.
+        assert!(
+            s.dedup_bytes <= c.dedup_memory + c.max_pending_requests * 1500,
+            "{}",
+            self.name
+        );
         assert!(s.remotes <= self.remotes.len(), "{}", self.name);
         assert!(s.idle_remotes <= self.remotes.len(), "{}", self.name);
-        // Idle remotes are trimmed to `dedup_capacity` when a datagram or a timeout is
+        // Idle remotes are trimmed to `max_idle_remotes` when a datagram or a timeout is
         // handled; answers sent in between (each may make a remote known) can add one each.
         assert!(
-            s.idle_remotes <= c.dedup_capacity + c.max_pending_requests + 1,
+            s.idle_remotes <= c.max_idle_remotes + c.max_pending_requests + 1,
             "{}: {s:?}",
             self.name
         );
@@ -1022,13 +1027,15 @@ impl Harness {
 fn configs() -> Vec<(&'static str, Config)> {
     // The fuzz target's bounds, RFC timings.
     let mut a = Config::default().with_seed(1);
-    a.dedup_capacity = 64;
+    a.dedup_memory = 16 << 10;
+    a.max_idle_remotes = 64;
     a.max_pending_requests = 16;
     a.max_queued_per_remote = 8;
 
     // Fast timers, NSTART 2, NON separate responses, an immediate empty ACK, 1-byte tokens.
     let mut b = Config::default().with_seed(2);
-    b.dedup_capacity = 16;
+    b.dedup_memory = 4 << 10;
+    b.max_idle_remotes = 16;
     b.max_pending_requests = 4;
     b.max_queued_per_remote = 2;
     b.nstart = 2;
@@ -1040,7 +1047,8 @@ fn configs() -> Vec<(&'static str, Config)> {
 
     // Everything at its minimum.
     let mut c = Config::default().with_seed(3);
-    c.dedup_capacity = 1;
+    c.dedup_memory = 1;
+    c.max_idle_remotes = 1;
     c.max_pending_requests = 1;
     c.max_queued_per_remote = 0;
     c.token_length = 0;

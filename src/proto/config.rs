@@ -46,8 +46,30 @@ pub struct Config {
     pub separate_response_type: Type,
     /// The length of the tokens this endpoint makes, 0–8 bytes (default 8).
     pub token_length: usize,
-    /// How many received messages the deduplication cache remembers at most (default 16384).
-    pub dedup_capacity: usize,
+    /// The memory the deduplication cache may use, in bytes (default 64 MiB; an entry costs
+    /// about 150 bytes plus the response it replays). Received messages are remembered for
+    /// their whole lifetime (EXCHANGE_LIFETIME or NON_LIFETIME, RFC 7252 §4.5) and never
+    /// forgotten earlier; when the budget is full, a new non-idempotent request (POST, PATCH)
+    /// gets 5.03 Service Unavailable with a Max-Age saying when to try again, and an
+    /// idempotent one (GET, FETCH, PUT, DELETE) is served without being remembered, as §4.5
+    /// allows.
+    pub dedup_memory: usize,
+    /// The share of [`Config::dedup_memory`] one remote may use (default 8 MiB), so that one
+    /// remote cannot take the whole cache; beyond it, its requests are treated as when the
+    /// whole cache is full.
+    pub dedup_memory_per_remote: usize,
+    /// How many remotes nothing refers to any more are remembered for their message ID
+    /// counters (default 65536). Their state lives EXCHANGE_LIFETIME after last use so that
+    /// message IDs are not reused (RFC 7252 §4.4); beyond this count the oldest is forgotten
+    /// early, and its next message ID starts at a random value.
+    pub max_idle_remotes: usize,
+    /// Whether a message ID is never reused with a remote within EXCHANGE_LIFETIME (RFC 7252
+    /// §4.4; default `true`). Then at most 65 536 messages go to one remote per
+    /// EXCHANGE_LIFETIME (265 a second on average, by default): beyond that, new messages
+    /// wait for an ID to become free ([`super::Stats::waiting_for_message_ids`]). Turn it off
+    /// only on a closed test network where a peer's deduplication is known to be shorter;
+    /// IDs still in flight are never reused either way.
+    pub strict_message_ids: bool,
     /// How many received requests may await the application's answer at once; more get
     /// 5.03 Service Unavailable (default 4096).
     pub max_pending_requests: usize,
@@ -101,7 +123,10 @@ impl Default for Config {
             empty_ack_delay: Duration::from_millis(100),
             separate_response_type: Type::Con,
             token_length: 8,
-            dedup_capacity: 16_384,
+            dedup_memory: 64 << 20,
+            dedup_memory_per_remote: 8 << 20,
+            max_idle_remotes: 65_536,
+            strict_message_ids: true,
             max_pending_requests: 4096,
             max_queued_per_remote: 1024,
             block_size: 1024,
@@ -183,8 +208,8 @@ impl Config {
                 "at most 1048576",
             );
         }
-        if self.dedup_capacity == 0 || self.max_pending_requests == 0 {
-            return err("dedup_capacity / max_pending_requests", "at least 1");
+        if self.max_pending_requests == 0 {
+            return err("max_pending_requests", "at least 1");
         }
         Ok(())
     }
@@ -216,7 +241,6 @@ impl Config {
         c.multicast_timeout = c.multicast_timeout.min(day);
         c.max_observers = c.max_observers.min(1 << 20);
         c.max_observers_per_resource = c.max_observers_per_resource.min(1 << 20);
-        c.dedup_capacity = c.dedup_capacity.max(1);
         c.notification_con_every = c.notification_con_every.max(1);
         if c.notification_type != Type::Con {
             c.notification_type = Type::Non;

@@ -1,13 +1,20 @@
 //! The deduplication cache: which Confirmable and Non-confirmable messages arrived lately, and
 //! what was answered to them (<https://www.rfc-editor.org/rfc/rfc7252#section-4.5>).
 //!
-//! Entries live for EXCHANGE_LIFETIME (CON) or NON_LIFETIME (NON) and the cache holds at most
-//! `capacity` of them: when full, the oldest entry goes first. Memory is therefore bounded by
-//! the count, whatever the number of remotes.
+//! An entry lives exactly its lifetime (EXCHANGE_LIFETIME for CON, NON_LIFETIME for NON) and is
+//! never evicted earlier, however busy the endpoint is: forgetting a message early would let
+//! its retransmission run the request a second time. Memory is bounded by a byte budget
+//! instead, with a quota per remote so that one remote cannot take the whole cache; when there
+//! is no room, [`Dedup::insert`] refuses and the caller declines the new work (see
+//! `Endpoint::handle_request`) rather than forgetting old work.
+//!
+//! The two lifetimes are constant, so entries of each kind expire in the order they were made:
+//! one queue per kind keeps expiry exact and O(1) per entry.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What to send again when a duplicate arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,13 +24,31 @@ pub(crate) enum Replay {
     /// The empty ACK with the message's ID.
     EmptyAck,
     /// This datagram (a piggybacked response, or a response to a NON request).
-    Bytes(Vec<u8>),
+    Bytes(Box<[u8]>),
+}
+
+impl Replay {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Bytes(b) => b.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Which lifetime an entry has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifetime {
+    /// EXCHANGE_LIFETIME: a Confirmable message.
+    Exchange,
+    /// NON_LIFETIME: a Non-confirmable message.
+    Non,
 }
 
 #[derive(Debug)]
 pub(crate) struct Entry {
     expires: Instant,
-    generation: u64,
+    generation: u32,
     pub(crate) replay: Replay,
     pub(crate) source: Option<IpAddr>,
     pub(crate) ifindex: Option<u32>,
@@ -31,21 +56,47 @@ pub(crate) struct Entry {
 
 pub(crate) type Key = (SocketAddr, u16);
 
+/// What one entry costs besides its replay bytes: the map slot (key, value, control byte,
+/// load-factor slack) and its place in an expiry queue.
+pub(crate) const ENTRY_COST: usize =
+    (size_of::<(Key, Entry)>() + 1) * 8 / 7 + size_of::<(Key, Instant, u32)>();
+
+// The target the design sets for an entry's fixed cost.
+const _: () = assert!(ENTRY_COST <= 256);
+
 #[derive(Debug)]
 pub(crate) struct Dedup {
     map: HashMap<Key, Entry>,
-    order: VecDeque<(Key, Instant, u64)>,
-    capacity: usize,
-    generation: u64,
+    /// Expiry order of CON and NON entries: (key, expiry, generation).
+    queues: [VecDeque<(Key, Instant, u32)>; 2],
+    lifetimes: [Duration; 2],
+    /// Bytes charged to each remote with entries.
+    per_remote: HashMap<SocketAddr, usize>,
+    bytes: usize,
+    budget: usize,
+    quota: usize,
+    generation: u32,
+    refused: u64,
 }
 
 impl Dedup {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A cache of at most `budget` bytes, `quota` of them for any one remote.
+    pub(crate) fn new(
+        budget: usize,
+        quota: usize,
+        exchange_lifetime: Duration,
+        non_lifetime: Duration,
+    ) -> Self {
         Self {
             map: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
+            queues: [VecDeque::new(), VecDeque::new()],
+            lifetimes: [exchange_lifetime, non_lifetime],
+            per_remote: HashMap::new(),
+            bytes: 0,
+            budget,
+            quota: quota.min(budget),
             generation: 0,
+            refused: 0,
         }
     }
 
@@ -53,22 +104,59 @@ impl Dedup {
         self.map.len()
     }
 
-    /// The live entry for `key`, if any.
-    pub(crate) fn get_mut(&mut self, now: Instant, key: &Key) -> Option<&mut Entry> {
-        self.map.get_mut(key).filter(|e| e.expires > now)
+    /// Bytes in use (entries and their replay datagrams).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
-    /// Remembers `key` until `expires`, evicting the oldest entries beyond the capacity.
+    /// How many messages found no room since the endpoint started.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// The live entry for `key`, if any.
+    pub(crate) fn get(&self, now: Instant, key: &Key) -> Option<&Entry> {
+        self.map.get(key).filter(|e| e.expires > now)
+    }
+
+    /// Whether an entry for a message from `remote` would fit now.
+    pub(crate) fn has_room(&self, remote: SocketAddr) -> bool {
+        let used = self.per_remote.get(&remote).copied().unwrap_or(0);
+        self.bytes + ENTRY_COST <= self.budget && used + ENTRY_COST <= self.quota
+    }
+
+    /// When the oldest entry of `remote` (or of anyone, if the whole cache is full) expires:
+    /// a hint for Max-Age in a 5.03 that declines work for lack of room.
+    pub(crate) fn room_at(&self, now: Instant) -> Instant {
+        self.queues
+            .iter()
+            .filter_map(|q| q.front().map(|(_, at, _)| *at))
+            .min()
+            .unwrap_or(now)
+    }
+
+    /// Remembers `key` for its lifetime; returns `false`, remembering nothing, when the
+    /// budget or the remote's quota has no room. An entry for `key` that is still there is
+    /// replaced.
     pub(crate) fn insert(
         &mut self,
+        now: Instant,
         key: Key,
-        expires: Instant,
+        lifetime: Lifetime,
         replay: Replay,
         source: Option<IpAddr>,
         ifindex: Option<u32>,
-    ) {
-        self.generation += 1;
+    ) -> bool {
+        self.remove(&key);
+        if !self.has_room(key.0) {
+            self.refused += 1;
+            return false;
+        }
+        let cost = ENTRY_COST + replay.heap_bytes();
+        self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
+        let which = lifetime as usize;
+        let expires = now + self.lifetimes[which];
         self.map.insert(
             key,
             Entry {
@@ -79,28 +167,62 @@ impl Dedup {
                 ifindex,
             },
         );
-        self.order.push_back((key, expires, generation));
-        while self.map.len() > self.capacity || self.order.len() > 2 * self.capacity {
-            self.pop_front();
+        self.queues[which].push_back((key, expires, generation));
+        self.charge(key.0, cost as isize);
+        true
+    }
+
+    /// Sets what a duplicate of `key` gets, if `key` is remembered.
+    pub(crate) fn set_replay(&mut self, now: Instant, key: &Key, replay: Replay) {
+        let Some(entry) = self.map.get_mut(key).filter(|e| e.expires > now) else {
+            return;
+        };
+        let delta = replay.heap_bytes() as isize - entry.replay.heap_bytes() as isize;
+        entry.replay = replay;
+        self.charge(key.0, delta);
+    }
+
+    fn charge(&mut self, remote: SocketAddr, delta: isize) {
+        self.bytes = self.bytes.saturating_add_signed(delta);
+        match self.per_remote.entry(remote) {
+            MapEntry::Occupied(mut o) => {
+                let v = o.get().saturating_add_signed(delta);
+                if v == 0 {
+                    o.remove();
+                } else {
+                    *o.get_mut() = v;
+                }
+            }
+            MapEntry::Vacant(v) => {
+                if delta > 0 {
+                    v.insert(delta as usize);
+                }
+            }
         }
     }
 
-    /// Drops the entries that have expired by `now` (oldest first; an entry stuck behind a
-    /// longer-lived one goes when that one does, and is ignored by lookups meanwhile).
+    fn remove(&mut self, key: &Key) {
+        if let Some(e) = self.map.remove(key) {
+            let cost = ENTRY_COST + e.replay.heap_bytes();
+            self.charge(key.0, -(cost as isize));
+        }
+    }
+
+    /// Drops the entries that have expired by `now`.
     pub(crate) fn purge(&mut self, now: Instant) {
-        while self.order.front().is_some_and(|(_, exp, _)| *exp <= now) {
-            self.pop_front();
-        }
-    }
-
-    fn pop_front(&mut self) {
-        if let Some((key, _, generation)) = self.order.pop_front() {
-            if self
-                .map
-                .get(&key)
-                .is_some_and(|e| e.generation == generation)
-            {
-                self.map.remove(&key);
+        for which in 0..2 {
+            while let Some(&(key, expires, generation)) = self.queues[which].front() {
+                if expires > now {
+                    break;
+                }
+                self.queues[which].pop_front();
+                if self
+                    .map
+                    .get(&key)
+                    .is_some_and(|e| e.generation == generation)
+                {
+                    self.remove(&key);
+                }
             }
         }
     }
@@ -109,7 +231,6 @@ impl Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn key(i: u32) -> Key {
         (
@@ -118,48 +239,77 @@ mod tests {
         )
     }
 
+    const LIFE: Duration = Duration::from_secs(10);
+
     #[test]
-    fn bounded_and_expiring() {
+    fn entries_live_their_lifetime_and_the_budget_refuses() {
         let now = Instant::now();
-        let mut d = Dedup::new(100);
-        for i in 0..1000 {
-            d.insert(
-                key(i),
-                now + Duration::from_secs(10),
-                Replay::Nothing,
-                None,
-                None,
-            );
-            assert!(d.len() <= 100);
+        let mut d = Dedup::new(100 * ENTRY_COST, usize::MAX, LIFE, LIFE / 2);
+        for i in 0..100 {
+            assert!(d.insert(now, key(i), Lifetime::Exchange, Replay::Nothing, None, None));
         }
-        assert!(d.get_mut(now, &key(999)).is_some());
-        assert!(d.get_mut(now, &key(0)).is_none());
+        // Full: the 101st is refused, and nothing old was forgotten.
+        assert!(!d.insert(
+            now,
+            key(100),
+            Lifetime::Exchange,
+            Replay::Nothing,
+            None,
+            None
+        ));
+        assert_eq!(d.refused(), 1);
+        assert!((0..100).all(|i| d.get(now, &key(i)).is_some()));
         assert!(d
-            .get_mut(now + Duration::from_secs(10), &key(999))
-            .is_none());
-        d.purge(now + Duration::from_secs(10));
-        assert_eq!(d.len(), 0);
+            .get(now + LIFE - Duration::from_millis(1), &key(0))
+            .is_some());
+        assert!(d.get(now + LIFE, &key(0)).is_none());
+        d.purge(now + LIFE);
+        assert_eq!((d.len(), d.bytes()), (0, 0));
+        assert!(d.per_remote.is_empty());
     }
 
     #[test]
-    fn reinsert_survives_stale_order_record() {
+    fn quota_per_remote() {
         let now = Instant::now();
-        let mut d = Dedup::new(10);
-        d.insert(
+        let mut d = Dedup::new(1000 * ENTRY_COST, 3 * ENTRY_COST, LIFE, LIFE);
+        let remote = key(0).0;
+        for mid in 0..3 {
+            assert!(d.insert(
+                now,
+                (remote, mid),
+                Lifetime::Non,
+                Replay::Nothing,
+                None,
+                None
+            ));
+        }
+        assert!(!d.has_room(remote));
+        assert!(!d.insert(now, (remote, 9), Lifetime::Non, Replay::Nothing, None, None));
+        assert!(d.insert(now, key(7), Lifetime::Non, Replay::Nothing, None, None));
+    }
+
+    #[test]
+    fn two_lifetimes_expire_in_order_and_replays_are_charged() {
+        let now = Instant::now();
+        let mut d = Dedup::new(usize::MAX, usize::MAX, LIFE, LIFE / 2);
+        assert!(d.insert(now, key(1), Lifetime::Exchange, Replay::Nothing, None, None));
+        assert!(d.insert(now, key(2), Lifetime::Non, Replay::Nothing, None, None));
+        d.set_replay(now, &key(1), Replay::Bytes(vec![0; 100].into()));
+        assert_eq!(d.bytes(), 2 * ENTRY_COST + 100);
+        d.purge(now + LIFE / 2);
+        assert!(d.get(now, &key(2)).is_none());
+        assert_eq!(d.get(now, &key(1)).unwrap().replay.heap_bytes(), 100);
+        // Re-inserting replaces (the old queue record is stale and ignored).
+        assert!(d.insert(
+            now + LIFE / 2,
             key(1),
-            now + Duration::from_secs(1),
-            Replay::Nothing,
-            None,
-            None,
-        );
-        d.insert(
-            key(1),
-            now + Duration::from_secs(5),
+            Lifetime::Exchange,
             Replay::EmptyAck,
             None,
-            None,
-        );
-        d.purge(now + Duration::from_secs(2));
-        assert_eq!(d.get_mut(now, &key(1)).unwrap().replay, Replay::EmptyAck);
+            None
+        ));
+        d.purge(now + LIFE);
+        assert_eq!(d.get(now + LIFE, &key(1)).unwrap().replay, Replay::EmptyAck);
+        assert_eq!(d.bytes(), ENTRY_COST);
     }
 }

@@ -14,6 +14,7 @@ mod blockwise;
 mod config;
 mod dedup;
 mod endpoint;
+mod mids;
 mod rng;
 mod timers;
 mod types;

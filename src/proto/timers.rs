@@ -22,6 +22,8 @@ pub(crate) enum TimerKey {
     Incoming(IncomingId),
     /// Send a response to a multicast request whose leisure has passed.
     Leisure(u64),
+    /// A message ID to this remote may have become free: send what waits for one.
+    MidsFree(SocketAddr),
 }
 
 #[derive(Debug, Default)]

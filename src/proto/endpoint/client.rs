@@ -170,16 +170,25 @@ impl Endpoint {
         Err(Error::NoToken)
     }
 
-    /// Sends a queued request: gives it a message ID, encodes it and arms its timer.
-    pub(super) fn start_request(&mut self, now: Instant, id: RequestId) {
+    /// Sends a queued request: gives it a message ID, encodes it and arms its timer. Returns
+    /// `false` when no message ID is free: the request then waits at the front of its
+    /// remote's queue until one is (`TimerKey::MidsFree`).
+    pub(super) fn start_request(&mut self, now: Instant, id: RequestId) -> bool {
         let Some(remote) = self.requests.get(&id).map(|r| r.remote) else {
-            return;
+            return true;
         };
-        let mid = self.next_mid(now, remote);
+        let Some(mid) = self.alloc_mid(now, remote) else {
+            if let Some(req) = self.requests.get_mut(&id) {
+                req.state = ReqState::Queued;
+            }
+            self.peer(now, remote).queue.push_front(id);
+            self.wait_for_mid(now, remote);
+            return false;
+        };
         let initial = self.initial_timeout();
         let non_timeout = self.config.non_timeout;
         let Some(req) = self.requests.get_mut(&id) else {
-            return;
+            return true;
         };
         let ty = if req.request.confirmable {
             Type::Con
@@ -197,7 +206,7 @@ impl Endpoint {
         let mut wire = Vec::new();
         if msg.encode(&mut wire).is_err() {
             // `request` checked the option lengths; nothing else can fail.
-            return;
+            return true;
         }
         req.state = ReqState::Outstanding;
         req.mid = Some(mid);
@@ -231,6 +240,28 @@ impl Endpoint {
             },
         );
         self.transmits.push_back(Queued::Outgoing((remote, mid)));
+        true
+    }
+
+    /// Ends the message exchange a request has on the wire (its message was acknowledged,
+    /// answered or abandoned): the request holds no message ID any more, so nothing it does
+    /// later can touch a newer message that reuses the ID.
+    pub(super) fn drop_request_wire(&mut self, now: Instant, id: RequestId) {
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        let (remote, Some(mid)) = (req.remote, req.mid.take()) else {
+            return;
+        };
+        let key = (remote, mid);
+        if self
+            .outgoing
+            .get(&key)
+            .is_some_and(|o| o.owner == Owner::Request(id))
+        {
+            self.outgoing.remove(&key);
+            self.release_peer(now, remote);
+        }
     }
 
     /// Removes a request with all its state and, when `outcome` is given, reports it.
@@ -247,6 +278,7 @@ impl Endpoint {
             }
             other => other,
         };
+        self.drop_request_wire(now, id);
         let Some(req) = self.requests.remove(&id) else {
             return;
         };
@@ -263,18 +295,14 @@ impl Endpoint {
             }
             other => other,
         };
-        if let Some(mid) = req.mid {
-            if self.outgoing.remove(&(req.remote, mid)).is_some() {
-                self.release_peer(now, req.remote);
-            }
-        }
-        let mut start_next = None;
+        let remote = req.remote;
+        let mut start_next = false;
         if let Some(p) = self.peers.get_mut(&req.remote) {
             match req.state {
                 ReqState::Queued => p.queue.retain(|q| *q != id),
                 ReqState::Outstanding => {
                     p.outstanding = p.outstanding.saturating_sub(1);
-                    start_next = p.queue.pop_front();
+                    start_next = true;
                 }
                 ReqState::Acknowledged | ReqState::Observing => {}
             }
@@ -285,8 +313,8 @@ impl Endpoint {
         } else {
             self.deliver(now, id, req, outcome);
         }
-        if let Some(next) = start_next {
-            self.start_request(now, next);
+        if start_next {
+            self.start_queued(now, remote);
         }
     }
 
@@ -399,14 +427,10 @@ impl Endpoint {
         req.deadline = Some(deadline);
         self.timers.schedule(deadline, TimerKey::Deadline(id));
         let remote = req.remote;
-        let mut next = None;
         if let Some(p) = self.peers.get_mut(&remote) {
             p.outstanding = p.outstanding.saturating_sub(1);
-            next = p.queue.pop_front();
         }
-        if let Some(next) = next {
-            self.start_request(now, next);
-        }
+        self.start_queued(now, remote);
     }
 
     /// A separate (CON or NON) response.
@@ -450,25 +474,7 @@ impl Endpoint {
             }
             return;
         }
-        let (lifetime, replay) = if m.ty == Type::Con {
-            self.transmits.push_back(Queued::Empty {
-                to: remote,
-                ty: Type::Ack,
-                mid: m.message_id,
-                source: reply_source(meta),
-                ifindex: meta.ifindex,
-            });
-            (self.config.exchange_lifetime(), Replay::EmptyAck)
-        } else {
-            (self.config.non_lifetime(), Replay::Nothing)
-        };
-        self.dedup.insert(
-            (remote, m.message_id),
-            now + lifetime,
-            replay,
-            reply_source(meta),
-            meta.ifindex,
-        );
+        self.accept_response(now, meta, m);
         let response = Response {
             code: m.code,
             options: m.options.to_owned(),

@@ -76,6 +76,32 @@ impl Endpoint {
         }
     }
 
+    /// Takes a response that came in a CON or NON message of its own: acknowledges a CON one
+    /// and remembers it, so that a retransmission is acknowledged again and not delivered
+    /// twice.
+    pub(super) fn accept_response(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
+        let (lifetime, replay) = if m.ty == Type::Con {
+            self.transmits.push_back(Queued::Empty {
+                to: meta.remote,
+                ty: Type::Ack,
+                mid: m.message_id,
+                source: reply_source(meta),
+                ifindex: meta.ifindex,
+            });
+            (Lifetime::Exchange, Replay::EmptyAck)
+        } else {
+            (Lifetime::Non, Replay::Nothing)
+        };
+        self.dedup.insert(
+            now,
+            (meta.remote, m.message_id),
+            lifetime,
+            replay,
+            reply_source(meta),
+            meta.ifindex,
+        );
+    }
+
     pub(super) fn send_rst(&mut self, meta: &RecvMeta, mid: u16) {
         if meta.is_multicast() {
             return;
@@ -96,7 +122,7 @@ impl Endpoint {
         meta: &RecvMeta,
         m: &MessageRef<'_>,
     ) -> bool {
-        let Some(entry) = self.dedup.get_mut(now, &(meta.remote, m.message_id)) else {
+        let Some(entry) = self.dedup.get(now, &(meta.remote, m.message_id)) else {
             return false;
         };
         debug!(
@@ -115,7 +141,7 @@ impl Endpoint {
             }),
             Replay::Bytes(wire) => Some(Queued::Reply {
                 to: meta.remote,
-                wire: wire.clone(),
+                wire: wire.to_vec(),
                 source,
                 ifindex,
                 dedup_key: None,
@@ -143,9 +169,18 @@ impl Endpoint {
             return;
         };
         match owner {
-            Owner::Response | Owner::Notification(_) => {
+            Owner::Response => {
                 self.outgoing.remove(&key);
                 self.release_peer(now, meta.remote);
+            }
+            Owner::Notification(token) => {
+                self.outgoing.remove(&key);
+                self.release_peer(now, meta.remote);
+                if let Some(o) = self.observers.get_mut(&(meta.remote, token)) {
+                    if o.inflight_con == Some(m.message_id) {
+                        o.inflight_con = None;
+                    }
+                }
             }
             Owner::Request(id) => {
                 let Some(req) = self.requests.get(&id) else {
@@ -160,8 +195,7 @@ impl Endpoint {
                     return;
                 }
                 let token_matches = req.token == m.token;
-                self.outgoing.remove(&key);
-                self.release_peer(now, meta.remote);
+                self.drop_request_wire(now, id);
                 if m.code.is_empty() || !token_matches {
                     if !token_matches && !m.code.is_empty() {
                         debug!("coapio: piggybacked response with a wrong token ignored");
@@ -208,19 +242,12 @@ impl Endpoint {
                 self.release_peer(now, meta.remote);
                 self.drop_observer(meta.remote, token, "the client reset a notification");
             }
-            None => {
-                let non = self
-                    .non_notifications
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, t)| *t);
-                match non {
-                    Some(token) => {
-                        self.drop_observer(meta.remote, token, "the client reset a notification")
-                    }
-                    None => trace!("coapio: RST MID {} matches nothing", m.message_id),
+            None => match self.notified_observer(now, meta.remote, m.message_id) {
+                Some(token) => {
+                    self.drop_observer(meta.remote, token, "the client reset a notification")
                 }
-            }
+                None => trace!("coapio: RST MID {} matches nothing", m.message_id),
+            },
         }
     }
 
@@ -269,11 +296,12 @@ impl Endpoint {
         if self.timers.len() <= 2 * live + 1024 {
             return;
         }
-        let (outgoing, requests, incoming, delayed) = (
+        let (outgoing, requests, incoming, delayed, peers) = (
             &self.outgoing,
             &self.requests,
             &self.incoming,
             &self.delayed,
+            &self.peers,
         );
         self.timers.retain(|at, key| match key {
             TimerKey::Retransmit(remote, mid) => outgoing
@@ -285,6 +313,9 @@ impl Endpoint {
                 .is_some_and(|r| r.deadline == Some(at) || r.overall == Some(at)),
             TimerKey::Incoming(id) => incoming.get(&id).is_some_and(|e| e.timer_at == at),
             TimerKey::Leisure(key) => delayed.contains_key(&key),
+            TimerKey::MidsFree(remote) => {
+                peers.get(&remote).is_some_and(|p| p.mid_timer == Some(at))
+            }
         });
     }
 
@@ -319,6 +350,18 @@ impl Endpoint {
                 TimerKey::Leisure(key) => {
                     if let Some(reply) = self.delayed.remove(&key) {
                         self.transmits.push_back(reply);
+                    }
+                }
+                TimerKey::MidsFree(remote) => {
+                    let due = self.peers.get_mut(&remote).is_some_and(|p| {
+                        let due = p.mid_timer == Some(at);
+                        if due {
+                            p.mid_timer = None;
+                        }
+                        due
+                    });
+                    if due {
+                        self.on_mids_free(now, remote);
                     }
                 }
             }
@@ -401,9 +444,7 @@ impl Endpoint {
         self.timers.schedule(ex.expires, TimerKey::Incoming(id));
         trace!("coapio: empty ACK for MID {mid} to {remote}; the response will be separate");
         self.transmits.push_back(queued);
-        if let Some(entry) = self.dedup.get_mut(now, &(remote, mid)) {
-            entry.replay = Replay::EmptyAck;
-        }
+        self.dedup.set_replay(now, &(remote, mid), Replay::EmptyAck);
     }
 
     /// The next datagram to send: its bytes replace the contents of `buf`, and the returned
@@ -440,8 +481,8 @@ impl Endpoint {
                     dedup_key,
                 } => {
                     buf.extend_from_slice(&wire);
-                    if let Some(entry) = dedup_key.and_then(|k| self.dedup.get_mut(now, &k)) {
-                        entry.replay = Replay::Bytes(wire);
+                    if let Some(key) = dedup_key {
+                        self.dedup.set_replay(now, &key, Replay::Bytes(wire.into()));
                     }
                     (to, source, ifindex)
                 }

@@ -8,19 +8,21 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
-use crate::message::{OptionNumber, OptionsRef, Token, Type};
+use crate::message::{Code, OptionNumber, OptionsRef, Token, Type};
 use crate::net::RecvMeta;
 
 use super::blockwise::{
     block_of, cut_block2, request_key, BlockCache, ClientTransfer, Step, UploadStep, Uploads,
 };
 use super::config::Config;
-use super::dedup::{Dedup, Replay};
+use super::dedup::{Dedup, Lifetime, Replay};
+use super::mids::MidLog;
 use super::rng::Rng;
 use super::timers::{TimerKey, Timers};
 use super::types::{Event, IncomingId, Request, RequestId, Response};
 
 mod client;
+mod fresh;
 mod messaging;
 mod multicast;
 mod observe;
@@ -48,7 +50,7 @@ pub struct Endpoint {
     next_id: u64,
     peers: HashMap<SocketAddr, Peer>,
     /// Peers nothing uses any more, oldest first: kept for EXCHANGE_LIFETIME so that their
-    /// message IDs are not reused, at most `dedup_capacity` of them.
+    /// message IDs are not reused, at most `max_idle_remotes` of them.
     idle: VecDeque<(SocketAddr, Instant)>,
     /// Peers with `users > 0`.
     active_peers: usize,
@@ -73,15 +75,24 @@ pub struct Endpoint {
     group_requests: HashMap<Token, RequestId>,
     /// Exchanges fetching the rest of a block-wise notification, with their observation.
     notification_fetches: HashMap<RequestId, (RequestId, ClientTransfer)>,
-    /// Non-confirmable notifications lately sent, so that a Reset to one removes its observer;
-    /// oldest first, at most a few per observer.
-    non_notifications: VecDeque<((SocketAddr, u16), Token)>,
+    /// Messages waiting for a free message ID, in all peers' `waiting` queues.
+    waiting_for_mids: usize,
 }
 
-/// Per-remote state, kept while anything refers to the remote and for EXCHANGE_LIFETIME after.
+/// Per-remote state, kept while anything refers to the remote and for EXCHANGE_LIFETIME after
+/// its last message ID was used.
 #[derive(Debug)]
 struct Peer {
     next_mid: u16,
+    /// The message IDs used within EXCHANGE_LIFETIME (RFC 7252 §4.4).
+    mids: MidLog,
+    /// Messages (responses, notifications) waiting for a message ID to become free.
+    waiting: VecDeque<Fresh>,
+    /// Notifications sent within their lifetime, as runs of consecutive message IDs to one
+    /// observer, so that a Reset to any of them removes the observer (RFC 7641 §4.5).
+    notified: VecDeque<NotifiedRun>,
+    /// When the `TimerKey::MidsFree` timer armed for this remote fires, if one is.
+    mid_timer: Option<Instant>,
     /// Interactions counted against NSTART.
     outstanding: usize,
     /// Requests waiting for an NSTART slot.
@@ -134,8 +145,45 @@ struct Outgoing {
 enum Owner {
     Request(RequestId),
     Response,
-    /// A Confirmable notification to the observer with this token.
+    /// A Confirmable notification (or separate response to a registration) to the observer
+    /// with this token.
     Notification(Token),
+}
+
+/// A message of ours that needs a message ID of its own: a separate or Non-confirmable
+/// response, or a notification. When every ID to its remote is in use it waits in the
+/// remote's queue until one is free.
+#[derive(Debug)]
+struct Fresh {
+    to: SocketAddr,
+    /// The encoded message; its message ID is set when it gets one.
+    wire: Vec<u8>,
+    source: Option<IpAddr>,
+    ifindex: Option<u32>,
+    kind: FreshKind,
+}
+
+#[derive(Debug)]
+enum FreshKind {
+    /// Sent once (a NON response); kept for replay under `dedup_key` once sent; spread over
+    /// the leisure period when it answers a multicast request.
+    Once {
+        dedup_key: Option<(SocketAddr, u16)>,
+        leisure: bool,
+    },
+    /// Confirmable: retransmitted until acknowledged.
+    Confirmable(Owner),
+    /// A notification, NON or CON, to the observer with this token.
+    Notification { token: Token, con: bool },
+}
+
+/// Notifications to one observer with consecutive message IDs.
+#[derive(Debug)]
+struct NotifiedRun {
+    first_mid: u16,
+    count: u16,
+    token: Token,
+    last: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -229,6 +277,12 @@ fn critical_problem(options: OptionsRef<'_>) -> Option<OptionNumber> {
     })
 }
 
+/// Whether a request may be carried out more than once with the same effect (RFC 7252 §5.1,
+/// RFC 8132 §2): such a request may be served without being remembered for deduplication.
+fn is_idempotent(code: Code) -> bool {
+    matches!(code, Code::GET | Code::PUT | Code::DELETE | Code::FETCH)
+}
+
 /// The source address to answer from: the local address the message arrived on, unless that
 /// was a multicast group.
 fn reply_source(meta: &RecvMeta) -> Option<IpAddr> {
@@ -255,7 +309,12 @@ impl Endpoint {
         let block_cache = BlockCache::new(config.block_cache, config.exchange_lifetime());
         Self {
             rng: Rng::new(config.seed),
-            dedup: Dedup::new(config.dedup_capacity),
+            dedup: Dedup::new(
+                config.dedup_memory,
+                config.dedup_memory_per_remote,
+                config.exchange_lifetime(),
+                config.non_lifetime(),
+            ),
             config,
             next_id: 0,
             peers: HashMap::new(),
@@ -276,7 +335,7 @@ impl Endpoint {
             notification_fetches: HashMap::new(),
             delayed: HashMap::new(),
             group_requests: HashMap::new(),
-            non_notifications: VecDeque::new(),
+            waiting_for_mids: 0,
         }
     }
 
@@ -293,6 +352,10 @@ impl Endpoint {
             idle.push_back((remote, now));
             Peer {
                 next_mid: rng.next_u64() as u16,
+                mids: MidLog::default(),
+                waiting: VecDeque::new(),
+                notified: VecDeque::new(),
+                mid_timer: None,
                 outstanding: 0,
                 queue: VecDeque::new(),
                 users: 0,
@@ -312,17 +375,55 @@ impl Endpoint {
         p
     }
 
-    fn next_mid(&mut self, now: Instant, remote: SocketAddr) -> u16 {
-        // Never a message ID still in flight to this remote (after 65536 others).
+    /// A message ID for a new message to `remote`: `None` when all of them were used within
+    /// EXCHANGE_LIFETIME (RFC 7252 §4.4; unless `Config::strict_message_ids` is off) or are
+    /// in flight; the caller waits then (see [`Self::wait_for_mid`]).
+    fn alloc_mid(&mut self, now: Instant, remote: SocketAddr) -> Option<u16> {
+        let lifetime = self.config.exchange_lifetime();
+        let strict = self.config.strict_message_ids;
+        let peer = self.peer(now, remote);
+        if !peer.mids.take(now, lifetime) && strict {
+            return None;
+        }
+        // The peer's state must outlive the ID's lifetime.
+        if peer.users == 0
+            && peer
+                .idle_since
+                .is_some_and(|t| t + Duration::from_secs(1) <= now)
+        {
+            peer.idle_since = Some(now);
+            self.idle.push_back((remote, now));
+        }
+        // Never an ID still in flight (only possible with the rule relaxed, or with timeouts
+        // configured longer than EXCHANGE_LIFETIME).
         for _ in 0..=u16::MAX as u32 {
             let peer = self.peer(now, remote);
             let mid = peer.next_mid;
             peer.next_mid = mid.wrapping_add(1);
             if !self.outgoing.contains_key(&(remote, mid)) {
-                return mid;
+                return Some(mid);
             }
         }
-        self.peer(now, remote).next_mid
+        None
+    }
+
+    /// Arms the timer that retries what waits for a message ID to `remote`.
+    fn wait_for_mid(&mut self, now: Instant, remote: SocketAddr) {
+        let lifetime = self.config.exchange_lifetime();
+        let at = self
+            .peers
+            .get(&remote)
+            .and_then(|p| p.mids.next_release(lifetime))
+            .unwrap_or(now)
+            .max(now);
+        let Some(p) = self.peers.get_mut(&remote) else {
+            return;
+        };
+        if p.mid_timer != Some(at) {
+            debug!("coapio: every message ID to {remote} is in use; waiting until {at:?}");
+            p.mid_timer = Some(at);
+            self.timers.schedule(at, TimerKey::MidsFree(remote));
+        }
     }
 
     fn release_peer(&mut self, now: Instant, remote: SocketAddr) {
@@ -342,9 +443,10 @@ impl Endpoint {
     /// Forgets peers idle for EXCHANGE_LIFETIME, and the oldest idle ones beyond the bound.
     fn purge_idle_peers(&mut self, now: Instant) {
         let lifetime = self.config.exchange_lifetime();
-        let cap = self.config.dedup_capacity;
+        let cap = self.config.max_idle_remotes;
         while let Some(&(remote, since)) = self.idle.front() {
-            if since + lifetime > now && self.idle.len() <= cap {
+            // A second of slack: `idle_since` follows the last ID's use at that granularity.
+            if since + lifetime + Duration::from_secs(1) > now && self.idle.len() <= cap {
                 break;
             }
             self.idle.pop_front();
@@ -382,6 +484,15 @@ impl Endpoint {
             open_requests: self.requests.len() - self.notification_fetches.len(),
             pending_incoming: self.incoming.len(),
             dedup_entries: self.dedup.len(),
+            dedup_bytes: self.dedup.bytes(),
+            dedup_refused: self.dedup.refused(),
+            waiting_for_message_ids: self.waiting_for_mids
+                + self
+                    .peers
+                    .values()
+                    .filter(|p| p.mid_timer.is_some())
+                    .map(|p| p.queue.len())
+                    .sum::<usize>(),
             remotes: self.active_peers,
             idle_remotes: self.peers.len() - self.active_peers,
             timers: self.timers.len(),
@@ -405,10 +516,18 @@ pub struct Stats {
     pub pending_incoming: usize,
     /// Entries in the deduplication cache.
     pub dedup_entries: usize,
+    /// Bytes the deduplication cache uses (at most about `Config::dedup_memory`).
+    pub dedup_bytes: usize,
+    /// Received messages that found no room in the deduplication cache since the endpoint
+    /// was made (non-idempotent requests among them were declined with 5.03).
+    pub dedup_refused: u64,
+    /// Messages (requests, responses, notifications) waiting because every message ID to
+    /// their remote was used within EXCHANGE_LIFETIME (RFC 7252 §4.4).
+    pub waiting_for_message_ids: usize,
     /// Remotes with requests or messages in flight.
     pub remotes: usize,
     /// Remotes remembered only for their message ID counter (for EXCHANGE_LIFETIME, and at
-    /// most `Config::dedup_capacity` of them).
+    /// most `Config::max_idle_remotes` of them).
     pub idle_remotes: usize,
     /// Armed timers (some may be stale).
     pub timers: usize,

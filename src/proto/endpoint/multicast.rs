@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::error::Error;
-use crate::message::{MessageRef, Type};
+use crate::message::MessageRef;
 use crate::net::RecvMeta;
 
 use super::*;
@@ -37,25 +37,7 @@ impl Endpoint {
         m: &MessageRef<'_>,
         id: RequestId,
     ) {
-        let (lifetime, replay) = if m.ty == Type::Con {
-            self.transmits.push_back(Queued::Empty {
-                to: meta.remote,
-                ty: Type::Ack,
-                mid: m.message_id,
-                source: reply_source(meta),
-                ifindex: meta.ifindex,
-            });
-            (self.config.exchange_lifetime(), Replay::EmptyAck)
-        } else {
-            (self.config.non_lifetime(), Replay::Nothing)
-        };
-        self.dedup.insert(
-            (meta.remote, m.message_id),
-            now + lifetime,
-            replay,
-            reply_source(meta),
-            meta.ifindex,
-        );
+        self.accept_response(now, meta, m);
         self.events.push_back(Event::GroupResponse {
             id,
             from: meta.remote,

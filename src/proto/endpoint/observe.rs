@@ -70,7 +70,7 @@ impl Endpoint {
         let Some(req) = self.requests.get_mut(&id) else {
             return;
         };
-        let (remote, mid, state) = (req.remote, req.mid, req.state);
+        let (remote, state) = (req.remote, req.state);
         let fresh = match req.last_notification {
             None => true,
             Some((v1, t1)) => {
@@ -91,20 +91,22 @@ impl Endpoint {
         // lives until it is cancelled.
         req.overall = None;
         self.timers.schedule(deadline, TimerKey::Deadline(id));
-        if let Some(mid) = mid {
-            if self.outgoing.remove(&(remote, mid)).is_some() {
-                self.release_peer(now, remote);
+        self.drop_request_wire(now, id);
+        match state {
+            ReqState::Outstanding => {
+                if let Some(p) = self.peers.get_mut(&remote) {
+                    p.outstanding = p.outstanding.saturating_sub(1);
+                }
+                self.start_queued(now, remote);
             }
-        }
-        if state == ReqState::Outstanding {
-            let mut next = None;
-            if let Some(p) = self.peers.get_mut(&remote) {
-                p.outstanding = p.outstanding.saturating_sub(1);
-                next = p.queue.pop_front();
+            // A re-registration still waiting to go out: the server evidently still has us,
+            // so it need not go out at all.
+            ReqState::Queued => {
+                if let Some(p) = self.peers.get_mut(&remote) {
+                    p.queue.retain(|q| *q != id);
+                }
             }
-            if let Some(next) = next {
-                self.start_request(now, next);
-            }
+            ReqState::Acknowledged | ReqState::Observing => {}
         }
         let first_of_many = response
             .options
@@ -147,7 +149,7 @@ impl Endpoint {
             req.deadline = None;
             let (remote, nstart) = (req.remote, self.config.nstart);
             let peer = self.peer(now, remote);
-            if peer.outstanding < nstart {
+            if peer.outstanding < nstart && peer.queue.is_empty() {
                 self.start_request(now, id);
             } else {
                 peer.queue.push_back(id);
@@ -309,11 +311,10 @@ impl Endpoint {
         }
         let remote = key.0;
         let response = self.shape_blockwise(now, remote, ex.key, None, None, response);
-        let mid = self.next_mid(now, remote);
         let msg = Message {
             ty: if con { Type::Con } else { Type::Non },
             code: response.code,
-            message_id: mid,
+            message_id: 0,
             token: key.1,
             options: response.options,
             payload: response.payload,
@@ -322,52 +323,95 @@ impl Endpoint {
         if msg.encode(&mut wire).is_err() {
             return;
         }
-        let source = reply_source(&ex.meta);
-        if con {
-            // At most one Confirmable notification in flight per observer: the new one
-            // replaces the old (RFC 7641 §4.5.2).
-            let old = self
-                .observers
-                .get_mut(&key)
-                .and_then(|o| o.inflight_con.replace(mid));
-            if let Some(old) = old {
-                if self.outgoing.remove(&(remote, old)).is_some() {
-                    self.release_peer(now, remote);
-                }
-            }
-            let initial = self.initial_timeout();
-            self.timers
-                .schedule(now + initial, TimerKey::Retransmit(remote, mid));
-            self.acquire_peer(now, remote);
-            self.outgoing.insert(
-                (remote, mid),
-                Outgoing {
-                    wire,
-                    source,
-                    ifindex: ex.meta.ifindex,
-                    owner: Owner::Notification(key.1),
-                    retransmit: Some(Retransmit {
-                        count: 0,
-                        timeout: initial,
-                        next_at: now + initial,
-                    }),
-                },
-            );
-            self.transmits.push_back(Queued::Outgoing((remote, mid)));
-        } else {
-            self.non_notifications.push_back(((remote, mid), key.1));
-            while self.non_notifications.len() > 4 * self.config.max_observers + 64 {
-                self.non_notifications.pop_front();
-            }
-            self.transmits.push_back(Queued::Reply {
+        self.send_fresh(
+            now,
+            Fresh {
                 to: remote,
                 wire,
-                source,
+                source: reply_source(&ex.meta),
                 ifindex: ex.meta.ifindex,
-                dedup_key: None,
-            });
-        }
+                kind: FreshKind::Notification { token: key.1, con },
+            },
+        );
         self.purge_idle_peers(now);
+    }
+
+    /// Remembers that notification `mid` went to the observer `token` at `remote`, for as long
+    /// as a Reset to it may come.
+    pub(super) fn record_notification(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        mid: u16,
+        token: Token,
+    ) {
+        let lifetime = self.config.exchange_lifetime();
+        let Some(p) = self.peers.get_mut(&remote) else {
+            return;
+        };
+        while p.notified.front().is_some_and(|r| r.last + lifetime <= now) {
+            p.notified.pop_front();
+        }
+        match p.notified.back_mut() {
+            Some(r)
+                if r.token == token
+                    && r.count < u16::MAX
+                    && r.first_mid.wrapping_add(r.count) == mid =>
+            {
+                r.count += 1;
+                r.last = now;
+            }
+            _ => p.notified.push_back(NotifiedRun {
+                first_mid: mid,
+                count: 1,
+                token,
+                last: now,
+            }),
+        }
+    }
+
+    /// The observer that notification `mid` to `remote` went to, if it went out within its
+    /// lifetime.
+    pub(super) fn notified_observer(
+        &self,
+        now: Instant,
+        remote: SocketAddr,
+        mid: u16,
+    ) -> Option<Token> {
+        let lifetime = self.config.exchange_lifetime();
+        self.peers
+            .get(&remote)?
+            .notified
+            .iter()
+            .rev()
+            .find_map(|r| {
+                let fresh = r.last + lifetime > now;
+                (fresh && mid.wrapping_sub(r.first_mid) < r.count).then_some(r.token)
+            })
+    }
+
+    /// Ends the Confirmable notification still in flight to the observer `token` at `remote`,
+    /// if any, and returns its retransmission state for the newer one, `new_mid`, to continue
+    /// (RFC 7641 §4.5.2).
+    pub(super) fn take_inflight_notification(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        token: Token,
+        new_mid: u16,
+    ) -> Option<Retransmit> {
+        let o = self.observers.get_mut(&(remote, token))?;
+        let old = o.inflight_con.replace(new_mid)?;
+        let owned = self
+            .outgoing
+            .get(&(remote, old))
+            .is_some_and(|out| out.owner == Owner::Notification(token));
+        if !owned {
+            return None;
+        }
+        let out = self.outgoing.remove(&(remote, old))?;
+        self.release_peer(now, remote);
+        out.retransmit
     }
 
     /// Forgets the observer a Reset or an unacknowledged notification speaks of.

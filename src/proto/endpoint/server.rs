@@ -97,54 +97,38 @@ impl Endpoint {
             });
             return Ok(());
         }
-        // A separate or NON response: it needs a message ID of its own.
-        let new_mid = self.next_mid(now, remote);
-        wire[2..4].copy_from_slice(&new_mid.to_be_bytes());
-        if ty == Type::Con {
-            let initial = self.initial_timeout();
-            self.timers
-                .schedule(now + initial, TimerKey::Retransmit(remote, new_mid));
-            self.acquire_peer(now, remote);
-            self.outgoing.insert(
-                (remote, new_mid),
-                Outgoing {
-                    wire,
-                    source,
-                    ifindex: ex.meta.ifindex,
-                    owner: Owner::Response,
-                    retransmit: Some(Retransmit {
-                        count: 0,
-                        timeout: initial,
-                        next_at: now + initial,
-                    }),
-                },
-            );
-            self.transmits
-                .push_back(Queued::Outgoing((remote, new_mid)));
-        } else {
-            let dedup_key = (ex.ty == Type::Non).then_some((remote, ex.mid));
-            let reply = Queued::Reply {
+        // A separate or NON response: it needs a message ID of its own. One that registered an
+        // observer counts as its first notification (a Reset to it ends the observation).
+        let registered = msg.code.is_success()
+            && msg.options.contains(OptionNumber::OBSERVE)
+            && self.observers.contains_key(&(remote, ex.token));
+        let kind = match (ty, registered) {
+            (Type::Con, true) => FreshKind::Notification {
+                token: ex.token,
+                con: true,
+            },
+            (Type::Con, false) => FreshKind::Confirmable(Owner::Response),
+            (_, true) if !ex.meta.is_multicast() => FreshKind::Notification {
+                token: ex.token,
+                con: false,
+            },
+            _ => FreshKind::Once {
+                dedup_key: (ex.ty == Type::Non).then_some((remote, ex.mid)),
+                leisure: ex.meta.is_multicast()
+                    && !self.config.leisure.is_zero()
+                    && self.delayed.len() < self.config.max_pending_requests,
+            },
+        };
+        self.send_fresh(
+            now,
+            Fresh {
                 to: remote,
                 wire,
                 source,
                 ifindex: ex.meta.ifindex,
-                dedup_key,
-            };
-            let leisure = self.config.leisure;
-            if ex.meta.is_multicast()
-                && !leisure.is_zero()
-                && self.delayed.len() < self.config.max_pending_requests
-            {
-                // RFC 7252 §8.2: spread the group's answers over the leisure period.
-                let at = now + leisure.mul_f64(self.rng.next_f64());
-                let key = self.next_id;
-                self.next_id += 1;
-                self.delayed.insert(key, reply);
-                self.timers.schedule(at, TimerKey::Leisure(key));
-            } else {
-                self.transmits.push_back(reply);
-            }
-        }
+                kind,
+            },
+        );
         self.purge_idle_peers(now);
         Ok(())
     }
@@ -238,13 +222,6 @@ impl Endpoint {
         } else {
             self.config.non_lifetime()
         };
-        self.dedup.insert(
-            (meta.remote, m.message_id),
-            now + lifetime,
-            Replay::Nothing,
-            reply_source(meta),
-            meta.ifindex,
-        );
         let expires = now + lifetime;
         let timer_at = if ty == Type::Con {
             now + self.config.empty_ack_delay
@@ -275,6 +252,36 @@ impl Endpoint {
     }
 
     pub(super) fn handle_request(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
+        // Remembered for its whole lifetime before anything runs, so that a retransmission
+        // gets the same answer and never runs the request again (RFC 7252 §4.5).
+        let lifetime = if m.ty == Type::Con && !meta.is_multicast() {
+            Lifetime::Exchange
+        } else {
+            Lifetime::Non
+        };
+        let remembered = self.dedup.insert(
+            now,
+            (meta.remote, m.message_id),
+            lifetime,
+            Replay::Nothing,
+            reply_source(meta),
+            meta.ifindex,
+        );
+        if !remembered && !is_idempotent(m.code) {
+            // No room to remember it: decline rather than forget older work. §4.5 lets an
+            // idempotent request be served unremembered (it may run twice harmlessly).
+            let retry = self.dedup.room_at(now).saturating_duration_since(now);
+            debug!(
+                "coapio: deduplication cache full; 5.03 to {} {} (retry in {retry:?})",
+                meta.remote, m.code
+            );
+            let mut response = Response::new(Code::SERVICE_UNAVAILABLE);
+            let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+            response
+                .options
+                .set_uint(OptionNumber::MAX_AGE, secs.min(u64::from(u32::MAX)) as u32);
+            return self.answer_directly(now, meta, m, response);
+        }
         if let Some(bad) = critical_problem(m.options) {
             debug!(
                 "coapio: request from {} has unrecognized critical option {bad:?}",

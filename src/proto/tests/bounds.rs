@@ -22,8 +22,11 @@ fn request_bytes(ty: Type, mid: u16) -> Vec<u8> {
 
 #[test]
 fn dedup_cache_stays_bounded_under_100k_remotes() {
+    let budget = 5000 * crate::proto::dedup::ENTRY_COST;
     let config = Config {
-        dedup_capacity: 5000,
+        dedup_memory: budget,
+        dedup_memory_per_remote: budget,
+        max_idle_remotes: 5000,
         ..Config::default()
     };
     let mut ep = Endpoint::new(config.into());
@@ -61,12 +64,20 @@ fn dedup_cache_stays_bounded_under_100k_remotes() {
         }
         let s = ep.stats();
         max.dedup_entries = max.dedup_entries.max(s.dedup_entries);
+        max.dedup_bytes = max.dedup_bytes.max(s.dedup_bytes);
         max.timers = max.timers.max(s.timers);
         max.remotes = max.remotes.max(s.remotes);
         max.idle_remotes = max.idle_remotes.max(s.idle_remotes);
         max.pending_incoming = max.pending_incoming.max(s.pending_incoming);
     }
-    assert_eq!(max.dedup_entries, 5000);
+    // Full, and within the budget (a replay may add its bytes past the last admission).
+    assert!(
+        max.dedup_entries > 4000 && max.dedup_entries <= 5000,
+        "{max:?}"
+    );
+    assert!(max.dedup_bytes <= budget + 64, "{max:?}");
+    // GETs that found no room were served unremembered (idempotent, RFC 7252 §4.5).
+    assert!(ep.stats().dedup_refused > 90_000, "{:?}", ep.stats());
     assert!(max.pending_incoming <= 50, "{max:?}");
     assert!(max.remotes <= 1, "{max:?}");
     assert!(
@@ -74,9 +85,10 @@ fn dedup_cache_stays_bounded_under_100k_remotes() {
         "idle remotes are bounded too: {max:?}"
     );
     assert!(max.timers <= 2 * 50 + 1024 + 1, "{max:?}");
-    // A duplicate of a recent request is still recognized.
+    // A duplicate of a remembered request is still recognized: entries are never evicted
+    // before their lifetime.
     let now = start + Duration::from_secs(100);
-    let i = 99_998;
+    let i = 1;
     ep.handle_datagram(
         now,
         &RecvMeta::new(remote(i)),
@@ -186,7 +198,7 @@ fn requests_never_answered_are_forgotten_after_their_lifetime() {
 #[test]
 fn idle_remotes_stay_within_the_bound_after_responses() {
     let config = Config {
-        dedup_capacity: 1,
+        max_idle_remotes: 1,
         ..Config::default()
     };
     let mut ep = Endpoint::new(config.into());

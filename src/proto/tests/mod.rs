@@ -9,3 +9,4 @@ mod message_layer;
 mod observe;
 mod regressions;
 mod sim;
+mod sustained;

@@ -290,8 +290,9 @@ fn r5_mid_wrap_overwrites_outgoing() {
     s.respond(now, id, Response::content("late")).unwrap();
     let sep = out(&mut s, now);
     let first_mid = Message::decode(&sep.last().unwrap().1).unwrap().message_id;
-    // 65535 NON requests answered with NON responses: the MID counter wraps.
-    for i in 0..65535u32 {
+    // 65534 NON requests (MIDs 2 to 65535: the client's IDs stay unique, as they must within
+    // EXCHANGE_LIFETIME) answered with NON responses: the MID counter nearly wraps.
+    for i in 0..65534u32 {
         let mut m = Message::new(Type::Non, Code::GET, (i + 2) as u16);
         m.options.push(OptionNumber::URI_PATH, "n");
         s.handle_datagram(now, &meta, &m.to_bytes().unwrap());
@@ -303,7 +304,7 @@ fn r5_mid_wrap_overwrites_outgoing() {
         out(&mut s, now);
     }
     // Another late CON answer: its MID is the one still in flight.
-    s.handle_datagram(now, &meta, &con(3));
+    s.handle_datagram(now, &meta, &con(0));
     let Event::Request { id, .. } = evs(&mut s).remove(0) else {
         panic!()
     };

@@ -54,7 +54,9 @@
 //! [`proto::Endpoint::handle_timeout`] at [`proto::Endpoint::poll_timeout`]. [`Endpoint`]
 //! and its [`Driver`] do this on a [`transport`] for you, on any executor (see
 //! [`Endpoint`]'s example); the C ABI does it in `coapio_context_run` or, inside a foreign
-//! event loop, in `coapio_context_process` when its one file descriptor is readable.
+//! event loop, in `coapio_context_process` when its one file descriptor is readable. A server's
+//! [`Driver`] must run on an executor; a client's request futures drive the endpoint
+//! themselves while no driver runs.
 //!
 //! # Implementation
 //!

@@ -26,11 +26,28 @@ pub(crate) fn process(
     out: &mut Vec<u8>,
     inbuf: &mut [u8],
 ) -> bool {
+    process_with_budget(ep, transport, now, out, inbuf, BATCH).1
+}
+
+/// As [`process`], receiving at most `budget` datagrams (at most [`BATCH`]); returns how many
+/// it received and whether it stopped because of the limit (call again).
+pub(crate) fn process_with_budget(
+    ep: &mut Endpoint,
+    transport: &dyn Transport,
+    now: Instant,
+    out: &mut Vec<u8>,
+    inbuf: &mut [u8],
+    budget: usize,
+) -> (usize, bool) {
     drain_errors(ep, transport, now);
     let mut more = true;
-    for _ in 0..BATCH {
+    let mut received = 0;
+    for _ in 0..budget.min(BATCH) {
         match transport.try_recv(inbuf) {
-            Ok((n, meta)) => ep.handle_datagram(now, &meta, &inbuf[..n]),
+            Ok((n, meta)) => {
+                received += 1;
+                ep.handle_datagram(now, &meta, &inbuf[..n]);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 more = false;
                 break;
@@ -51,7 +68,7 @@ pub(crate) fn process(
         ep.handle_timeout(now);
     }
     flush(ep, transport, now, out);
-    more
+    (received, more)
 }
 
 fn drain_errors(ep: &mut Endpoint, transport: &dyn Transport, now: Instant) {
@@ -97,4 +114,19 @@ fn send_all(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, out: &mu
             }
         }
     }
+}
+
+/// A seed from the OS's randomness (through the standard library's hash keys), for
+/// [`crate::proto::Config::seed`]; never 0.
+pub(crate) fn os_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x636f_6170_696f);
+    h.finish() | 1
+}
+
+/// Locks `m`, also when a thread panicked while holding it: the state behind every lock here
+/// stays consistent between calls, so a poisoned lock is still usable.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

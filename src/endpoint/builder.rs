@@ -1,0 +1,243 @@
+//! Setting an endpoint up: which transport ([`TransportKind`], the platform's default or
+//! `COAPIO_TRANSPORT`), its bind address, configuration and site ([`Builder`]).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_io::Async;
+
+use super::driver::{Driver, Engine};
+use super::handle::Endpoint;
+use super::shared::{HandleToken, Shared};
+use crate::io::os_seed;
+use crate::proto::{self, Config};
+use crate::server::Site;
+use crate::transport::Transport;
+
+/// Which transport an endpoint uses (see [`crate::transport`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// One dual-stack socket with PKTINFO and ICMP errors (Linux; the default there).
+    Udp6,
+    /// A connected socket per remote; client only (the default client elsewhere).
+    Simple6,
+    /// A server bound to one concrete address (the default server elsewhere).
+    SimpleSocketServer,
+}
+
+impl TransportKind {
+    /// The kind named by `COAPIO_TRANSPORT` (`udp6`, `simple6`, `simplesocketserver`), if set.
+    fn from_env() -> Option<Self> {
+        match std::env::var("COAPIO_TRANSPORT").ok()?.as_str() {
+            "udp6" => Some(Self::Udp6),
+            "simple6" => Some(Self::Simple6),
+            "simplesocketserver" => Some(Self::SimpleSocketServer),
+            other => {
+                log::warn!(
+                    "coapio: COAPIO_TRANSPORT={other:?} is not a transport; using the default"
+                );
+                None
+            }
+        }
+    }
+
+    /// The platform's default: udp6 on Linux; elsewhere simplesocketserver for a server,
+    /// simple6 for a client (as aiocoap chooses).
+    pub(crate) fn default_for(server: bool) -> Self {
+        if cfg!(target_os = "linux") {
+            Self::Udp6
+        } else if server {
+            Self::SimpleSocketServer
+        } else {
+            Self::Simple6
+        }
+    }
+}
+
+/// Sets up an [`Endpoint`]: transport, bind address, configuration, resources.
+#[derive(Debug)]
+pub struct Builder {
+    transport: Option<TransportKind>,
+    custom: Option<Box<dyn Transport>>,
+    bind: Option<SocketAddr>,
+    config: Option<Config>,
+    site: Option<Site>,
+    reuse_port: bool,
+    groups: Vec<(std::net::IpAddr, u32)>,
+    handler_timeout: Option<Duration>,
+}
+
+impl Builder {
+    /// A client on the platform's default transport, with the default configuration.
+    pub fn new() -> Self {
+        Self {
+            transport: None,
+            custom: None,
+            bind: None,
+            config: None,
+            site: None,
+            reuse_port: false,
+            groups: Vec::new(),
+            handler_timeout: None,
+        }
+    }
+
+    /// Joins a multicast group on the interface with index `ifindex` (0: the system's
+    /// choice) when the endpoint is built (udp6 only); see
+    /// [`crate::transport::ALL_COAP_NODES`] and [`crate::transport::interface_index`].
+    pub fn join_multicast(mut self, group: std::net::IpAddr, ifindex: u32) -> Self {
+        self.groups.push((group, ifindex));
+        self
+    }
+
+    /// Chooses the transport (else `COAPIO_TRANSPORT`, else the platform's default).
+    pub fn transport(mut self, kind: TransportKind) -> Self {
+        self.transport = Some(kind);
+        self
+    }
+
+    /// Uses a transport of the caller's own (an in-memory one for tests, for instance).
+    pub fn custom_transport(mut self, transport: Box<dyn Transport>) -> Self {
+        self.custom = Some(transport);
+        self
+    }
+
+    /// The address to bind (default `[::]:0`, or `[::]:5683` with a site).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = Some(addr);
+        self
+    }
+
+    /// The protocol configuration. Its seed is replaced by one from the OS unless it is set
+    /// (non-zero).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Serves these resources.
+    pub fn site(mut self, site: Site) -> Self {
+        self.site = Some(site);
+        self
+    }
+
+    /// Drops a handler's future that has not answered within `timeout` and answers its
+    /// request `5.03 Service Unavailable` instead, if the request can still be answered.
+    ///
+    /// A handler's future is dropped in any case when the protocol core forgets its
+    /// exchange and its answer could no longer be sent: after EXCHANGE_LIFETIME (247 s by
+    /// default) for a Confirmable request, NON_LIFETIME (145 s) for a Non-confirmable one
+    /// (see [`Config::exchange_lifetime`]); a longer `timeout` has no effect.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets `SO_REUSEPORT` (udp6), so that several endpoints can share the port.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// Creates the endpoint and its driver.
+    ///
+    /// # Errors
+    ///
+    /// The transport's errors of binding; [`io::ErrorKind::InvalidInput`] for simple6 with a
+    /// site (it cannot serve) and for simplesocketserver on an any-address.
+    pub fn build(self) -> io::Result<(Endpoint, Driver)> {
+        let server = self.site.is_some();
+        let transport: Box<dyn Transport> = match self.custom {
+            Some(t) => t,
+            None => {
+                let kind = self
+                    .transport
+                    .or_else(TransportKind::from_env)
+                    .unwrap_or_else(|| TransportKind::default_for(server));
+                let default_port = if server { 5683 } else { 0 };
+                let bind = self
+                    .bind
+                    .unwrap_or_else(|| SocketAddr::from(([0u16; 8], default_port)));
+                open_transport(kind, bind, server, self.reuse_port)?
+            }
+        };
+        for (group, ifindex) in &self.groups {
+            transport.join_multicast(*group, *ifindex).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot join {group} on interface {ifindex}: {e}"),
+                )
+            })?;
+        }
+        let mut config = self.config.unwrap_or_default();
+        if config.seed == 0 {
+            config.seed = os_seed();
+        }
+        let ep = proto::Endpoint::new(Arc::new(config));
+        // From the core's own (sanitized) configuration: when it forgets an exchange.
+        let cap = |lifetime: Duration| self.handler_timeout.map_or(lifetime, |t| t.min(lifetime));
+        let lifetimes = [
+            cap(ep.config().exchange_lifetime()),
+            cap(ep.config().non_lifetime()),
+        ];
+        let local = transport.local_addr().ok();
+        let io = Async::new(transport)?;
+        let server = self.site.is_some();
+        let site = self.site;
+        let shared = Shared::new(ep, |waker| Engine::new(io, site, lifetimes, waker));
+        let handle = Arc::new(HandleToken);
+        let driver = Driver {
+            shared: shared.clone(),
+            handles: Arc::downgrade(&handle),
+            server,
+            polled: false,
+        };
+        Ok((
+            Endpoint {
+                shared,
+                _handle: handle,
+                local,
+            },
+            driver,
+        ))
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub(crate) fn open_transport(
+    kind: TransportKind,
+    bind: SocketAddr,
+    server: bool,
+    reuse_port: bool,
+) -> io::Result<Box<dyn Transport>> {
+    Ok(match kind {
+        #[cfg(target_os = "linux")]
+        TransportKind::Udp6 => {
+            let options = crate::transport::Udp6Options { reuse_port };
+            Box::new(crate::transport::Udp6::bind_with(bind, &options)?)
+        }
+        #[cfg(not(target_os = "linux"))]
+        TransportKind::Udp6 => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the udp6 transport needs Linux; use simple6 or simplesocketserver",
+            ))
+        }
+        TransportKind::Simple6 if server => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "simple6 is a client transport and cannot serve resources; use udp6 or simplesocketserver",
+            ))
+        }
+        TransportKind::Simple6 => Box::new(crate::transport::Simple6::new()?),
+        TransportKind::SimpleSocketServer => Box::new(crate::transport::SimpleServer::bind(bind)?),
+    })
+}

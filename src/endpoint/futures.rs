@@ -1,0 +1,299 @@
+//! The futures and streams a request gives: [`ResponseFuture`], [`Observation`] and
+//! [`GroupResponses`]. Dropping one cancels its exchange.
+//!
+//! Each waits on its request's slot in the shared state. When no [`Driver`](super::Driver)
+//! is attached, a waiting future runs the endpoint's engine itself (one bounded step per
+//! poll, see [`wait`]), so a client needs no spawned task.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use log::debug;
+
+use super::shared::{Shared, Slot, State};
+use crate::error::RequestError;
+use crate::proto::{RequestId, Response};
+
+/// Polls the slot of request `id` with `check` (under the state lock); when it yields
+/// nothing, leaves the task's waker in the slot and, if no driver is attached, runs one
+/// step of the engine and checks once more.
+///
+/// `check` sees the slot (`None` once it is gone) and whether the endpoint is shut down.
+fn wait<T>(
+    shared: &Shared,
+    id: RequestId,
+    cx: &mut Context<'_>,
+    mut check: impl FnMut(&mut State, Option<&mut Slot>, bool) -> Option<T>,
+) -> Poll<T> {
+    let mut drove = false;
+    loop {
+        let drive = {
+            let mut st = shared.lock();
+            let stopped = st.stopped;
+            let slot = st.slots.remove(&id);
+            let mut slot = slot;
+            let out = check(&mut st, slot.as_mut(), stopped);
+            if let Some(mut slot) = slot {
+                if out.is_none() {
+                    slot.waker = Some(cx.waker().clone());
+                }
+                st.slots.insert(id, slot);
+            }
+            if let Some(out) = out {
+                return Poll::Ready(out);
+            }
+            !st.driver_attached && !stopped
+        };
+        if drove || !drive {
+            return Poll::Pending;
+        }
+        drove = true;
+        // No driver task: this future drives. If another party is stepping right now, its
+        // step registers the engine's waker, which wakes this task's slot.
+        shared.try_drive();
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum FutState {
+    Failed(Option<RequestError>),
+    Waiting(RequestId),
+    Done,
+}
+
+/// The response to a request, as a future. Dropping it before it completes cancels the
+/// request: nothing more is sent for it.
+///
+/// While no [`Driver`](super::Driver) runs, polling this future runs the endpoint.
+#[must_use = "a request is cancelled when its future is dropped"]
+#[derive(Debug)]
+pub struct ResponseFuture {
+    pub(super) shared: Arc<Shared>,
+    pub(super) state: FutState,
+}
+
+impl ResponseFuture {
+    pub(super) fn failed(shared: &Arc<Shared>, e: RequestError) -> Self {
+        Self {
+            shared: shared.clone(),
+            state: FutState::Failed(Some(e)),
+        }
+    }
+
+    pub(super) fn waiting(shared: &Arc<Shared>, id: RequestId) -> Self {
+        Self {
+            shared: shared.clone(),
+            state: FutState::Waiting(id),
+        }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response, RequestError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let id = match &mut self.state {
+            FutState::Failed(e) => {
+                let e = e.take().unwrap_or(RequestError::Stopped);
+                self.state = FutState::Done;
+                return Poll::Ready(Err(e));
+            }
+            FutState::Done => return Poll::Ready(Err(RequestError::Stopped)),
+            FutState::Waiting(id) => *id,
+        };
+        let ready = wait(&self.shared, id, cx, |st, slot, stopped| {
+            let Some(slot) = slot else {
+                return Some(Err(RequestError::Stopped));
+            };
+            if let Some(r) = slot.result.take() {
+                return Some(r);
+            }
+            // A request to a multicast group: the first server's answer is the answer, and
+            // the request ends with the future.
+            if let Some((_, first)) = slot.group.pop_front() {
+                st.ep.cancel(Instant::now(), id);
+                st.wake_engine();
+                return Some(Ok(first));
+            }
+            if slot.group_done {
+                return Some(Err(RequestError::Timeout));
+            }
+            // A request made with Observe: its first notification is the answer, and the
+            // observation ends with the future.
+            if let Some(first) = slot.notifications.pop_front() {
+                st.ep.cancel(Instant::now(), id);
+                st.wake_engine();
+                return Some(Ok(first));
+            }
+            stopped.then_some(Err(RequestError::Stopped))
+        });
+        if ready.is_ready() {
+            self.finish();
+        }
+        ready
+    }
+}
+
+impl ResponseFuture {
+    /// The exchange ended: forgets its slot.
+    fn finish(&mut self) {
+        if let FutState::Waiting(id) = self.state {
+            self.shared.lock().slots.remove(&id);
+        }
+        self.state = FutState::Done;
+    }
+}
+
+impl Drop for ResponseFuture {
+    fn drop(&mut self) {
+        if let FutState::Waiting(id) = self.state {
+            let mut st = self.shared.lock();
+            st.slots.remove(&id);
+            st.ep.cancel(Instant::now(), id);
+            st.wake_engine();
+            debug!("coapio: request {id:?} dropped before its response; cancelled");
+        }
+    }
+}
+
+/// The notifications of an observation, as a stream (see
+/// [`Endpoint::observe`](super::Endpoint::observe)).
+///
+/// A consumer slower than the notifications does not make them pile up: at most a few
+/// (4) are kept, the oldest dropped first, so the newest representation is always
+/// delivered; [`Observation::dropped`] counts the ones skipped.
+#[must_use = "an observation is cancelled when its stream is dropped"]
+#[derive(Debug)]
+pub struct Observation {
+    pub(super) inner: ResponseFuture,
+    pub(super) ended: bool,
+    pub(super) dropped: u64,
+}
+
+impl Observation {
+    /// How many notifications were dropped, unseen, because newer ones arrived while the
+    /// consumer had not taken them.
+    pub fn dropped(&self) -> u64 {
+        let FutState::Waiting(id) = self.inner.state else {
+            return self.dropped;
+        };
+        let st = self.inner.shared.lock();
+        st.slots.get(&id).map_or(self.dropped, |s| s.dropped)
+    }
+}
+
+impl futures::Stream for Observation {
+    type Item = Result<Response, RequestError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let id = match &mut this.inner.state {
+            FutState::Waiting(id) => *id,
+            _ => {
+                this.ended = true;
+                return Pin::new(&mut this.inner).poll(cx).map(Some);
+            }
+        };
+        let mut dropped = this.dropped;
+        let ready = wait(&this.inner.shared, id, cx, |_, slot, stopped| {
+            let Some(slot) = slot else {
+                return Some((Err(RequestError::Stopped), true));
+            };
+            dropped = slot.dropped;
+            if let Some(n) = slot.notifications.pop_front() {
+                return Some((Ok(n), false));
+            }
+            if let Some(last) = slot.result.take() {
+                return Some((last, true));
+            }
+            stopped.then_some((Err(RequestError::Stopped), true))
+        });
+        this.dropped = dropped;
+        match ready {
+            Poll::Ready((item, last)) => {
+                if last {
+                    this.ended = true;
+                    this.inner.finish();
+                }
+                Poll::Ready(Some(item))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The answers to a request sent to a multicast group, as a stream of the servers' addresses
+/// and responses (see [`Endpoint::multicast`](super::Endpoint::multicast)).
+///
+/// At most 256 answers not yet taken are kept; answers beyond them are dropped and counted
+/// ([`GroupResponses::dropped`]).
+#[must_use = "a group request stops collecting answers when its stream is dropped"]
+#[derive(Debug)]
+pub struct GroupResponses {
+    pub(super) inner: ResponseFuture,
+    pub(super) ended: bool,
+    pub(super) dropped: u64,
+}
+
+impl GroupResponses {
+    /// How many answers were dropped because 256 earlier ones had not been taken yet.
+    pub fn dropped(&self) -> u64 {
+        let FutState::Waiting(id) = self.inner.state else {
+            return self.dropped;
+        };
+        let st = self.inner.shared.lock();
+        st.slots.get(&id).map_or(self.dropped, |s| s.dropped)
+    }
+}
+
+impl futures::Stream for GroupResponses {
+    type Item = Result<(SocketAddr, Response), RequestError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let id = match &mut this.inner.state {
+            FutState::Waiting(id) => *id,
+            _ => {
+                this.ended = true;
+                return Pin::new(&mut this.inner).poll(cx).map(|r| r.err().map(Err));
+            }
+        };
+        let mut dropped = this.dropped;
+        let ready = wait(&this.inner.shared, id, cx, |_, slot, stopped| {
+            let Some(slot) = slot else {
+                return Some(None);
+            };
+            dropped = slot.dropped;
+            if let Some(answer) = slot.group.pop_front() {
+                return Some(Some(Ok(answer)));
+            }
+            if slot.group_done {
+                return Some(None);
+            }
+            if let Some(Err(e)) = slot.result.take() {
+                return Some(Some(Err(e)));
+            }
+            stopped.then_some(Some(Err(RequestError::Stopped)))
+        });
+        this.dropped = dropped;
+        match ready {
+            Poll::Ready(Some(Ok(answer))) => Poll::Ready(Some(Ok(answer))),
+            Poll::Ready(end) => {
+                this.ended = true;
+                this.inner.finish();
+                Poll::Ready(end)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

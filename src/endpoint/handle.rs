@@ -1,0 +1,238 @@
+//! The [`Endpoint`] handle: sending requests, notifying observers, shutting down.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::builder::Builder;
+use super::driver::Driver;
+use super::futures::{GroupResponses, Observation, ResponseFuture};
+use super::shared::{HandleToken, Shared, Slot};
+use crate::error::RequestError;
+use crate::message::uri::{Host, Uri};
+use crate::message::{Code, OptionNumber};
+use crate::proto::Request;
+use crate::server::Site;
+
+/// A handle for sending requests and notifying observers; cheap to clone.
+///
+/// Requests are futures ([`ResponseFuture`]); dropping one cancels the exchange. A server's
+/// [`Driver`] must run on an executor; a client's requests drive the endpoint themselves
+/// while no driver runs. Every method may be called from anywhere, handlers and their
+/// futures included: none blocks on the endpoint's work.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub(super) shared: Arc<Shared>,
+    pub(super) _handle: Arc<HandleToken>,
+    pub(super) local: Option<SocketAddr>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// A client on the platform's default transport (udp6 on Linux), bound to an ephemeral
+    /// port. Run the returned driver on any executor.
+    ///
+    /// # Errors
+    ///
+    /// The transport's errors of binding.
+    pub fn client() -> io::Result<(Self, Driver)> {
+        Builder::new().build()
+    }
+
+    /// A server for `site` bound to `bind` (`"[::]:5683"`, `"127.0.0.1:0"`, …), which is
+    /// also a client. Run the returned driver on any executor.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`] when `bind` is not a socket address; the transport's
+    /// errors of binding.
+    pub fn server(bind: &str, site: Site) -> io::Result<(Self, Driver)> {
+        let addr: SocketAddr = bind.parse().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{bind:?} is not a socket address: {e}"),
+            )
+        })?;
+        Builder::new().bind(addr).site(site).build()
+    }
+
+    /// A [`Builder`] for other transports and configurations.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// The local address of the transport.
+    ///
+    /// # Errors
+    ///
+    /// For transports without one address of their own (simple6).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.local.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this transport has no single local address",
+            )
+        })
+    }
+
+    /// Sends `request` to the resource named by `uri` (`coap://host:port/path?query`): the
+    /// URI gives the destination and the Uri-* options, `request` the method, other options,
+    /// payload and message type. Host names are resolved by the system (this blocks while it
+    /// does; IP literals do not).
+    pub fn request(&self, uri: &str, mut request: Request) -> ResponseFuture {
+        match resolve(uri) {
+            Ok((remote, parsed)) => {
+                for n in [
+                    OptionNumber::URI_HOST,
+                    OptionNumber::URI_PORT,
+                    OptionNumber::URI_PATH,
+                    OptionNumber::URI_QUERY,
+                ] {
+                    request.options.remove(n);
+                }
+                parsed.to_options(&mut request.options);
+                self.send(remote, request)
+            }
+            Err(e) => ResponseFuture::failed(&self.shared, e),
+        }
+    }
+
+    /// Sends `request` (with its Uri-Path and Uri-Query options as they are) to `remote`.
+    pub fn send(&self, remote: SocketAddr, request: Request) -> ResponseFuture {
+        let mut st = self.shared.lock();
+        if st.stopped {
+            drop(st);
+            return ResponseFuture::failed(&self.shared, RequestError::Stopped);
+        }
+        match st.ep.request(Instant::now(), remote, request) {
+            Ok(id) => {
+                st.slots.insert(id, Slot::default());
+                st.wake_engine();
+                ResponseFuture::waiting(&self.shared, id)
+            }
+            Err(e) => {
+                drop(st);
+                ResponseFuture::failed(&self.shared, RequestError::Refused(e))
+            }
+        }
+    }
+
+    /// Observes `uri` (GET with Observe 0, RFC 7641): a stream of the resource's
+    /// representations, the first response included, until the server ends the observation
+    /// (a final response, the stream's last item) or the request fails (an error, then the
+    /// end). Dropping the stream cancels the observation.
+    pub fn observe(&self, uri: &str) -> Observation {
+        Observation {
+            inner: self.request(uri, Request::new(Code::GET).observe()),
+            ended: false,
+            dropped: 0,
+        }
+    }
+
+    /// Sends `request` to the multicast group of `uri` (such as
+    /// `coap://[ff02::fd%eth0]/.well-known/core`; RFC 7252 §8.2): a stream of every server's
+    /// answer, with the server's address, until `Config::multicast_timeout` (or the request's
+    /// own timeout) passes; then the stream ends. Dropping it stops collecting.
+    pub fn multicast(&self, uri: &str, request: Request) -> GroupResponses {
+        GroupResponses {
+            inner: self.request(uri, request),
+            ended: false,
+            dropped: 0,
+        }
+    }
+
+    /// GETs `uri`.
+    pub fn get(&self, uri: &str) -> ResponseFuture {
+        self.request(uri, Request::new(Code::GET))
+    }
+
+    /// PUTs `payload` to `uri`.
+    pub fn put(&self, uri: &str, payload: impl Into<Vec<u8>>) -> ResponseFuture {
+        self.request(uri, Request::new(Code::PUT).with_payload(payload))
+    }
+
+    /// POSTs `payload` to `uri`.
+    pub fn post(&self, uri: &str, payload: impl Into<Vec<u8>>) -> ResponseFuture {
+        self.request(uri, Request::new(Code::POST).with_payload(payload))
+    }
+
+    /// DELETEs `uri`.
+    pub fn delete(&self, uri: &str) -> ResponseFuture {
+        self.request(uri, Request::new(Code::DELETE))
+    }
+
+    /// Tells the observers of `path` (RFC 7641) that its representation changed: the
+    /// resource's handler runs again for each observer and its answer goes out as a
+    /// notification. Returns how many observers there are. The resource must be marked
+    /// observable ([`crate::server::Resource::obs`]).
+    pub fn notify(&self, path: &str) -> usize {
+        let mut st = self.shared.lock();
+        let n = st.ep.notify(Instant::now(), path);
+        st.wake_engine();
+        n
+    }
+
+    /// As [`notify`](Self::notify), but every observer gets this change as a Confirmable
+    /// notification (it must acknowledge it, or it is removed).
+    pub fn notify_confirmable(&self, path: &str) -> usize {
+        let mut st = self.shared.lock();
+        let n = st
+            .ep
+            .notify_as(Instant::now(), path, Some(crate::message::Type::Con));
+        st.wake_engine();
+        n
+    }
+
+    /// Stops the driver: it returns `Ok(())` at its next poll, and open requests fail with
+    /// [`RequestError::Stopped`].
+    pub fn shutdown(&self) {
+        let mut st = self.shared.lock();
+        st.stopped = true;
+        let driver = st.driver_waker.take();
+        st.wake(driver);
+        st.wake_all_slots();
+    }
+}
+
+/// The destination and parsed form of a request URI.
+pub(crate) fn resolve(uri: &str) -> Result<(SocketAddr, Uri), RequestError> {
+    let parsed = Uri::parse(uri).map_err(RequestError::InvalidUri)?;
+    if parsed.scheme != crate::message::uri::Scheme::Coap {
+        return Err(RequestError::Resolve(format!(
+            "{}: coapio speaks plain coap:// only (no DTLS yet)",
+            parsed.scheme.as_str()
+        )));
+    }
+    let remote = match &parsed.host {
+        Host::Ip {
+            zone: Some(zone), ..
+        } if zone.parse::<u32>().is_err() => {
+            let index = crate::transport::interface_index(zone).ok_or_else(|| {
+                RequestError::Resolve(format!("no network interface named {zone:?}"))
+            })?;
+            parsed.socket_addr().map(|a| match a {
+                SocketAddr::V6(mut v6) => {
+                    v6.set_scope_id(index);
+                    SocketAddr::V6(v6)
+                }
+                v4 => v4,
+            })
+        }
+        Host::Ip { .. } => parsed.socket_addr(),
+        Host::Name(name) => (name.as_str(), parsed.port)
+            .to_socket_addrs()
+            .map_err(|e| RequestError::Resolve(format!("{name}: {e}")))?
+            .next(),
+    };
+    let remote = remote.ok_or_else(|| RequestError::Resolve(format!("{uri}: no address")))?;
+    Ok((remote, parsed))
+}

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
         .obs(),
     );
     let mut config = coapio::proto::Config::default();
-    config.max_observers = observers;
+    config.observer_memory = observers * 1024;
     config.max_observers_per_resource = observers;
     let (server, driver) = Endpoint::builder()
         .bind("127.0.0.1:0".parse().unwrap())

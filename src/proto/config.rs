@@ -88,10 +88,11 @@ pub struct Config {
     /// How many large representations the server keeps for serving their later blocks
     /// (default 64); a later block of one that is gone is made anew by the application.
     pub block_cache: usize,
-    /// How many clients may observe resources of this endpoint at once (RFC 7641); a
-    /// registration beyond is answered without Observe (default 1024).
-    pub max_observers: usize,
-    /// How many clients may observe one resource (one path) at once (default 256).
+    /// The memory the observers of this endpoint's resources may take, in bytes (RFC 7641;
+    /// default 16 MiB; an observer costs about 200 bytes plus its request's options); a
+    /// registration beyond is answered without Observe.
+    pub observer_memory: usize,
+    /// How many clients may observe one resource (one path) at once (default 65536).
     pub max_observers_per_resource: usize,
     /// The type of notifications: [`Type::Non`] (default) or [`Type::Con`].
     pub notification_type: Type,
@@ -133,8 +134,8 @@ impl Default for Config {
             max_body_size: 4 << 20,
             max_uploads: 16,
             block_cache: 64,
-            max_observers: 1024,
-            max_observers_per_resource: 256,
+            observer_memory: 16 << 20,
+            max_observers_per_resource: 65_536,
             notification_type: Type::Non,
             notification_con_every: 20,
             leisure: Duration::from_secs(5),
@@ -202,11 +203,8 @@ impl Config {
         {
             return err("empty_ack_delay / leisure", "at most an hour");
         }
-        if self.max_observers > 1 << 20 || self.max_observers_per_resource > 1 << 20 {
-            return err(
-                "max_observers / max_observers_per_resource",
-                "at most 1048576",
-            );
+        if self.max_observers_per_resource > 1 << 24 {
+            return err("max_observers_per_resource", "at most 16777216");
         }
         if self.max_pending_requests == 0 {
             return err("max_pending_requests", "at least 1");
@@ -239,8 +237,7 @@ impl Config {
         c.empty_ack_delay = c.empty_ack_delay.min(Duration::from_secs(3600));
         c.leisure = c.leisure.min(Duration::from_secs(3600));
         c.multicast_timeout = c.multicast_timeout.min(day);
-        c.max_observers = c.max_observers.min(1 << 20);
-        c.max_observers_per_resource = c.max_observers_per_resource.min(1 << 20);
+        c.max_observers_per_resource = c.max_observers_per_resource.min(1 << 24);
         c.notification_con_every = c.notification_con_every.max(1);
         if c.notification_type != Type::Con {
             c.notification_type = Type::Non;

@@ -15,6 +15,7 @@ mod config;
 mod dedup;
 mod endpoint;
 mod mids;
+mod observers;
 mod rng;
 mod timers;
 mod types;

@@ -436,10 +436,12 @@ impl Endpoint {
     /// A separate (CON or NON) response.
     pub(super) fn handle_response(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
         let remote = meta.remote;
+        // A request still queued has sent nothing to answer, unless it is an observation
+        // waiting to register again: its notifications still come (RFC 7641 §3.3.1).
         let id = self.by_token.get(&(remote, m.token)).copied().filter(|id| {
             self.requests
                 .get(id)
-                .is_some_and(|r| r.state != ReqState::Queued)
+                .is_some_and(|r| r.state != ReqState::Queued || r.last_notification.is_some())
         });
         if id.is_none() {
             if let Some(&gid) = self.group_requests.get(&m.token) {

@@ -240,11 +240,11 @@ impl Endpoint {
             Some(Owner::Notification(token)) => {
                 self.outgoing.remove(&key);
                 self.release_peer(now, meta.remote);
-                self.drop_observer(meta.remote, token, "the client reset a notification");
+                self.drop_observer(now, meta.remote, token, "the client reset a notification");
             }
             None => match self.notified_observer(now, meta.remote, m.message_id) {
                 Some(token) => {
-                    self.drop_observer(meta.remote, token, "the client reset a notification")
+                    self.drop_observer(now, meta.remote, token, "the client reset a notification")
                 }
                 None => trace!("coapio: RST MID {} matches nothing", m.message_id),
             },
@@ -284,8 +284,9 @@ impl Endpoint {
             self.outgoing.remove(&key);
             self.release_peer(now, err.remote);
         }
-        self.observers
-            .retain(|(remote, _), _| *remote != err.remote);
+        for key in self.observers.at(err.remote) {
+            self.observers.remove(&key);
+        }
     }
 
     /// Drops stale timers once they outnumber the live ones, so that a flood of requests
@@ -411,7 +412,7 @@ impl Endpoint {
             Owner::Notification(token) => {
                 self.outgoing.remove(&key);
                 self.release_peer(now, remote);
-                self.drop_observer(remote, token, "a notification was never acknowledged");
+                self.drop_observer(now, remote, token, "a notification was never acknowledged");
             }
         }
     }

@@ -17,6 +17,7 @@ use super::blockwise::{
 use super::config::Config;
 use super::dedup::{Dedup, Lifetime, Replay};
 use super::mids::MidLog;
+use super::observers::{Observer, Observers};
 use super::rng::Rng;
 use super::timers::{TimerKey, Timers};
 use super::types::{Event, IncomingId, Request, RequestId, Response};
@@ -68,7 +69,7 @@ pub struct Endpoint {
     wire_to_user: HashMap<RequestId, RequestId>,
     uploads: Uploads,
     block_cache: BlockCache,
-    observers: HashMap<(SocketAddr, Token), Observer>,
+    observers: Observers,
     /// Responses to multicast requests waiting for their leisure to pass.
     delayed: HashMap<u64, Queued>,
     /// Requests sent to a multicast group, by token: responses come from any server.
@@ -221,23 +222,6 @@ struct Incoming {
     registration: Option<Request>,
 }
 
-/// A client observing a resource of this endpoint (RFC 7641 §4).
-#[derive(Debug)]
-struct Observer {
-    /// The path observed, as `Endpoint::notify` names it.
-    path: String,
-    /// The registration, replayed to the application to render each notification.
-    request: Request,
-    meta: RecvMeta,
-    /// The Observe value of the last notification.
-    seq: u32,
-    notifications_since_con: u32,
-    last_con: Instant,
-    /// The message ID of a Confirmable notification not yet acknowledged: a newer
-    /// notification replaces it (RFC 7641 §4.5.2).
-    inflight_con: Option<u16>,
-}
-
 /// A datagram waiting for [`Endpoint::poll_transmit`].
 #[derive(Debug)]
 enum Queued {
@@ -331,7 +315,7 @@ impl Endpoint {
             wire_to_user: HashMap::new(),
             uploads,
             block_cache,
-            observers: HashMap::new(),
+            observers: Observers::default(),
             notification_fetches: HashMap::new(),
             delayed: HashMap::new(),
             group_requests: HashMap::new(),
@@ -501,6 +485,7 @@ impl Endpoint {
             uploads: self.uploads.len(),
             cached_representations: self.block_cache.len(),
             observers: self.observers.len(),
+            observer_bytes: self.observers.bytes(),
         }
     }
 }
@@ -541,4 +526,6 @@ pub struct Stats {
     pub cached_representations: usize,
     /// Clients observing resources of this endpoint.
     pub observers: usize,
+    /// Bytes the observers take (at most about `Config::observer_memory`).
+    pub observer_bytes: usize,
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
+use crate::error::Error;
 use crate::error::RequestError;
 use crate::message::{Message, OptionNumber, Token, Type};
 
@@ -175,36 +176,26 @@ impl Endpoint {
             response.code.is_success() && response.options.contains(OptionNumber::OBSERVE);
         match (ex.observe, ex.registration.take()) {
             (Some(0), Some(request)) if consent => {
-                let path = request.path();
-                let on_path = self.observers.values().filter(|o| o.path == path).count();
-                let full = self.observers.len() >= self.config.max_observers
-                    || on_path >= self.config.max_observers_per_resource;
-                if !self.observers.contains_key(&key) && full {
-                    debug!(
-                        "coapio: no room for another observer; {} not registered",
-                        key.0
-                    );
-                    response.options.remove(OptionNumber::OBSERVE);
-                    return response;
-                }
-                let seq = self
-                    .observers
-                    .get(&key)
-                    .map_or(2, |o| (o.seq + 1) & 0xff_ffff);
-                debug!("coapio: {} observes {}", key.0, request.path());
-                self.observers.insert(
-                    key,
-                    Observer {
-                        path,
-                        request,
-                        meta: ex.meta,
-                        seq,
-                        notifications_since_con: 0,
-                        last_con: now,
-                        inflight_con: None,
-                    },
+                let (budget, per_resource) = (
+                    self.config.observer_memory,
+                    self.config.max_observers_per_resource,
                 );
-                response.options.set_uint(OptionNumber::OBSERVE, seq);
+                match self
+                    .observers
+                    .register(now, key, &request, ex.meta, budget, per_resource)
+                {
+                    Ok(seq) => {
+                        debug!("coapio: {} observes {}", key.0, request.path());
+                        response.options.set_uint(OptionNumber::OBSERVE, seq);
+                    }
+                    Err(full) => {
+                        debug!(
+                            "coapio: no room for another observer ({full:?}); {} not registered",
+                            key.0
+                        );
+                        response.options.remove(OptionNumber::OBSERVE);
+                    }
+                }
             }
             (Some(1), _) => {
                 if self.observers.remove(&key).is_some() {
@@ -223,6 +214,9 @@ impl Endpoint {
     /// observers: one [`Event::Request`] each (the registration again); answering it with
     /// [`respond`](Self::respond) sends the notification (RFC 7641 §4.2). Returns how many
     /// observers there are.
+    ///
+    /// At most `Config::max_pending_requests` requests await the application at once: the
+    /// observers beyond are skipped this time (they get the next change).
     pub fn notify(&mut self, now: Instant, path: &str) -> usize {
         self.notify_as(now, path, None)
     }
@@ -231,19 +225,18 @@ impl Endpoint {
     /// (`Some(Type::Con)`: every observer must acknowledge it) instead of
     /// [`Config::notification_type`].
     pub fn notify_as(&mut self, now: Instant, path: &str, ty: Option<Type>) -> usize {
-        let mut keys: Vec<(SocketAddr, Token)> = self
-            .observers
-            .iter()
-            .filter(|(_, o)| o.path == path)
-            .map(|(k, _)| *k)
-            .collect();
-        keys.sort_unstable_by_key(|(a, t)| (*a, t.as_bytes().to_vec()));
+        let keys = self.observers.of(path);
         let lifetime = self.config.non_lifetime();
+        let mut skipped = 0;
         for key in &keys {
+            if self.incoming.len() >= self.config.max_pending_requests {
+                skipped += 1;
+                continue;
+            }
             let Some(o) = self.observers.get(key) else {
                 continue;
             };
-            let (meta, request) = (o.meta, o.request.clone());
+            let (meta, request) = (o.meta, o.request());
             let id = IncomingId(self.next_id);
             self.next_id += 1;
             self.incoming.insert(
@@ -268,7 +261,58 @@ impl Endpoint {
             self.timers.schedule(now + lifetime, TimerKey::Incoming(id));
             self.events.push_back(Event::Request { id, meta, request });
         }
+        if skipped > 0 {
+            debug!("coapio: {skipped} observers of {path} skipped: too many requests pending");
+        }
         keys.len()
+    }
+
+    /// Ends every observation of `path` with `response`, a final answer without Observe
+    /// (RFC 7641 §3.2, §4.2): 4.04 after the resource was deleted, 4.06 when it can no longer
+    /// be served in the Content-Format the observers asked for, 5.03 on shutdown, or a
+    /// success that closes the observation. It goes out Confirmable, and the observers are
+    /// forgotten at once. Returns how many there were.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongCode`] if `response.code` is not a response code;
+    /// [`Error::Encode`] if it cannot be encoded. No observer is removed then.
+    pub fn end_observations(
+        &mut self,
+        now: Instant,
+        path: &str,
+        mut response: Response,
+    ) -> Result<usize, Error> {
+        if !response.code.is_response() {
+            return Err(Error::WrongCode(response.code));
+        }
+        response.options.remove(OptionNumber::OBSERVE);
+        let keys = self.observers.of(path);
+        // Check once that it encodes; each observer's copy then differs only in its token.
+        Message {
+            ty: Type::Con,
+            code: response.code,
+            message_id: 0,
+            token: Token::default(),
+            options: response.options.clone(),
+            payload: Vec::new(),
+        }
+        .encode(&mut Vec::new())?;
+        for key in &keys {
+            let Some(o) = self.observers.remove(key) else {
+                continue;
+            };
+            debug!(
+                "coapio: observation of {path} by {} ended with {}",
+                key.0, response.code
+            );
+            self.end_inflight_notification(now, *key, &o);
+            let request = o.request();
+            let block_key = request_key(request.method, request.options.iter());
+            let shaped = self.shape_blockwise(now, key.0, block_key, None, None, response.clone());
+            self.send_to_observer(now, *key, &o.meta, shaped, true, false);
+        }
+        Ok(keys.len())
     }
 
     /// Sends a notification: NON (or `Config::notification_type`), and CON every
@@ -307,10 +351,25 @@ impl Endpoint {
                 "coapio: {} answered {}: the observation ends",
                 key.0, response.code
             );
-            self.observers.remove(&key);
+            if let Some(o) = self.observers.remove(&key) {
+                self.end_inflight_notification(now, key, &o);
+            }
         }
-        let remote = key.0;
-        let response = self.shape_blockwise(now, remote, ex.key, None, None, response);
+        let response = self.shape_blockwise(now, key.0, ex.key, None, None, response);
+        self.send_to_observer(now, key, &ex.meta, response, con, success);
+        self.purge_idle_peers(now);
+    }
+
+    /// Encodes and sends a notification (`observing`: the observer stays) or a final answer.
+    fn send_to_observer(
+        &mut self,
+        now: Instant,
+        key: (SocketAddr, Token),
+        meta: &RecvMeta,
+        response: Response,
+        con: bool,
+        observing: bool,
+    ) {
         let msg = Message {
             ty: if con { Type::Con } else { Type::Non },
             code: response.code,
@@ -323,17 +382,21 @@ impl Endpoint {
         if msg.encode(&mut wire).is_err() {
             return;
         }
+        let kind = if observing {
+            FreshKind::Notification { token: key.1, con }
+        } else {
+            FreshKind::Confirmable(Owner::Response)
+        };
         self.send_fresh(
             now,
             Fresh {
-                to: remote,
+                to: key.0,
                 wire,
-                source: reply_source(&ex.meta),
-                ifindex: ex.meta.ifindex,
-                kind: FreshKind::Notification { token: key.1, con },
+                source: reply_source(meta),
+                ifindex: meta.ifindex,
+                kind,
             },
         );
-        self.purge_idle_peers(now);
     }
 
     /// Remembers that notification `mid` went to the observer `token` at `remote`, for as long
@@ -415,9 +478,37 @@ impl Endpoint {
     }
 
     /// Forgets the observer a Reset or an unacknowledged notification speaks of.
-    pub(super) fn drop_observer(&mut self, remote: SocketAddr, token: Token, why: &str) {
-        if self.observers.remove(&(remote, token)).is_some() {
+    pub(super) fn drop_observer(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        token: Token,
+        why: &str,
+    ) {
+        if let Some(o) = self.observers.remove(&(remote, token)) {
             debug!("coapio: observer {remote} {token:?} removed: {why}");
+            self.end_inflight_notification(now, (remote, token), &o);
+        }
+    }
+
+    /// Stops retransmitting the Confirmable notification still in flight to an observer that
+    /// is gone.
+    pub(super) fn end_inflight_notification(
+        &mut self,
+        now: Instant,
+        key: (SocketAddr, Token),
+        o: &Observer,
+    ) {
+        let Some(mid) = o.inflight_con else {
+            return;
+        };
+        let owned = self
+            .outgoing
+            .get(&(key.0, mid))
+            .is_some_and(|out| out.owner == Owner::Notification(key.1));
+        if owned {
+            self.outgoing.remove(&(key.0, mid));
+            self.release_peer(now, key.0);
         }
     }
 }

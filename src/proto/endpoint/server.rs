@@ -101,7 +101,7 @@ impl Endpoint {
         // observer counts as its first notification (a Reset to it ends the observation).
         let registered = msg.code.is_success()
             && msg.options.contains(OptionNumber::OBSERVE)
-            && self.observers.contains_key(&(remote, ex.token));
+            && self.observers.contains(&(remote, ex.token));
         let kind = match (ty, registered) {
             (Type::Con, true) => FreshKind::Notification {
                 token: ex.token,

@@ -7,6 +7,7 @@ mod exchanges;
 mod lossy;
 mod message_layer;
 mod observe;
+mod observe_core;
 mod regressions;
 mod sim;
 mod sustained;

@@ -283,7 +283,8 @@ fn serve(
 #[test]
 fn registration_rules_and_bounds() {
     let config = Config {
-        max_observers: 1,
+        // Room for one observer of /clock.
+        observer_memory: 400,
         ..Config::default()
     };
     let mut ep = Endpoint::new(config.into());

@@ -248,9 +248,10 @@ fn r4_config_durations_overflow() {
         }),
     ));
     let mut cfg = Config::default();
-    cfg.max_observers = usize::MAX;
+    cfg.observer_memory = usize::MAX;
+    cfg.max_observers_per_resource = usize::MAX;
     results.push((
-        "max_observers=usize::MAX, NON notification",
+        "observer_memory=usize::MAX, NON notification",
         panics(|| {
             let ca = ad(1);
             let mut s = Endpoint::new(Arc::new(cfg));

@@ -161,3 +161,127 @@ fn a_full_dedup_cache_declines_new_posts_and_forgets_nothing() {
     ep.handle_datagram(now, &RecvMeta::new(hog), &get);
     assert!(matches!(ep.poll_event(), Some(Event::Request { .. })));
 }
+
+/// A client makes 69 000 NON requests to one server within 70 s, each answered at once:
+/// the first 65 536 take every message ID, the rest wait (visible in `stats`) until the first
+/// IDs' EXCHANGE_LIFETIME has passed, and no ID is used twice within it (RFC 7252 §4.4).
+#[test]
+fn message_ids_wait_rather_than_repeat_within_exchange_lifetime() {
+    use crate::proto::Request;
+    let config = Config {
+        nstart: 100_000,
+        max_queued_per_remote: 100_000,
+        ..Config::default()
+    };
+    let mut ep = Endpoint::new(config.into());
+    let start = Instant::now();
+    let server = remote(1);
+    let mut sent: Vec<(Instant, u16)> = Vec::new();
+    let mut server_mid = 0u16;
+    // Sends what the client has to send; the server answers each request at once.
+    let mut exchange = |ep: &mut Endpoint, now: Instant, sent: &mut Vec<(Instant, u16)>| {
+        let mut buf = Vec::new();
+        let mut answers = Vec::new();
+        while ep.poll_transmit(now, &mut buf).is_some() {
+            let m = Message::decode(&buf).unwrap();
+            sent.push((now, m.message_id));
+            let mut r = Message::new(Type::Non, Code::CONTENT, server_mid);
+            server_mid = server_mid.wrapping_add(1);
+            r.token = m.token;
+            answers.push(r.to_bytes().unwrap());
+        }
+        for a in answers {
+            ep.handle_datagram(now, &RecvMeta::new(server), &a);
+        }
+        while ep.poll_event().is_some() {}
+    };
+    const N: u32 = 69_000;
+    for i in 0..N {
+        let now = start + Duration::from_millis(u64::from(i));
+        ep.request(now, server, Request::get("/x").non_confirmable())
+            .unwrap();
+        exchange(&mut ep, now, &mut sent);
+    }
+    assert_eq!(sent.len(), 65_536);
+    assert_eq!(ep.stats().waiting_for_message_ids, (N - 65_536) as usize);
+    // Time passes; the waiting requests go out as IDs become free.
+    let mut t = start + Duration::from_millis(u64::from(N));
+    while t < start + Duration::from_secs(400) {
+        t += Duration::from_millis(500);
+        ep.handle_timeout(t);
+        exchange(&mut ep, t, &mut sent);
+    }
+    assert_eq!(sent.len(), N as usize);
+    assert_eq!(ep.stats().waiting_for_message_ids, 0);
+    assert_eq!(ep.stats().open_requests, 0);
+    let lifetime = Config::default().exchange_lifetime();
+    let mut last_use = std::collections::HashMap::new();
+    for (at, mid) in sent {
+        if let Some(prev) = last_use.insert(mid, at) {
+            assert!(
+                at - prev >= lifetime,
+                "MID {mid} reused after {:?}",
+                at - prev
+            );
+        }
+    }
+}
+
+/// An observation kept for 24 virtual hours while the client polls the same server once a
+/// second (86 400 requests: the client's message IDs wrap around): every poll is answered,
+/// notifications keep coming, and cancelling the observation at the moment a poll reuses the
+/// observation's first message ID leaves that poll alone.
+#[test]
+fn an_observation_lives_a_day_beside_polling() {
+    use super::sim::{Answer, Link, Sim};
+    use crate::proto::Request;
+    let mut sim = Sim::new(24, Link::perfect());
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    sim.nodes[s].observable = true;
+    let c = sim.add(Config::default(), Answer::Never);
+    let obs = sim.request(c, s, Request::get("/obs").observe());
+    sim.run(sim.elapsed_plus(Duration::from_millis(500)));
+    let first_mid = Message::decode(&sim.tap[0].bytes).unwrap().message_id;
+    let mut polls = Vec::new();
+    let mut cancelled_at = None;
+    for second in 1..=86_400u32 {
+        sim.tap.clear();
+        let id = sim.request(c, s, Request::get("/poll"));
+        polls.push(id);
+        sim.run(sim.elapsed_plus(Duration::ZERO));
+        let poll_mid = sim
+            .tap
+            .iter()
+            .find_map(|t| {
+                Message::decode(&t.bytes)
+                    .ok()
+                    .filter(|m| m.code == Code::GET)
+            })
+            .map(|m| m.message_id);
+        if cancelled_at.is_none() && poll_mid == Some(first_mid) && second > 60_000 {
+            // The poll in flight has the observation's old message ID.
+            let now = sim.now;
+            sim.nodes[c].ep.cancel(now, obs);
+            cancelled_at = Some(second);
+        }
+        if second % 10 == 0 && cancelled_at.is_none() {
+            let now = sim.now;
+            sim.nodes[s].ep.notify(now, "/obs");
+        }
+        sim.run(sim.elapsed_plus(Duration::from_secs(1)));
+    }
+    assert!(
+        cancelled_at.is_some(),
+        "the poll never reused the first MID"
+    );
+    let node = &sim.nodes[c];
+    for id in &polls {
+        match node.outcomes.get(id).map(Vec::as_slice) {
+            Some([super::sim::Outcome::Response(..)]) => {}
+            other => panic!("poll {id:?}: {other:?}"),
+        }
+    }
+    let notifications = node.notifications.get(&obs).map_or(0, Vec::len);
+    assert!(notifications > 6000, "{notifications}");
+    assert_eq!(node.ep.stats().open_requests, 0, "{:?}", node.ep.stats());
+}

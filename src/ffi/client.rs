@@ -93,7 +93,7 @@ pub extern "C" fn coapio_request_new(
             Err(e) => return e,
         };
         let mut request = Request::new(Code(method as u8));
-        parsed.to_options(&mut request.options);
+        parsed.to_options_for(remote, &mut request.options);
         // SAFETY: out is non-NULL and writable.
         unsafe { *out = Box::into_raw(Box::new(coapio_request { remote, request })) };
         COAPIO_RESULT_OK

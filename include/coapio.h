@@ -120,9 +120,16 @@ enum coapio_result
    */
   COAPIO_RESULT_NOT_FOUND = 12,
   /*
-   An internal error (a caught panic); the message says more.
+   An internal error (a caught panic); the message says more. The context the call was
+   working on is failed from then on (`COAPIO_RESULT_FAILED`).
    */
   COAPIO_RESULT_PANIC = 13,
+  /*
+   The context failed earlier (an internal error was caught while it was being worked
+   on, `COAPIO_RESULT_PANIC`), so its state cannot be trusted: every call on it but
+   `coapio_context_free` returns this, and no callback of it runs again. Free it.
+   */
+  COAPIO_RESULT_FAILED = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -373,8 +380,9 @@ coapio_result coapio_context_new(const coapio_config *config, coapio_context **o
 /*
  Frees a context and closes its socket; NULL is ignored. Requests still in flight are
  dropped without their callbacks being called; responders still held answer nothing.
- Freeing from inside a callback is allowed: the context goes away when the callback's
- `run`/`process` returns.
+ Freeing from inside a callback is allowed: no callback of the context runs after that
+ one, and the context's state goes away when the callback's `run`/`process` returns. A
+ context that failed (`COAPIO_RESULT_FAILED`) is freed like any other.
  */
 void coapio_context_free(coapio_context *ctx);
 
@@ -394,13 +402,14 @@ coapio_result coapio_context_stop(const coapio_context *ctx);
 /*
  Mode B: the one descriptor to watch for readability in the application's event loop; it
  becomes readable when there is I/O or a deadline has passed. Then call
- `coapio_context_process`. Returns -1 for a NULL context.
+ `coapio_context_process`. Returns -1 for a NULL or failed context.
  */
 int32_t coapio_context_get_fd(const coapio_context *ctx);
 
 /*
  Mode B, for loops with their own timers: milliseconds until `coapio_context_process`
- has timed work (rounded up), 0 if it is due, -1 if there is none (or ctx is NULL).
+ has timed work (rounded up), 0 if it is due, -1 if there is none (or ctx is NULL or
+ failed).
  */
 int64_t coapio_context_next_timeout_ms(const coapio_context *ctx);
 

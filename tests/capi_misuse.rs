@@ -742,6 +742,7 @@ fn result_str_names_every_value() {
         COAPIO_RESULT_REFUSED,
         COAPIO_RESULT_NOT_FOUND,
         COAPIO_RESULT_PANIC,
+        COAPIO_RESULT_FAILED,
     ];
     let mut names = Vec::new();
     for (i, r) in all.into_iter().enumerate() {
@@ -2033,8 +2034,11 @@ fn content_format_out_of_range_is_refused() {
 /// refused, never undefined behaviour.
 #[test]
 fn out_of_range_enum_values_are_refused() {
-    let s = unsafe { CStr::from_ptr(coapio_result_str(14)) };
-    assert_eq!(s.to_str().unwrap(), "unknown result");
+    for value in [15, 16, u32::MAX] {
+        // SAFETY: a static NUL-terminated string.
+        let s = unsafe { CStr::from_ptr(coapio_result_str(value)) };
+        assert_eq!(s.to_str().unwrap(), "unknown result");
+    }
     let mut cfg = null_mut();
     ok(coapio_config_new(&mut cfg));
     assert_eq!(

@@ -188,3 +188,132 @@ fn simple_server_refuses_any_address_and_serves_a_concrete_one() {
     let mut buf = [0u8; 4];
     assert_eq!(client.recv(&mut buf).unwrap(), 1);
 }
+
+/// A peer of simple6: a socket on `[::1]` and the address of the simple6 socket that sent
+/// to it (known after `greet`).
+struct Peer {
+    sock: UdpSocket,
+    client: Option<SocketAddr>,
+}
+
+impl Peer {
+    fn new() -> Self {
+        let sock = UdpSocket::bind("[::1]:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        Self { sock, client: None }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    /// Sends a datagram from `t` to this peer, and learns which socket sent it.
+    fn greet(&mut self, t: &Simple6) {
+        t.try_send(&transmit(self.addr(), None, None, 2), b"hi")
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (_, from) = self.sock.recv_from(&mut buf).unwrap();
+        self.client = Some(from);
+    }
+
+    /// Answers late, to the socket that sent the greeting.
+    fn answer(&self) {
+        self.sock.send_to(b"late", self.client.unwrap()).unwrap();
+    }
+}
+
+/// The remotes whose datagrams `t` delivers within 300 ms.
+fn delivered(t: &Simple6) -> Vec<SocketAddr> {
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    let mut from = Vec::new();
+    while start.elapsed() < Duration::from_millis(300) {
+        match t.try_recv(&mut buf) {
+            Ok((_, meta)) => from.push(meta.remote),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    from.sort();
+    from
+}
+
+fn sorted(mut v: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    v.sort();
+    v
+}
+
+#[test]
+fn simple6_keeps_a_quiet_socket_in_use_past_its_idle_time() {
+    let idle = Duration::from_millis(100);
+    let t = Simple6::with_limits(16, idle).unwrap();
+    let (mut observed, mut done) = (Peer::new(), Peer::new());
+    t.set_in_use(observed.addr(), true);
+    observed.greet(&t);
+    done.greet(&t);
+    // Both stay quiet for longer than the idle time; the next send sweeps.
+    std::thread::sleep(idle * 3);
+    Peer::new().greet(&t);
+    observed.answer();
+    done.answer();
+    assert_eq!(
+        delivered(&t),
+        [observed.addr()],
+        "the remote in use kept its socket; the idle one lost it"
+    );
+    // Once not in use, it is idle from then on: closed after the idle time.
+    t.set_in_use(observed.addr(), false);
+    std::thread::sleep(idle * 3);
+    Peer::new().greet(&t);
+    observed.answer();
+    assert_eq!(delivered(&t), []);
+}
+
+#[test]
+fn simple6_caps_its_sockets_least_recently_used_first() {
+    let t = Simple6::with_limits(2, Duration::from_secs(60)).unwrap();
+    let (mut a, mut b, mut c) = (Peer::new(), Peer::new(), Peer::new());
+    a.greet(&t);
+    std::thread::sleep(Duration::from_millis(5));
+    b.greet(&t);
+    std::thread::sleep(Duration::from_millis(5));
+    a.greet(&t);
+    std::thread::sleep(Duration::from_millis(5));
+    // A third remote: b, the least recently used, makes room.
+    c.greet(&t);
+    for p in [&a, &b, &c] {
+        p.answer();
+    }
+    assert_eq!(delivered(&t), sorted(vec![a.addr(), c.addr()]));
+}
+
+#[test]
+fn simple6_refuses_a_new_remote_when_every_socket_is_in_use() {
+    let t = Simple6::with_limits(2, Duration::from_secs(60)).unwrap();
+    let (mut a, mut b, mut c) = (Peer::new(), Peer::new(), Peer::new());
+    for p in [&mut a, &mut b] {
+        t.set_in_use(p.addr(), true);
+        p.greet(&t);
+    }
+    let err = t
+        .try_send(&transmit(c.addr(), None, None, 2), b"hi")
+        .unwrap_err();
+    assert!(err.to_string().contains("every one is in use"), "{err}");
+    let reported = t
+        .try_recv_error()
+        .unwrap()
+        .expect("the refusal is reported");
+    assert_eq!(reported.remote, c.addr());
+    a.answer();
+    b.answer();
+    assert_eq!(delivered(&t), sorted(vec![a.addr(), b.addr()]));
+    // One ends: the new remote takes its socket.
+    t.set_in_use(a.addr(), false);
+    c.greet(&t);
+    a.answer();
+    b.answer();
+    c.answer();
+    assert_eq!(delivered(&t), sorted(vec![b.addr(), c.addr()]));
+}

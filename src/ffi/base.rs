@@ -35,8 +35,13 @@ pub enum coapio_result {
     COAPIO_RESULT_REFUSED = 11,
     /// The named thing does not exist (an unknown request ID, an absent option).
     COAPIO_RESULT_NOT_FOUND = 12,
-    /// An internal error (a caught panic); the message says more.
+    /// An internal error (a caught panic); the message says more. The context the call was
+    /// working on is failed from then on (`COAPIO_RESULT_FAILED`).
     COAPIO_RESULT_PANIC = 13,
+    /// The context failed earlier (an internal error was caught while it was being worked
+    /// on, `COAPIO_RESULT_PANIC`), so its state cannot be trusted: every call on it but
+    /// `coapio_context_free` returns this, and no callback of it runs again. Free it.
+    COAPIO_RESULT_FAILED = 14,
 }
 
 use coapio_result::*;
@@ -44,7 +49,7 @@ use coapio_result::*;
 impl coapio_result {
     /// The result with this value, if there is one.
     pub(crate) fn from_u32(v: u32) -> Option<Self> {
-        const ALL: [coapio_result; 14] = [
+        const ALL: [coapio_result; 15] = [
             COAPIO_RESULT_OK,
             COAPIO_RESULT_NULL_PARAMETER,
             COAPIO_RESULT_INVALID_ARGUMENT,
@@ -59,6 +64,7 @@ impl coapio_result {
             COAPIO_RESULT_REFUSED,
             COAPIO_RESULT_NOT_FOUND,
             COAPIO_RESULT_PANIC,
+            COAPIO_RESULT_FAILED,
         ];
         ALL.into_iter().find(|r| *r as u32 == v)
     }
@@ -86,6 +92,7 @@ pub extern "C" fn coapio_result_str(result: u32) -> *const c_char {
         COAPIO_RESULT_REFUSED => c"request refused",
         COAPIO_RESULT_NOT_FOUND => c"not found",
         COAPIO_RESULT_PANIC => c"internal error",
+        COAPIO_RESULT_FAILED => c"context failed after an internal error",
     };
     s.as_ptr()
 }
@@ -133,7 +140,9 @@ pub extern "C" fn coapio_last_error(
     })
 }
 
-/// Runs `f` inside a panic boundary: a panic becomes `COAPIO_RESULT_PANIC`.
+/// Runs `f` inside a panic boundary: a panic becomes `COAPIO_RESULT_PANIC`. A context that
+/// `f` was working on (through [`ctx_arg`](super::context::ctx_arg)) is marked failed as the
+/// panic unwinds.
 pub(crate) fn guard(f: impl FnOnce() -> coapio_result) -> coapio_result {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,

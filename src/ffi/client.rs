@@ -93,7 +93,7 @@ pub extern "C" fn coapio_request_new(
             Err(e) => return e,
         };
         let mut request = Request::new(Code(method as u8));
-        parsed.to_options(&mut request.options);
+        parsed.to_options_for(remote, &mut request.options);
         // SAFETY: out is non-NULL and writable.
         unsafe { *out = Box::into_raw(Box::new(coapio_request { remote, request })) };
         COAPIO_RESULT_OK
@@ -259,8 +259,11 @@ pub extern "C" fn coapio_context_send(
             .request(Instant::now(), request.remote, request.request)
         {
             Ok(id) => {
-                core.outcomes
-                    .insert(id, Outcome::Callback(callback, UserData(userdata)));
+                core.open_request(
+                    id,
+                    request.remote,
+                    Outcome::Callback(callback, UserData(userdata)),
+                );
                 inner.after_call(&mut core);
                 if !out_id.is_null() {
                     // SAFETY: out_id is non-NULL and writable (caller's contract).
@@ -284,7 +287,7 @@ pub extern "C" fn coapio_context_cancel(ctx: *mut coapio_context, id: u64) -> co
         };
         let mut core = lock(&inner.core);
         let id = crate::proto::RequestId(id);
-        if core.outcomes.remove(&id).is_none() {
+        if core.close_request(id).is_none() {
             return fail(COAPIO_RESULT_NOT_FOUND, "no open request has this ID");
         }
         core.ep.cancel(Instant::now(), id);
@@ -331,7 +334,7 @@ pub extern "C" fn coapio_request_sync(
                 .request(Instant::now(), request.remote, request.request)
             {
                 Ok(id) => {
-                    core.outcomes.insert(id, Outcome::Sync(slot.clone()));
+                    core.open_request(id, request.remote, Outcome::Sync(slot.clone()));
                     inner.after_call(&mut core);
                     id
                 }
@@ -352,7 +355,7 @@ pub extern "C" fn coapio_request_sync(
             Some(Err(code)) => fail(code, "the request failed"),
             None => {
                 let mut core = lock(&inner.core);
-                core.outcomes.remove(&id);
+                core.close_request(id);
                 core.ep.cancel(Instant::now(), id);
                 inner.after_call(&mut core);
                 fail(

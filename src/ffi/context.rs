@@ -56,9 +56,119 @@ pub(crate) struct Core {
     pub(crate) site: Option<Site>,
     pub(crate) resources: Vec<CResource>,
     handlers: FuturesUnordered<HandlerFuture>,
-    pub(crate) outcomes: HashMap<RequestId, Outcome>,
+    /// The open requests: where each goes and where its outcome goes. Change it only
+    /// through `open_request` and `close_request`, which keep `in_use` in step.
+    outcomes: HashMap<RequestId, (std::net::SocketAddr, Outcome)>,
+    /// How many open requests each remote has; the transport is told which remotes have
+    /// some ([`Transport::set_in_use`]), so that simple6 keeps their sockets.
+    in_use: HashMap<std::net::SocketAddr, usize>,
     out: Vec<u8>,
     inbuf: Box<[u8]>,
+}
+
+/// A response callback due, with its userdata and what to pass it.
+type DueCallback = (
+    extern "C" fn(*mut std::ffi::c_void, coapio_result, *const coapio_response),
+    UserData,
+    Result<Response, coapio_result>,
+);
+
+impl Core {
+    /// Registers an open request to `remote` and where its outcome goes; the remote is in
+    /// use from its first open request on.
+    pub(crate) fn open_request(
+        &mut self,
+        id: RequestId,
+        remote: std::net::SocketAddr,
+        outcome: Outcome,
+    ) {
+        if let Some((old, _)) = self.outcomes.insert(id, (remote, outcome)) {
+            self.release(old);
+        }
+        let n = self.in_use.entry(remote).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            self.transport.set_in_use(remote, true);
+        }
+    }
+
+    /// Ends an open request: its outcome, if it was open. Its remote is no longer in use
+    /// once its last open request ended.
+    pub(crate) fn close_request(&mut self, id: RequestId) -> Option<Outcome> {
+        let (remote, outcome) = self.outcomes.remove(&id)?;
+        self.release(remote);
+        Some(outcome)
+    }
+
+    fn release(&mut self, remote: std::net::SocketAddr) {
+        if let Some(n) = self.in_use.get_mut(&remote) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_use.remove(&remote);
+                self.transport.set_in_use(remote, false);
+            }
+        }
+    }
+
+    /// Polls the handler futures and sends the answers that are ready.
+    fn answer_handlers(&mut self, cx: &mut Context<'_>, now: Instant) {
+        let mut answered = Vec::new();
+        while let Poll::Ready(Some(a)) = self.handlers.poll_next_unpin(cx) {
+            answered.push(a);
+        }
+        for (id, response) in answered {
+            let _ = self.ep.respond(now, id, response);
+        }
+    }
+
+    /// Takes events from the core until one ends or answers a request: `None` when there
+    /// are no more, `Some(Some(..))` for a response callback to call, `Some(None)` for an
+    /// outcome handled here (a synchronous request's slot, a request without a callback).
+    /// Events of requests that are no longer open (cancelled) are dropped.
+    fn next_callback(&mut self, now: Instant) -> Option<Option<DueCallback>> {
+        loop {
+            let (id, result, last) = match self.ep.poll_event()? {
+                Event::Response { id, response } => (id, Ok(response), true),
+                // A notification goes to the request's callback, which is called again for
+                // the next; a synchronous request takes the first and ends the observation.
+                // So does each server's answer to a group request, which then ends once
+                // with COAPIO_RESULT_TIMEOUT and NULL when the time for answers is over.
+                Event::Notification { id, response }
+                | Event::GroupResponse { id, response, .. } => (id, Ok(response), false),
+                Event::GroupDone { id } => (id, Err(COAPIO_RESULT_TIMEOUT), true),
+                Event::Failed { id, error } => (id, Err(result_of(&error)), true),
+                Event::Request { id, meta, request } => {
+                    match &self.site {
+                        Some(site) => {
+                            let fut = site.handle(ServerRequest::new(request, meta));
+                            self.handlers.push(Box::pin(async move { (id, fut.await) }));
+                        }
+                        None => {
+                            let _ = self.ep.respond(now, id, Response::new(Code::NOT_FOUND));
+                        }
+                    }
+                    continue;
+                }
+            };
+            let outcome = match self.outcomes.get(&id) {
+                None => continue,
+                Some((_, Outcome::Callback(cb, ud))) if !last => Outcome::Callback(*cb, *ud),
+                Some((_, Outcome::Sync(_))) if !last => {
+                    self.ep.cancel(now, id);
+                    self.close_request(id)?
+                }
+                Some(_) => self.close_request(id)?,
+            };
+            return Some(match outcome {
+                Outcome::Callback(Some(cb), ud) => Some((cb, ud, result)),
+                Outcome::Callback(None, _) => None,
+                Outcome::Sync(slot) => {
+                    *lock(&slot) = Some(result);
+                    None
+                }
+            });
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -70,6 +180,9 @@ pub(crate) struct Inner {
     /// Set by `coapio_context_free`: a `run` in progress (the context was freed from a
     /// callback) returns at once.
     pub(crate) freed: AtomicBool,
+    /// Set when a panic unwound through a call working on this context (see [`CtxRef`]):
+    /// every later call returns `COAPIO_RESULT_FAILED` and no callback runs again.
+    failed: AtomicBool,
     in_callback: AtomicBool,
     local: Option<std::net::SocketAddr>,
 }
@@ -193,21 +306,26 @@ impl Inner {
         }
     }
 
-    /// One round of work: I/O, timers, handler futures, then the callbacks, outside the lock.
-    /// Returns whether callbacks ran (so answers they gave should be flushed).
+    /// Whether callbacks may still run: not once the context was freed or has failed.
+    fn callbacks_allowed(&self) -> bool {
+        !self.freed.load(Ordering::SeqCst) && !self.failed.load(Ordering::SeqCst)
+    }
+
+    /// One round of work: I/O, timers and handler futures under the lock, then the callbacks
+    /// outside it, one at a time. Returns whether a request ended or a callback ran (so
+    /// answers given in callbacks should be flushed by another round).
+    ///
+    /// Each callback may cancel requests, send new ones or free the context, so nothing is
+    /// collected ahead: the next event is taken from the core, and its request looked up,
+    /// only after the previous callback returned, and no callback runs once the context was
+    /// freed or has failed.
     fn round(self: &Arc<Self>, waker: &Waker) -> bool {
         let mut cx = Context::from_waker(waker);
-        let (outcomes, dispatches) = {
+        {
             let mut core = lock(&self.core);
             let core = &mut *core;
             let now = Instant::now();
-            let mut answered = Vec::new();
-            while let Poll::Ready(Some(a)) = core.handlers.poll_next_unpin(&mut cx) {
-                answered.push(a);
-            }
-            for (id, response) in answered {
-                let _ = core.ep.respond(now, id, response);
-            }
+            core.answer_handlers(&mut cx, now);
             crate::io::process(
                 &mut core.ep,
                 core.transport.as_ref(),
@@ -215,101 +333,49 @@ impl Inner {
                 &mut core.out,
                 &mut core.inbuf,
             );
-            let mut outcomes = Vec::new();
-            while let Some(event) = core.ep.poll_event() {
-                match event {
-                    Event::Response { id, response } => {
-                        if let Some(o) = core.outcomes.remove(&id) {
-                            outcomes.push((o, Ok(response)));
-                        }
-                    }
-                    // A notification goes to the request's callback, which is called again for
-                    // the next; a synchronous request takes the first and ends the observation.
-                    Event::Notification { id, response } => match core.outcomes.get(&id) {
-                        Some(Outcome::Callback(cb, ud)) => {
-                            outcomes.push((Outcome::Callback(*cb, *ud), Ok(response)));
-                        }
-                        Some(Outcome::Sync(_)) => {
-                            if let Some(o) = core.outcomes.remove(&id) {
-                                outcomes.push((o, Ok(response)));
-                            }
-                            core.ep.cancel(now, id);
-                        }
-                        None => {}
-                    },
-                    // A group request: the callback for each server's answer, then once with
-                    // COAPIO_RESULT_TIMEOUT and NULL when the time for answers is over.
-                    Event::GroupResponse { id, response, .. } => match core.outcomes.get(&id) {
-                        Some(Outcome::Callback(cb, ud)) => {
-                            outcomes.push((Outcome::Callback(*cb, *ud), Ok(response)));
-                        }
-                        Some(Outcome::Sync(_)) => {
-                            if let Some(o) = core.outcomes.remove(&id) {
-                                outcomes.push((o, Ok(response)));
-                            }
-                            core.ep.cancel(now, id);
-                        }
-                        None => {}
-                    },
-                    Event::GroupDone { id } => {
-                        if let Some(o) = core.outcomes.remove(&id) {
-                            outcomes.push((o, Err(COAPIO_RESULT_TIMEOUT)));
-                        }
-                    }
-                    Event::Failed { id, error } => {
-                        if let Some(o) = core.outcomes.remove(&id) {
-                            outcomes.push((o, Err(result_of(&error))));
-                        }
-                    }
-                    Event::Request { id, meta, request } => match &core.site {
-                        Some(site) => {
-                            let fut = site.handle(ServerRequest::new(request, meta));
-                            core.handlers.push(Box::pin(async move { (id, fut.await) }));
-                        }
-                        None => {
-                            let _ = core.ep.respond(now, id, Response::new(Code::NOT_FOUND));
-                        }
-                    },
-                }
-            }
-            let mut answered = Vec::new();
-            while let Poll::Ready(Some(a)) = core.handlers.poll_next_unpin(&mut cx) {
-                answered.push(a);
-            }
-            for (id, response) in answered {
-                let _ = core.ep.respond(now, id, response);
-            }
-            crate::io::flush(&mut core.ep, core.transport.as_ref(), now, &mut core.out);
-            self.arm(core.ep.poll_timeout());
-            let dispatches: Vec<Dispatch> = lock(&self.dispatch).drain(..).collect();
-            (outcomes, dispatches)
-        };
-        if outcomes.is_empty() && dispatches.is_empty() {
-            return false;
         }
-        self.in_callback.store(true, Ordering::SeqCst);
-        for (outcome, result) in outcomes {
-            match outcome {
-                Outcome::Callback(Some(cb), ud) => match result {
+        let mut worked = false;
+        while self.callbacks_allowed() {
+            let next = lock(&self.core).next_callback(Instant::now());
+            let Some(next) = next else { break };
+            worked = true;
+            if let Some((cb, ud, result)) = next {
+                self.in_callback.store(true, Ordering::SeqCst);
+                match result {
                     Ok(response) => {
                         let r = coapio_response(response);
                         cb(ud.0, COAPIO_RESULT_OK, &r);
                     }
                     Err(code) => cb(ud.0, code, std::ptr::null()),
-                },
-                Outcome::Callback(None, _) => {}
-                Outcome::Sync(slot) => *lock(&slot) = Some(result),
+                }
+                self.in_callback.store(false, Ordering::SeqCst);
             }
         }
-        for d in dispatches {
-            d.call();
+        {
+            let mut core = lock(&self.core);
+            let core = &mut *core;
+            let now = Instant::now();
+            core.answer_handlers(&mut cx, now);
+            crate::io::flush(&mut core.ep, core.transport.as_ref(), now, &mut core.out);
+            self.arm(core.ep.poll_timeout());
         }
-        self.in_callback.store(false, Ordering::SeqCst);
-        true
+        while self.callbacks_allowed() {
+            let Some(d) = lock(&self.dispatch).pop_front() else {
+                break;
+            };
+            worked = true;
+            self.in_callback.store(true, Ordering::SeqCst);
+            d.call();
+            self.in_callback.store(false, Ordering::SeqCst);
+        }
+        worked
     }
 
     /// `coapio_context_process`: everything that is due, without blocking.
     pub(crate) fn process(self: &Arc<Self>) -> Result<(), coapio_result> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(failed());
+        }
         if self.in_callback.load(Ordering::SeqCst) {
             return Err(fail(
                 COAPIO_RESULT_REENTRANT,
@@ -323,6 +389,9 @@ impl Inner {
             if !self.round(&waker) {
                 break;
             }
+        }
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(failed());
         }
         Ok(())
     }
@@ -480,6 +549,7 @@ pub extern "C" fn coapio_context_new(
                 resources: Vec::new(),
                 handlers: FuturesUnordered::new(),
                 outcomes: HashMap::new(),
+                in_use: HashMap::new(),
                 out: Vec::with_capacity(2048),
                 inbuf: vec![0; crate::io::RECV_BUF].into_boxed_slice(),
             }),
@@ -488,6 +558,7 @@ pub extern "C" fn coapio_context_new(
             timerfd,
             stop: AtomicBool::new(false),
             freed: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             in_callback: AtomicBool::new(false),
             local,
         });
@@ -499,8 +570,9 @@ pub extern "C" fn coapio_context_new(
 
 /// Frees a context and closes its socket; NULL is ignored. Requests still in flight are
 /// dropped without their callbacks being called; responders still held answer nothing.
-/// Freeing from inside a callback is allowed: the context goes away when the callback's
-/// `run`/`process` returns.
+/// Freeing from inside a callback is allowed: no callback of the context runs after that
+/// one, and the context's state goes away when the callback's `run`/`process` returns. A
+/// context that failed (`COAPIO_RESULT_FAILED`) is freed like any other.
 #[no_mangle]
 pub extern "C" fn coapio_context_free(ctx: *mut coapio_context) {
     guard_void(|| {
@@ -514,14 +586,47 @@ pub extern "C" fn coapio_context_free(ctx: *mut coapio_context) {
     });
 }
 
-/// Reads a context argument. The returned Arc keeps the context's state alive for the whole
-/// call, even if a callback frees the context.
-pub(crate) fn ctx_arg(ctx: *const coapio_context) -> Result<Arc<Inner>, coapio_result> {
+/// The error of a call on a failed context.
+fn failed() -> coapio_result {
+    fail(
+        COAPIO_RESULT_FAILED,
+        "the context failed after an internal error (a caught panic); free it",
+    )
+}
+
+/// A context's state held by a call: it keeps the state alive for the whole call, even if
+/// a callback frees the context, and marks the context failed if a panic unwinds through
+/// the call, so that no later call runs on state the panic may have left half-updated.
+pub(crate) struct CtxRef(Arc<Inner>);
+
+impl std::ops::Deref for CtxRef {
+    type Target = Arc<Inner>;
+    fn deref(&self) -> &Arc<Inner> {
+        &self.0
+    }
+}
+
+impl Drop for CtxRef {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.failed.store(true, Ordering::SeqCst);
+            let _ = self.0.poller.notify();
+        }
+    }
+}
+
+/// Reads a context argument: NULL is refused, and so is a context that has failed
+/// (`COAPIO_RESULT_FAILED`).
+pub(crate) fn ctx_arg(ctx: *const coapio_context) -> Result<CtxRef, coapio_result> {
     if ctx.is_null() {
         return Err(fail(COAPIO_RESULT_NULL_PARAMETER, "ctx is NULL"));
     }
     // SAFETY: a live context from coapio_context_new (caller's contract).
-    Ok(unsafe { &*ctx }.inner.clone())
+    let inner = unsafe { &*ctx }.inner.clone();
+    if inner.failed.load(Ordering::SeqCst) {
+        return Err(failed());
+    }
+    Ok(CtxRef(inner))
 }
 
 /// Mode A: runs the context (I/O, timers, callbacks) until `coapio_context_stop` is called
@@ -560,7 +665,7 @@ pub extern "C" fn coapio_context_stop(ctx: *const coapio_context) -> coapio_resu
 
 /// Mode B: the one descriptor to watch for readability in the application's event loop; it
 /// becomes readable when there is I/O or a deadline has passed. Then call
-/// `coapio_context_process`. Returns -1 for a NULL context.
+/// `coapio_context_process`. Returns -1 for a NULL or failed context.
 #[no_mangle]
 pub extern "C" fn coapio_context_get_fd(ctx: *const coapio_context) -> i32 {
     let mut fd = -1;
@@ -573,7 +678,8 @@ pub extern "C" fn coapio_context_get_fd(ctx: *const coapio_context) -> i32 {
 }
 
 /// Mode B, for loops with their own timers: milliseconds until `coapio_context_process`
-/// has timed work (rounded up), 0 if it is due, -1 if there is none (or ctx is NULL).
+/// has timed work (rounded up), 0 if it is due, -1 if there is none (or ctx is NULL or
+/// failed).
 #[no_mangle]
 pub extern "C" fn coapio_context_next_timeout_ms(ctx: *const coapio_context) -> i64 {
     let mut ms = -1;
@@ -631,4 +737,80 @@ pub extern "C" fn coapio_context_local_port(
         }
         COAPIO_RESULT_OK
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{RecvMeta, Transmit};
+    use crate::transport::Capabilities;
+    use std::net::{SocketAddr, UdpSocket};
+
+    /// A transport that sends nothing and records what it is told about remotes in use.
+    #[derive(Debug)]
+    struct Recording {
+        sock: UdpSocket,
+        calls: Arc<Mutex<Vec<(SocketAddr, bool)>>>,
+    }
+
+    impl AsFd for Recording {
+        fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+            self.sock.as_fd()
+        }
+    }
+
+    impl Transport for Recording {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        fn local_addr(&self) -> std::io::Result<SocketAddr> {
+            self.sock.local_addr()
+        }
+        fn try_recv(&self, _: &mut [u8]) -> std::io::Result<(usize, RecvMeta)> {
+            Err(std::io::ErrorKind::WouldBlock.into())
+        }
+        fn try_send(&self, _: &Transmit, _: &[u8]) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn set_in_use(&self, remote: SocketAddr, in_use: bool) {
+            lock(&self.calls).push((remote, in_use));
+        }
+    }
+
+    #[test]
+    fn a_remote_is_in_use_from_its_first_open_request_to_its_last() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut core = Core {
+            ep: proto::Endpoint::new(Arc::new(proto::Config::default())),
+            transport: Box::new(Recording {
+                sock: UdpSocket::bind("[::1]:0").unwrap(),
+                calls: calls.clone(),
+            }),
+            site: None,
+            resources: Vec::new(),
+            handlers: FuturesUnordered::new(),
+            outcomes: HashMap::new(),
+            in_use: HashMap::new(),
+            out: Vec::new(),
+            inbuf: Box::new([]),
+        };
+        let (a, b): (SocketAddr, SocketAddr) =
+            ("[::1]:5683".parse().unwrap(), "[::1]:5684".parse().unwrap());
+        let none = || Outcome::Callback(None, UserData(std::ptr::null_mut()));
+        core.open_request(RequestId(1), a, none());
+        core.open_request(RequestId(2), a, none());
+        core.open_request(RequestId(3), b, none());
+        assert_eq!(*lock(&calls), [(a, true), (b, true)]);
+        assert!(core.close_request(RequestId(1)).is_some());
+        assert_eq!(lock(&calls).len(), 2, "a still has request 2");
+        assert!(core.close_request(RequestId(2)).is_some());
+        assert!(core.close_request(RequestId(2)).is_none(), "ended once");
+        assert!(core.close_request(RequestId(9)).is_none());
+        assert_eq!(lock(&calls)[2..], [(a, false)]);
+        // An ID registered again (never by the core, but harmless) moves its remote.
+        core.open_request(RequestId(3), a, none());
+        assert_eq!(lock(&calls)[3..], [(b, false), (a, true)]);
+        assert!(core.close_request(RequestId(3)).is_some());
+        assert_eq!(lock(&calls)[5..], [(a, false)]);
+    }
 }

@@ -283,7 +283,9 @@ impl Uri {
     }
 
     /// Sets the Uri-Host, Uri-Port, Uri-Path and Uri-Query options of a request for this
-    /// URI (RFC 7252 §6.4), replacing any that `opts` already has.
+    /// URI (RFC 7252 §6.4), replacing any that `opts` already has, when the destination the
+    /// request goes to is not known here. A client that knows it uses
+    /// [`to_options_for`](Self::to_options_for), which leaves out what equals it.
     ///
     /// - Uri-Host only when the host is a name: an IP address is taken to be the request's
     ///   destination, which the server already knows.
@@ -303,6 +305,50 @@ impl Uri {
     /// assert_eq!(opts.get_all(OptionNumber::URI_PATH).count(), 2);
     /// ```
     pub fn to_options(&self, opts: &mut Options) {
+        let host = match &self.host {
+            Host::Name(name) => Some(name.clone()),
+            Host::Ip { .. } => None,
+        };
+        let port = (self.port != self.scheme.default_port()).then_some(self.port);
+        self.set_options(host, port, opts);
+    }
+
+    /// Sets the Uri-Host, Uri-Port, Uri-Path and Uri-Query options of a request for this
+    /// URI sent to `destination`, as RFC 7252
+    /// [§6.4](https://www.rfc-editor.org/rfc/rfc7252#section-6.4) steps 5 to 9 say,
+    /// replacing any that `opts` already has. What equals the destination is left out, as
+    /// the server knows it (§5.10.1 makes it the options' default):
+    ///
+    /// - Uri-Host when the host is a name, or an IP address other than the destination's
+    ///   (its URI form without a zone, `[2001:db8::1]`); none for the destination's own IP
+    ///   literal. An IPv4 address and its v4-mapped IPv6 form are the same address.
+    /// - Uri-Port only when the port differs from the destination port.
+    /// - One Uri-Path per segment, none for the root.
+    /// - One Uri-Query per item.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use coapio::message::{OptionNumber, Options};
+    /// use coapio::message::uri::Uri;
+    /// let mut opts = Options::new();
+    /// let uri = Uri::parse("coap://[::1]:61616/a").unwrap();
+    /// let destination: SocketAddr = "[::1]:61616".parse().unwrap();
+    /// uri.to_options_for(destination, &mut opts);
+    /// assert_eq!(opts.get(OptionNumber::URI_HOST), None);
+    /// assert_eq!(opts.get_uint(OptionNumber::URI_PORT), None);
+    /// assert_eq!(opts.get(OptionNumber::URI_PATH), Some(&b"a"[..]));
+    /// ```
+    pub fn to_options_for(&self, destination: SocketAddr, opts: &mut Options) {
+        let host = match &self.host {
+            Host::Name(name) => Some(name.clone()),
+            Host::Ip { addr, .. } if addr.to_canonical() == destination.ip().to_canonical() => None,
+            Host::Ip { addr, .. } => Some(Host::from(*addr).to_string()),
+        };
+        let port = (self.port != destination.port()).then_some(self.port);
+        self.set_options(host, port, opts);
+    }
+
+    fn set_options(&self, host: Option<String>, port: Option<u16>, opts: &mut Options) {
         for n in [
             OptionNumber::URI_HOST,
             OptionNumber::URI_PORT,
@@ -311,11 +357,11 @@ impl Uri {
         ] {
             opts.remove(n);
         }
-        if let Host::Name(name) = &self.host {
-            opts.push(OptionNumber::URI_HOST, name);
+        if let Some(host) = host {
+            opts.push(OptionNumber::URI_HOST, host);
         }
-        if self.port != self.scheme.default_port() {
-            opts.push_uint(OptionNumber::URI_PORT, u32::from(self.port));
+        if let Some(port) = port {
+            opts.push_uint(OptionNumber::URI_PORT, u32::from(port));
         }
         if !is_root(&self.path) {
             for segment in &self.path {
@@ -1007,6 +1053,73 @@ mod tests {
         assert_eq!(port("coaps://h:5683/"), Some(5683));
         assert_eq!(port("coap://[::1]:61616/"), Some(61616));
         assert_eq!(port("coap://h:0/"), Some(0));
+    }
+
+    /// The Uri-Host and Uri-Port options of a request for `s` sent to `destination`.
+    fn host_and_port_for(s: &str, destination: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        let mut opts = Options::new();
+        uri(s).to_options_for(destination.parse().unwrap(), &mut opts);
+        (
+            opts.get(OptionNumber::URI_HOST).map(<[u8]>::to_vec),
+            opts.get_uint(OptionNumber::URI_PORT),
+        )
+    }
+
+    #[test]
+    fn to_options_for_leaves_out_the_destination() {
+        // RFC 7252 §6.4 steps 5 and 7: neither the destination's IP literal nor its port.
+        assert_eq!(
+            host_and_port_for("coap://[::1]:61616/x", "[::1]:61616"),
+            (None, None)
+        );
+        assert_eq!(
+            host_and_port_for("coap://example.com:61616/", "[2001:db8::1]:61616"),
+            (Some(b"example.com".to_vec()), None)
+        );
+        assert_eq!(
+            host_and_port_for("coap://192.0.2.1:40000/", "[::ffff:192.0.2.1]:40000"),
+            (None, None)
+        );
+        assert_eq!(
+            host_and_port_for("coap://[fe80::1%25eth0]/", "[fe80::1%2]:5683"),
+            (None, None)
+        );
+        // What differs from the destination is sent, the default port included.
+        assert_eq!(
+            host_and_port_for("coap://example.com/", "192.0.2.1:61616"),
+            (Some(b"example.com".to_vec()), Some(5683))
+        );
+        assert_eq!(
+            host_and_port_for("coap://[2001:db8::2]:7/", "[2001:db8::1]:7"),
+            (Some(b"[2001:db8::2]".to_vec()), None)
+        );
+        assert_eq!(
+            host_and_port_for("coap://192.0.2.2/", "192.0.2.1:5683"),
+            (Some(b"192.0.2.2".to_vec()), None)
+        );
+        // The path and query are there as with to_options, and old Uri-* options replaced.
+        let u = uri("coap://[::1]:61616/a/b?q=1");
+        let mut opts = Options::new();
+        opts.push(OptionNumber::URI_PORT, b"\x01");
+        opts.push(OptionNumber::URI_PATH, "old");
+        u.to_options_for("[::1]:61616".parse().unwrap(), &mut opts);
+        let mut expected = Options::new();
+        u.to_options(&mut expected);
+        expected.remove(OptionNumber::URI_PORT);
+        assert!(opts.iter().eq(expected.iter()));
+        // A server rebuilds the same URI from the options and the destination.
+        for (s, dest) in [
+            ("coap://[::1]:61616/x", "[::1]:61616"),
+            ("coap://example.com:61616/y?z", "[::1]:61616"),
+            ("coap://[2001:db8::2]:9/", "[2001:db8::1]:7"),
+        ] {
+            let u = uri(s);
+            let dest: SocketAddr = dest.parse().unwrap();
+            let mut opts = Options::new();
+            u.to_options_for(dest, &mut opts);
+            let back = Uri::from_options(u.scheme, Host::from(dest.ip()), dest.port(), opts.iter());
+            assert_eq!(back.unwrap(), u, "{s}");
+        }
     }
 
     #[test]

@@ -89,6 +89,18 @@ pub trait Transport: AsFd + Send + Sync + fmt::Debug + 'static {
         Ok(None)
     }
 
+    /// Tells the transport whether `remote` is in use: it has open requests or observations,
+    /// so datagrams from it are still expected however long it stays quiet. Transports that
+    /// keep per-remote state ([`Simple6`]'s connected sockets) keep it while the remote is in
+    /// use; the others ignore this (the default does nothing).
+    ///
+    /// Drivers call it with `true` when the first open request to a remote starts and with
+    /// `false` when its last one ends (response, failure, cancellation); calling it again
+    /// with the same value is harmless.
+    fn set_in_use(&self, remote: SocketAddr, in_use: bool) {
+        let _ = (remote, in_use);
+    }
+
     /// Joins a multicast group on the interface with index `ifindex` (0: the system's
     /// choice), for transports that can ([`Capabilities::multicast`]).
     ///
@@ -119,6 +131,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
         (**self).try_recv_error()
+    }
+    fn set_in_use(&self, remote: SocketAddr, in_use: bool) {
+        (**self).set_in_use(remote, in_use);
     }
     fn join_multicast(&self, group: std::net::IpAddr, ifindex: u32) -> io::Result<()> {
         (**self).join_multicast(group, ifindex)

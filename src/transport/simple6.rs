@@ -2,11 +2,27 @@
 //!
 //! Connecting a socket to its remote lets the kernel filter what arrives and report ICMP errors
 //! as `ECONNREFUSED` on that socket, with no `recvmsg` and no ancillary data; responses
-//! therefore come from exactly the address that was asked. Sockets are created on first use
-//! and closed after [`IDLE`] without traffic. One internal poller over all of them is the
-//! transport's readiness descriptor. It cannot serve: it has no port of its own.
+//! therefore come from exactly the address that was asked. One internal poller over all of
+//! them is the transport's readiness descriptor. It cannot serve: it has no port of its own.
+//!
+//! # Socket lifetime
+//!
+//! A remote's socket is created when the first datagram goes to it. Closing it loses whatever
+//! the remote sends later (a separate response, a notification), so it stays open
+//!
+//! - while the driver says the remote is in use ([`Transport::set_in_use`]: it has open
+//!   requests or observations), however quiet it is, and
+//! - for an idle time after the last datagram sent or received (default
+//!   [`Simple6::DEFAULT_IDLE`], RFC 7252's EXCHANGE_LIFETIME, the longest a late answer to an
+//!   exchange can come).
+//!
+//! The number of sockets is capped ([`Simple6::DEFAULT_MAX_SOCKETS`]; see [`Simple6::with_limits`]),
+//! so that many peers cannot exhaust the process's file descriptors. Opening one more
+//! closes the least recently used socket that is not in use; when every socket is in use,
+//! sending to a new remote fails with an error that says so (and the requests to that
+//! remote fail, as for an ICMP error) rather than cutting off a live exchange.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -21,20 +37,21 @@ use socket2::{MaybeUninitSlice, SockRef};
 use super::{error_kind, Capabilities, Transport};
 use crate::net::{RecvMeta, Transmit, TransportError};
 
-/// How long a remote's socket stays open without traffic.
-pub(crate) const IDLE: Duration = Duration::from_secs(120);
-
 /// The simple6 transport (see the module documentation).
 #[derive(Debug)]
 pub struct Simple6 {
     poller: Poller,
     inner: Mutex<Inner>,
+    max_sockets: usize,
+    idle: Duration,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     by_remote: HashMap<SocketAddr, usize>,
     sockets: HashMap<usize, Conn>,
+    /// The remotes the driver marked in use; their sockets are never closed.
+    in_use: HashSet<SocketAddr>,
     next_key: usize,
     errors: VecDeque<TransportError>,
     last_sweep: Option<Instant>,
@@ -64,15 +81,39 @@ pub(super) fn recv_checked(
 }
 
 impl Simple6 {
-    /// Creates the transport; sockets are opened as requests go out.
+    /// How long a socket that is not in use stays open after its last datagram, by default:
+    /// RFC 7252's default EXCHANGE_LIFETIME (247 s), after which no answer to an exchange
+    /// can come.
+    pub const DEFAULT_IDLE: Duration = Duration::from_secs(247);
+
+    /// How many sockets (one per remote) it keeps open at most, by default.
+    pub const DEFAULT_MAX_SOCKETS: usize = 1024;
+
+    /// Creates the transport; sockets are opened as requests go out. At most
+    /// [`Simple6::DEFAULT_MAX_SOCKETS`] are open at once, and one not in use is closed
+    /// [`Simple6::DEFAULT_IDLE`] after its last datagram.
     ///
     /// # Errors
     ///
     /// The error of creating the internal poller.
     pub fn new() -> io::Result<Self> {
+        Self::with_limits(Self::DEFAULT_MAX_SOCKETS, Self::DEFAULT_IDLE)
+    }
+
+    /// Creates the transport with at most `max_sockets` sockets open at once (at least 1),
+    /// closing one that is not in use `idle` after its last datagram (see the module
+    /// documentation). An `idle` shorter than the EXCHANGE_LIFETIME of the endpoint's
+    /// configuration can lose late answers to requests the driver no longer tracks.
+    ///
+    /// # Errors
+    ///
+    /// The error of creating the internal poller.
+    pub fn with_limits(max_sockets: usize, idle: Duration) -> io::Result<Self> {
         Ok(Self {
             poller: Poller::new()?,
             inner: Mutex::new(Inner::default()),
+            max_sockets: max_sockets.max(1),
+            idle,
         })
     }
 
@@ -88,10 +129,13 @@ impl Simple6 {
         }
     }
 
-    fn sweep(&self, inner: &mut Inner, now: Instant) {
-        if inner
-            .last_sweep
-            .is_some_and(|t| now.duration_since(t) < IDLE / 4)
+    /// Closes the sockets that are not in use and idle for longer than `self.idle`; at most
+    /// every quarter of that time unless `force`d.
+    fn sweep(&self, inner: &mut Inner, now: Instant, force: bool) {
+        if !force
+            && inner
+                .last_sweep
+                .is_some_and(|t| now.saturating_duration_since(t) < self.idle / 4)
         {
             return;
         }
@@ -99,7 +143,10 @@ impl Simple6 {
         let idle: Vec<usize> = inner
             .sockets
             .iter()
-            .filter(|(_, c)| now.duration_since(c.last_used) > IDLE)
+            .filter(|(_, c)| {
+                !inner.in_use.contains(&c.remote)
+                    && now.saturating_duration_since(c.last_used) > self.idle
+            })
             .map(|(k, _)| *k)
             .collect();
         for key in idle {
@@ -107,7 +154,41 @@ impl Simple6 {
         }
     }
 
-    fn open(&self, inner: &mut Inner, remote: SocketAddr) -> io::Result<usize> {
+    /// Makes room for one more socket: closes idle ones, then the least recently used one
+    /// that is not in use.
+    ///
+    /// # Errors
+    ///
+    /// When all `max_sockets` sockets are in use.
+    fn make_room(&self, inner: &mut Inner, now: Instant) -> io::Result<()> {
+        if inner.sockets.len() < self.max_sockets {
+            return Ok(());
+        }
+        self.sweep(inner, now, true);
+        while inner.sockets.len() >= self.max_sockets {
+            let lru = inner
+                .sockets
+                .iter()
+                .filter(|(_, c)| !inner.in_use.contains(&c.remote))
+                .min_by_key(|(_, c)| c.last_used)
+                .map(|(k, _)| *k);
+            match lru {
+                Some(key) => self.close(inner, key),
+                None => {
+                    return Err(io::Error::other(format!(
+                        "simple6 has {} sockets open, the most it may, and every one is in use by \
+                         an open request or observation; end some, or make the transport with \
+                         a higher limit (Simple6::with_limits)",
+                        inner.sockets.len()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&self, inner: &mut Inner, remote: SocketAddr, now: Instant) -> io::Result<usize> {
+        self.make_room(inner, now)?;
         let local: SocketAddr = if remote.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -134,7 +215,7 @@ impl Simple6 {
             Conn {
                 socket,
                 remote,
-                last_used: Instant::now(),
+                last_used: now,
             },
         );
         Ok(key)
@@ -202,11 +283,22 @@ impl Transport for Simple6 {
     fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()> {
         let mut inner = self.lock();
         let now = Instant::now();
-        self.sweep(&mut inner, now);
+        self.sweep(&mut inner, now, false);
         let remote = transmit.destination;
         let key = match inner.by_remote.get(&remote) {
             Some(&k) => k,
-            None => self.open(&mut inner, remote)?,
+            None => match self.open(&mut inner, remote, now) {
+                Ok(k) => k,
+                Err(e) => {
+                    // Fail the requests to this remote at once, as for an ICMP error, rather
+                    // than retransmitting into the same refusal.
+                    let errno = e.raw_os_error().unwrap_or(libc::EMFILE);
+                    inner
+                        .errors
+                        .push_back(TransportError::new(remote, error_kind(errno)));
+                    return Err(e);
+                }
+            },
         };
         let Some(conn) = inner.sockets.get_mut(&key) else {
             return Err(io::ErrorKind::NotConnected.into());
@@ -227,5 +319,25 @@ impl Transport for Simple6 {
 
     fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
         Ok(self.lock().errors.pop_front())
+    }
+
+    /// Keeps the remote's socket open, however quiet, while `in_use`; an idle time after
+    /// its last datagram once it is not.
+    fn set_in_use(&self, remote: SocketAddr, in_use: bool) {
+        let mut inner = self.lock();
+        if in_use {
+            inner.in_use.insert(remote);
+        } else if inner.in_use.remove(&remote) {
+            // The idle time counts from now: the exchange may have ended just now.
+            let now = Instant::now();
+            if let Some(conn) = inner
+                .by_remote
+                .get(&remote)
+                .copied()
+                .and_then(|k| inner.sockets.get_mut(&k))
+            {
+                conn.last_used = conn.last_used.max(now);
+            }
+        }
     }
 }

@@ -99,7 +99,7 @@ impl Endpoint {
                 ] {
                     request.options.remove(n);
                 }
-                parsed.to_options(&mut request.options);
+                parsed.to_options_for(remote, &mut request.options);
                 self.send(remote, request)
             }
             Err(e) => ResponseFuture::failed(&self.shared, e),

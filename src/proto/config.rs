@@ -70,6 +70,10 @@ pub struct Config {
     /// only on a closed test network where a peer's deduplication is known to be shorter;
     /// IDs still in flight are never reused either way.
     pub strict_message_ids: bool,
+    /// Whether the application acts as a forward proxy (RFC 7252 §5.7): requests with
+    /// Proxy-Uri or Proxy-Scheme reach it. Off by default: such requests get 5.05 Proxying
+    /// Not Supported.
+    pub proxy: bool,
     /// How many received requests may await the application's answer at once; more get
     /// 5.03 Service Unavailable (default 4096).
     pub max_pending_requests: usize,
@@ -128,6 +132,7 @@ impl Default for Config {
             dedup_memory_per_remote: 8 << 20,
             max_idle_remotes: 65_536,
             strict_message_ids: true,
+            proxy: false,
             max_pending_requests: 4096,
             max_queued_per_remote: 1024,
             block_size: 1024,

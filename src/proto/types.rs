@@ -150,6 +150,38 @@ impl Request {
         self
     }
 
+    /// Whether the request's preconditions fail for the target resource (RFC 7252 §5.10.8):
+    /// `current` is the resource's current ETag (an empty slice for a resource without
+    /// one), `None` when it does not exist. A handler of PUT, POST, DELETE (or any method it
+    /// makes conditional) answers 4.12 Precondition Failed when this is `true`: the core
+    /// passes If-Match and If-None-Match through, since only the application knows its
+    /// representations.
+    ///
+    /// ```
+    /// use coapio::proto::Request;
+    /// use coapio::message::OptionNumber;
+    /// let mut put = Request::put("/x", "v2");
+    /// put.options.push(OptionNumber::IF_MATCH, b"e1");
+    /// assert!(!put.precondition_failed(Some(b"e1")));
+    /// assert!(put.precondition_failed(Some(b"e2")));
+    /// assert!(put.precondition_failed(None));
+    /// let mut create = Request::put("/y", "v1");
+    /// create.options.push(OptionNumber::IF_NONE_MATCH, b"");
+    /// assert!(!create.precondition_failed(None));
+    /// assert!(create.precondition_failed(Some(b"")));
+    /// ```
+    pub fn precondition_failed(&self, current: Option<&[u8]>) -> bool {
+        let mut if_match = self.options.get_all(OptionNumber::IF_MATCH).peekable();
+        if if_match.peek().is_some() {
+            // An empty If-Match matches any existing representation.
+            let matched = current.is_some_and(|etag| if_match.any(|v| v.is_empty() || v == etag));
+            if !matched {
+                return true;
+            }
+        }
+        self.options.contains(OptionNumber::IF_NONE_MATCH) && current.is_some()
+    }
+
     /// The path from the Uri-Path options, `/` for none.
     pub fn path(&self) -> String {
         uri::path_from_options(self.options.get_all(OptionNumber::URI_PATH))

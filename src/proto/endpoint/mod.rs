@@ -246,8 +246,33 @@ enum Queued {
     },
 }
 
-/// The first critical option that must be treated as unrecognized: unknown, of a length
-/// outside its bounds (§5.4.3), or a repetition of an option that is not repeatable (§5.4.5).
+/// Whether this endpoint (with [`crate::server::Site`] or the application) acts on the
+/// critical option `n` (RFC 7252 §5.4.1). The registry knows more critical options than are
+/// implemented: OSCORE (RFC 8613), Q-Block1/Q-Block2 (RFC 9177) and EDHOC are not, so a
+/// message that needs them is refused rather than served as if they were absent.
+/// Proxy-Uri and Proxy-Scheme are recognized; a request with them gets 5.05 unless
+/// `Config::proxy` is set. If-Match and If-None-Match reach
+/// the application, which evaluates them ([`Request::precondition_failed`]).
+fn implemented(n: OptionNumber) -> bool {
+    matches!(
+        n,
+        OptionNumber::IF_MATCH
+            | OptionNumber::URI_HOST
+            | OptionNumber::IF_NONE_MATCH
+            | OptionNumber::URI_PORT
+            | OptionNumber::URI_PATH
+            | OptionNumber::URI_QUERY
+            | OptionNumber::ACCEPT
+            | OptionNumber::BLOCK2
+            | OptionNumber::BLOCK1
+            | OptionNumber::PROXY_URI
+            | OptionNumber::PROXY_SCHEME
+    )
+}
+
+/// The first critical option that must be treated as unrecognized: unknown or not
+/// implemented here, of a length outside its bounds (§5.4.3), or a repetition of an option
+/// that is not repeatable (§5.4.5).
 fn critical_problem(options: OptionsRef<'_>) -> Option<OptionNumber> {
     let mut previous = None;
     options.iter().find_map(|(n, v)| {
@@ -255,7 +280,7 @@ fn critical_problem(options: OptionsRef<'_>) -> Option<OptionNumber> {
         previous = Some(n);
         let unrecognized = match n.info() {
             None => true,
-            Some(i) => !i.len_ok(v.len()) || (repeated && !i.repeatable),
+            Some(i) => !implemented(n) || !i.len_ok(v.len()) || (repeated && !i.repeatable),
         };
         (n.is_critical() && unrecognized).then_some(n)
     })

@@ -290,6 +290,14 @@ impl Endpoint {
             self.reject_request(now, meta, m, Code::BAD_OPTION);
             return;
         }
+        if !self.config.proxy
+            && (m.options.get(OptionNumber::PROXY_URI).is_some()
+                || m.options.get(OptionNumber::PROXY_SCHEME).is_some())
+        {
+            debug!("coapio: proxy request from {}; 5.05", meta.remote);
+            self.reject_request(now, meta, m, Code::PROXYING_NOT_SUPPORTED);
+            return;
+        }
         if self.incoming.len() >= self.config.max_pending_requests {
             debug!(
                 "coapio: too many requests await answers; 5.03 to {}",

@@ -8,6 +8,7 @@ mod lossy;
 mod message_layer;
 mod observe;
 mod observe_core;
+mod options;
 mod regressions;
 mod sim;
 mod sustained;

@@ -72,9 +72,11 @@ mod futures;
 mod handle;
 mod shared;
 
+#[cfg(feature = "capi")]
 pub(crate) use builder::open_transport;
 pub use builder::{Builder, TransportKind};
 pub use driver::Driver;
 pub use futures::{GroupResponses, Observation, ResponseFuture};
+#[cfg(feature = "capi")]
 pub(crate) use handle::resolve;
 pub use handle::Endpoint;

@@ -19,6 +19,7 @@ pub(crate) const RECV_BUF: usize = 65_536;
 
 /// Feeds everything the transport has into the endpoint, fires due timers and sends what the
 /// endpoint has to send. Returns whether the batch limit cut receiving short (call again).
+#[cfg(feature = "capi")]
 pub(crate) fn process(
     ep: &mut Endpoint,
     transport: &dyn Transport,

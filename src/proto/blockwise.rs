@@ -29,14 +29,19 @@ fn is_transfer_option(n: OptionNumber) -> bool {
     TRANSFER_OPTIONS.contains(&n)
 }
 
-/// A hash of what identifies a resource representation: method and the cache-key options
-/// other than the block-wise ones (<https://www.rfc-editor.org/rfc/rfc7959#section-2.10>).
+/// A hash of what identifies a resource representation: method, the cache-key options other
+/// than the block-wise ones (<https://www.rfc-editor.org/rfc/rfc7959#section-2.10>), and for
+/// FETCH the body, which is part of its cache key (RFC 8132 §2).
 pub(crate) fn request_key<'a>(
     method: Code,
     options: impl Iterator<Item = (OptionNumber, &'a [u8])>,
+    payload: &[u8],
 ) -> u64 {
     let mut h = DefaultHasher::new();
     method.0.hash(&mut h);
+    if method == Code::FETCH {
+        payload.hash(&mut h);
+    }
     for (n, v) in options {
         if !n.is_no_cache_key() && !is_transfer_option(n) && n != OptionNumber::OBSERVE {
             n.0.hash(&mut h);
@@ -166,8 +171,15 @@ impl ClientTransfer {
         let total = self.original.payload.len();
         let start = (num as usize * size).min(total);
         let end = (start + size).min(total);
-        let mut r = self.original.clone();
-        r.payload = self.original.payload[start..end].to_vec();
+        // Each byte of the body is copied once, into its block (not the whole body per block).
+        let mut r = Request {
+            method: self.original.method,
+            options: self.original.options.clone(),
+            payload: self.original.payload[start..end].to_vec(),
+            confirmable: self.original.confirmable,
+            timeout: self.original.timeout,
+            token_length: self.original.token_length,
+        };
         r.options.remove(OptionNumber::BLOCK1);
         r.options.remove(OptionNumber::BLOCK2);
         let more = end < total;
@@ -181,8 +193,21 @@ impl ClientTransfer {
     }
 
     fn block2_request(&self, num: u32, szx: u8) -> Request {
-        let mut r = self.original.clone();
-        r.payload.clear();
+        // A FETCH's body is part of what it asks for: every block's request carries it
+        // (RFC 8132 §2.3.2); other methods' later blocks need no body.
+        let payload = if self.original.method == Code::FETCH {
+            self.original.payload.clone()
+        } else {
+            Vec::new()
+        };
+        let mut r = Request {
+            method: self.original.method,
+            options: self.original.options.clone(),
+            payload,
+            confirmable: self.original.confirmable,
+            timeout: self.original.timeout,
+            token_length: self.original.token_length,
+        };
         for n in TRANSFER_OPTIONS {
             r.options.remove(n);
         }
@@ -285,23 +310,55 @@ struct Upload {
     next_num: u32,
     szx: u8,
     expires: Instant,
+    /// Its place in the activity order (the newest record in `Uploads::order` with it).
+    seq: u64,
 }
 
-/// The server's uploads in progress, by remote and request key.
+/// What an upload costs besides its body: the map slot and its activity record.
+const UPLOAD_COST: usize =
+    size_of::<((SocketAddr, u64), Upload)>() * 8 / 7 + size_of::<((SocketAddr, u64), u64)>();
+
+/// The key of an upload: the request's key and its Request-Tag (RFC 9175 §3: blocks with
+/// different Request-Tags belong to different uploads; an absent tag differs from an empty
+/// one).
+pub(crate) fn upload_key(request_key: u64, options: OptionsRef<'_>) -> u64 {
+    let mut h = DefaultHasher::new();
+    request_key.hash(&mut h);
+    options.get(OptionNumber::REQUEST_TAG).hash(&mut h);
+    h.finish()
+}
+
+/// The server's uploads in progress, by remote and upload key.
+///
+/// Memory is bounded by a byte budget with a quota per remote, not by a count: when a new
+/// upload (or a growing one) needs room, the least recently active unfinished upload goes
+/// first (the remote's own when its quota is full). Strangers who start uploads and never
+/// finish them therefore cannot lock legitimate uploads out: they only push each other out.
 #[derive(Debug)]
 pub(crate) struct Uploads {
     map: HashMap<(SocketAddr, u64), Upload>,
+    /// Activity order, oldest first; records whose `seq` is no longer the upload's are stale.
+    order: VecDeque<((SocketAddr, u64), u64)>,
+    per_remote: HashMap<SocketAddr, usize>,
+    bytes: usize,
+    seq: u64,
     max_body: usize,
-    max_uploads: usize,
+    budget: usize,
+    quota: usize,
     lifetime: Duration,
 }
 
 impl Uploads {
-    pub(crate) fn new(max_body: usize, max_uploads: usize, lifetime: Duration) -> Self {
+    pub(crate) fn new(max_body: usize, budget: usize, quota: usize, lifetime: Duration) -> Self {
         Self {
             map: HashMap::new(),
+            order: VecDeque::new(),
+            per_remote: HashMap::new(),
+            bytes: 0,
+            seq: 0,
             max_body,
-            max_uploads,
+            budget,
+            quota: quota.min(budget),
             lifetime,
         }
     }
@@ -310,11 +367,87 @@ impl Uploads {
         self.map.len()
     }
 
-    fn purge(&mut self, now: Instant) {
-        self.map.retain(|_, u| u.expires > now);
+    /// Bytes held by uploads in progress.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
-    /// Takes one block of an upload (`request` carries `block`, a Block1 value).
+    fn cost(u: &Upload) -> usize {
+        UPLOAD_COST + u.body.capacity()
+    }
+
+    fn charge(&mut self, remote: SocketAddr, add: usize, sub: usize) {
+        self.bytes = self.bytes + add - sub;
+        let r = self.per_remote.entry(remote).or_default();
+        *r = *r + add - sub;
+        if *r == 0 {
+            self.per_remote.remove(&remote);
+        }
+    }
+
+    fn remove(&mut self, key: &(SocketAddr, u64)) -> Option<Upload> {
+        let u = self.map.remove(key)?;
+        self.charge(key.0, 0, Self::cost(&u));
+        Some(u)
+    }
+
+    /// Marks `key` as the most recently active upload.
+    fn touch(&mut self, key: (SocketAddr, u64)) {
+        self.seq += 1;
+        let seq = self.seq;
+        if let Some(u) = self.map.get_mut(&key) {
+            u.seq = seq;
+            self.order.push_back((key, seq));
+        }
+        if self.order.len() > 2 * self.map.len() + 16 {
+            let map = &self.map;
+            self.order
+                .retain(|(k, s)| map.get(k).is_some_and(|u| u.seq == *s));
+        }
+    }
+
+    /// Drops the uploads idle for their lifetime (the least recently active come first).
+    fn purge(&mut self, now: Instant) {
+        while let Some(&(key, seq)) = self.order.front() {
+            match self.map.get(&key) {
+                Some(u) if u.seq == seq && u.expires > now => break,
+                Some(u) if u.seq == seq => {
+                    self.order.pop_front();
+                    self.remove(&key);
+                }
+                _ => {
+                    self.order.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Evicts the least recently active uploads other than `keep` (of `remote` only, when
+    /// `own`) until `needed` more bytes fit. Returns whether they fit.
+    fn make_room(&mut self, keep: (SocketAddr, u64), needed: usize) -> bool {
+        let remote = keep.0;
+        let fits = |s: &Self| {
+            s.bytes + needed <= s.budget
+                && s.per_remote.get(&remote).copied().unwrap_or(0) + needed <= s.quota
+        };
+        let mut i = 0;
+        while !fits(self) && i < self.order.len() {
+            let (key, seq) = self.order[i];
+            let live = self.map.get(&key).is_some_and(|u| u.seq == seq);
+            let own_full = self.per_remote.get(&remote).copied().unwrap_or(0) + needed > self.quota;
+            // When the remote's own quota is the problem, only its own uploads make room.
+            if !live || key == keep || (own_full && key.0 != remote) {
+                i += 1;
+                continue;
+            }
+            self.order.remove(i);
+            self.remove(&key);
+        }
+        fits(self)
+    }
+
+    /// Takes one block of an upload (`request` carries `block`, a Block1 value); `key` is
+    /// the upload's key ([`upload_key`]).
     pub(crate) fn on_block(
         &mut self,
         now: Instant,
@@ -325,6 +458,7 @@ impl Uploads {
         preferred_szx: u8,
     ) -> UploadStep {
         self.purge(now);
+        let k = (remote, key);
         let too_large = |max: usize| {
             let mut r = Response::new(Code::REQUEST_ENTITY_TOO_LARGE);
             r.options
@@ -336,7 +470,7 @@ impl Uploads {
             .get_uint(OptionNumber::SIZE1)
             .is_some_and(|s| s as usize > self.max_body)
         {
-            self.map.remove(&(remote, key));
+            self.remove(&k);
             return too_large(self.max_body);
         }
         if block.num() == 0 {
@@ -346,42 +480,59 @@ impl Uploads {
                 request.options.remove(OptionNumber::SIZE1);
                 return UploadStep::Complete(request, block);
             }
-            if !self.map.contains_key(&(remote, key)) && self.map.len() >= self.max_uploads {
+            // A new upload (or the same one started again).
+            self.remove(&k);
+            if !self.make_room(k, UPLOAD_COST + request.payload.len()) {
                 return UploadStep::Answer(Response::new(Code::SERVICE_UNAVAILABLE));
             }
             self.map.insert(
-                (remote, key),
+                k,
                 Upload {
                     body: Vec::new(),
                     next_num: 0,
                     szx: block.szx(),
                     expires: now + self.lifetime,
+                    seq: 0,
                 },
             );
+            self.charge(remote, UPLOAD_COST, 0);
         }
-        let Some(upload) = self.map.get_mut(&(remote, key)) else {
+        let Some(upload) = self.map.get(&k) else {
             return UploadStep::Answer(Response::new(Code::REQUEST_ENTITY_INCOMPLETE));
         };
         // A block repeated (its 2.31 was lost, the client asks again): acknowledge again.
         let offset = block.offset();
-        if offset + request.payload.len() <= upload.body.len() && offset < upload.body.len() {
+        let have = upload.body.len();
+        if offset + request.payload.len() <= have && offset < have {
             let mut r = Response::new(Code::CONTINUE);
             r.options.push_uint(OptionNumber::BLOCK1, block.to_uint());
             return UploadStep::Answer(r);
         }
-        if offset != upload.body.len() || (block.more() && request.payload.len() != block.size()) {
-            self.map.remove(&(remote, key));
+        if offset != have || (block.more() && request.payload.len() != block.size()) {
+            self.remove(&k);
             return UploadStep::Answer(Response::new(Code::REQUEST_ENTITY_INCOMPLETE));
         }
-        if upload.body.len() + request.payload.len() > self.max_body {
-            self.map.remove(&(remote, key));
+        if have + request.payload.len() > self.max_body {
+            self.remove(&k);
             return too_large(self.max_body);
         }
-        upload.body.extend_from_slice(&request.payload);
-        upload.next_num = block.num() + 1;
-        upload.szx = block.szx();
-        upload.expires = now + self.lifetime;
         if block.more() {
+            let grow = (have + request.payload.len()).saturating_sub(upload.body.capacity());
+            if grow > 0 && !self.make_room(k, grow + have) {
+                self.remove(&k);
+                return UploadStep::Answer(Response::new(Code::SERVICE_UNAVAILABLE));
+            }
+            let Some(upload) = self.map.get_mut(&k) else {
+                return UploadStep::Answer(Response::new(Code::REQUEST_ENTITY_INCOMPLETE));
+            };
+            let before = upload.body.capacity();
+            upload.body.extend_from_slice(&request.payload);
+            upload.next_num = block.num() + 1;
+            upload.szx = block.szx();
+            upload.expires = now + self.lifetime;
+            let after = upload.body.capacity();
+            self.charge(remote, after, before);
+            self.touch(k);
             // Ask for smaller blocks when the client's are larger than this server wants.
             let szx = block.szx().min(preferred_szx);
             let mut r = Response::new(Code::CONTINUE);
@@ -390,12 +541,9 @@ impl Uploads {
             }
             return UploadStep::Answer(r);
         }
-        let upload = self
-            .map
-            .remove(&(remote, key))
-            .map(|u| u.body)
-            .unwrap_or_default();
-        request.payload = upload;
+        let mut body = self.remove(&k).map(|u| u.body).unwrap_or_default();
+        body.extend_from_slice(&request.payload);
+        request.payload = body;
         request.options.remove(OptionNumber::BLOCK1);
         request.options.remove(OptionNumber::SIZE1);
         UploadStep::Complete(request, block)
@@ -513,24 +661,20 @@ mod tests {
     }
 
     #[test]
-    fn uploads_are_bounded() {
+    fn uploads_are_checked_and_bounded() {
         let now = Instant::now();
         let remote = "[::1]:1".parse().unwrap();
-        let mut u = Uploads::new(64, 1, Duration::from_secs(60));
+        let mut u = Uploads::new(64, 1 << 20, 1 << 20, Duration::from_secs(60));
         let block = |num, more| BlockValue::new(num, more, 0).unwrap(); // 16 bytes
         let req = |n: usize| Request::put("/x", vec![7u8; n]);
         assert!(
             matches!(u.on_block(now, remote, 1, req(16), block(0, true), 6), UploadStep::Answer(r) if r.code == Code::CONTINUE)
         );
-        // A second upload at once: no room.
-        assert!(
-            matches!(u.on_block(now, remote, 2, req(16), block(0, true), 6), UploadStep::Answer(r) if r.code == Code::SERVICE_UNAVAILABLE)
-        );
         // Out of order: 4.08, and the upload is gone.
         assert!(
             matches!(u.on_block(now, remote, 1, req(16), block(2, true), 6), UploadStep::Answer(r) if r.code == Code::REQUEST_ENTITY_INCOMPLETE)
         );
-        assert_eq!(u.len(), 0);
+        assert_eq!((u.len(), u.bytes()), (0, 0));
         // Past the largest body: 4.13 with Size1.
         for num in 0..4 {
             let _ = u.on_block(now, remote, 3, req(16), block(num, true), 6);
@@ -542,5 +686,84 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!((u.len(), u.bytes()), (0, 0));
+    }
+
+    /// Thousands of abandoned uploads from strangers push each other out; a legitimate upload
+    /// started after them completes.
+    #[test]
+    fn abandoned_uploads_make_room_for_new_ones() {
+        let now = Instant::now();
+        let budget = 100 * (UPLOAD_COST + 1024);
+        let mut u = Uploads::new(1 << 20, budget, budget, Duration::from_secs(60));
+        let block = |num, more| BlockValue::new(num, more, 6).unwrap(); // 1024 bytes
+        let req = || Request::put("/x", vec![1u8; 1024]);
+        for port in 0..5000u16 {
+            let stranger = SocketAddr::from(([10, 0, 0, 1], port));
+            let step = u.on_block(now, stranger, 1, req(), block(0, true), 6);
+            assert!(matches!(step, UploadStep::Answer(r) if r.code == Code::CONTINUE));
+            assert!(u.bytes() <= budget, "{}", u.bytes());
+        }
+        let me = SocketAddr::from(([10, 0, 0, 2], 1));
+        let step = u.on_block(now, me, 1, req(), block(0, true), 6);
+        assert!(matches!(step, UploadStep::Answer(r) if r.code == Code::CONTINUE));
+        // More strangers meanwhile: they evict each other, not the active upload.
+        for port in 5000..5050u16 {
+            let stranger = SocketAddr::from(([10, 0, 0, 1], port));
+            let _ = u.on_block(now, stranger, 1, req(), block(0, true), 6);
+        }
+        match u.on_block(
+            now,
+            me,
+            1,
+            Request::put("/x", vec![2u8; 10]),
+            block(1, false),
+            6,
+        ) {
+            UploadStep::Complete(whole, _) => assert_eq!(whole.payload.len(), 1034),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_remote_over_its_quota_replaces_its_own_oldest_upload() {
+        let now = Instant::now();
+        let quota = 2 * (UPLOAD_COST + 1024);
+        let mut u = Uploads::new(1 << 20, 1 << 20, quota, Duration::from_secs(60));
+        let block = BlockValue::new(0, true, 6).unwrap();
+        let a = SocketAddr::from(([10, 0, 0, 1], 1));
+        let b = SocketAddr::from(([10, 0, 0, 2], 1));
+        let _ = u.on_block(now, b, 9, Request::put("/x", vec![0; 1024]), block, 6);
+        for key in 0..10 {
+            let _ = u.on_block(now, a, key, Request::put("/x", vec![0; 1024]), block, 6);
+        }
+        assert!(u.per_remote[&a] <= quota);
+        // b's upload was not touched by a's.
+        assert!(u.map.contains_key(&(b, 9)));
+    }
+
+    #[test]
+    fn request_tags_and_fetch_bodies_are_part_of_the_keys() {
+        let mut with_tag = crate::message::Message::new(crate::message::Type::Con, Code::PUT, 1);
+        with_tag.options.push(OptionNumber::URI_PATH, "x");
+        let plain = with_tag.to_bytes().unwrap();
+        with_tag.options.push(OptionNumber::REQUEST_TAG, [1]);
+        let tagged = with_tag.to_bytes().unwrap();
+        fn opts(b: &[u8]) -> OptionsRef<'_> {
+            crate::message::MessageRef::decode(b).unwrap().options
+        }
+        let (p, t) = (&plain, &tagged);
+        let key = request_key(Code::PUT, opts(p).iter(), &[]);
+        assert_eq!(key, request_key(Code::PUT, opts(t).iter(), &[]));
+        assert_ne!(upload_key(key, opts(p)), upload_key(key, opts(t)));
+        let none = std::iter::empty();
+        assert_ne!(
+            request_key(Code::FETCH, none.clone(), b"a"),
+            request_key(Code::FETCH, none.clone(), b"b")
+        );
+        assert_eq!(
+            request_key(Code::GET, none.clone(), b"a"),
+            request_key(Code::GET, none, b"b")
+        );
     }
 }

@@ -87,8 +87,13 @@ pub struct Config {
     /// The largest body a block-wise transfer may assemble, in either direction (default
     /// 4 MiB); more gets 4.13 Request Entity Too Large (server) or fails the request (client).
     pub max_body_size: usize,
-    /// How many uploads (Block1) may be in progress at once; more get 5.03 (default 16).
-    pub max_uploads: usize,
+    /// The memory block-wise uploads (Block1) in progress may take, in bytes (default
+    /// 32 MiB). When a new upload needs room, the least recently active unfinished one is
+    /// dropped, so uploads started and abandoned by strangers cannot lock others out.
+    pub upload_memory: usize,
+    /// The share of [`Config::upload_memory`] one remote's uploads may take (default 8 MiB);
+    /// beyond it, the remote's own least recently active upload makes room.
+    pub upload_memory_per_remote: usize,
     /// How many large representations the server keeps for serving their later blocks
     /// (default 64); a later block of one that is gone is made anew by the application.
     pub block_cache: usize,
@@ -137,7 +142,8 @@ impl Default for Config {
             max_queued_per_remote: 1024,
             block_size: 1024,
             max_body_size: 4 << 20,
-            max_uploads: 16,
+            upload_memory: 32 << 20,
+            upload_memory_per_remote: 8 << 20,
             block_cache: 64,
             observer_memory: 16 << 20,
             max_observers_per_resource: 65_536,

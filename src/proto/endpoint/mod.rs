@@ -12,7 +12,8 @@ use crate::message::{Code, OptionNumber, OptionsRef, Token, Type};
 use crate::net::RecvMeta;
 
 use super::blockwise::{
-    block_of, cut_block2, request_key, BlockCache, ClientTransfer, Step, UploadStep, Uploads,
+    block_of, cut_block2, request_key, upload_key, BlockCache, ClientTransfer, Step, UploadStep,
+    Uploads,
 };
 use super::config::Config;
 use super::dedup::{Dedup, Lifetime, Replay};
@@ -312,7 +313,8 @@ impl Endpoint {
         let config = config.sanitized();
         let uploads = Uploads::new(
             config.max_body_size,
-            config.max_uploads,
+            config.upload_memory,
+            config.upload_memory_per_remote,
             config.exchange_lifetime(),
         );
         let block_cache = BlockCache::new(config.block_cache, config.exchange_lifetime());
@@ -508,6 +510,7 @@ impl Endpoint {
             queued_transmits: self.transmits.len(),
             transfers: self.transfers.len(),
             uploads: self.uploads.len(),
+            upload_bytes: self.uploads.bytes(),
             cached_representations: self.block_cache.len(),
             observers: self.observers.len(),
             observer_bytes: self.observers.bytes(),
@@ -547,6 +550,8 @@ pub struct Stats {
     pub transfers: usize,
     /// Block-wise uploads in progress to this endpoint as a server.
     pub uploads: usize,
+    /// Bytes those uploads hold (at most about `Config::upload_memory`).
+    pub upload_bytes: usize,
     /// Large representations kept for serving their later blocks.
     pub cached_representations: usize,
     /// Clients observing resources of this endpoint.

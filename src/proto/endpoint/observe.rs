@@ -249,7 +249,7 @@ impl Endpoint {
                     timer_at: now + lifetime,
                     expires: now + lifetime,
                     empty_ack_sent: true,
-                    key: request_key(request.method, request.options.iter()),
+                    key: request_key(request.method, request.options.iter(), &request.payload),
                     block2: None,
                     block1: None,
                     observe: None,
@@ -308,7 +308,7 @@ impl Endpoint {
             );
             self.end_inflight_notification(now, *key, &o);
             let request = o.request();
-            let block_key = request_key(request.method, request.options.iter());
+            let block_key = request_key(request.method, request.options.iter(), &request.payload);
             let shaped = self.shape_blockwise(now, key.0, block_key, None, None, response.clone());
             self.send_to_observer(now, *key, &o.meta, shaped, true, false);
         }

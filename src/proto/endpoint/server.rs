@@ -306,7 +306,6 @@ impl Endpoint {
             self.reject_request(now, meta, m, Code::SERVICE_UNAVAILABLE);
             return;
         }
-        let key = request_key(m.code, m.options.iter());
         let mut request = Request {
             method: m.code,
             options: m.options.to_owned(),
@@ -324,20 +323,27 @@ impl Endpoint {
         let mut block1 = None;
         match block_of(m.options, OptionNumber::BLOCK1) {
             Some(Err(())) => return self.reject_request(now, meta, m, Code::BAD_OPTION),
-            Some(Ok(b)) => match self
-                .uploads
-                .on_block(now, meta.remote, key, request, b, preferred)
-            {
-                UploadStep::Answer(response) => {
-                    return self.answer_directly(now, meta, m, response)
+            Some(Ok(b)) => {
+                // The blocks of one upload share a key that leaves the body out (it is what
+                // is being uploaded) and includes the Request-Tag.
+                let upload = upload_key(request_key(m.code, m.options.iter(), &[]), m.options);
+                match self
+                    .uploads
+                    .on_block(now, meta.remote, upload, request, b, preferred)
+                {
+                    UploadStep::Answer(response) => {
+                        return self.answer_directly(now, meta, m, response)
+                    }
+                    UploadStep::Complete(whole, last) => {
+                        request = whole;
+                        block1 = Some(last);
+                    }
                 }
-                UploadStep::Complete(whole, last) => {
-                    request = whole;
-                    block1 = Some(last);
-                }
-            },
+            }
             None => {}
         }
+        // What identifies the representation asked for (a FETCH's whole body included).
+        let key = request_key(m.code, m.options.iter(), &request.payload);
         // A later block of a representation served block-wise: from the cache if it is there.
         if let Some(b) = block2.filter(|b| b.num() > 0 && block1.is_none()) {
             let szx = b.szx().min(preferred);

@@ -181,3 +181,86 @@ fn cancelling_a_transfer_stops_it() {
     assert!(!sim.nodes[c].outcomes.contains_key(&id));
     assert_eq!(sim.nodes[c].ep.stats().transfers, 0);
 }
+
+/// A CON PUT /up block `num` (1024 bytes, SZX 6) from `from`.
+fn put_block(
+    ep: &mut crate::proto::Endpoint,
+    from: std::net::SocketAddr,
+    mid: u16,
+    num: u32,
+    more: bool,
+    len: usize,
+) -> crate::message::Message {
+    use crate::message::{Message, Type};
+    let now = std::time::Instant::now();
+    let mut m = Message::new(Type::Con, Code::PUT, mid);
+    m.token = crate::message::Token::from_slice(&mid.to_be_bytes()).unwrap();
+    m.options.push(OptionNumber::URI_PATH, "up");
+    m.options.push_uint(
+        OptionNumber::BLOCK1,
+        BlockValue::new(num, more, 6).unwrap().to_uint(),
+    );
+    m.payload = vec![num as u8; len];
+    ep.handle_datagram(
+        now,
+        &crate::proto::RecvMeta::new(from),
+        &m.to_bytes().unwrap(),
+    );
+    while let Some(ev) = ep.poll_event() {
+        if let crate::proto::Event::Request { id, request, .. } = ev {
+            assert_eq!(request.payload.len(), 1024 + 10);
+            ep.respond(now, id, crate::proto::Response::new(Code::CHANGED))
+                .unwrap();
+        }
+    }
+    let mut buf = Vec::new();
+    let t = ep.poll_transmit(now, &mut buf).expect("an answer");
+    assert_eq!(t.destination, from);
+    Message::decode(&buf).unwrap()
+}
+
+/// Strangers starting 20 000 uploads and never finishing them (16 used to lock everyone out
+/// with 5.03 for minutes) do not keep a legitimate 2-block upload from succeeding.
+#[test]
+fn abandoned_uploads_do_not_lock_out_a_legitimate_one() {
+    let mut ep = crate::proto::Endpoint::new(Config::default().into());
+    for i in 0..20_000u32 {
+        let stranger = std::net::SocketAddr::from(([10, 9, (i >> 8) as u8, i as u8], 40000));
+        let answer = put_block(&mut ep, stranger, 1, 0, true, 1024);
+        assert_eq!(answer.code, Code::CONTINUE, "stranger {i}");
+    }
+    assert!(ep.stats().upload_bytes <= Config::default().upload_memory);
+    let me = std::net::SocketAddr::from(([10, 8, 0, 1], 5683));
+    assert_eq!(
+        put_block(&mut ep, me, 1, 0, true, 1024).code,
+        Code::CONTINUE
+    );
+    assert_eq!(put_block(&mut ep, me, 2, 1, false, 10).code, Code::CHANGED);
+}
+
+/// A block-wise FETCH carries its body on every follow-up request (RFC 8132 §2.3.2), and
+/// the server keys the representation by that body.
+#[test]
+fn a_blockwise_fetch_keeps_its_body_on_every_block() {
+    let mut sim = Sim::new(71, Link::perfect());
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    sim.nodes[s].reply_size = Some(3000);
+    let c = sim.add(Config::default(), Answer::Never);
+    let mut fetch = Request::new(Code::FETCH);
+    fetch.options.push(OptionNumber::URI_PATH, "q");
+    fetch.payload = b"query".to_vec();
+    let id = sim.request(c, s, fetch);
+    sim.run(Duration::from_secs(10));
+    match sim.nodes[c].outcomes[&id].as_slice() {
+        [Outcome::Response(_, r)] => assert_eq!(r.payload.len(), 3000),
+        other => panic!("{other:?}"),
+    }
+    let requests: Vec<_> = sim.sent(c, s).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(requests.len(), 3);
+    assert!(
+        requests.iter().all(|m| m.payload == b"query"),
+        "{requests:?}"
+    );
+    // The server ran its handler once: later blocks came from its cache under the same key.
+    assert_eq!(sim.nodes[s].handler_runs.values().sum::<u32>(), 1);
+}

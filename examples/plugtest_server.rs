@@ -81,9 +81,6 @@ struct State {
     large_update: Stored,
     children: Vec<Option<Stored>>,
     obs: Stored,
-    /// After a DELETE of /obs (4.04) or a PUT with another Content-Format (4.06): GET, and so
-    /// the notification that ends every observation, answers this for a second.
-    obs_final: Option<Code>,
     next_etag: u32,
 }
 
@@ -100,15 +97,18 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Makes /obs answer `code` for a second, so that the notification sent now ends every
-/// observation; afterwards the resource answers normally again.
-fn end_observations(shared: &Shared, st: &mut State, code: Code) {
-    st.obs_final = Some(code);
-    let shared = shared.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(1));
-        lock(&shared).obs_final = None;
-    });
+/// The server's endpoint, for handlers that end observations (set once it exists).
+type Server = Arc<std::sync::OnceLock<Endpoint>>;
+
+/// Ends every observation of `path` with a final `code` (4.04 after a DELETE, 4.06 after a
+/// PUT with another Content-Format), before the handler answers: a client that registers
+/// afterwards observes the resource anew.
+fn end_observations(server: &Server, path: &str, code: Code) {
+    if let Some(ep) = server.get() {
+        if let Err(e) = ep.end_observations(path, Response::new(code)) {
+            eprintln!("ending the observations of {path} failed: {e}");
+        }
+    }
 }
 
 fn stored_response(code: Code, s: &Stored) -> Response {
@@ -121,7 +121,7 @@ fn stored_response(code: Code, s: &Stored) -> Response {
 /// of `main` takes them.
 type Changes = Arc<Mutex<std::sync::mpsc::Sender<&'static str>>>;
 
-fn site(changes: Changes) -> Site {
+fn site(changes: Changes, server: Server) -> Site {
     let state: Shared = Arc::new(Mutex::new(State {
         validate: Stored {
             payload: b"validate me".to_vec(),
@@ -140,7 +140,6 @@ fn site(changes: Changes) -> Site {
             format: 0,
             etag: 3,
         },
-        obs_final: None,
         next_etag: 3,
     }));
 
@@ -423,17 +422,15 @@ fn site(changes: Changes) -> Site {
         .rt("block");
 
     let obs = |path: &'static str, name: &'static str| {
-        let (g, p, d) = (state.clone(), state.clone(), state.clone());
+        let (g, p) = (state.clone(), state.clone());
         let changes = changes.clone();
         let deleted = changes.clone();
+        let (server_put, server_delete) = (server.clone(), server.clone());
         Resource::new()
             .get(move |_req| {
                 let s = g.clone();
                 async move {
                     let st = lock(&s);
-                    if let Some(code) = st.obs_final {
-                        return Response::new(code);
-                    }
                     let mut r = if st.obs.payload.is_empty() {
                         text(Code::CONTENT, clock())
                     } else {
@@ -446,6 +443,7 @@ fn site(changes: Changes) -> Site {
             .put(move |req| {
                 let s = p.clone();
                 let changes = changes.clone();
+                let server = server_put.clone();
                 async move {
                     let Some(format) = req.content_format() else {
                         return text(Code::BAD_REQUEST, "Content-Format required");
@@ -454,7 +452,7 @@ fn site(changes: Changes) -> Site {
                     let etag = st.etag();
                     let format = u32::from(format.0);
                     if format != st.obs.format {
-                        end_observations(&s, &mut st, Code::NOT_ACCEPTABLE);
+                        end_observations(&server, path, Code::NOT_ACCEPTABLE);
                     }
                     st.obs = Stored {
                         payload: req.payload().to_vec(),
@@ -466,12 +464,12 @@ fn site(changes: Changes) -> Site {
                 }
             })
             .delete(move |_req| {
-                // Every observation ends with a 4.04 notification; the resource stays and,
-                // a second later, answers again.
-                let s = d.clone();
+                // Every observation ends with a 4.04; the resource stays (the plugtests go on
+                // using it) and can be observed again at once.
                 let deleted = deleted.clone();
+                let server = server_delete.clone();
                 async move {
-                    end_observations(&s, &mut lock(&s), Code::NOT_FOUND);
+                    end_observations(&server, path, Code::NOT_FOUND);
                     let _ = deleted.lock().map(|tx| tx.send(path));
                     Response::new(Code::DELETED)
                 }
@@ -541,13 +539,16 @@ fn main() -> ExitCode {
         }
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    let (endpoint, driver) = match Endpoint::server(&bind, site(Arc::new(Mutex::new(tx)))) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("cannot serve on {bind}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let server = Server::default();
+    let (endpoint, driver) =
+        match Endpoint::server(&bind, site(Arc::new(Mutex::new(tx)), server.clone())) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("cannot serve on {bind}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let _ = server.set(endpoint.clone());
     // The observable resources change every 5 s; a PUT notifies its observers at once.
     let notifier = endpoint.clone();
     std::thread::spawn(move || loop {

@@ -569,6 +569,22 @@ coapio_result coapio_context_set_resource_attr(coapio_context *ctx,
 coapio_result coapio_context_notify(coapio_context *ctx, const char *path, size_t *out_count);
 
 /*
+ Ends every observation of `path` with a final response (RFC 7641 §3.2) of `code` (class
+ × 32 + detail, e.g. 132 for 4.04) carrying `payload` (`len` bytes, NULL for none) and,
+ when `content_format` is not negative, that Content-Format: 4.04 after the resource was
+ deleted, 4.06 after its Content-Format changed, 5.03 on shutdown. The observers are
+ forgotten at once; a client that registers afterwards observes the resource anew.
+ `out_count` (may be NULL) receives how many observations ended. Callable from callbacks.
+ */
+coapio_result coapio_context_end_observations(coapio_context *ctx,
+                                              const char *path,
+                                              uint8_t code,
+                                              const uint8_t *payload,
+                                              size_t len,
+                                              int32_t content_format,
+                                              size_t *out_count);
+
+/*
  Writes the request's method code (1 GET, 2 POST, 3 PUT, 4 DELETE, ...).
  */
 coapio_result coapio_incoming_method(const coapio_incoming *request, uint8_t *out);

@@ -2135,3 +2135,44 @@ fn notify_checks_its_arguments() {
     assert_eq!(n, 0, "nobody observes /x");
     coapio_context_free(ctx);
 }
+
+#[test]
+fn end_observations_checks_its_arguments() {
+    let path = CString::new("/x").unwrap();
+    let mut n = 99;
+    assert_eq!(
+        coapio_context_end_observations(null_mut(), path.as_ptr(), 132, null(), 0, -1, &mut n),
+        COAPIO_RESULT_NULL_PARAMETER
+    );
+    let ctx = server_context();
+    assert_eq!(
+        coapio_context_end_observations(ctx, null(), 132, null(), 0, -1, &mut n),
+        COAPIO_RESULT_NULL_PARAMETER
+    );
+    assert_eq!(
+        coapio_context_end_observations(ctx, path.as_ptr(), 1, null(), 0, -1, &mut n),
+        COAPIO_RESULT_INVALID_ARGUMENT,
+        "GET is not a response code"
+    );
+    assert_eq!(
+        coapio_context_end_observations(ctx, path.as_ptr(), 132, null(), 0, 70_000, &mut n),
+        COAPIO_RESULT_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        coapio_context_end_observations(ctx, path.as_ptr(), 132, null(), 5, -1, &mut n),
+        COAPIO_RESULT_NULL_PARAMETER,
+        "a NULL payload with a length"
+    );
+    assert_eq!(n, 99, "nothing written on error");
+    ok(coapio_context_end_observations(
+        ctx,
+        path.as_ptr(),
+        132,
+        null(),
+        0,
+        -1,
+        &mut n,
+    ));
+    assert_eq!(n, 0, "nobody observes /x");
+    coapio_context_free(ctx);
+}

@@ -245,3 +245,52 @@ fn server_workers_share_a_port() {
     }
     assert_eq!(seen.len(), 2, "both workers answered: {seen:?}");
 }
+
+/// A PUT with another Content-Format ends the observations of /obs with 4.06, and a client
+/// that registers right afterwards observes the resource (no window in which it is refused).
+#[test]
+fn plugtest_server_ends_observations_and_accepts_new_ones_at_once() {
+    use coapio::message::{Code, ContentFormat, OptionNumber};
+    use coapio::proto::Request;
+    use futures::StreamExt;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Guard(
+        Command::new(example("plugtest_server"))
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run the plugtest server"),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let uri = format!("coap://127.0.0.1:{port}/obs");
+    let (ep, driver) = coapio::Endpoint::client().unwrap();
+    std::thread::spawn(move || async_io::block_on(driver));
+    async_io::block_on(async {
+        let mut first = ep.observe(&uri);
+        let registered = first.next().await.unwrap().unwrap();
+        assert_eq!(registered.code, Code::CONTENT);
+        assert!(registered.options.contains(OptionNumber::OBSERVE));
+        let put = Request::put("/", "{}").with_content_format(ContentFormat::JSON);
+        let changed = ep.request(&uri, put).await.unwrap();
+        assert_eq!(changed.code, Code::CHANGED);
+        // Right away, a second observer registers and is accepted.
+        let mut second = ep.observe(&uri);
+        let answer = second.next().await.unwrap().unwrap();
+        assert_eq!(answer.code, Code::CONTENT, "{answer:?}");
+        assert!(answer.options.contains(OptionNumber::OBSERVE));
+        // The first observation ended with 4.06 (its stream may first show notifications
+        // sent before the change).
+        let mut last = None;
+        while let Some(item) = first.next().await {
+            last = Some(item.unwrap());
+        }
+        assert_eq!(last.unwrap().code, Code::NOT_ACCEPTABLE);
+    });
+}

@@ -192,6 +192,27 @@ impl Endpoint {
         n
     }
 
+    /// Ends every observation of `path` with `response`, a final answer without Observe
+    /// (RFC 7641 §3.2): 4.04 after the resource was deleted, 4.06 when its Content-Format
+    /// changed, 5.03 on shutdown. The observers are forgotten at once, so a client that
+    /// registers right afterwards observes the resource anew. Callable from anywhere,
+    /// handlers included. Returns how many observations ended.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::WrongCode`] if the code is not a response code,
+    /// [`crate::Error::Encode`] if the response cannot be encoded; nothing ends then.
+    pub fn end_observations(
+        &self,
+        path: &str,
+        response: crate::proto::Response,
+    ) -> Result<usize, crate::Error> {
+        let mut st = self.shared.lock();
+        let n = st.ep.end_observations(Instant::now(), path, response)?;
+        st.wake_engine();
+        Ok(n)
+    }
+
     /// Stops the driver: it returns `Ok(())` at its next poll, and open requests fail with
     /// [`RequestError::Stopped`].
     pub fn shutdown(&self) {

@@ -272,6 +272,74 @@ pub extern "C" fn coapio_context_notify(
     })
 }
 
+/// Ends every observation of `path` with a final response (RFC 7641 §3.2) of `code` (class
+/// × 32 + detail, e.g. 132 for 4.04) carrying `payload` (`len` bytes, NULL for none) and,
+/// when `content_format` is not negative, that Content-Format: 4.04 after the resource was
+/// deleted, 4.06 after its Content-Format changed, 5.03 on shutdown. The observers are
+/// forgotten at once; a client that registers afterwards observes the resource anew.
+/// `out_count` (may be NULL) receives how many observations ended. Callable from callbacks.
+#[no_mangle]
+pub extern "C" fn coapio_context_end_observations(
+    ctx: *mut coapio_context,
+    path: *const c_char,
+    code: u8,
+    payload: *const u8,
+    len: usize,
+    content_format: i32,
+    out_count: *mut usize,
+) -> coapio_result {
+    guard(|| {
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        // SAFETY: path is NULL or NUL-terminated (caller's contract).
+        let path = match unsafe { str_arg(path, "path") } {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        // SAFETY: payload holds len bytes (caller's contract).
+        let payload = match unsafe { bytes_arg(payload, len, "payload") } {
+            Ok(p) => p.to_vec(),
+            Err(e) => return e,
+        };
+        let code = Code(code);
+        if !code.is_response() {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                format!("{code} is not a response code"),
+            );
+        }
+        let mut response = Response::new(code).with_payload(payload);
+        match u16::try_from(content_format) {
+            Ok(cf) => response = response.with_content_format(ContentFormat(cf)),
+            Err(_) if content_format < 0 => {}
+            Err(_) => {
+                return fail(
+                    COAPIO_RESULT_INVALID_ARGUMENT,
+                    format!("Content-Format {content_format} is above 65535"),
+                )
+            }
+        }
+        let n =
+            match lock(&inner.core)
+                .ep
+                .end_observations(std::time::Instant::now(), path, response)
+            {
+                Ok(n) => n,
+                Err(e) => return fail(COAPIO_RESULT_INVALID_ARGUMENT, e.to_string()),
+            };
+        if n > 0 {
+            let _ = inner.poller.notify();
+        }
+        if !out_count.is_null() {
+            // SAFETY: out_count is non-NULL and writable (caller's contract).
+            unsafe { *out_count = n };
+        }
+        COAPIO_RESULT_OK
+    })
+}
+
 fn with_incoming(
     r: *const coapio_incoming,
     f: impl FnOnce(&coapio_incoming) -> coapio_result,

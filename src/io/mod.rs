@@ -86,7 +86,7 @@ fn drain_errors(ep: &mut Endpoint, transport: &dyn Transport, now: Instant) {
 }
 
 /// Sends everything the endpoint has queued. A send that fails with a network error fails
-/// the requests to that remote at once; a full socket buffer drops the datagram (a
+/// the requests to that remote at once (one too large to send fails only its own message); a full socket buffer drops the datagram (a
 /// Confirmable message is retransmitted anyway).
 pub(crate) fn flush(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, out: &mut Vec<u8>) {
     send_all(ep, transport, now, out);
@@ -109,8 +109,8 @@ fn send_all(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, out: &mu
             Err(e) => {
                 debug!("coapio: sending to {} failed: {e}", t.destination);
                 if let Some(errno) = e.raw_os_error() {
-                    let err = crate::net::TransportError::new(t.destination, error_kind(errno));
-                    ep.handle_transport_error(now, &err);
+                    let datagram = &out[..t.size];
+                    ep.handle_send_error(now, t.destination, datagram, error_kind(errno));
                 }
             }
         }

@@ -47,15 +47,10 @@ impl Endpoint {
         if remote.ip().is_multicast() {
             return self.group_request(now, remote, request);
         }
-        if request.payload.len() > self.config.block_size
-            && !request.options.contains(OptionNumber::BLOCK1)
-        {
-            let (transfer, first) = ClientTransfer::upload(
-                remote,
-                request,
-                self.config.block_size,
-                self.config.max_body_size,
-            );
+        let block_size = 16usize << self.block_szx(remote);
+        if request.payload.len() > block_size && !request.options.contains(OptionNumber::BLOCK1) {
+            let (transfer, first) =
+                ClientTransfer::upload(remote, request, block_size, self.config.max_body_size);
             let id = self.start_wire(now, remote, first)?;
             self.transfers.insert(id, (transfer, id));
             return Ok(id);
@@ -86,7 +81,8 @@ impl Endpoint {
         // A timeout too large to add to `now` is no timeout.
         let overall = request.timeout.and_then(|t| now.checked_add(t));
         let peer = self.acquire_peer(now, remote);
-        let start = peer.outstanding < nstart;
+        peer.open.insert(id);
+        let start = peer.outstanding < nstart && peer.queue.is_empty();
         if !start {
             peer.queue.push_back(id);
         }
@@ -228,8 +224,9 @@ impl Endpoint {
             "coapio: sending {ty:?} {} request {id:?} to {remote} (MID {mid}, {:?})",
             msg.code, msg.token
         );
-        self.acquire_peer(now, remote).outstanding += 1; // and the outgoing entry uses it
-        self.outgoing.insert(
+        self.peer(now, remote).outstanding += 1;
+        self.insert_outgoing(
+            now,
             (remote, mid),
             Outgoing {
                 wire,
@@ -259,8 +256,7 @@ impl Endpoint {
             .get(&key)
             .is_some_and(|o| o.owner == Owner::Request(id))
         {
-            self.outgoing.remove(&key);
-            self.release_peer(now, remote);
+            self.remove_outgoing(now, key);
         }
     }
 
@@ -298,6 +294,7 @@ impl Endpoint {
         let remote = req.remote;
         let mut start_next = false;
         if let Some(p) = self.peers.get_mut(&req.remote) {
+            p.open.remove(&id);
             match req.state {
                 ReqState::Queued => p.queue.retain(|q| *q != id),
                 ReqState::Outstanding => {

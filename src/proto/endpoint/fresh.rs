@@ -147,8 +147,8 @@ impl Endpoint {
         });
         self.timers
             .schedule(retransmit.next_at, TimerKey::Retransmit(to, mid));
-        self.acquire_peer(now, to);
-        self.outgoing.insert(
+        self.insert_outgoing(
+            now,
             (to, mid),
             Outgoing {
                 wire,

@@ -8,7 +8,7 @@ use log::{debug, trace};
 
 use crate::error::RequestError;
 use crate::message::{encode_empty, peek_header, MessageRef, Type};
-use crate::net::{RecvMeta, Transmit, TransportError};
+use crate::net::{RecvMeta, Transmit, TransportError, TransportErrorKind};
 
 use super::*;
 
@@ -170,12 +170,10 @@ impl Endpoint {
         };
         match owner {
             Owner::Response => {
-                self.outgoing.remove(&key);
-                self.release_peer(now, meta.remote);
+                self.remove_outgoing(now, key);
             }
             Owner::Notification(token) => {
-                self.outgoing.remove(&key);
-                self.release_peer(now, meta.remote);
+                self.remove_outgoing(now, key);
                 if let Some(o) = self.observers.get_mut(&(meta.remote, token)) {
                     if o.inflight_con == Some(m.message_id) {
                         o.inflight_con = None;
@@ -234,12 +232,10 @@ impl Endpoint {
             }
             Some(Owner::Response) => {
                 debug!("coapio: separate response to {} was reset", meta.remote);
-                self.outgoing.remove(&key);
-                self.release_peer(now, meta.remote);
+                self.remove_outgoing(now, key);
             }
             Some(Owner::Notification(token)) => {
-                self.outgoing.remove(&key);
-                self.release_peer(now, meta.remote);
+                self.remove_outgoing(now, key);
                 self.drop_observer(now, meta.remote, token, "the client reset a notification");
             }
             None => match self.notified_observer(now, meta.remote, m.message_id) {
@@ -253,40 +249,106 @@ impl Endpoint {
 
     /// Processes an error the network reported for a remote (an ICMP error): every request
     /// sent to that remote fails with [`RequestError::Transport`], and separate responses to
-    /// it are no longer retransmitted.
+    /// it are no longer retransmitted. A message too large for the path (ICMPv6 Packet Too
+    /// Big, `EMSGSIZE` from the error queue) fails nothing: later block-wise transfers with
+    /// that remote use smaller blocks. The work is proportional to what the endpoint holds
+    /// for that remote, not to all its state.
     pub fn handle_transport_error(&mut self, now: Instant, err: &TransportError) {
+        if err.kind == TransportErrorKind::MessageTooLarge {
+            self.lower_block_size(now, err.remote);
+            return;
+        }
+        let Some(p) = self.peers.get(&err.remote) else {
+            return;
+        };
         // Queued requests fail first, so that failing the outstanding ones starts nothing new;
         // IDs in order, so that the outcome does not depend on hash-map order.
-        let mut failed: Vec<(bool, RequestId)> = self
-            .requests
-            .iter()
-            .filter(|(_, r)| r.remote == err.remote)
-            .map(|(id, r)| (r.state != ReqState::Queued, *id))
-            .collect();
-        failed.sort_unstable();
+        let (mut queued, mut sent): (Vec<RequestId>, Vec<RequestId>) =
+            p.open.iter().partition(|id| {
+                self.requests
+                    .get(id)
+                    .is_some_and(|r| r.state == ReqState::Queued)
+            });
+        let responses: Vec<u16> = p.outgoing.iter().copied().collect();
         debug!(
             "coapio: {} from {}: failing {} requests",
             err.kind,
             err.remote,
-            failed.len()
+            queued.len() + sent.len()
         );
-        for (_, id) in failed {
+        queued.append(&mut sent);
+        for id in queued {
             self.finish_request(now, id, Some(Err(RequestError::Transport(err.kind))));
         }
-        let mut responses: Vec<_> = self
-            .outgoing
-            .iter()
-            .filter(|(k, o)| k.0 == err.remote && !matches!(o.owner, Owner::Request(_)))
-            .map(|(k, _)| *k)
-            .collect();
-        responses.sort_unstable();
-        for key in responses {
-            self.outgoing.remove(&key);
-            self.release_peer(now, err.remote);
+        for mid in responses {
+            let key = (err.remote, mid);
+            if self
+                .outgoing
+                .get(&key)
+                .is_some_and(|o| !matches!(o.owner, Owner::Request(_)))
+            {
+                self.remove_outgoing(now, key);
+            }
         }
         for key in self.observers.at(err.remote) {
             self.observers.remove(&key);
         }
+        // Messages waiting for a message ID to that remote are not worth sending either.
+        if let Some(p) = self.peers.get_mut(&err.remote) {
+            let dropped = p.waiting.len();
+            p.waiting.clear();
+            self.waiting_for_mids -= dropped;
+            for _ in 0..dropped {
+                self.release_peer(now, err.remote);
+            }
+        }
+    }
+
+    /// Processes the failure to send `datagram` (as [`Endpoint::poll_transmit`] gave it) to
+    /// `destination`: a datagram too large to send (`EMSGSIZE`) fails only the message it
+    /// carries (its request with [`RequestError::Transport`]) and makes later block-wise
+    /// transfers with that remote use smaller blocks; any other error is taken as
+    /// [`Endpoint::handle_transport_error`] takes it.
+    pub fn handle_send_error(
+        &mut self,
+        now: Instant,
+        destination: SocketAddr,
+        datagram: &[u8],
+        kind: TransportErrorKind,
+    ) {
+        if kind != TransportErrorKind::MessageTooLarge {
+            return self.handle_transport_error(now, &TransportError::new(destination, kind));
+        }
+        self.lower_block_size(now, destination);
+        let Some((ty, mid)) = peek_header(datagram) else {
+            return;
+        };
+        if !matches!(ty, Type::Con | Type::Non) {
+            return; // an ACK or RST: nothing of ours waits for it
+        }
+        let key = (destination, mid);
+        match self.outgoing.get(&key).map(|o| o.owner) {
+            Some(Owner::Request(id)) => {
+                debug!("coapio: request {id:?} to {destination} is too large to send");
+                self.finish_request(now, id, Some(Err(RequestError::Transport(kind))));
+            }
+            Some(_) => {
+                debug!("coapio: message {mid} to {destination} is too large to send; dropped");
+                self.remove_outgoing(now, key);
+            }
+            None => {}
+        }
+    }
+
+    /// Halves the block size used with `remote` (down to 16 bytes).
+    fn lower_block_size(&mut self, now: Instant, remote: SocketAddr) {
+        let szx = self.block_szx(remote);
+        let p = self.peer(now, remote);
+        p.block_szx = szx.saturating_sub(1);
+        debug!(
+            "coapio: messages to {remote} are too large for the path; blocks of {} bytes from now",
+            16 << p.block_szx
+        );
     }
 
     /// Drops stale timers once they outnumber the live ones, so that a flood of requests
@@ -406,12 +468,10 @@ impl Endpoint {
             }
             Owner::Response => {
                 debug!("coapio: separate response MID {mid} to {remote} was never acknowledged");
-                self.outgoing.remove(&key);
-                self.release_peer(now, remote);
+                self.remove_outgoing(now, key);
             }
             Owner::Notification(token) => {
-                self.outgoing.remove(&key);
-                self.release_peer(now, remote);
+                self.remove_outgoing(now, key);
                 self.drop_observer(now, remote, token, "a notification was never acknowledged");
             }
         }

@@ -1,7 +1,7 @@
 //! The sans-IO CoAP endpoint: the message layer of RFC 7252 §4 and the request/response
 //! matching of §5.3, driven entirely by its caller.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,6 +95,13 @@ struct Peer {
     notified: VecDeque<NotifiedRun>,
     /// When the `TimerKey::MidsFree` timer armed for this remote fires, if one is.
     mid_timer: Option<Instant>,
+    /// The open requests to this remote (so that an error about it costs O(its state)).
+    open: BTreeSet<RequestId>,
+    /// The message IDs of this endpoint's messages to it that an ACK or RST may refer to.
+    outgoing: BTreeSet<u16>,
+    /// The largest block size to use with this remote, as an SZX (lowered when the path
+    /// says a message was too large).
+    block_szx: u8,
     /// Interactions counted against NSTART.
     outstanding: usize,
     /// Requests waiting for an NSTART slot.
@@ -367,6 +374,9 @@ impl Endpoint {
                 waiting: VecDeque::new(),
                 notified: VecDeque::new(),
                 mid_timer: None,
+                open: BTreeSet::new(),
+                outgoing: BTreeSet::new(),
+                block_szx: 6,
                 outstanding: 0,
                 queue: VecDeque::new(),
                 users: 0,
@@ -416,6 +426,36 @@ impl Endpoint {
             }
         }
         None
+    }
+
+    /// The block size exponent to use with `remote`: the configured one, or smaller if the
+    /// path said so.
+    fn block_szx(&self, remote: SocketAddr) -> u8 {
+        let configured = crate::message::BlockValue::szx_for_size(self.config.block_size);
+        self.peers
+            .get(&remote)
+            .map_or(configured, |p| p.block_szx.min(configured))
+    }
+
+    /// Keeps a message this endpoint sent for the ACK or RST that may refer to it (and for
+    /// its retransmission): the remote counts as used while it is there.
+    fn insert_outgoing(&mut self, now: Instant, key: (SocketAddr, u16), out: Outgoing) {
+        self.acquire_peer(now, key.0).outgoing.insert(key.1);
+        if self.outgoing.insert(key, out).is_some() {
+            // Only possible if an ID in flight were handed out again, which `alloc_mid`
+            // rules out; keep the books straight anyway.
+            self.release_peer(now, key.0);
+        }
+    }
+
+    /// Forgets a message this endpoint sent (acknowledged, reset, given up or replaced).
+    fn remove_outgoing(&mut self, now: Instant, key: (SocketAddr, u16)) -> Option<Outgoing> {
+        let out = self.outgoing.remove(&key)?;
+        if let Some(p) = self.peers.get_mut(&key.0) {
+            p.outgoing.remove(&key.1);
+        }
+        self.release_peer(now, key.0);
+        Some(out)
     }
 
     /// Arms the timer that retries what waits for a message ID to `remote`.

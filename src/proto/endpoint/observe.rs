@@ -472,9 +472,7 @@ impl Endpoint {
         if !owned {
             return None;
         }
-        let out = self.outgoing.remove(&(remote, old))?;
-        self.release_peer(now, remote);
-        out.retransmit
+        self.remove_outgoing(now, (remote, old))?.retransmit
     }
 
     /// Forgets the observer a Reset or an unacknowledged notification speaks of.
@@ -507,8 +505,7 @@ impl Endpoint {
             .get(&(key.0, mid))
             .is_some_and(|out| out.owner == Owner::Notification(key.1));
         if owned {
-            self.outgoing.remove(&(key.0, mid));
-            self.release_peer(now, key.0);
+            self.remove_outgoing(now, (key.0, mid));
         }
     }
 }

@@ -167,7 +167,7 @@ impl Endpoint {
         if response.options.contains(OptionNumber::BLOCK2) {
             return response; // the application does its own block-wise transfer
         }
-        let preferred = BlockValue::szx_for_size(self.config.block_size);
+        let preferred = self.block_szx(remote);
         let szx = block2.map_or(preferred, |b| b.szx().min(preferred));
         let size = 1usize << (szx + 4);
         let num = block2.map_or(0, |b| b.num());
@@ -314,7 +314,7 @@ impl Endpoint {
             timeout: None,
             token_length: Some(m.token.len() as u8),
         };
-        let preferred = crate::message::BlockValue::szx_for_size(self.config.block_size);
+        let preferred = self.block_szx(meta.remote);
         let block2 = match block_of(m.options, OptionNumber::BLOCK2) {
             Some(Err(())) => return self.reject_request(now, meta, m, Code::BAD_OPTION),
             Some(Ok(b)) => Some(b),

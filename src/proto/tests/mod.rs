@@ -3,6 +3,7 @@
 
 mod blockwise;
 mod bounds;
+mod errors;
 mod exchanges;
 mod lossy;
 mod message_layer;

@@ -259,11 +259,7 @@ pub extern "C" fn coapio_context_send(
             .request(Instant::now(), request.remote, request.request)
         {
             Ok(id) => {
-                core.open_request(
-                    id,
-                    request.remote,
-                    Outcome::Callback(callback, UserData(userdata)),
-                );
+                core.open_request(id, Outcome::Callback(callback, UserData(userdata)));
                 inner.after_call(&mut core);
                 if !out_id.is_null() {
                     // SAFETY: out_id is non-NULL and writable (caller's contract).
@@ -334,7 +330,7 @@ pub extern "C" fn coapio_request_sync(
                 .request(Instant::now(), request.remote, request.request)
             {
                 Ok(id) => {
-                    core.open_request(id, request.remote, Outcome::Sync(slot.clone()));
+                    core.open_request(id, Outcome::Sync(slot.clone()));
                     inner.after_call(&mut core);
                     id
                 }

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -56,12 +56,9 @@ pub(crate) struct Core {
     pub(crate) site: Option<Site>,
     pub(crate) resources: Vec<CResource>,
     handlers: FuturesUnordered<HandlerFuture>,
-    /// The open requests: where each goes and where its outcome goes. Change it only
-    /// through `open_request` and `close_request`, which keep `in_use` in step.
-    outcomes: HashMap<RequestId, (std::net::SocketAddr, Outcome)>,
-    /// How many open requests each remote has; the transport is told which remotes have
-    /// some ([`Transport::set_in_use`]), so that simple6 keeps their sockets.
-    in_use: HashMap<std::net::SocketAddr, usize>,
+    /// The open requests and where each one's outcome goes. (Which remotes are in use, for
+    /// [`Transport::set_in_use`], the core says: `crate::io` passes it on.)
+    outcomes: HashMap<RequestId, Outcome>,
     out: Vec<u8>,
     inbuf: Box<[u8]>,
 }
@@ -74,40 +71,14 @@ type DueCallback = (
 );
 
 impl Core {
-    /// Registers an open request to `remote` and where its outcome goes; the remote is in
-    /// use from its first open request on.
-    pub(crate) fn open_request(
-        &mut self,
-        id: RequestId,
-        remote: std::net::SocketAddr,
-        outcome: Outcome,
-    ) {
-        if let Some((old, _)) = self.outcomes.insert(id, (remote, outcome)) {
-            self.release(old);
-        }
-        let n = self.in_use.entry(remote).or_insert(0);
-        *n += 1;
-        if *n == 1 {
-            self.transport.set_in_use(remote, true);
-        }
+    /// Registers an open request and where its outcome goes.
+    pub(crate) fn open_request(&mut self, id: RequestId, outcome: Outcome) {
+        self.outcomes.insert(id, outcome);
     }
 
-    /// Ends an open request: its outcome, if it was open. Its remote is no longer in use
-    /// once its last open request ended.
+    /// Ends an open request: its outcome, if it was open.
     pub(crate) fn close_request(&mut self, id: RequestId) -> Option<Outcome> {
-        let (remote, outcome) = self.outcomes.remove(&id)?;
-        self.release(remote);
-        Some(outcome)
-    }
-
-    fn release(&mut self, remote: std::net::SocketAddr) {
-        if let Some(n) = self.in_use.get_mut(&remote) {
-            *n -= 1;
-            if *n == 0 {
-                self.in_use.remove(&remote);
-                self.transport.set_in_use(remote, false);
-            }
-        }
+        self.outcomes.remove(&id)
     }
 
     /// Polls the handler futures and sends the answers that are ready.
@@ -152,8 +123,8 @@ impl Core {
             };
             let outcome = match self.outcomes.get(&id) {
                 None => continue,
-                Some((_, Outcome::Callback(cb, ud))) if !last => Outcome::Callback(*cb, *ud),
-                Some((_, Outcome::Sync(_))) if !last => {
+                Some(Outcome::Callback(cb, ud)) if !last => Outcome::Callback(*cb, *ud),
+                Some(Outcome::Sync(_)) if !last => {
                     self.ep.cancel(now, id);
                     self.close_request(id)?
                 }
@@ -195,9 +166,7 @@ impl Drop for Inner {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use crate::io::lock;
 
 /// Wakes the context's loop (through the poller) when a handler future can make progress.
 struct NotifyWaker(Weak<Inner>);
@@ -454,12 +423,7 @@ pub(crate) fn result_of(e: &RequestError) -> coapio_result {
     }
 }
 
-pub(crate) fn os_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x6361_7069);
-    h.finish() | 1
-}
+pub(crate) use crate::io::os_seed;
 
 /// Creates a context from `config` (NULL: the defaults, a client on an ephemeral port) and
 /// binds its socket.
@@ -485,17 +449,10 @@ pub extern "C" fn coapio_context_new(
             .as_ref()
             .and_then(|c| c.bind)
             .unwrap_or_else(|| std::net::SocketAddr::from(([0u16; 8], 0)));
-        let kind =
-            config
-                .as_ref()
-                .and_then(|c| c.transport)
-                .unwrap_or(if cfg!(target_os = "linux") {
-                    TransportKind::Udp6
-                } else if server {
-                    TransportKind::SimpleSocketServer
-                } else {
-                    TransportKind::Simple6
-                });
+        let kind = config
+            .as_ref()
+            .and_then(|c| c.transport)
+            .unwrap_or(TransportKind::default_for(server));
         let reuse_port = config.as_ref().is_some_and(|c| c.reuse_port);
         if kind == TransportKind::Simple6 && config.as_ref().is_some_and(|c| c.bind.is_some()) {
             return fail(
@@ -549,7 +506,6 @@ pub extern "C" fn coapio_context_new(
                 resources: Vec::new(),
                 handlers: FuturesUnordered::new(),
                 outcomes: HashMap::new(),
-                in_use: HashMap::new(),
                 out: Vec::with_capacity(2048),
                 inbuf: vec![0; crate::io::RECV_BUF].into_boxed_slice(),
             }),
@@ -737,80 +693,4 @@ pub extern "C" fn coapio_context_local_port(
         }
         COAPIO_RESULT_OK
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::net::{RecvMeta, Transmit};
-    use crate::transport::Capabilities;
-    use std::net::{SocketAddr, UdpSocket};
-
-    /// A transport that sends nothing and records what it is told about remotes in use.
-    #[derive(Debug)]
-    struct Recording {
-        sock: UdpSocket,
-        calls: Arc<Mutex<Vec<(SocketAddr, bool)>>>,
-    }
-
-    impl AsFd for Recording {
-        fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-            self.sock.as_fd()
-        }
-    }
-
-    impl Transport for Recording {
-        fn capabilities(&self) -> Capabilities {
-            Capabilities::default()
-        }
-        fn local_addr(&self) -> std::io::Result<SocketAddr> {
-            self.sock.local_addr()
-        }
-        fn try_recv(&self, _: &mut [u8]) -> std::io::Result<(usize, RecvMeta)> {
-            Err(std::io::ErrorKind::WouldBlock.into())
-        }
-        fn try_send(&self, _: &Transmit, _: &[u8]) -> std::io::Result<()> {
-            Ok(())
-        }
-        fn set_in_use(&self, remote: SocketAddr, in_use: bool) {
-            lock(&self.calls).push((remote, in_use));
-        }
-    }
-
-    #[test]
-    fn a_remote_is_in_use_from_its_first_open_request_to_its_last() {
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let mut core = Core {
-            ep: proto::Endpoint::new(Arc::new(proto::Config::default())),
-            transport: Box::new(Recording {
-                sock: UdpSocket::bind("[::1]:0").unwrap(),
-                calls: calls.clone(),
-            }),
-            site: None,
-            resources: Vec::new(),
-            handlers: FuturesUnordered::new(),
-            outcomes: HashMap::new(),
-            in_use: HashMap::new(),
-            out: Vec::new(),
-            inbuf: Box::new([]),
-        };
-        let (a, b): (SocketAddr, SocketAddr) =
-            ("[::1]:5683".parse().unwrap(), "[::1]:5684".parse().unwrap());
-        let none = || Outcome::Callback(None, UserData(std::ptr::null_mut()));
-        core.open_request(RequestId(1), a, none());
-        core.open_request(RequestId(2), a, none());
-        core.open_request(RequestId(3), b, none());
-        assert_eq!(*lock(&calls), [(a, true), (b, true)]);
-        assert!(core.close_request(RequestId(1)).is_some());
-        assert_eq!(lock(&calls).len(), 2, "a still has request 2");
-        assert!(core.close_request(RequestId(2)).is_some());
-        assert!(core.close_request(RequestId(2)).is_none(), "ended once");
-        assert!(core.close_request(RequestId(9)).is_none());
-        assert_eq!(lock(&calls)[2..], [(a, false)]);
-        // An ID registered again (never by the core, but harmless) moves its remote.
-        core.open_request(RequestId(3), a, none());
-        assert_eq!(lock(&calls)[3..], [(b, false), (a, true)]);
-        assert!(core.close_request(RequestId(3)).is_some());
-        assert_eq!(lock(&calls)[5..], [(a, false)]);
-    }
 }

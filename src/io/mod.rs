@@ -97,6 +97,9 @@ pub(crate) fn flush(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, 
 }
 
 fn send_all(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, out: &mut Vec<u8>) {
+    while let Some((remote, in_use)) = ep.poll_remote_use() {
+        transport.set_in_use(remote, in_use);
+    }
     while let Some(t) = ep.poll_transmit(now, out) {
         match transport.try_send(&t, &out[..t.size]) {
             Ok(()) => trace!("coapio: sent {} bytes to {}", t.size, t.destination),
@@ -130,4 +133,74 @@ pub(crate) fn os_seed() -> u64 {
 /// stays consistent between calls, so a poisoned lock is still usable.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{RecvMeta, Transmit};
+    use crate::proto::{Config, Request};
+    use crate::transport::Capabilities;
+    use std::net::{SocketAddr, UdpSocket};
+    use std::os::fd::{AsFd, BorrowedFd};
+    use std::sync::{Arc, Mutex};
+
+    /// A transport that sends nothing and records what it is told about remotes in use.
+    #[derive(Debug)]
+    struct Recording {
+        sock: UdpSocket,
+        calls: Arc<Mutex<Vec<(SocketAddr, bool)>>>,
+    }
+
+    impl AsFd for Recording {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.sock.as_fd()
+        }
+    }
+
+    impl Transport for Recording {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        fn local_addr(&self) -> io::Result<SocketAddr> {
+            self.sock.local_addr()
+        }
+        fn try_recv(&self, _: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn try_send(&self, _: &Transmit, _: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn set_in_use(&self, remote: SocketAddr, in_use: bool) {
+            lock(&self.calls).push((remote, in_use));
+        }
+    }
+
+    /// The transport hears that a remote is in use from its first open request (an
+    /// observation included) to its last, in both drivers (they share `flush`).
+    #[test]
+    fn a_remote_is_in_use_from_its_first_open_request_to_its_last() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let transport = Recording {
+            sock: UdpSocket::bind("[::1]:0").unwrap(),
+            calls: calls.clone(),
+        };
+        let mut ep = Endpoint::new(Arc::new(Config::default()));
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let (a, b): (SocketAddr, SocketAddr) =
+            ("[::1]:5683".parse().unwrap(), "[::1]:5684".parse().unwrap());
+        let r1 = ep.request(now, a, Request::get("/obs").observe()).unwrap();
+        let r2 = ep.request(now, a, Request::get("/x")).unwrap();
+        let r3 = ep.request(now, b, Request::get("/x")).unwrap();
+        flush(&mut ep, &transport, now, &mut out);
+        assert_eq!(*lock(&calls), [(a, true), (b, true)]);
+        ep.cancel(now, r2);
+        flush(&mut ep, &transport, now, &mut out);
+        assert_eq!(lock(&calls).len(), 2, "a still has its observation");
+        ep.cancel(now, r1);
+        ep.cancel(now, r3);
+        flush(&mut ep, &transport, now, &mut out);
+        assert_eq!(lock(&calls)[2..], [(a, false), (b, false)]);
+    }
 }

@@ -82,9 +82,13 @@ impl Endpoint {
         let overall = request.timeout.and_then(|t| now.checked_add(t));
         let peer = self.acquire_peer(now, remote);
         peer.open.insert(id);
+        let first = peer.open.len() == 1;
         let start = peer.outstanding < nstart && peer.queue.is_empty();
         if !start {
             peer.queue.push_back(id);
+        }
+        if first {
+            self.remote_use.push_back((remote, true));
         }
         self.by_token.insert((remote, token), id);
         self.requests.insert(
@@ -294,7 +298,9 @@ impl Endpoint {
         let remote = req.remote;
         let mut start_next = false;
         if let Some(p) = self.peers.get_mut(&req.remote) {
-            p.open.remove(&id);
+            if p.open.remove(&id) && p.open.is_empty() {
+                self.remote_use.push_back((remote, false));
+            }
             match req.state {
                 ReqState::Queued => p.queue.retain(|q| *q != id),
                 ReqState::Outstanding => {

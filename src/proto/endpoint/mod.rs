@@ -79,6 +79,9 @@ pub struct Endpoint {
     notification_fetches: HashMap<RequestId, (RequestId, ClientTransfer)>,
     /// Messages waiting for a free message ID, in all peers' `waiting` queues.
     waiting_for_mids: usize,
+    /// Remotes that got their first open request (`true`) or lost their last (`false`), for
+    /// [`Endpoint::poll_remote_use`].
+    remote_use: VecDeque<(SocketAddr, bool)>,
 }
 
 /// Per-remote state, kept while anything refers to the remote and for EXCHANGE_LIFETIME after
@@ -354,6 +357,7 @@ impl Endpoint {
             delayed: HashMap::new(),
             group_requests: HashMap::new(),
             waiting_for_mids: 0,
+            remote_use: VecDeque::new(),
         }
     }
 
@@ -516,6 +520,15 @@ impl Endpoint {
         let c = &self.config;
         let spread = c.ack_random_factor - 1.0;
         c.ack_timeout.mul_f64(1.0 + spread * self.rng.next_f64())
+    }
+
+    /// The next change in which remotes are in use: `(remote, true)` when a remote gets its
+    /// first open request (an observation counts while it lasts), `(remote, false)` when its
+    /// last one ends. Drivers pass these to transports that keep state per remote
+    /// ([`crate::transport::Transport::set_in_use`]), so that a quiet observation or a late
+    /// separate response still finds its socket.
+    pub fn poll_remote_use(&mut self) -> Option<(SocketAddr, bool)> {
+        self.remote_use.pop_front()
     }
 
     /// The next event for the application, if any.

@@ -1,39 +1,14 @@
-//! Errors: [`Error`] for calls that cannot be carried out, [`RequestError`] for requests that
-//! ended without a response.
+//! Errors of the async facade: [`RequestError`] for requests that ended without a response —
+//! the core's [`Failure`]s, and what only the facade can produce (a bad URI, a name that does
+//! not resolve, a stopped endpoint). [`Error`] (calls that cannot be carried out) is the
+//! core's.
 
-use thiserror::Error;
-
-use crate::message::EncodeError;
 use crate::net::TransportErrorKind;
-
-/// Why a call into an endpoint was refused. Nothing changed in the endpoint.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Error {
-    /// The request ID names no open request (it completed, failed or was cancelled).
-    #[error("no open request has this ID (it has completed, failed or been cancelled)")]
-    UnknownRequest,
-    /// The incoming-request ID names no request that awaits an answer (it was answered
-    /// already, or it was never handed out by this endpoint).
-    #[error("no received request with this ID awaits an answer (answered already?)")]
-    UnknownExchange,
-    /// A request's code is not a method, or a response's code is not a response code.
-    #[error("code {0} cannot be used here: requests need a method (0.01-0.31), responses a class 2, 4 or 5 code")]
-    WrongCode(crate::message::Code),
-    /// The message cannot be encoded.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-    /// Too many requests already wait for this remote (see `Config::max_queued_per_remote`).
-    #[error("{0} requests already wait for this remote; wait for some to finish")]
-    QueueFull(usize),
-    /// No unused token could be found for this remote (tokens too short for the number of
-    /// open requests: raise `Config::token_length`).
-    #[error("no unused token of the configured length is left for this remote; use longer tokens")]
-    NoToken,
-}
+pub use crate::proto::Error;
+use crate::proto::Failure;
 
 /// Why a request ended without a response.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RequestError {
     /// No response came in time: all retransmissions of a Confirmable request went
@@ -63,4 +38,16 @@ pub enum RequestError {
     /// The endpoint was shut down, or its driver dropped, before the response came.
     #[error("the endpoint was shut down before the response came")]
     Stopped,
+}
+
+impl From<Failure> for RequestError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Timeout => Self::Timeout,
+            Failure::Reset => Self::Reset,
+            Failure::Transport(kind) => Self::Transport(kind),
+            Failure::BadResponse(why) => Self::BadResponse(why),
+            Failure::Refused(e) => Self::Refused(e),
+        }
+    }
 }

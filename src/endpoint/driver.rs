@@ -181,7 +181,7 @@ impl Engine {
                             st.group_response(id, from, response)
                         }
                         Event::GroupDone { id } => st.group_done(id),
-                        Event::Failed { id, error } => st.complete(id, Err(error)),
+                        Event::Failed { id, error } => st.complete(id, Err(error.into())),
                         Event::Request { id, meta, request } if self.site.is_some() => {
                             requests.push((id, meta, request));
                         }

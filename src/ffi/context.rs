@@ -107,7 +107,7 @@ impl Core {
                 Event::Notification { id, response }
                 | Event::GroupResponse { id, response, .. } => (id, Ok(response), false),
                 Event::GroupDone { id } => (id, Err(COAPIO_RESULT_TIMEOUT), true),
-                Event::Failed { id, error } => (id, Err(result_of(&error)), true),
+                Event::Failed { id, error } => (id, Err(result_of(&error.into())), true),
                 Event::Request { id, meta, request } => {
                     match &self.site {
                         Some(site) => {

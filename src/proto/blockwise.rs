@@ -11,8 +11,8 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::error::RequestError;
 use crate::message::{BlockValue, Code, OptionNumber, Options, OptionsRef};
+use crate::proto::Failure;
 
 use super::types::{Request, Response};
 
@@ -107,7 +107,7 @@ pub(crate) enum Step {
     /// Send this request (the next block).
     Send(Request),
     /// The transfer is over.
-    Done(Result<Response, RequestError>),
+    Done(Result<Response, Failure>),
 }
 
 /// One request as the caller sees it, carried out as several block-wise exchanges.
@@ -230,7 +230,7 @@ impl ClientTransfer {
                 };
                 let next_offset = (acked as usize + 1) * (1usize << (szx + 4));
                 if next_offset >= self.original.payload.len() {
-                    return Step::Done(Err(RequestError::BadResponse(
+                    return Step::Done(Err(Failure::BadResponse(
                         "2.31 Continue after the last block of an upload",
                     )));
                 }
@@ -251,30 +251,30 @@ impl ClientTransfer {
         }
         let Some(block) = block_opt(&response.options, OptionNumber::BLOCK2) else {
             if self.head.is_some() {
-                return Step::Done(Err(RequestError::BadResponse(
+                return Step::Done(Err(Failure::BadResponse(
                     "a block of a block-wise response came without Block2",
                 )));
             }
             return Step::Done(Ok(response));
         };
         if block.offset() != self.body.len() {
-            return Step::Done(Err(RequestError::BadResponse(
+            return Step::Done(Err(Failure::BadResponse(
                 "a block-wise response skipped or repeated a block",
             )));
         }
         if block.more() && response.payload.len() != block.size() {
-            return Step::Done(Err(RequestError::BadResponse(
+            return Step::Done(Err(Failure::BadResponse(
                 "a block other than the last of a block-wise response is not full",
             )));
         }
         let etag = response.options.get(OptionNumber::ETAG).map(<[u8]>::to_vec);
         if self.head.is_some() && etag != self.etag {
-            return Step::Done(Err(RequestError::BadResponse(
+            return Step::Done(Err(Failure::BadResponse(
                 "the representation changed during a block-wise transfer",
             )));
         }
         if self.body.len() + response.payload.len() > self.max_body {
-            return Step::Done(Err(RequestError::BadResponse(
+            return Step::Done(Err(Failure::BadResponse(
                 "the representation is larger than Config::max_body_size",
             )));
         }
@@ -656,7 +656,7 @@ mod tests {
         let skipped = cut_block2(&w, BlockValue::new(2, false, 1).unwrap()).unwrap();
         assert!(matches!(
             t.on_response(skipped),
-            Step::Done(Err(RequestError::BadResponse(_)))
+            Step::Done(Err(Failure::BadResponse(_)))
         ));
     }
 

@@ -14,6 +14,7 @@ mod blockwise;
 mod config;
 mod dedup;
 mod endpoint;
+mod error;
 mod mids;
 mod observers;
 mod rng;
@@ -27,5 +28,5 @@ pub use config::{Config, ConfigError};
 pub use endpoint::{Endpoint, Stats};
 pub use types::{Event, IncomingId, Request, RequestId, Response};
 
-pub use crate::error::{Error, RequestError};
 pub use crate::net::{RecvMeta, Transmit, TransportError, TransportErrorKind};
+pub use error::{Error, Failure};

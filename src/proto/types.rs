@@ -4,9 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::RequestError;
 use crate::message::{uri, Code, ContentFormat, OptionNumber, Options};
 use crate::net::RecvMeta;
+use crate::proto::Failure;
 
 /// Names a request this endpoint sent, from [`super::Endpoint::request`] until its
 /// [`Event::Response`] or [`Event::Failed`].
@@ -42,7 +42,7 @@ pub struct Request {
     /// Whether the request is sent Confirmable (retransmitted until acknowledged) rather than
     /// Non-confirmable.
     pub confirmable: bool,
-    /// Gives up on the request (with [`crate::RequestError::Timeout`]) if no response has come
+    /// Gives up on the request (with [`super::Failure::Timeout`]) if no response has come
     /// this long after it was made, whatever the message layer's own timeouts say.
     pub timeout: Option<Duration>,
     /// The length of this request's token, 0–8 bytes, instead of
@@ -308,6 +308,6 @@ pub enum Event {
         /// The request.
         id: RequestId,
         /// Why.
-        error: RequestError,
+        error: Failure,
     },
 }

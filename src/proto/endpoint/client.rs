@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use log::{debug, trace};
 
-use crate::error::{Error, RequestError};
 use crate::message::{Message, MessageRef, OptionNumber, Token, Type};
 use crate::net::RecvMeta;
+use crate::proto::{Error, Failure};
 
 use super::*;
 
@@ -269,7 +269,7 @@ impl Endpoint {
         &mut self,
         now: Instant,
         id: RequestId,
-        outcome: Option<Result<Response, RequestError>>,
+        outcome: Option<Result<Response, Failure>>,
     ) {
         let outcome = match outcome {
             Some(Ok(response)) if self.is_notification(id, &response) => {
@@ -289,7 +289,7 @@ impl Endpoint {
         }
         let outcome = match outcome {
             // The normal end of a group request: the time for answers is over.
-            Some(Err(RequestError::Timeout)) if group => {
+            Some(Err(Failure::Timeout)) if group => {
                 self.events.push_back(Event::GroupDone { id });
                 None
             }
@@ -327,7 +327,7 @@ impl Endpoint {
         now: Instant,
         id: RequestId,
         req: OutRequest,
-        outcome: Option<Result<Response, RequestError>>,
+        outcome: Option<Result<Response, Failure>>,
     ) {
         let user = self.wire_to_user.remove(&id).unwrap_or(id);
         match outcome {
@@ -389,7 +389,7 @@ impl Endpoint {
             Step::Send(_) if overall.is_some_and(|o| o <= now) => {
                 self.events.push_back(Event::Failed {
                     id: user,
-                    error: RequestError::Timeout,
+                    error: Failure::Timeout,
                 });
             }
             Step::Send(mut next) => {
@@ -402,7 +402,7 @@ impl Endpoint {
                     }
                     Err(e) => self.events.push_back(Event::Failed {
                         id: user,
-                        error: RequestError::Refused(e),
+                        error: Failure::Refused(e),
                     }),
                 }
             }
@@ -472,7 +472,7 @@ impl Endpoint {
                 self.finish_request(
                     now,
                     id,
-                    Some(Err(RequestError::BadResponse(
+                    Some(Err(Failure::BadResponse(
                         "unrecognized critical option in the response",
                     ))),
                 );

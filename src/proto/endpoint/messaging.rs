@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use log::{debug, trace};
 
-use crate::error::RequestError;
 use crate::message::{encode_empty, peek_header, MessageRef, Type};
 use crate::net::{RecvMeta, Transmit, TransportError, TransportErrorKind};
+use crate::proto::Failure;
 
 use super::*;
 
@@ -202,7 +202,7 @@ impl Endpoint {
                     return;
                 }
                 let outcome = if critical_problem(m.options).is_some() {
-                    Err(RequestError::BadResponse(
+                    Err(Failure::BadResponse(
                         "unrecognized critical option in the response",
                     ))
                 } else {
@@ -228,7 +228,7 @@ impl Endpoint {
         let key = (meta.remote, m.message_id);
         match self.outgoing.get(&key).map(|o| o.owner) {
             Some(Owner::Request(id)) => {
-                self.finish_request(now, id, Some(Err(RequestError::Reset)));
+                self.finish_request(now, id, Some(Err(Failure::Reset)));
             }
             Some(Owner::Response) => {
                 debug!("coapio: separate response to {} was reset", meta.remote);
@@ -248,7 +248,7 @@ impl Endpoint {
     }
 
     /// Processes an error the network reported for a remote (an ICMP error): every request
-    /// sent to that remote fails with [`RequestError::Transport`], and separate responses to
+    /// sent to that remote fails with [`Failure::Transport`], and separate responses to
     /// it are no longer retransmitted. A message too large for the path (ICMPv6 Packet Too
     /// Big, `EMSGSIZE` from the error queue) fails nothing: later block-wise transfers with
     /// that remote use smaller blocks. The work is proportional to what the endpoint holds
@@ -278,7 +278,7 @@ impl Endpoint {
         );
         queued.append(&mut sent);
         for id in queued {
-            self.finish_request(now, id, Some(Err(RequestError::Transport(err.kind))));
+            self.finish_request(now, id, Some(Err(Failure::Transport(err.kind))));
         }
         for mid in responses {
             let key = (err.remote, mid);
@@ -306,7 +306,7 @@ impl Endpoint {
 
     /// Processes the failure to send `datagram` (as [`Endpoint::poll_transmit`] gave it) to
     /// `destination`: a datagram too large to send (`EMSGSIZE`) fails only the message it
-    /// carries (its request with [`RequestError::Transport`]) and makes later block-wise
+    /// carries (its request with [`Failure::Transport`]) and makes later block-wise
     /// transfers with that remote use smaller blocks; any other error is taken as
     /// [`Endpoint::handle_transport_error`] takes it.
     pub fn handle_send_error(
@@ -330,7 +330,7 @@ impl Endpoint {
         match self.outgoing.get(&key).map(|o| o.owner) {
             Some(Owner::Request(id)) => {
                 debug!("coapio: request {id:?} to {destination} is too large to send");
-                self.finish_request(now, id, Some(Err(RequestError::Transport(kind))));
+                self.finish_request(now, id, Some(Err(Failure::Transport(kind))));
             }
             Some(_) => {
                 debug!("coapio: message {mid} to {destination} is too large to send; dropped");
@@ -406,7 +406,7 @@ impl Endpoint {
                     if reregister {
                         self.reregister(now, id);
                     } else if self.requests.get(&id).is_some_and(due) {
-                        self.finish_request(now, id, Some(Err(RequestError::Timeout)));
+                        self.finish_request(now, id, Some(Err(Failure::Timeout)));
                     }
                 }
                 TimerKey::Incoming(id) => self.on_incoming_timer(now, at, id),
@@ -464,7 +464,7 @@ impl Endpoint {
         }
         match out.owner {
             Owner::Request(id) => {
-                self.finish_request(now, id, Some(Err(RequestError::Timeout)));
+                self.finish_request(now, id, Some(Err(Failure::Timeout)));
             }
             Owner::Response => {
                 debug!("coapio: separate response MID {mid} to {remote} was never acknowledged");

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::error::Error;
 use crate::message::MessageRef;
 use crate::net::RecvMeta;
+use crate::proto::Error;
 
 use super::*;
 

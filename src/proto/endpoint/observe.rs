@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
-use crate::error::Error;
-use crate::error::RequestError;
 use crate::message::{Message, OptionNumber, Token, Type};
+use crate::proto::{Error, Failure};
 
 use super::*;
 
@@ -20,7 +19,7 @@ impl Endpoint {
         now: Instant,
         observation: RequestId,
         mut transfer: ClientTransfer,
-        outcome: Option<Result<Response, RequestError>>,
+        outcome: Option<Result<Response, Failure>>,
     ) {
         match outcome {
             Some(Ok(response)) => match transfer.on_response(response) {

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use log::debug;
 
-use crate::error::Error;
 use crate::message::{Code, Message, MessageRef, OptionNumber, Type};
 use crate::net::RecvMeta;
+use crate::proto::Error;
 
 use super::*;
 

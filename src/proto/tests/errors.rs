@@ -6,9 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::message::{BlockValue, Code, Message, OptionNumber, Type};
-use crate::proto::{
-    Config, Endpoint, Event, Request, RequestError, TransportError, TransportErrorKind,
-};
+use crate::proto::{Config, Endpoint, Event, Failure, Request, TransportError, TransportErrorKind};
 
 fn server(i: u8) -> SocketAddr {
     SocketAddr::from(([10, 3, 0, i], 5683))
@@ -48,7 +46,7 @@ fn a_datagram_too_large_to_send_fails_only_its_own_request() {
             assert_eq!(id, big);
             assert_eq!(
                 error,
-                RequestError::Transport(TransportErrorKind::MessageTooLarge)
+                Failure::Transport(TransportErrorKind::MessageTooLarge)
             );
         }
         other => panic!("{other:?}"),

@@ -396,7 +396,7 @@ fn per_request_timeout_and_token_length() {
     let tiny = sim.request(c, s, Request::get("/c").with_token_length(2));
     sim.run(Duration::from_secs(600));
     let failed_at = |id| match sim.nodes[c].outcomes[&id][..] {
-        [Outcome::Failed(at, crate::proto::RequestError::Timeout)] => at - sim.start,
+        [Outcome::Failed(at, crate::proto::Failure::Timeout)] => at - sim.start,
         ref other => panic!("{other:?}"),
     };
     assert_eq!(failed_at(queued), Duration::from_secs(5));

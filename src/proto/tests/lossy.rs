@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::sim::{exactly_one_outcome, Answer, Link, Outcome, Sim};
-use crate::proto::{Config, Request, RequestError};
+use crate::proto::{Config, Failure, Request};
 
 /// Checks that every request ended once, that responses echo their own request, and that the
 /// server's handler ran exactly once for every request that reached it and never for others.
@@ -32,7 +32,7 @@ fn check(
                 assert_eq!(runs, 1, "handler runs for an answered request");
             }
             Outcome::Failed(_, e) => {
-                assert_eq!(*e, RequestError::Timeout);
+                assert_eq!(*e, Failure::Timeout);
                 assert!(runs <= 1, "handler ran {runs} times");
             }
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::sim::{addr, exactly_one_outcome, Answer, Link, Outcome, Sim};
 use crate::message::{encode_empty, Code, Message, OptionNumber, Token, Type};
-use crate::proto::{Config, Request, RequestError, TransportError, TransportErrorKind};
+use crate::proto::{Config, Failure, Request, TransportError, TransportErrorKind};
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -46,7 +46,7 @@ fn retransmissions_double_and_failure_matches_max_transmit_wait() {
             assert_eq!((m.ty, m.message_id), (Type::Con, sent[0].1.message_id));
         }
         let outcomes = &sim.nodes[c].outcomes[&id];
-        let Outcome::Failed(at, RequestError::Timeout) = &outcomes[0] else {
+        let Outcome::Failed(at, Failure::Timeout) = &outcomes[0] else {
             panic!("{outcomes:?}")
         };
         let span = secs(*at - sim.start);
@@ -96,7 +96,7 @@ fn transmission_parameters_are_configurable() {
         sim.nodes[c].outcomes[&id],
         [Outcome::Failed(
             sim.start + Duration::from_secs(7),
-            RequestError::Timeout
+            Failure::Timeout
         )]
     );
 }
@@ -125,7 +125,7 @@ fn non_request_is_sent_once_and_times_out() {
         sim.nodes[c].outcomes[&id],
         [Outcome::Failed(
             sim.start + Duration::from_secs(30),
-            RequestError::Timeout
+            Failure::Timeout
         )]
     );
 }
@@ -159,10 +159,7 @@ fn reset_fails_the_request() {
     sim.inject(addr(99), sim.nodes[c].addr, rst);
     sim.run(Duration::from_secs(600));
     let outcomes = &sim.nodes[c].outcomes[&id];
-    assert!(matches!(
-        outcomes[..],
-        [Outcome::Failed(_, RequestError::Reset)]
-    ));
+    assert!(matches!(outcomes[..], [Outcome::Failed(_, Failure::Reset)]));
     assert_eq!(sim.tap.len(), 2, "no retransmission after the RST");
 }
 
@@ -326,7 +323,7 @@ fn transport_error_fails_requests_to_that_remote_only() {
             sim.nodes[c].outcomes[&id][..],
             [Outcome::Failed(
                 _,
-                RequestError::Transport(TransportErrorKind::PortUnreachable)
+                Failure::Transport(TransportErrorKind::PortUnreachable)
             )]
         ));
     }

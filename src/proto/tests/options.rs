@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::message::{Code, Message, OptionNumber, Type};
-use crate::proto::{Config, Endpoint, Event, RecvMeta, Request, RequestError};
+use crate::proto::{Config, Endpoint, Event, Failure, RecvMeta, Request};
 
 fn client() -> SocketAddr {
     "[2001:db8::1]:40000".parse().unwrap()
@@ -94,7 +94,7 @@ fn a_response_with_an_oscore_option_is_not_taken_as_plaintext() {
     match ep.poll_event() {
         Some(Event::Failed {
             id: failed,
-            error: RequestError::BadResponse(_),
+            error: Failure::BadResponse(_),
         }) => assert_eq!(failed, id),
         other => panic!("{other:?}"),
     }

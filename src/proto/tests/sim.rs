@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::message::Code;
 use crate::proto::rng::Rng;
 use crate::proto::{
-    Config, Endpoint, Event, IncomingId, RecvMeta, Request, RequestError, RequestId, Response,
+    Config, Endpoint, Event, Failure, IncomingId, RecvMeta, Request, RequestId, Response,
 };
 
 /// How the network treats every datagram.
@@ -59,7 +59,7 @@ pub(crate) enum Answer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Response(Instant, Response),
-    Failed(Instant, RequestError),
+    Failed(Instant, Failure),
 }
 
 pub(crate) struct Node {

@@ -72,7 +72,7 @@ mod endpoint;
 mod error;
 #[cfg(feature = "capi")]
 pub mod ffi;
-mod io;
+mod step;
 pub mod message;
 pub mod net;
 pub mod proto;

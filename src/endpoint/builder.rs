@@ -11,7 +11,7 @@ use async_io::Async;
 use super::driver::{Driver, Engine};
 use super::handle::Endpoint;
 use super::shared::{HandleToken, Shared};
-use crate::io::os_seed;
+use crate::step::os_seed;
 use crate::proto::{self, Config};
 use crate::server::Site;
 use crate::transport::Transport;

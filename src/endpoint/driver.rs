@@ -85,7 +85,7 @@ impl Engine {
             lifetimes,
             waker,
             out: Vec::with_capacity(2048),
-            inbuf: vec![0; crate::io::RECV_BUF].into_boxed_slice(),
+            inbuf: vec![0; crate::step::RECV_BUF].into_boxed_slice(),
         }
     }
 
@@ -163,7 +163,7 @@ impl Engine {
                         debug!("coapio: a handler's response could not be sent: {e}");
                     }
                 }
-                let (handled, more) = crate::io::process_with_budget(
+                let (handled, more) = crate::step::process_with_budget(
                     &mut st.ep,
                     &**io.get_ref(),
                     now,
@@ -190,7 +190,7 @@ impl Engine {
                         }
                     }
                 }
-                crate::io::flush(&mut st.ep, &**io.get_ref(), now, &mut self.out);
+                crate::step::flush(&mut st.ep, &**io.get_ref(), now, &mut self.out);
                 (more, st.ep.poll_timeout())
             };
             // The handlers are user code: they run with no lock held, so they may call any

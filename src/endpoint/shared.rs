@@ -108,7 +108,7 @@ impl Shared {
     /// Takes the state lock (poison-tolerant); the returned guard wakes what was queued in
     /// [`State::wake`] after it unlocks.
     pub(super) fn lock(&self) -> Locked<'_> {
-        Locked(Some(crate::io::lock(&self.state)))
+        Locked(Some(crate::step::lock(&self.state)))
     }
 
     /// Runs one bounded step of the engine unless someone else is running it right now;

@@ -57,7 +57,7 @@ pub(crate) struct Core {
     pub(crate) resources: Vec<CResource>,
     handlers: FuturesUnordered<HandlerFuture>,
     /// The open requests and where each one's outcome goes. (Which remotes are in use, for
-    /// [`Transport::set_in_use`], the core says: `crate::io` passes it on.)
+    /// [`Transport::set_in_use`], the core says: `crate::step` passes it on.)
     outcomes: HashMap<RequestId, Outcome>,
     out: Vec<u8>,
     inbuf: Box<[u8]>,
@@ -166,7 +166,7 @@ impl Drop for Inner {
     }
 }
 
-pub(crate) use crate::io::lock;
+pub(crate) use crate::step::lock;
 
 /// Wakes the context's loop (through the poller) when a handler future can make progress.
 struct NotifyWaker(Weak<Inner>);
@@ -266,7 +266,7 @@ impl Inner {
         let Core {
             ep, transport, out, ..
         } = core;
-        crate::io::flush(ep, transport.as_ref(), now, out);
+        crate::step::flush(ep, transport.as_ref(), now, out);
         self.arm(ep.poll_timeout());
         // Sending can end a request at once (an ICMP error read while flushing): make the
         // descriptor readable so that mode B's loop calls process and sees it now.
@@ -295,7 +295,7 @@ impl Inner {
             let core = &mut *core;
             let now = Instant::now();
             core.answer_handlers(&mut cx, now);
-            crate::io::process(
+            crate::step::process(
                 &mut core.ep,
                 core.transport.as_ref(),
                 now,
@@ -325,7 +325,7 @@ impl Inner {
             let core = &mut *core;
             let now = Instant::now();
             core.answer_handlers(&mut cx, now);
-            crate::io::flush(&mut core.ep, core.transport.as_ref(), now, &mut core.out);
+            crate::step::flush(&mut core.ep, core.transport.as_ref(), now, &mut core.out);
             self.arm(core.ep.poll_timeout());
         }
         while self.callbacks_allowed() {
@@ -423,7 +423,7 @@ pub(crate) fn result_of(e: &RequestError) -> coapio_result {
     }
 }
 
-pub(crate) use crate::io::os_seed;
+pub(crate) use crate::step::os_seed;
 
 /// Creates a context from `config` (NULL: the defaults, a client on an ephemeral port) and
 /// binds its socket.
@@ -507,7 +507,7 @@ pub extern "C" fn coapio_context_new(
                 handlers: FuturesUnordered::new(),
                 outcomes: HashMap::new(),
                 out: Vec::with_capacity(2048),
-                inbuf: vec![0; crate::io::RECV_BUF].into_boxed_slice(),
+                inbuf: vec![0; crate::step::RECV_BUF].into_boxed_slice(),
             }),
             dispatch: Arc::new(Mutex::new(VecDeque::new())),
             poller,

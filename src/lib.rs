@@ -72,11 +72,11 @@ mod endpoint;
 mod error;
 #[cfg(feature = "capi")]
 pub mod ffi;
-mod step;
 pub mod message;
 pub mod net;
 pub mod proto;
 pub mod server;
+mod step;
 pub mod transport;
 
 pub use endpoint::{

@@ -11,9 +11,9 @@ use async_io::Async;
 use super::driver::{Driver, Engine};
 use super::handle::Endpoint;
 use super::shared::{HandleToken, Shared};
-use crate::step::os_seed;
 use crate::proto::{self, Config};
 use crate::server::Site;
+use crate::step::os_seed;
 use crate::transport::Transport;
 
 /// Which transport an endpoint uses (see [`crate::transport`]).

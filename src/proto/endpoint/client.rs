@@ -52,7 +52,13 @@ impl Endpoint {
             let (transfer, first) =
                 ClientTransfer::upload(remote, request, block_size, self.config.max_body_size);
             let id = self.start_wire(now, remote, first)?;
-            self.transfers.insert(id, (transfer, id));
+            self.calls.insert(
+                id,
+                Call {
+                    wire: id,
+                    transfer: Some(transfer),
+                },
+            );
             return Ok(id);
         }
         self.start_wire(now, remote, request)
@@ -102,6 +108,9 @@ impl Endpoint {
                 deadline: None,
                 overall,
                 last_notification: None,
+                caller: id,
+                fetch: None,
+                fetches: Vec::new(),
             },
         );
         if let Some(at) = overall {
@@ -118,44 +127,17 @@ impl Endpoint {
     /// Abandons a request: no event will come for it and nothing more is sent for it. Unknown
     /// IDs are ignored.
     pub fn cancel(&mut self, now: Instant, id: RequestId) {
-        let mut fetches: Vec<RequestId> = self
-            .notification_fetches
-            .iter()
-            .filter(|(_, (obs, _))| *obs == id)
-            .map(|(wire, _)| *wire)
-            .collect();
-        fetches.sort_unstable();
-        for wire in fetches {
-            self.finish_request(now, wire, None);
-        }
-        if let Some((_, wire)) = self.transfers.remove(&id) {
-            self.wire_to_user.remove(&wire);
-            debug!("coapio: block-wise request {id:?} cancelled");
-            self.finish_request(now, wire, None);
+        // The exchange that carries the caller's request now (its first, or a later one).
+        let wire = self.calls.remove(&id).map_or(id, |c| c.wire);
+        let Some(req) = self.requests.get_mut(&wire).filter(|r| r.caller == id) else {
             return;
-        }
-        let id = if self.requests.contains_key(&id) {
-            id
-        } else {
-            // An observation that began as a block-wise upload lives on under its last
-            // exchange's ID.
-            let wire = self
-                .wire_to_user
-                .iter()
-                .find(|(_, u)| **u == id)
-                .map(|(w, _)| *w);
-            match wire {
-                Some(w) => {
-                    self.wire_to_user.remove(&w);
-                    w
-                }
-                None => id,
-            }
         };
-        if self.requests.contains_key(&id) {
-            debug!("coapio: request {id:?} cancelled");
-            self.finish_request(now, id, None);
+        let fetches = std::mem::take(&mut req.fetches);
+        for fetch in fetches {
+            self.finish_request(now, fetch, None);
         }
+        debug!("coapio: request {id:?} cancelled");
+        self.finish_request(now, wire, None);
     }
 
     pub(super) fn new_token(&mut self, remote: SocketAddr, len: usize) -> Result<Token, Error> {
@@ -311,7 +293,11 @@ impl Endpoint {
             }
         }
         self.release_peer(now, req.remote);
-        if let Some((observation, transfer)) = self.notification_fetches.remove(&id) {
+        let mut req = req;
+        if let Some((observation, transfer)) = req.fetch.take() {
+            if let Some(o) = self.requests.get_mut(&observation) {
+                o.fetches.retain(|f| *f != id);
+            }
             self.continue_notification_fetch(now, observation, transfer, outcome);
         } else {
             self.deliver(now, id, req, outcome);
@@ -329,19 +315,23 @@ impl Endpoint {
         req: OutRequest,
         outcome: Option<Result<Response, Failure>>,
     ) {
-        let user = self.wire_to_user.remove(&id).unwrap_or(id);
+        let user = req.caller;
+        // The caller's request is no longer carried by this exchange; a transfer's state
+        // goes on to its next exchange in `on_wire_response`.
+        let call = match self.calls.get(&user) {
+            Some(c) if c.wire == id => self.calls.remove(&user),
+            _ => None,
+        };
         match outcome {
             Some(Ok(response)) => {
-                self.on_wire_response(now, user, req.remote, req.request, req.overall, response)
+                let transfer = call.and_then(|c| c.transfer);
+                self.on_wire_response(now, user, req, transfer, response)
             }
             Some(Err(error)) => {
                 debug!("coapio: request {user:?} to {} failed: {error}", req.remote);
-                self.transfers.remove(&user);
                 self.events.push_back(Event::Failed { id: user, error });
             }
-            None => {
-                self.transfers.remove(&user);
-            }
+            None => {}
         }
     }
 
@@ -351,13 +341,13 @@ impl Endpoint {
         &mut self,
         now: Instant,
         user: RequestId,
-        remote: SocketAddr,
-        request: Request,
-        overall: Option<Instant>,
+        req: OutRequest,
+        transfer: Option<ClientTransfer>,
         response: Response,
     ) {
-        let transfer = match self.transfers.remove(&user) {
-            Some((t, _)) => Some(t),
+        let (remote, request, overall) = (req.remote, req.request, req.overall);
+        let transfer = match transfer {
+            Some(t) => Some(t),
             // Late (or early) negotiation: the response is the first block of a larger
             // representation. A caller who asked for a later block gets just that block.
             None if request
@@ -397,8 +387,16 @@ impl Endpoint {
                 match self.start_wire(now, transfer.remote, next) {
                     Ok(wire) => {
                         trace!("coapio: block-wise request {user:?} continues as {wire:?}");
-                        self.wire_to_user.insert(wire, user);
-                        self.transfers.insert(user, (transfer, wire));
+                        if let Some(r) = self.requests.get_mut(&wire) {
+                            r.caller = user;
+                        }
+                        self.calls.insert(
+                            user,
+                            Call {
+                                wire,
+                                transfer: Some(transfer),
+                            },
+                        );
                     }
                     Err(e) => self.events.push_back(Event::Failed {
                         id: user,

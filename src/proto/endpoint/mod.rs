@@ -64,10 +64,12 @@ pub struct Endpoint {
     timers: Timers,
     transmits: VecDeque<Queued>,
     events: VecDeque<Event>,
-    /// Block-wise transfers by the caller's request ID, with the ID of the exchange in flight.
-    transfers: HashMap<RequestId, (ClientTransfer, RequestId)>,
-    /// Exchanges after the first of a transfer, to the caller's request ID.
-    wire_to_user: HashMap<RequestId, RequestId>,
+    /// The caller's requests carried by a message exchange other than their first (the
+    /// later blocks of a block-wise transfer, or the observation an upload turned into), by
+    /// the caller's ID: the exchange in flight for it and the transfer's state. Each
+    /// exchange knows its caller ([`OutRequest::caller`]), so the two point at each other and
+    /// a cancellation or an event costs O(1).
+    calls: HashMap<RequestId, Call>,
     uploads: Uploads,
     block_cache: BlockCache,
     observers: Observers,
@@ -75,8 +77,6 @@ pub struct Endpoint {
     delayed: HashMap<u64, Queued>,
     /// Requests sent to a multicast group, by token: responses come from any server.
     group_requests: HashMap<Token, RequestId>,
-    /// Exchanges fetching the rest of a block-wise notification, with their observation.
-    notification_fetches: HashMap<RequestId, (RequestId, ClientTransfer)>,
     /// Messages waiting for a free message ID, in all peers' `waiting` queues.
     waiting_for_mids: usize,
     /// Remotes that got their first open request (`true`) or lost their last (`false`), for
@@ -128,6 +128,23 @@ struct OutRequest {
     overall: Option<Instant>,
     /// For an observation: the Observe value and arrival time of the freshest notification.
     last_notification: Option<(u32, Instant)>,
+    /// The caller's request this exchange carries: its own ID, or the ID of the block-wise
+    /// transfer it is a later block of ([`Endpoint::calls`]).
+    caller: RequestId,
+    /// For an exchange that fetches the rest of a block-wise notification: the observation
+    /// and the transfer's state. Such an exchange is nobody's request.
+    fetch: Option<(RequestId, ClientTransfer)>,
+    /// For an observation: the exchanges fetching the rest of its notifications.
+    fetches: Vec<RequestId>,
+}
+
+/// A caller's request in a later exchange than its first (see [`Endpoint::calls`]).
+#[derive(Debug)]
+struct Call {
+    /// The exchange in flight for it.
+    wire: RequestId,
+    /// The block-wise transfer, while it goes on.
+    transfer: Option<ClientTransfer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,12 +365,10 @@ impl Endpoint {
             timers: Timers::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            transfers: HashMap::new(),
-            wire_to_user: HashMap::new(),
+            calls: HashMap::new(),
             uploads,
             block_cache,
             observers: Observers::default(),
-            notification_fetches: HashMap::new(),
             delayed: HashMap::new(),
             group_requests: HashMap::new(),
             waiting_for_mids: 0,
@@ -545,7 +560,7 @@ impl Endpoint {
     /// Counts of what the endpoint holds, for tests and monitoring.
     pub fn stats(&self) -> Stats {
         Stats {
-            open_requests: self.requests.len() - self.notification_fetches.len(),
+            open_requests: self.requests.values().filter(|r| r.fetch.is_none()).count(),
             pending_incoming: self.incoming.len(),
             dedup_entries: self.dedup.len(),
             dedup_bytes: self.dedup.bytes(),
@@ -561,7 +576,7 @@ impl Endpoint {
             idle_remotes: self.peers.len() - self.active_peers,
             timers: self.timers.len(),
             queued_transmits: self.transmits.len(),
-            transfers: self.transfers.len(),
+            transfers: self.calls.values().filter(|c| c.transfer.is_some()).count(),
             uploads: self.uploads.len(),
             upload_bytes: self.uploads.bytes(),
             cached_representations: self.block_cache.len(),

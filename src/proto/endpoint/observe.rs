@@ -23,17 +23,11 @@ impl Endpoint {
     ) {
         match outcome {
             Some(Ok(response)) => match transfer.on_response(response) {
-                Step::Send(next) => match self.start_wire(now, transfer.remote, next) {
-                    Ok(wire) => {
-                        self.notification_fetches
-                            .insert(wire, (observation, transfer));
-                    }
-                    Err(e) => debug!("coapio: cannot fetch the rest of a notification: {e}"),
-                },
+                Step::Send(next) => self.fetch_notification(now, observation, transfer, next),
                 Step::Done(Ok(whole)) => {
-                    if self.requests.contains_key(&observation) {
+                    if let Some(o) = self.requests.get(&observation) {
                         self.events.push_back(Event::Notification {
-                            id: observation,
+                            id: o.caller,
                             response: whole,
                         });
                     }
@@ -42,6 +36,30 @@ impl Endpoint {
             },
             Some(Err(e)) => debug!("coapio: fetching a notification failed: {e}"),
             None => {}
+        }
+    }
+
+    /// Sends `next`, the next request for the rest of a notification of `observation`.
+    fn fetch_notification(
+        &mut self,
+        now: Instant,
+        observation: RequestId,
+        transfer: ClientTransfer,
+        next: Request,
+    ) {
+        if !self.requests.contains_key(&observation) {
+            return; // the observation ended meanwhile
+        }
+        match self.start_wire(now, transfer.remote, next) {
+            Ok(wire) => {
+                if let Some(r) = self.requests.get_mut(&wire) {
+                    r.fetch = Some((observation, transfer));
+                }
+                if let Some(o) = self.requests.get_mut(&observation) {
+                    o.fetches.push(wire);
+                }
+            }
+            Err(e) => debug!("coapio: cannot fetch the rest of a notification: {e}"),
         }
     }
 
@@ -121,19 +139,16 @@ impl Endpoint {
                 let mut t =
                     ClientTransfer::download(remote, req.clone(), self.config.max_body_size);
                 if let Step::Send(next) = t.on_response(response) {
-                    match self.start_wire(now, remote, next) {
-                        Ok(wire) => {
-                            self.notification_fetches.insert(wire, (id, t));
-                        }
-                        Err(e) => debug!("coapio: cannot fetch the rest of a notification: {e}"),
-                    }
+                    self.fetch_notification(now, id, t, next);
                 }
             }
         } else if fresh {
             // The observation may have been the last exchange of a Block1 upload: the caller
             // knows it by the transfer's ID, and the transfer is over.
-            let user = self.wire_to_user.get(&id).copied().unwrap_or(id);
-            self.transfers.remove(&user);
+            let user = self.requests.get(&id).map_or(id, |r| r.caller);
+            if let Some(call) = self.calls.get_mut(&user) {
+                call.transfer = None;
+            }
             self.events
                 .push_back(Event::Notification { id: user, response });
         } else {

@@ -49,6 +49,8 @@ pub(crate) enum Lifetime {
 pub(crate) struct Entry {
     expires: Instant,
     generation: u32,
+    /// Bytes reserved for the answer still to come (released when it is set).
+    reserved: u32,
     pub(crate) replay: Replay,
     pub(crate) source: Option<IpAddr>,
     pub(crate) ifindex: Option<u32>,
@@ -119,40 +121,51 @@ impl Dedup {
         self.map.get(key).filter(|e| e.expires > now)
     }
 
-    /// Whether an entry for a message from `remote` would fit now.
-    pub(crate) fn has_room(&self, remote: SocketAddr) -> bool {
+    /// Whether an entry for a message from `remote`, with `reserve` bytes for its answer,
+    /// would fit now.
+    pub(crate) fn has_room(&self, remote: SocketAddr, reserve: usize) -> bool {
         let used = self.per_remote.get(&remote).copied().unwrap_or(0);
-        self.bytes + ENTRY_COST <= self.budget && used + ENTRY_COST <= self.quota
+        let cost = ENTRY_COST + reserve;
+        self.bytes + cost <= self.budget && used + cost <= self.quota
     }
 
-    /// When the oldest entry of `remote` (or of anyone, if the whole cache is full) expires:
-    /// a hint for Max-Age in a 5.03 that declines work for lack of room.
-    pub(crate) fn room_at(&self, now: Instant) -> Instant {
-        self.queues
-            .iter()
-            .filter_map(|q| q.front().map(|(_, at, _)| *at))
-            .min()
-            .unwrap_or(now)
+    /// When room is expected: when the oldest entry expires if the whole cache is full, else
+    /// (a remote's own quota is full, and its entries are not kept in order) a lifetime from
+    /// now at the latest. A hint for Max-Age in a 5.03 that declines work.
+    pub(crate) fn room_at(&self, now: Instant, reserve: usize) -> Instant {
+        if self.bytes + ENTRY_COST + reserve > self.budget {
+            return self
+                .queues
+                .iter()
+                .filter_map(|q| q.front().map(|(_, at, _)| *at))
+                .min()
+                .unwrap_or(now);
+        }
+        now + self.lifetimes[0]
     }
 
-    /// Remembers `key` for its lifetime; returns `false`, remembering nothing, when the
-    /// budget or the remote's quota has no room. An entry for `key` that is still there is
-    /// replaced.
+    /// Remembers `key` for its lifetime, with `reserve` bytes set aside for the answer to
+    /// replay (so that the budget holds once it is set); returns `false`, remembering
+    /// nothing, when the budget or the remote's quota has no room. An entry for `key` that
+    /// is still there is replaced.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
         now: Instant,
         key: Key,
         lifetime: Lifetime,
         replay: Replay,
+        reserve: usize,
         source: Option<IpAddr>,
         ifindex: Option<u32>,
     ) -> bool {
         self.remove(&key);
-        if !self.has_room(key.0) {
+        if !self.has_room(key.0, reserve) {
             self.refused += 1;
             return false;
         }
-        let cost = ENTRY_COST + replay.heap_bytes();
+        let reserve = reserve.min(u32::MAX as usize);
+        let cost = ENTRY_COST + replay.heap_bytes() + reserve;
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
         let which = lifetime as usize;
@@ -162,6 +175,7 @@ impl Dedup {
             Entry {
                 expires,
                 generation,
+                reserved: reserve as u32,
                 replay,
                 source,
                 ifindex,
@@ -177,7 +191,11 @@ impl Dedup {
         let Some(entry) = self.map.get_mut(key).filter(|e| e.expires > now) else {
             return;
         };
-        let delta = replay.heap_bytes() as isize - entry.replay.heap_bytes() as isize;
+        // The reservation made room for this answer: it is released as the answer is charged.
+        let delta = replay.heap_bytes() as isize
+            - entry.replay.heap_bytes() as isize
+            - entry.reserved as isize;
+        entry.reserved = 0;
         entry.replay = replay;
         self.charge(key.0, delta);
     }
@@ -203,7 +221,7 @@ impl Dedup {
 
     fn remove(&mut self, key: &Key) {
         if let Some(e) = self.map.remove(key) {
-            let cost = ENTRY_COST + e.replay.heap_bytes();
+            let cost = ENTRY_COST + e.replay.heap_bytes() + e.reserved as usize;
             self.charge(key.0, -(cost as isize));
         }
     }
@@ -246,7 +264,15 @@ mod tests {
         let now = Instant::now();
         let mut d = Dedup::new(100 * ENTRY_COST, usize::MAX, LIFE, LIFE / 2);
         for i in 0..100 {
-            assert!(d.insert(now, key(i), Lifetime::Exchange, Replay::Nothing, None, None));
+            assert!(d.insert(
+                now,
+                key(i),
+                Lifetime::Exchange,
+                Replay::Nothing,
+                0,
+                None,
+                None
+            ));
         }
         // Full: the 101st is refused, and nothing old was forgotten.
         assert!(!d.insert(
@@ -254,6 +280,7 @@ mod tests {
             key(100),
             Lifetime::Exchange,
             Replay::Nothing,
+            0,
             None,
             None
         ));
@@ -279,21 +306,38 @@ mod tests {
                 (remote, mid),
                 Lifetime::Non,
                 Replay::Nothing,
+                0,
                 None,
                 None
             ));
         }
-        assert!(!d.has_room(remote));
-        assert!(!d.insert(now, (remote, 9), Lifetime::Non, Replay::Nothing, None, None));
-        assert!(d.insert(now, key(7), Lifetime::Non, Replay::Nothing, None, None));
+        assert!(!d.has_room(remote, 0));
+        assert!(!d.insert(
+            now,
+            (remote, 9),
+            Lifetime::Non,
+            Replay::Nothing,
+            0,
+            None,
+            None
+        ));
+        assert!(d.insert(now, key(7), Lifetime::Non, Replay::Nothing, 0, None, None));
     }
 
     #[test]
     fn two_lifetimes_expire_in_order_and_replays_are_charged() {
         let now = Instant::now();
         let mut d = Dedup::new(usize::MAX, usize::MAX, LIFE, LIFE / 2);
-        assert!(d.insert(now, key(1), Lifetime::Exchange, Replay::Nothing, None, None));
-        assert!(d.insert(now, key(2), Lifetime::Non, Replay::Nothing, None, None));
+        assert!(d.insert(
+            now,
+            key(1),
+            Lifetime::Exchange,
+            Replay::Nothing,
+            0,
+            None,
+            None
+        ));
+        assert!(d.insert(now, key(2), Lifetime::Non, Replay::Nothing, 0, None, None));
         d.set_replay(now, &key(1), Replay::Bytes(vec![0; 100].into()));
         assert_eq!(d.bytes(), 2 * ENTRY_COST + 100);
         d.purge(now + LIFE / 2);
@@ -305,6 +349,7 @@ mod tests {
             key(1),
             Lifetime::Exchange,
             Replay::EmptyAck,
+            0,
             None,
             None
         ));

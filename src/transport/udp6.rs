@@ -279,13 +279,34 @@ impl Transport for Udp6 {
             hdr.msg_control = ctrl.0.as_mut_ptr().cast();
             hdr.msg_controllen = len as _;
         }
-        // SAFETY: every pointer in hdr points at a live buffer of the stated length for the
-        // duration of the call; sendmsg does not write through msg_iov.
-        let n = unsafe { libc::sendmsg(self.socket.as_raw_fd(), &hdr, 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+        // With IP(V6)_RECVERR, an ICMP error about an earlier datagram (to another remote,
+        // maybe) is also left pending on the socket, and the next sendmsg fails with it
+        // without sending anything. That error is read, with its real remote, from the
+        // error queue; so take such a failure as the pending error it is and send again
+        // (reading it cleared it). ECONNREFUSED is never this datagram's own on an
+        // unconnected socket; an unreachable host or network that persists is.
+        let mut last = None;
+        for _ in 0..4 {
+            // SAFETY: every pointer in hdr points at a live buffer of the stated length for
+            // the duration of the call; sendmsg does not write through msg_iov.
+            let n = unsafe { libc::sendmsg(self.socket.as_raw_fd(), &hdr, 0) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            let errno = err.raw_os_error();
+            let maybe_pending = matches!(
+                errno,
+                Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN)
+            );
+            if !maybe_pending || (errno != Some(libc::ECONNREFUSED) && last == errno) {
+                return Err(err);
+            }
+            last = errno;
         }
-        Ok(())
+        // Errors about other datagrams kept coming: this one was not sent; a full buffer is
+        // what the caller makes of it (a Confirmable message is retransmitted anyway).
+        Err(io::ErrorKind::WouldBlock.into())
     }
 
     fn join_multicast(&self, group: IpAddr, ifindex: u32) -> io::Result<()> {

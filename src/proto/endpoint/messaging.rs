@@ -97,6 +97,7 @@ impl Endpoint {
             (meta.remote, m.message_id),
             lifetime,
             replay,
+            0,
             reply_source(meta),
             meta.ifindex,
         );

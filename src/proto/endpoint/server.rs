@@ -251,6 +251,13 @@ impl Endpoint {
         id
     }
 
+    /// What the deduplication cache sets aside for the answer to a request until it is
+    /// known: a block of the configured size plus room for the header and options, what a
+    /// replayed response takes at most unless the application sends large options.
+    fn reply_reserve(&self) -> usize {
+        self.config.block_size + 128
+    }
+
     pub(super) fn handle_request(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) {
         // Remembered for its whole lifetime before anything runs, so that a retransmission
         // gets the same answer and never runs the request again (RFC 7252 §4.5).
@@ -259,18 +266,23 @@ impl Endpoint {
         } else {
             Lifetime::Non
         };
+        let reserve = self.reply_reserve();
         let remembered = self.dedup.insert(
             now,
             (meta.remote, m.message_id),
             lifetime,
             Replay::Nothing,
+            reserve,
             reply_source(meta),
             meta.ifindex,
         );
         if !remembered && !is_idempotent(m.code) {
             // No room to remember it: decline rather than forget older work. §4.5 lets an
             // idempotent request be served unremembered (it may run twice harmlessly).
-            let retry = self.dedup.room_at(now).saturating_duration_since(now);
+            let retry = self
+                .dedup
+                .room_at(now, reserve)
+                .saturating_duration_since(now);
             debug!(
                 "coapio: deduplication cache full; 5.03 to {} {} (retry in {retry:?})",
                 meta.remote, m.code

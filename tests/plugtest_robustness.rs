@@ -6,17 +6,22 @@
 //! 3. 50 000 copies of one CON POST (same message ID) from one remote;
 //! 4. 5 000 Block1 uploads that stop after their first block, then a real upload;
 //! 5. 20 000 observers that register and never answer again;
-//! 6. a retransmitted CON POST after 60 000 requests from other remotes.
+//! 6. a retransmitted CON POST after 60 000 requests from other remotes;
+//! 7. answers to remotes that wait, among remotes that went away (ICMP port unreachable).
 //!
 //! After each case the server must still answer a plain `GET /test` with 2.05, and its
 //! resident memory (VmRSS from `/proc/PID/status`) must have grown by less than 64 MB. The
 //! numbers are printed (`cargo test --test plugtest_robustness -- --nocapture`).
 //!
 //! Distinct remotes are distinct loopback addresses (127.b.x.y, one per remote, any port), so
-//! that no (address, port) pair repeats however many sockets the kernel recycles. Traffic is
-//! sent in windows: the last remote of a window waits for its answer before the next window
-//! goes out (the server takes datagrams in order, so it has then taken the whole window), which
-//! keeps the server's socket buffer from overflowing without slowing the server down.
+//! that no (address, port) pair repeats however many sockets the kernel recycles. They send in
+//! windows (32 to 100 remotes): the window's remotes send, wait together for their answers
+//! (retransmitting once after a second, as CON clients do), and close. That keeps the server's
+//! socket buffer from overflowing without slowing the server down, lets every answer be
+//! counted, and sends no answer to a closed port (only case 5's notifications meet closed
+//! ports). Remotes that close right after sending are the subject of a seventh test,
+//! `answers_after_remotes_went_away`: the ICMP errors their answers cause must not cost the
+//! answer to a remote that is still there.
 //!
 //! The test builds the example itself (`cargo build --example plugtest_server`, into the
 //! target directory the test runs from), so that it never measures a stale server.

@@ -7,7 +7,7 @@
 //! a small count. Counts per resource are kept beside the map, so admitting an observer costs
 //! O(1) whatever the number of observers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,12 +94,15 @@ pub(crate) enum Full {
     Resource,
 }
 
-/// Every observer, by remote and token.
+/// Every observer, by remote and token, with indexes by resource and by remote so that
+/// notifying a resource or dropping a remote costs O(its observers).
 #[derive(Debug, Default)]
 pub(crate) struct Observers {
     map: HashMap<(SocketAddr, Token), Observer>,
-    /// Observers per resource path.
-    per_resource: HashMap<Arc<str>, usize>,
+    /// The observers of each resource path.
+    per_resource: HashMap<Arc<str>, HashSet<(SocketAddr, Token)>>,
+    /// The tokens of each remote's observations.
+    per_remote: HashMap<SocketAddr, Vec<Token>>,
     bytes: usize,
 }
 
@@ -125,46 +128,46 @@ impl Observers {
     }
 
     /// Adds or replaces the observer `key` of `request`'s resource, if the budget and the
-    /// resource's limit allow a new one (a replacement is always allowed). Returns its
-    /// Observe value for the registration's answer.
-    #[allow(clippy::too_many_arguments)]
+    /// resource's limit allow it (a replacement is counted without the observer it
+    /// replaces). Returns its Observe value for the registration's answer; on `Err`, the
+    /// replaced observer (if any) is gone too and is handed back, so that the caller can end
+    /// what it had in flight.
     pub(crate) fn register(
         &mut self,
         now: Instant,
         key: (SocketAddr, Token),
         request: &Request,
         meta: RecvMeta,
-        budget: usize,
-        per_resource: usize,
-    ) -> Result<u32, Full> {
+        (budget, per_resource): (usize, usize),
+    ) -> Result<u32, (Full, Option<Observer>)> {
+        let previous = self.remove(&key);
         let path = request.path();
         let resource = match self.per_resource.get_key_value(path.as_str()) {
             Some((r, _)) => r.clone(),
             None => Arc::from(path),
         };
-        let old = self.remove(&key);
         let observer = Observer {
             resource: resource.clone(),
             method: request.method,
             options: pack(&request.options),
             payload: request.payload.clone().into_boxed_slice(),
             meta,
-            seq: old.as_ref().map_or(2, |o| (o.seq + 1) & 0xff_ffff),
+            seq: previous.as_ref().map_or(2, |o| (o.seq + 1) & 0xff_ffff),
             notifications_since_con: 0,
             last_con: now,
-            inflight_con: None,
+            // A Confirmable notification in flight to the old registration goes on.
+            inflight_con: previous.as_ref().and_then(|o| o.inflight_con),
         };
-        if old.is_none() {
-            if self.per_resource.get(&resource).copied().unwrap_or(0) >= per_resource {
-                return Err(Full::Resource);
-            }
-            if self.bytes + observer.cost() > budget {
-                return Err(Full::Memory);
-            }
+        if self.per_resource.get(&resource).map_or(0, HashSet::len) >= per_resource {
+            return Err((Full::Resource, previous));
+        }
+        if self.bytes + observer.cost() > budget {
+            return Err((Full::Memory, previous));
         }
         let seq = observer.seq;
         self.bytes += observer.cost();
-        *self.per_resource.entry(resource).or_default() += 1;
+        self.per_resource.entry(resource).or_default().insert(key);
+        self.per_remote.entry(key.0).or_default().push(key.1);
         self.map.insert(key, observer);
         Ok(seq)
     }
@@ -172,10 +175,16 @@ impl Observers {
     pub(crate) fn remove(&mut self, key: &(SocketAddr, Token)) -> Option<Observer> {
         let o = self.map.remove(key)?;
         self.bytes -= o.cost();
-        if let Some(n) = self.per_resource.get_mut(&o.resource) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(set) = self.per_resource.get_mut(&o.resource) {
+            set.remove(key);
+            if set.is_empty() {
                 self.per_resource.remove(&o.resource);
+            }
+        }
+        if let Some(tokens) = self.per_remote.get_mut(&key.0) {
+            tokens.retain(|t| *t != key.1);
+            if tokens.is_empty() {
+                self.per_remote.remove(&key.0);
             }
         }
         Some(o)
@@ -183,24 +192,21 @@ impl Observers {
 
     /// The observers of `path`, in a fixed order (so that the endpoint stays deterministic).
     pub(crate) fn of(&self, path: &str) -> Vec<(SocketAddr, Token)> {
-        if !self.per_resource.contains_key(path) {
-            return Vec::new();
-        }
         let mut keys: Vec<_> = self
-            .map
-            .iter()
-            .filter(|(_, o)| &*o.resource == path)
-            .map(|(k, _)| *k)
-            .collect();
+            .per_resource
+            .get(path)
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default();
         keys.sort_unstable_by(|(a, t), (b, u)| (a, t.as_bytes()).cmp(&(b, u.as_bytes())));
         keys
     }
 
-    /// The observers at `remote`, in a fixed order.
+    /// The observers at `remote`, in the order they registered.
     pub(crate) fn at(&self, remote: SocketAddr) -> Vec<(SocketAddr, Token)> {
-        let mut keys: Vec<_> = self.map.keys().filter(|k| k.0 == remote).copied().collect();
-        keys.sort_unstable_by(|(a, t), (b, u)| (a, t.as_bytes()).cmp(&(b, u.as_bytes())));
-        keys
+        self.per_remote
+            .get(&remote)
+            .map(|tokens| tokens.iter().map(|t| (remote, *t)).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -216,27 +222,54 @@ mod tests {
         req.options.push(OptionNumber::ACCEPT, [0]);
         let remote: SocketAddr = "[::1]:5683".parse().unwrap();
         let key = (remote, Token::from_slice(&[1]).unwrap());
-        assert_eq!(
-            o.register(now, key, &req, RecvMeta::new(remote), 1 << 20, 10),
-            Ok(2)
-        );
+        let meta = RecvMeta::new(remote);
+        let full = |r: Result<u32, (Full, Option<Observer>)>| r.map_err(|(f, _)| f);
+        assert_eq!(full(o.register(now, key, &req, meta, (1 << 20, 10))), Ok(2));
         assert_eq!(o.get(&key).unwrap().request(), req);
-        assert_eq!(
-            o.register(now, key, &req, RecvMeta::new(remote), 1 << 20, 1),
-            Ok(3)
-        );
+        assert_eq!(full(o.register(now, key, &req, meta, (1 << 20, 1))), Ok(3));
         let key2 = (remote, Token::from_slice(&[2]).unwrap());
         assert_eq!(
-            o.register(now, key2, &req, RecvMeta::new(remote), 1 << 20, 1),
+            full(o.register(now, key2, &req, meta, (1 << 20, 1))),
             Err(Full::Resource)
         );
         assert_eq!(
-            o.register(now, key2, &Request::get("/c"), RecvMeta::new(remote), 1, 9),
+            full(o.register(now, key2, &Request::get("/c"), meta, (1, 9))),
             Err(Full::Memory)
         );
         assert_eq!(o.of("/a/b"), vec![key]);
-        assert!(o.remove(&key).is_some());
+        assert_eq!(o.at(remote), vec![key]);
+        // A re-registration that no longer fits is refused, and the old one handed back.
+        let mut big = Request::get("/a/b").observe();
+        big.options.push(OptionNumber::URI_QUERY, vec![b'q'; 5000]);
+        let budget = o.bytes() + 100;
+        match o.register(now, key, &big, meta, (budget, 10)) {
+            Err((Full::Memory, Some(old))) => assert_eq!(old.seq, 3),
+            other => panic!("{other:?}"),
+        }
         assert_eq!((o.len(), o.bytes()), (0, 0));
-        assert!(o.per_resource.is_empty());
+        assert!(o.per_resource.is_empty() && o.per_remote.is_empty());
+    }
+
+    /// Moving an observation to another resource counts against that resource's limit.
+    #[test]
+    fn a_re_registration_for_another_resource_respects_its_limit() {
+        let now = Instant::now();
+        let mut o = Observers::default();
+        let (p1, p2): (SocketAddr, SocketAddr) =
+            ("[::1]:1".parse().unwrap(), "[::1]:2".parse().unwrap());
+        let t = Token::from_slice(&[1]).unwrap();
+        let limits = (1 << 20, 1);
+        let a = Request::get("/a").observe();
+        assert!(o
+            .register(now, (p1, t), &a, RecvMeta::new(p1), limits)
+            .is_ok());
+        let b = Request::get("/b").observe();
+        assert!(o
+            .register(now, (p2, t), &b, RecvMeta::new(p2), limits)
+            .is_ok());
+        assert!(o
+            .register(now, (p2, t), &a, RecvMeta::new(p2), limits)
+            .is_err());
+        assert_eq!(o.of("/a").len(), 1);
     }
 }

@@ -94,7 +94,7 @@ impl Endpoint {
             peer.queue.push_back(id);
         }
         if first {
-            self.remote_use.push_back((remote, true));
+            self.note_remote_use(remote, true);
         }
         self.by_token.insert((remote, token), id);
         self.requests.insert(
@@ -279,10 +279,9 @@ impl Endpoint {
         };
         let remote = req.remote;
         let mut start_next = false;
+        let mut unused = false;
         if let Some(p) = self.peers.get_mut(&req.remote) {
-            if p.open.remove(&id) && p.open.is_empty() {
-                self.remote_use.push_back((remote, false));
-            }
+            unused = p.open.remove(&id) && p.open.is_empty();
             match req.state {
                 ReqState::Queued => p.queue.retain(|q| *q != id),
                 ReqState::Outstanding => {
@@ -291,6 +290,9 @@ impl Endpoint {
                 }
                 ReqState::Acknowledged | ReqState::Observing => {}
             }
+        }
+        if unused {
+            self.note_remote_use(remote, false);
         }
         self.release_peer(now, req.remote);
         let mut req = req;

@@ -92,6 +92,11 @@ impl Endpoint {
             ifindex,
             kind,
         } = fresh;
+        if let FreshKind::Notification { token, .. } = kind {
+            if !self.observers.contains(&(to, token)) {
+                return; // the observer left while this waited for a message ID
+            }
+        }
         wire[2..4].copy_from_slice(&mid.to_be_bytes());
         let owner = match kind {
             FreshKind::Once { dedup_key, leisure } => {

@@ -1,7 +1,7 @@
 //! The sans-IO CoAP endpoint: the message layer of RFC 7252 §4 and the request/response
 //! matching of §5.3, driven entirely by its caller.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +41,8 @@ mod server;
 ///    [`poll_timeout`](Self::poll_timeout) has come;
 /// 2. after any call (those, [`request`](Self::request), [`respond`](Self::respond),
 ///    [`cancel`](Self::cancel)), send every datagram [`poll_transmit`](Self::poll_transmit)
-///    gives, and handle every [`poll_event`](Self::poll_event).
+///    gives, and handle every [`poll_event`](Self::poll_event); a transport that keeps state
+///    per remote also takes [`poll_remote_use`](Self::poll_remote_use).
 ///
 /// Nothing here blocks, reads a clock or does I/O, so the whole protocol runs the same on a
 /// real socket and on a simulated network.
@@ -79,9 +80,10 @@ pub struct Endpoint {
     group_requests: HashMap<Token, RequestId>,
     /// Messages waiting for a free message ID, in all peers' `waiting` queues.
     waiting_for_mids: usize,
-    /// Remotes that got their first open request (`true`) or lost their last (`false`), for
-    /// [`Endpoint::poll_remote_use`].
-    remote_use: VecDeque<(SocketAddr, bool)>,
+    /// Remotes whose use changed since the caller last asked ([`Endpoint::poll_remote_use`]):
+    /// one pending state per remote, so a change and its undoing cancel out and this is
+    /// bounded by the number of remotes, whether or not the caller asks.
+    remote_use: BTreeMap<SocketAddr, bool>,
 }
 
 /// Per-remote state, kept while anything refers to the remote and for EXCHANGE_LIFETIME after
@@ -372,7 +374,7 @@ impl Endpoint {
             delayed: HashMap::new(),
             group_requests: HashMap::new(),
             waiting_for_mids: 0,
-            remote_use: VecDeque::new(),
+            remote_use: BTreeMap::new(),
         }
     }
 
@@ -543,7 +545,20 @@ impl Endpoint {
     /// ([`crate::transport::Transport::set_in_use`]), so that a quiet observation or a late
     /// separate response still finds its socket.
     pub fn poll_remote_use(&mut self) -> Option<(SocketAddr, bool)> {
-        self.remote_use.pop_front()
+        self.remote_use.pop_first()
+    }
+
+    /// Notes that `remote` is now in use or not; a change that undoes one not yet reported
+    /// cancels it.
+    fn note_remote_use(&mut self, remote: SocketAddr, in_use: bool) {
+        match self.remote_use.get(&remote) {
+            Some(&pending) if pending != in_use => {
+                self.remote_use.remove(&remote);
+            }
+            _ => {
+                self.remote_use.insert(remote, in_use);
+            }
+        }
     }
 
     /// The next event for the application, if any.

@@ -194,26 +194,31 @@ impl Endpoint {
                     self.config.observer_memory,
                     self.config.max_observers_per_resource,
                 );
+                let meta = ex.meta;
                 match self
                     .observers
-                    .register(now, key, &request, ex.meta, budget, per_resource)
+                    .register(now, key, &request, meta, (budget, per_resource))
                 {
                     Ok(seq) => {
                         debug!("coapio: {} observes {}", key.0, request.path());
                         response.options.set_uint(OptionNumber::OBSERVE, seq);
                     }
-                    Err(full) => {
+                    Err((full, previous)) => {
                         debug!(
                             "coapio: no room for another observer ({full:?}); {} not registered",
                             key.0
                         );
+                        if let Some(old) = previous {
+                            self.end_inflight_notification(now, key, &old);
+                        }
                         response.options.remove(OptionNumber::OBSERVE);
                     }
                 }
             }
             (Some(1), _) => {
-                if self.observers.remove(&key).is_some() {
+                if let Some(old) = self.observers.remove(&key) {
                     debug!("coapio: {} no longer observes", key.0);
+                    self.end_inflight_notification(now, key, &old);
                 }
                 response.options.remove(OptionNumber::OBSERVE);
             }

@@ -299,7 +299,11 @@ impl Endpoint {
                 "coapio: request from {} has unrecognized critical option {bad:?}",
                 meta.remote
             );
-            self.reject_request(now, meta, m, Code::BAD_OPTION);
+            // 4.02 in the ACK of a Confirmable request; a Non-confirmable (or multicast) one
+            // is ignored (RFC 7252 §5.4.1).
+            if m.ty == Type::Con && !meta.is_multicast() {
+                self.reject_request(now, meta, m, Code::BAD_OPTION);
+            }
             return;
         }
         if !self.config.proxy

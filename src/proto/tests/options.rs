@@ -61,6 +61,18 @@ fn unimplemented_critical_options_get_4_02() {
 }
 
 #[test]
+fn a_non_request_with_an_unimplemented_critical_option_is_ignored() {
+    let mut ep = Endpoint::new(Config::default().into());
+    let now = Instant::now();
+    let mut m = Message::new(Type::Non, Code::GET, 7);
+    m.options.push(OptionNumber::URI_PATH, "x");
+    m.options.push(OptionNumber::OSCORE, [9]);
+    ep.handle_datagram(now, &RecvMeta::new(client()), &m.to_bytes().unwrap());
+    assert!(ep.poll_event().is_none());
+    assert!(ep.poll_transmit(now, &mut Vec::new()).is_none());
+}
+
+#[test]
 fn proxy_requests_get_5_05_unless_the_application_proxies() {
     let uri = b"coap://[2001:db8::9]/x";
     assert_eq!(

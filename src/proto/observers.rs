@@ -130,8 +130,8 @@ impl Observers {
     /// Adds or replaces the observer `key` of `request`'s resource, if the budget and the
     /// resource's limit allow it (a replacement is counted without the observer it
     /// replaces). Returns its Observe value for the registration's answer; on `Err`, the
-    /// replaced observer (if any) is gone too and is handed back, so that the caller can end
-    /// what it had in flight.
+    /// replaced observer (if any) is gone too, and the message ID of the Confirmable
+    /// notification it had in flight comes back so that the caller can end it.
     pub(crate) fn register(
         &mut self,
         now: Instant,
@@ -139,7 +139,7 @@ impl Observers {
         request: &Request,
         meta: RecvMeta,
         (budget, per_resource): (usize, usize),
-    ) -> Result<u32, (Full, Option<Observer>)> {
+    ) -> Result<u32, (Full, Option<u16>)> {
         let previous = self.remove(&key);
         let path = request.path();
         let resource = match self.per_resource.get_key_value(path.as_str()) {
@@ -159,10 +159,10 @@ impl Observers {
             inflight_con: previous.as_ref().and_then(|o| o.inflight_con),
         };
         if self.per_resource.get(&resource).map_or(0, HashSet::len) >= per_resource {
-            return Err((Full::Resource, previous));
+            return Err((Full::Resource, previous.and_then(|o| o.inflight_con)));
         }
         if self.bytes + observer.cost() > budget {
-            return Err((Full::Memory, previous));
+            return Err((Full::Memory, previous.and_then(|o| o.inflight_con)));
         }
         let seq = observer.seq;
         self.bytes += observer.cost();
@@ -223,7 +223,7 @@ mod tests {
         let remote: SocketAddr = "[::1]:5683".parse().unwrap();
         let key = (remote, Token::from_slice(&[1]).unwrap());
         let meta = RecvMeta::new(remote);
-        let full = |r: Result<u32, (Full, Option<Observer>)>| r.map_err(|(f, _)| f);
+        let full = |r: Result<u32, (Full, Option<u16>)>| r.map_err(|(f, _)| f);
         assert_eq!(full(o.register(now, key, &req, meta, (1 << 20, 10))), Ok(2));
         assert_eq!(o.get(&key).unwrap().request(), req);
         assert_eq!(full(o.register(now, key, &req, meta, (1 << 20, 1))), Ok(3));
@@ -242,10 +242,11 @@ mod tests {
         let mut big = Request::get("/a/b").observe();
         big.options.push(OptionNumber::URI_QUERY, vec![b'q'; 5000]);
         let budget = o.bytes() + 100;
-        match o.register(now, key, &big, meta, (budget, 10)) {
-            Err((Full::Memory, Some(old))) => assert_eq!(old.seq, 3),
-            other => panic!("{other:?}"),
-        }
+        o.get_mut(&key).unwrap().inflight_con = Some(77);
+        assert_eq!(
+            o.register(now, key, &big, meta, (budget, 10)),
+            Err((Full::Memory, Some(77)))
+        );
         assert_eq!((o.len(), o.bytes()), (0, 0));
         assert!(o.per_resource.is_empty() && o.per_remote.is_empty());
     }

@@ -18,7 +18,7 @@ use super::blockwise::{
 use super::config::Config;
 use super::dedup::{Dedup, Lifetime, Replay};
 use super::mids::MidLog;
-use super::observers::{Observer, Observers};
+use super::observers::Observers;
 use super::rng::Rng;
 use super::timers::{TimerKey, Timers};
 use super::types::{Event, IncomingId, Request, RequestId, Response};

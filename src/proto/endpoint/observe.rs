@@ -208,9 +208,7 @@ impl Endpoint {
                             "coapio: no room for another observer ({full:?}); {} not registered",
                             key.0
                         );
-                        if let Some(old) = previous {
-                            self.end_inflight_notification(now, key, &old);
-                        }
+                        self.end_inflight_notification(now, key, previous);
                         response.options.remove(OptionNumber::OBSERVE);
                     }
                 }
@@ -218,7 +216,7 @@ impl Endpoint {
             (Some(1), _) => {
                 if let Some(old) = self.observers.remove(&key) {
                     debug!("coapio: {} no longer observes", key.0);
-                    self.end_inflight_notification(now, key, &old);
+                    self.end_inflight_notification(now, key, old.inflight_con);
                 }
                 response.options.remove(OptionNumber::OBSERVE);
             }
@@ -325,7 +323,7 @@ impl Endpoint {
                 "coapio: observation of {path} by {} ended with {}",
                 key.0, response.code
             );
-            self.end_inflight_notification(now, *key, &o);
+            self.end_inflight_notification(now, *key, o.inflight_con);
             let request = o.request();
             let block_key = request_key(request.method, request.options.iter(), &request.payload);
             let shaped = self.shape_blockwise(now, key.0, block_key, None, None, response.clone());
@@ -371,7 +369,7 @@ impl Endpoint {
                 key.0, response.code
             );
             if let Some(o) = self.observers.remove(&key) {
-                self.end_inflight_notification(now, key, &o);
+                self.end_inflight_notification(now, key, o.inflight_con);
             }
         }
         let response = self.shape_blockwise(now, key.0, ex.key, None, None, response);
@@ -504,7 +502,7 @@ impl Endpoint {
     ) {
         if let Some(o) = self.observers.remove(&(remote, token)) {
             debug!("coapio: observer {remote} {token:?} removed: {why}");
-            self.end_inflight_notification(now, (remote, token), &o);
+            self.end_inflight_notification(now, (remote, token), o.inflight_con);
         }
     }
 
@@ -514,9 +512,9 @@ impl Endpoint {
         &mut self,
         now: Instant,
         key: (SocketAddr, Token),
-        o: &Observer,
+        inflight: Option<u16>,
     ) {
-        let Some(mid) = o.inflight_con else {
+        let Some(mid) = inflight else {
             return;
         };
         let owned = self

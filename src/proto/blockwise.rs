@@ -166,6 +166,11 @@ impl ClientTransfer {
         }
     }
 
+    /// Whether this transfer is still uploading to `remote`.
+    pub(crate) fn uploading_to(&self, remote: SocketAddr) -> bool {
+        self.upload.is_some() && self.remote == remote
+    }
+
     fn block1_request(&self, szx: u8, num: u32) -> Request {
         let size = 1usize << (szx + 4);
         let total = self.original.payload.len();
@@ -208,8 +213,12 @@ impl ClientTransfer {
             timeout: self.original.timeout,
             token_length: self.original.token_length,
         };
+        // A Request-Tag stays: the later blocks of the response belong to the same
+        // operation as the request that had it (RFC 9175 §3.3).
         for n in TRANSFER_OPTIONS {
-            r.options.remove(n);
+            if n != OptionNumber::REQUEST_TAG {
+                r.options.remove(n);
+            }
         }
         r.options.remove(OptionNumber::OBSERVE);
         if let Ok(b) = BlockValue::new(num, false, szx) {
@@ -236,6 +245,12 @@ impl ClientTransfer {
                 }
                 let next_num = (next_offset >> (new_szx + 4)) as u32;
                 self.upload = Some((new_szx, next_num));
+                // Block numbers have 20 bits: a body that small blocks cannot number fails.
+                if BlockValue::new(next_num, false, new_szx).is_err() {
+                    return Step::Done(Err(Failure::BadResponse(
+                        "the server's block size is too small to number this upload's blocks",
+                    )));
+                }
                 return Step::Send(self.block1_request(new_szx, next_num));
             }
             if response.code == Code::REQUEST_ENTITY_TOO_LARGE && !self.restarted {
@@ -243,6 +258,12 @@ impl ClientTransfer {
                     // The server wants smaller blocks: start again with its size.
                     self.restarted = true;
                     self.upload = Some((b.szx(), 0));
+                    let blocks = self.original.payload.len() >> (b.szx() + 4);
+                    if BlockValue::new(blocks as u32, false, b.szx()).is_err() {
+                        return Step::Done(Err(Failure::BadResponse(
+                            "the server's block size is too small to number this upload's blocks",
+                        )));
+                    }
                     return Step::Send(self.block1_request(b.szx(), 0));
                 }
             }
@@ -500,10 +521,16 @@ impl Uploads {
         let Some(upload) = self.map.get(&k) else {
             return UploadStep::Answer(Response::new(Code::REQUEST_ENTITY_INCOMPLETE));
         };
-        // A block repeated (its 2.31 was lost, the client asks again): acknowledge again.
+        // A block repeated (its 2.31 was lost, the client asks again): acknowledge again. A
+        // block that differs from what came before belongs to another upload that the client
+        // did not tell apart (no Request-Tag): neither can go on.
         let offset = block.offset();
         let have = upload.body.len();
         if offset + request.payload.len() <= have && offset < have {
+            if upload.body[offset..offset + request.payload.len()] != request.payload[..] {
+                self.remove(&k);
+                return UploadStep::Answer(Response::new(Code::REQUEST_ENTITY_INCOMPLETE));
+            }
             let mut r = Response::new(Code::CONTINUE);
             r.options.push_uint(OptionNumber::BLOCK1, block.to_uint());
             return UploadStep::Answer(r);
@@ -517,8 +544,11 @@ impl Uploads {
             return too_large(self.max_body);
         }
         if block.more() {
-            let grow = (have + request.payload.len()).saturating_sub(upload.body.capacity());
-            if grow > 0 && !self.make_room(k, grow + have) {
+            // What the body's allocation grows by: a Vec doubles (or grows to fit).
+            let cap = upload.body.capacity();
+            let need = have + request.payload.len();
+            let grow = if need > cap { need.max(cap * 2) - cap } else { 0 };
+            if grow > 0 && !self.make_room(k, grow) {
                 self.remove(&k);
                 return UploadStep::Answer(Response::new(Code::SERVICE_UNAVAILABLE));
             }

@@ -28,6 +28,15 @@ pub enum Error {
     /// Too many requests already wait for this remote (see `Config::max_queued_per_remote`).
     #[error("{0} requests already wait for this remote; wait for some to finish")]
     QueueFull(usize),
+    /// A request's payload is larger than `Config::max_body_size`, or than block-wise
+    /// transfer can number (2^20 blocks).
+    #[error("the payload of {len} bytes is larger than the {max} bytes a request may carry")]
+    BodyTooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The most it may be.
+        max: usize,
+    },
     /// No unused token could be found for this remote (tokens too short for the number of
     /// open requests: raise `Config::token_length`).
     #[error("no unused token of the configured length is left for this remote; use longer tokens")]

@@ -22,14 +22,15 @@ impl Endpoint {
     ///
     /// # Errors
     ///
-    /// [`Error::WrongCode`] if the method is not a request code, [`Error::QueueFull`] when too
+    /// [`Error::WrongCode`] if the method is not a request code, [`Error::BodyTooLarge`] for
+    /// a payload larger than `Config::max_body_size`, [`Error::QueueFull`] when too
     /// many requests wait for `remote`, [`Error::NoToken`] when no unused token is left,
     /// [`Error::Encode`] when the request cannot be encoded. Nothing is sent then.
     pub fn request(
         &mut self,
         now: Instant,
         remote: SocketAddr,
-        request: Request,
+        mut request: Request,
     ) -> Result<RequestId, Error> {
         if !request.method.is_request() {
             return Err(Error::WrongCode(request.method));
@@ -48,7 +49,27 @@ impl Endpoint {
             return self.group_request(now, remote, request);
         }
         let block_size = 16usize << self.block_szx(remote);
+        let max = self.config.max_body_size.min(block_size << 20);
+        if request.payload.len() > max {
+            return Err(Error::BodyTooLarge {
+                len: request.payload.len(),
+                max,
+            });
+        }
         if request.payload.len() > block_size && !request.options.contains(OptionNumber::BLOCK1) {
+            // Uploads to one server at the same time must not be taken for one another: each
+            // one after the first gets a Request-Tag of its own (RFC 9175 §3.3).
+            let concurrent = self
+                .calls
+                .values()
+                .any(|c| c.transfer.as_ref().is_some_and(|t| t.uploading_to(remote)));
+            if concurrent && !request.options.contains(OptionNumber::REQUEST_TAG) {
+                let tag = self.next_id.to_be_bytes();
+                let skip = tag.iter().take_while(|b| **b == 0).count().min(7);
+                request
+                    .options
+                    .push(OptionNumber::REQUEST_TAG, &tag[skip..]);
+            }
             let (transfer, first) =
                 ClientTransfer::upload(remote, request, block_size, self.config.max_body_size);
             let id = self.start_wire(now, remote, first)?;

@@ -518,7 +518,9 @@ impl Endpoint {
         let cap = self.config.max_idle_remotes;
         while let Some(&(remote, since)) = self.idle.front() {
             // A second of slack: `idle_since` follows the last ID's use at that granularity.
-            if since + lifetime + Duration::from_secs(1) > now && self.idle.len() <= cap {
+            // The bound counts the idle remotes, not the records (some are stale).
+            let idle = self.peers.len() - self.active_peers;
+            if since + lifetime + Duration::from_secs(1) > now && idle <= cap {
                 break;
             }
             self.idle.pop_front();

@@ -358,8 +358,12 @@ impl Endpoint {
             }
             None => {}
         }
-        // What identifies the representation asked for (a FETCH's whole body included).
-        let key = request_key(m.code, m.options.iter(), &request.payload);
+        // What identifies the representation asked for (a FETCH's whole body included), and
+        // the block-wise operation it belongs to (its Request-Tag).
+        let key = upload_key(
+            request_key(m.code, m.options.iter(), &request.payload),
+            m.options,
+        );
         // A later block of a representation served block-wise: from the cache if it is there.
         if let Some(b) = block2.filter(|b| b.num() > 0 && block1.is_none()) {
             let szx = b.szx().min(preferred);

@@ -188,7 +188,7 @@ impl Builder {
         let server = self.site.is_some();
         let site = self.site;
         let shared = Shared::new(ep, |waker| Engine::new(io, site, lifetimes, waker));
-        let handle = Arc::new(HandleToken);
+        let handle = Arc::new(HandleToken(Arc::downgrade(&shared)));
         let driver = Driver {
             shared: shared.clone(),
             handles: Arc::downgrade(&handle),

@@ -142,7 +142,13 @@ impl ResponseFuture {
     /// The exchange ended: forgets its slot.
     fn finish(&mut self) {
         if let FutState::Waiting(id) = self.state {
-            self.shared.lock().slots.remove(&id);
+            let mut st = self.shared.lock();
+            st.slots.remove(&id);
+            // The last open request ended: a client's driver may be done.
+            if st.slots.is_empty() && st.driver_attached {
+                let w = st.driver_waker.take();
+                st.wake(w);
+            }
         }
         self.state = FutState::Done;
     }

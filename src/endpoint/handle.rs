@@ -88,8 +88,17 @@ impl Endpoint {
     /// URI gives the destination and the Uri-* options, `request` the method, other options,
     /// payload and message type. Host names are resolved by the system (this blocks while it
     /// does; IP literals do not).
-    pub fn request(&self, uri: &str, mut request: Request) -> ResponseFuture {
-        match resolve(uri) {
+    pub fn request(&self, uri: &str, request: Request) -> ResponseFuture {
+        self.request_to(resolve(uri), request)
+    }
+
+    /// Sends `request` to a resolved URI (or fails with the resolution's error).
+    fn request_to(
+        &self,
+        resolved: Result<(SocketAddr, Uri), RequestError>,
+        mut request: Request,
+    ) -> ResponseFuture {
+        match resolved {
             Ok((remote, parsed)) => {
                 for n in [
                     OptionNumber::URI_HOST,
@@ -130,9 +139,20 @@ impl Endpoint {
     /// representations, the first response included, until the server ends the observation
     /// (a final response, the stream's last item) or the request fails (an error, then the
     /// end). Dropping the stream cancels the observation.
+    ///
+    /// A multicast group cannot be observed: the stream yields one error.
     pub fn observe(&self, uri: &str) -> Observation {
+        let inner = match resolve(uri) {
+            Ok((remote, _)) if remote.ip().is_multicast() => ResponseFuture::failed(
+                &self.shared,
+                RequestError::Resolve(format!(
+                    "{uri}: a multicast group cannot be observed; ask it with multicast()"
+                )),
+            ),
+            resolved => self.request_to(resolved, Request::new(Code::GET).observe()),
+        };
         Observation {
-            inner: self.request(uri, Request::new(Code::GET).observe()),
+            inner,
             ended: false,
             dropped: 0,
         }
@@ -142,9 +162,20 @@ impl Endpoint {
     /// `coap://[ff02::fd%eth0]/.well-known/core`; RFC 7252 §8.2): a stream of every server's
     /// answer, with the server's address, until `Config::multicast_timeout` (or the request's
     /// own timeout) passes; then the stream ends. Dropping it stops collecting.
+    ///
+    /// A `uri` that names no multicast group gives a stream of one error.
     pub fn multicast(&self, uri: &str, request: Request) -> GroupResponses {
+        let inner = match resolve(uri) {
+            Ok((remote, _)) if !remote.ip().is_multicast() => ResponseFuture::failed(
+                &self.shared,
+                RequestError::Resolve(format!(
+                    "{uri}: not a multicast group; ask a single server with request()"
+                )),
+            ),
+            resolved => self.request_to(resolved, request),
+        };
         GroupResponses {
-            inner: self.request(uri, request),
+            inner,
             ended: false,
             dropped: 0,
         }

@@ -18,6 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::task::{Wake, Waker};
 
@@ -36,14 +37,28 @@ pub(crate) const NOTIFICATION_QUEUE: usize = 4;
 /// [`GroupResponses::dropped`]: super::GroupResponses::dropped
 pub(crate) const GROUP_QUEUE: usize = 256;
 
-/// Marks the live [`Endpoint`](super::Endpoint) handles (the driver holds a `Weak`).
+/// Marks the live [`Endpoint`](super::Endpoint) handles (the driver holds a `Weak`). When
+/// the last handle goes, the driver is woken, so that a client's driver with nothing left
+/// to do ends.
 #[derive(Debug)]
-pub(super) struct HandleToken;
+pub(super) struct HandleToken(pub(super) Weak<Shared>);
+
+impl Drop for HandleToken {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.lock().wake_engine();
+        }
+    }
+}
 
 /// What an endpoint's handles, futures and driver share.
 pub(crate) struct Shared {
     state: Mutex<State>,
     engine: Mutex<Engine>,
+    /// Someone wanted to step the engine while another party held the drive lock: the
+    /// holder steps once more after releasing it, so that work queued meanwhile (a request
+    /// sent by another thread) is not left waiting for a wake-up nobody registered.
+    missed: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -101,6 +116,7 @@ impl Shared {
                     wakes: Vec::new(),
                 }),
                 engine: Mutex::new(engine(waker)),
+                missed: AtomicBool::new(false),
             }
         })
     }
@@ -114,12 +130,34 @@ impl Shared {
     /// Runs one bounded step of the engine unless someone else is running it right now;
     /// returns `None` then.
     pub(super) fn try_drive(&self) -> Option<super::driver::Step> {
-        let mut engine = match self.engine.try_lock() {
-            Ok(e) => e,
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
+        let take = || match self.engine.try_lock() {
+            Ok(e) => Some(e),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
         };
-        Some(engine.step(self))
+        let mut engine = match take() {
+            Some(e) => e,
+            None => {
+                // Tell the holder to step again; it may have released the lock just now,
+                // before it could see the flag: then try once more.
+                self.missed.store(true, Ordering::SeqCst);
+                take()?
+            }
+        };
+        let mut step = engine.step(self);
+        drop(engine);
+        for _ in 0..8 {
+            if !self.missed.swap(false, Ordering::SeqCst) {
+                return Some(step);
+            }
+            let Some(mut engine) = take() else {
+                // Whoever holds it now checks the flag after its step.
+                self.missed.store(true, Ordering::SeqCst);
+                return Some(step);
+            };
+            step = engine.step(self);
+        }
+        Some(step)
     }
 }
 
@@ -286,5 +324,50 @@ mod tests {
         let kept: Vec<&[u8]> = slot.notifications.iter().map(|r| &r.payload[..]).collect();
         assert_eq!(kept, [&b"96"[..], b"97", b"98", b"99"]);
         assert_eq!(slot.dropped, 96);
+    }
+}
+
+#[cfg(test)]
+mod drive_tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::time::Duration;
+
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A driverless client: future B is polled while another future (A) is in the middle of
+    /// its step, holding the drive lock. B cannot step; A must step again for it once it is
+    /// done, or B's request stays unsent (A may complete and never be polled again).
+    #[test]
+    fn a_request_sent_while_another_future_steps_goes_out() {
+        let peer = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let uri = format!("coap://[::1]:{}/x", peer.local_addr().unwrap().port());
+        let (client, _driver) = crate::Endpoint::client().unwrap();
+        let shared = client.shared.clone();
+        let a_step = shared.engine.lock().unwrap();
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut b = client.get(&uri);
+        let polled = std::pin::Pin::new(&mut b).poll(&mut Context::from_waker(&waker));
+        assert!(matches!(polled, Poll::Pending));
+        assert!(
+            shared.missed.load(Ordering::SeqCst),
+            "B's wish to step is noted"
+        );
+        // A's step ends: what `try_drive` does after releasing the lock.
+        drop(a_step);
+        if shared.missed.swap(false, Ordering::SeqCst) {
+            assert!(shared.try_drive().is_some());
+        }
+        let mut buf = [0u8; 64];
+        assert!(peer.recv_from(&mut buf).is_ok(), "B's request went out");
     }
 }

@@ -547,7 +547,11 @@ impl Uploads {
             // What the body's allocation grows by: a Vec doubles (or grows to fit).
             let cap = upload.body.capacity();
             let need = have + request.payload.len();
-            let grow = if need > cap { need.max(cap * 2) - cap } else { 0 };
+            let grow = if need > cap {
+                need.max(cap * 2) - cap
+            } else {
+                0
+            };
             if grow > 0 && !self.make_room(k, grow) {
                 self.remove(&k);
                 return UploadStep::Answer(Response::new(Code::SERVICE_UNAVAILABLE));

@@ -317,3 +317,38 @@ fn simple6_refuses_a_new_remote_when_every_socket_is_in_use() {
     c.answer();
     assert_eq!(delivered(&t), sorted(vec![b.addr(), c.addr()]));
 }
+
+/// One busy remote does not hold back another's datagram on simple6: readable sockets are
+/// read in turn, one datagram each.
+#[test]
+fn simple6_reads_its_remotes_in_turn() {
+    let peer = || {
+        let s = UdpSocket::bind("[::1]:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let a = s.local_addr().unwrap();
+        (s, a)
+    };
+    let greet = |t: &Simple6, peer: &UdpSocket, addr: SocketAddr| {
+        t.try_send(&Transmit::new(addr, 1), b"h").unwrap();
+        let mut b = [0u8; 8];
+        peer.recv_from(&mut b).unwrap().1
+    };
+    let t = Simple6::new().unwrap();
+    let (a, a_addr) = peer();
+    let (b, b_addr) = peer();
+    let to_a = greet(&t, &a, a_addr);
+    let to_b = greet(&t, &b, b_addr);
+    for _ in 0..200 {
+        a.send_to(b"A", to_a).unwrap();
+    }
+    b.send_to(b"B", to_b).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut buf = [0u8; 64];
+    let position = (0..1000)
+        .position(|_| matches!(t.try_recv(&mut buf), Ok((_, meta)) if meta.remote == b_addr));
+    let position = position.expect("B's datagram arrives");
+    assert!(
+        position < 4,
+        "B's one datagram came only after {position} of A's"
+    );
+}

@@ -327,6 +327,11 @@ impl Inner {
             core.answer_handlers(&mut cx, now);
             crate::step::flush(&mut core.ep, core.transport.as_ref(), now, &mut core.out);
             self.arm(core.ep.poll_timeout());
+            // Sending can end requests (an error about their remote): their callbacks are
+            // due, so the descriptor must wake the caller even if this was the last round.
+            if core.ep.has_events() {
+                let _ = self.poller.notify();
+            }
         }
         while self.callbacks_allowed() {
             let Some(d) = lock(&self.dispatch).pop_front() else {

@@ -55,6 +55,9 @@ struct Inner {
     next_key: usize,
     errors: VecDeque<TransportError>,
     last_sweep: Option<Instant>,
+    /// Sockets the internal poller found readable, to be read in turn: one datagram from
+    /// each before any is asked again, so one busy remote cannot hold the others back.
+    ready: VecDeque<usize>,
 }
 
 #[derive(Debug)]
@@ -257,8 +260,13 @@ impl Transport for Simple6 {
     fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
         let mut inner = self.lock();
         let now = Instant::now();
-        let keys: Vec<usize> = inner.sockets.keys().copied().collect();
-        for key in keys {
+        if inner.ready.is_empty() {
+            // Which sockets have something (level-triggered: asking does not disarm them).
+            let mut events = polling::Events::new();
+            self.poller.wait(&mut events, Some(Duration::ZERO))?;
+            inner.ready.extend(events.iter().map(|e| e.key));
+        }
+        while let Some(key) = inner.ready.pop_front() {
             while let Some(conn) = inner.sockets.get_mut(&key) {
                 match recv_checked(SockRef::from(&conn.socket), buf) {
                     Ok(Some((n, _))) => {

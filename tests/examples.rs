@@ -117,21 +117,8 @@ fn server_and_client_examples() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// The plugtest server's block-wise and observable resources, as libcoap's client sees them.
-#[test]
-fn plugtest_server_blockwise_and_observe() {
-    if Command::new("coap-client-notls")
-        .arg("-h")
-        .output()
-        .is_err()
-    {
-        let msg = "skipped: libcoap not installed (install with `apt-get install libcoap3-bin`)";
-        if std::env::var("COAPIO_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("{msg}");
-        }
-        println!("{msg}");
-        return;
-    }
+/// Runs the plugtest server on a free loopback port, once it listens; it ends with the guard.
+fn plugtest_server() -> (Guard, u16) {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -148,6 +135,25 @@ fn plugtest_server_blockwise_and_observe() {
     BufReader::new(server.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
+    (server, port)
+}
+
+/// The plugtest server's block-wise and observable resources, as libcoap's client sees them.
+#[test]
+fn plugtest_server_blockwise_and_observe() {
+    if Command::new("coap-client-notls")
+        .arg("-h")
+        .output()
+        .is_err()
+    {
+        let msg = "skipped: libcoap not installed (install with `apt-get install libcoap3-bin`)";
+        if std::env::var("COAPIO_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("{msg}");
+        }
+        println!("{msg}");
+        return;
+    }
+    let (_server, port) = plugtest_server();
     let base = format!("coap://127.0.0.1:{port}");
     let coap = |args: &[&str]| {
         let out = Command::new("coap-client-notls")
@@ -253,22 +259,7 @@ fn plugtest_server_ends_observations_and_accepts_new_ones_at_once() {
     use coapio::message::{Code, ContentFormat, OptionNumber};
     use coapio::proto::Request;
     use futures::StreamExt;
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Guard(
-        Command::new(example("plugtest_server"))
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run the plugtest server"),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (_server, port) = plugtest_server();
     let uri = format!("coap://127.0.0.1:{port}/obs");
     let (ep, driver) = coapio::Endpoint::client().unwrap();
     std::thread::spawn(move || async_io::block_on(driver));

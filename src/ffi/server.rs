@@ -9,7 +9,7 @@ use futures::channel::oneshot;
 
 use super::base::coapio_result::{self, *};
 use super::base::{bytes_arg, fail, guard, guard_void, option_at, str_arg, write_slice};
-use super::context::{coapio_context, ctx_arg, lock, Inner, UserData};
+use super::context::{coapio_context, ctx_arg, lock, CtxRef, Inner, UserData};
 use crate::message::{Code, ContentFormat, OptionNumber, Options};
 use crate::proto::Response;
 use crate::server::{Resource, ServerRequest, Site};
@@ -239,6 +239,21 @@ pub extern "C" fn coapio_context_set_resource_attr(
     })
 }
 
+/// The context and the resource path of a call about a resource's observers.
+///
+/// # Safety
+///
+/// `path` is NULL or a NUL-terminated string that lives as long as the returned `&str`.
+unsafe fn ctx_and_path<'a>(
+    ctx: *mut coapio_context,
+    path: *const c_char,
+) -> Result<(CtxRef, &'a str), coapio_result> {
+    let inner = ctx_arg(ctx)?;
+    // SAFETY: the caller's contract.
+    let path = unsafe { str_arg(path, "path") }?;
+    Ok((inner, path))
+}
+
 /// Tells the observers of `path` that its representation changed (RFC 7641): the resource's
 /// callback is called again for each observer (from `run`/`process`) and its answer goes out
 /// as a notification. A resource is observable when it has the `obs` attribute
@@ -251,13 +266,9 @@ pub extern "C" fn coapio_context_notify(
     out_count: *mut usize,
 ) -> coapio_result {
     guard(|| {
-        let inner = match ctx_arg(ctx) {
-            Ok(i) => i,
-            Err(e) => return e,
-        };
         // SAFETY: path is NULL or NUL-terminated (caller's contract).
-        let path = match unsafe { str_arg(path, "path") } {
-            Ok(p) => p,
+        let (inner, path) = match unsafe { ctx_and_path(ctx, path) } {
+            Ok(x) => x,
             Err(e) => return e,
         };
         let n = lock(&inner.core).ep.notify(std::time::Instant::now(), path);
@@ -289,13 +300,9 @@ pub extern "C" fn coapio_context_end_observations(
     out_count: *mut usize,
 ) -> coapio_result {
     guard(|| {
-        let inner = match ctx_arg(ctx) {
-            Ok(i) => i,
-            Err(e) => return e,
-        };
         // SAFETY: path is NULL or NUL-terminated (caller's contract).
-        let path = match unsafe { str_arg(path, "path") } {
-            Ok(p) => p,
+        let (inner, path) = match unsafe { ctx_and_path(ctx, path) } {
+            Ok(x) => x,
             Err(e) => return e,
         };
         // SAFETY: payload holds len bytes (caller's contract).

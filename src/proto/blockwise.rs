@@ -166,11 +166,6 @@ impl ClientTransfer {
         }
     }
 
-    /// Whether this transfer is still uploading to `remote`.
-    pub(crate) fn uploading_to(&self, remote: SocketAddr) -> bool {
-        self.upload.is_some() && self.remote == remote
-    }
-
     fn block1_request(&self, szx: u8, num: u32) -> Request {
         let size = 1usize << (szx + 4);
         let total = self.original.payload.len();
@@ -258,8 +253,8 @@ impl ClientTransfer {
                     // The server wants smaller blocks: start again with its size.
                     self.restarted = true;
                     self.upload = Some((b.szx(), 0));
-                    let blocks = self.original.payload.len() >> (b.szx() + 4);
-                    if BlockValue::new(blocks as u32, false, b.szx()).is_err() {
+                    let last = self.original.payload.len().saturating_sub(1) >> (b.szx() + 4);
+                    if BlockValue::new(last as u32, false, b.szx()).is_err() {
                         return Step::Done(Err(Failure::BadResponse(
                             "the server's block size is too small to number this upload's blocks",
                         )));

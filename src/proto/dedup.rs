@@ -147,7 +147,8 @@ impl Dedup {
     /// Remembers `key` for its lifetime, with `reserve` bytes set aside for the answer to
     /// replay (so that the budget holds once it is set); returns `false`, remembering
     /// nothing, when the budget or the remote's quota has no room. An entry for `key` that
-    /// is still there is replaced.
+    /// is still there is replaced (and gone even if the new one finds no room; callers
+    /// insert only keys without a live entry).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
@@ -201,6 +202,10 @@ impl Dedup {
     }
 
     fn charge(&mut self, remote: SocketAddr, delta: isize) {
+        debug_assert!(
+            self.bytes.checked_add_signed(delta).is_some(),
+            "dedup bytes drift"
+        );
         self.bytes = self.bytes.saturating_add_signed(delta);
         match self.per_remote.entry(remote) {
             MapEntry::Occupied(mut o) => {

@@ -102,7 +102,7 @@ pub(crate) struct Observers {
     /// The observers of each resource path.
     per_resource: HashMap<Arc<str>, HashSet<(SocketAddr, Token)>>,
     /// The tokens of each remote's observations.
-    per_remote: HashMap<SocketAddr, Vec<Token>>,
+    per_remote: HashMap<SocketAddr, HashSet<Token>>,
     bytes: usize,
 }
 
@@ -167,7 +167,7 @@ impl Observers {
         let seq = observer.seq;
         self.bytes += observer.cost();
         self.per_resource.entry(resource).or_default().insert(key);
-        self.per_remote.entry(key.0).or_default().push(key.1);
+        self.per_remote.entry(key.0).or_default().insert(key.1);
         self.map.insert(key, observer);
         Ok(seq)
     }
@@ -182,7 +182,7 @@ impl Observers {
             }
         }
         if let Some(tokens) = self.per_remote.get_mut(&key.0) {
-            tokens.retain(|t| *t != key.1);
+            tokens.remove(&key.1);
             if tokens.is_empty() {
                 self.per_remote.remove(&key.0);
             }
@@ -201,12 +201,15 @@ impl Observers {
         keys
     }
 
-    /// The observers at `remote`, in the order they registered.
+    /// The observers at `remote`, in a fixed order.
     pub(crate) fn at(&self, remote: SocketAddr) -> Vec<(SocketAddr, Token)> {
-        self.per_remote
+        let mut keys: Vec<_> = self
+            .per_remote
             .get(&remote)
             .map(|tokens| tokens.iter().map(|t| (remote, *t)).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        keys.sort_unstable_by(|(_, t), (_, u)| t.as_bytes().cmp(u.as_bytes()));
+        keys
     }
 }
 

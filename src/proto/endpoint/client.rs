@@ -57,12 +57,14 @@ impl Endpoint {
             });
         }
         if request.payload.len() > block_size && !request.options.contains(OptionNumber::BLOCK1) {
-            // Uploads to one server at the same time must not be taken for one another: each
-            // one after the first gets a Request-Tag of its own (RFC 9175 §3.3).
+            // Block-wise operations with one server at the same time must not be taken for
+            // one another: an upload started while another transfer with that server goes
+            // on (uploading, or fetching its response's blocks) gets a Request-Tag of its
+            // own (RFC 9175 §3.3).
             let concurrent = self
                 .calls
                 .values()
-                .any(|c| c.transfer.as_ref().is_some_and(|t| t.uploading_to(remote)));
+                .any(|c| c.transfer.as_ref().is_some_and(|t| t.remote == remote));
             if concurrent && !request.options.contains(OptionNumber::REQUEST_TAG) {
                 let tag = self.next_id.to_be_bytes();
                 let skip = tag.iter().take_while(|b| **b == 0).count().min(7);

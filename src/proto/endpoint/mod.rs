@@ -435,6 +435,7 @@ impl Endpoint {
         {
             peer.idle_since = Some(now);
             self.idle.push_back((remote, now));
+            self.compact_idle();
         }
         // Never an ID still in flight (only possible with the rule relaxed, or with timeouts
         // configured longer than EXCHANGE_LIFETIME).
@@ -510,6 +511,22 @@ impl Endpoint {
             }
         }
         self.purge_idle_peers(now);
+    }
+
+    /// Drops the idle records that no longer say when their peer became idle (it was used
+    /// since), once they outnumber the idle peers: a peer that keeps getting message IDs
+    /// while idle (NON notifications) adds a record a second.
+    fn compact_idle(&mut self) {
+        let idle_peers = self.peers.len() - self.active_peers;
+        if self.idle.len() <= 2 * idle_peers + 64 {
+            return;
+        }
+        let peers = &self.peers;
+        self.idle.retain(|(remote, since)| {
+            peers
+                .get(remote)
+                .is_some_and(|p| p.idle_since == Some(*since))
+        });
     }
 
     /// Forgets peers idle for EXCHANGE_LIFETIME, and the oldest idle ones beyond the bound.
@@ -643,4 +660,31 @@ pub struct Stats {
     pub observers: usize,
     /// Bytes the observers take (at most about `Config::observer_memory`).
     pub observer_bytes: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Remotes that are idle but get a message ID every second (NON notifications, NON
+    /// responses) do not pile up idle records for EXCHANGE_LIFETIME.
+    #[test]
+    fn idle_records_stay_bounded_by_the_idle_peers() {
+        let mut ep = Endpoint::new(Config::default().with_seed(1).into());
+        let t0 = Instant::now();
+        for s in 0..300u64 {
+            let now = t0 + Duration::from_secs(s);
+            for i in 0..1000u16 {
+                let r = SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, i], 5683));
+                assert!(ep.alloc_mid(now, r).is_some());
+            }
+            ep.purge_idle_peers(now);
+            assert!(ep.idle.len() <= 2 * ep.peers.len() + 64 + 1000);
+        }
+        assert_eq!(
+            ep.peers.len(),
+            1000,
+            "none forgotten while in use for message IDs"
+        );
+    }
 }

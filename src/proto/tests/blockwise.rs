@@ -286,3 +286,25 @@ fn concurrent_uploads_to_one_resource_stay_apart() {
         }
     }
 }
+
+/// An upload started while an earlier upload to the same resource is fetching its response's
+/// blocks is told apart from it too (its own Request-Tag): each gets its own response.
+#[test]
+fn an_upload_during_anothers_block2_phase_stays_apart() {
+    let mut sim = Sim::new(72, Link::perfect());
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    let c = sim.add(Config::default(), Answer::Never);
+    let a = sim.request(c, s, Request::put("/x", vec![1u8; 6000]));
+    sim.run(Duration::from_millis(135));
+    let b = sim.request(c, s, Request::put("/x", vec![2u8; 2000]));
+    sim.run(Duration::from_secs(60));
+    for (id, byte, len) in [(a, 1u8, 6000), (b, 2u8, 2000)] {
+        match sim.nodes[c].outcomes[&id].as_slice() {
+            [Outcome::Response(_, r)] => {
+                assert_eq!(r.code, Code::CONTENT, "{id:?}");
+                assert!(r.payload.len() == len && r.payload.iter().all(|x| *x == byte));
+            }
+            other => panic!("{id:?}: {other:?}"),
+        }
+    }
+}

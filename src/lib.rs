@@ -68,6 +68,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "dtls")]
+pub mod dtls;
 mod endpoint;
 mod error;
 #[cfg(feature = "capi")]

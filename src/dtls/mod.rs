@@ -1,0 +1,622 @@
+//! DTLS 1.2 (RFC 6347) for `coaps://` (RFC 7252 §9), as a sans-IO layer between a transport
+//! and the protocol core: encrypted datagrams and the time go in; plaintext datagrams for the
+//! core, encrypted datagrams for the network and the next deadline come out.
+//!
+//! ```text
+//!   transport ──datagrams──▶ Dtls::handle_datagram ──▶ poll_plaintext ──▶ proto::Endpoint
+//!   transport ◀──poll_transmit── Dtls::send ◀──plaintext datagrams── proto::Endpoint
+//! ```
+//!
+//! Each remote has one session (an OpenSSL `SSL` over memory buffers, never a socket), which
+//! a client opens on the first datagram it sends there and a server on a ClientHello that
+//! carries a valid cookie: a ClientHello without one is answered with a HelloVerifyRequest
+//! (RFC 6347 §4.2.1) and leaves no state behind (`DTLSv1_listen`, cookies are an HMAC of
+//! the remote's address under a secret drawn at start). Sessions are bounded (count, idle
+//! time, half-finished handshakes; the least recently used goes first), handshake flights are
+//! retransmitted on OpenSSL's timers, and a peer that starts a new handshake (it restarted)
+//! replaces its old session at once.
+//!
+//! Status (issue 10): pre-shared keys (TLS_PSK_WITH_AES_128_CCM_8 and the AES-GCM/CBC PSK
+//! suites, a server-side lookup by identity). Not yet: certificates, raw public keys, the
+//! facade's and the C ABI's use of it, the examples' flags.
+
+mod ossl;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::debug;
+use openssl::error::ErrorStack;
+use openssl::ssl::{
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslStream,
+};
+
+/// The cipher suites offered and accepted with pre-shared keys: CCM_8 first (RFC 7252
+/// §9.1.3.1's mandatory suite), then the AES-GCM and AES-CBC PSK suites peers commonly have.
+const PSK_CIPHERS: &str = "PSK-AES128-CCM8:PSK-AES256-CCM8:PSK-AES128-GCM-SHA256:\
+                           PSK-AES256-GCM-SHA384:PSK-AES128-CCM:PSK-AES128-CBC-SHA256";
+
+/// The first retransmission timeout of a handshake flight (RFC 6347 §4.2.4.1: 1 s), doubled
+/// up to [`MAX_RTO`]. The layer keeps this timer itself, on the caller's clock, rather than
+/// OpenSSL's, which reads the system clock: so the layer stays sans-IO and testable on a
+/// virtual clock. A flight is sent again as it was.
+const INITIAL_RTO: Duration = Duration::from_secs(1);
+const MAX_RTO: Duration = Duration::from_secs(60);
+
+/// Looks a server's pre-shared key up by the identity a client presents.
+pub type PskLookup = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
+/// How an endpoint secures its datagrams with DTLS.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct DtlsConfig {
+    /// The client's identity and key (for sessions this endpoint opens).
+    pub psk: Option<(Vec<u8>, Vec<u8>)>,
+    /// The server's keys by identity (for sessions peers open); `None`: this endpoint
+    /// accepts no DTLS sessions.
+    pub psk_lookup: Option<PskLookup>,
+    /// The server's identity hint, sent to clients (may be empty).
+    pub psk_hint: Vec<u8>,
+    /// Established sessions kept at most; beyond, the least recently used goes.
+    pub max_sessions: usize,
+    /// Handshakes in progress at most (a server's, after the cookie round trip).
+    pub max_handshakes: usize,
+    /// A session unused this long is closed.
+    pub idle_timeout: Duration,
+    /// A handshake not finished this long is given up.
+    pub handshake_timeout: Duration,
+    /// The largest datagram DTLS sends (records and handshake fragments fit it).
+    pub mtu: u32,
+}
+
+impl fmt::Debug for DtlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DtlsConfig")
+            .field("psk_identity", &self.psk.as_ref().map(|(i, _)| i))
+            .field("server", &self.psk_lookup.is_some())
+            .field("max_sessions", &self.max_sessions)
+            .field("max_handshakes", &self.max_handshakes)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("mtu", &self.mtu)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for DtlsConfig {
+    fn default() -> Self {
+        Self {
+            psk: None,
+            psk_lookup: None,
+            psk_hint: Vec::new(),
+            max_sessions: 4096,
+            max_handshakes: 256,
+            idle_timeout: Duration::from_secs(600),
+            handshake_timeout: Duration::from_secs(60),
+            mtu: 1280,
+        }
+    }
+}
+
+impl DtlsConfig {
+    /// A client that presents `identity` and `key`.
+    pub fn psk_client(identity: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        Self {
+            psk: Some((identity.into(), key.into())),
+            ..Self::default()
+        }
+    }
+
+    /// A server that accepts the identities `lookup` knows.
+    pub fn psk_server(lookup: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + 'static) -> Self {
+        Self {
+            psk_lookup: Some(Arc::new(lookup)),
+            ..Self::default()
+        }
+    }
+}
+
+/// Something about a remote's session the caller has to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DtlsEvent {
+    /// The handshake with `remote` completed: datagrams flow.
+    Connected(SocketAddr),
+    /// The session with `remote` failed or could not be made (a TLS alert, an unknown PSK
+    /// identity, a timeout); what waited to be sent to it is dropped.
+    Failed {
+        /// The remote.
+        remote: SocketAddr,
+        /// What failed, as OpenSSL or the peer's alert says.
+        reason: String,
+    },
+    /// The peer closed the session (close_notify) or it was closed for idleness or room.
+    Closed(SocketAddr),
+}
+
+/// Why [`Dtls::send`] cannot send.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DtlsError {
+    /// This endpoint has no client credentials, so it cannot open a session.
+    #[error("no DTLS client credentials (set a PSK identity and key)")]
+    NoCredentials,
+    /// OpenSSL refused to set the session up.
+    #[error("DTLS: {0}")]
+    Tls(String),
+}
+
+/// Datagrams between a session and the network: what OpenSSL reads and what it wrote.
+#[derive(Debug, Default)]
+struct Wire {
+    incoming: VecDeque<Vec<u8>>,
+    outgoing: Vec<Vec<u8>>,
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.incoming.pop_front() {
+            Some(d) => {
+                // DTLS reads whole datagrams; one larger than the buffer is cut (and fails
+                // its record's check).
+                let n = d.len().min(buf.len());
+                buf[..n].copy_from_slice(&d[..n]);
+                Ok(n)
+            }
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outgoing.push(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Session {
+    stream: SslStream<Wire>,
+    established: bool,
+    /// Plaintext datagrams waiting for the handshake to finish.
+    pending: Vec<Vec<u8>>,
+    started: Instant,
+    last_used: Instant,
+    /// The last handshake flight this side sent, while the handshake goes on.
+    flight: Vec<Vec<u8>>,
+    rto: Duration,
+    retransmit_at: Instant,
+}
+
+impl Session {
+    fn new(stream: SslStream<Wire>, now: Instant) -> Self {
+        Self {
+            stream,
+            established: false,
+            pending: Vec::new(),
+            started: now,
+            last_used: now,
+            flight: Vec::new(),
+            rto: INITIAL_RTO,
+            retransmit_at: now + INITIAL_RTO,
+        }
+    }
+}
+
+/// The DTLS layer of one endpoint: a session per remote.
+pub struct Dtls {
+    config: DtlsConfig,
+    client: Option<SslContext>,
+    server: Option<SslContext>,
+    sessions: HashMap<SocketAddr, Session>,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    plaintext: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<DtlsEvent>,
+}
+
+impl fmt::Debug for Dtls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dtls")
+            .field("config", &self.config)
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many sessions a [`Dtls`] holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DtlsStats {
+    /// Sessions whose handshake completed.
+    pub established: usize,
+    /// Handshakes in progress.
+    pub handshaking: usize,
+}
+
+fn psk_copy(dst: &mut [u8], src: &[u8]) -> Result<usize, ErrorStack> {
+    if src.len() > dst.len() {
+        return Err(ErrorStack::get());
+    }
+    dst[..src.len()].copy_from_slice(src);
+    Ok(src.len())
+}
+
+impl Dtls {
+    /// Sets up the contexts `config` asks for.
+    ///
+    /// # Errors
+    ///
+    /// OpenSSL's, when it cannot make a context (no DTLS, none of the cipher suites).
+    pub fn new(config: DtlsConfig) -> Result<Self, ErrorStack> {
+        let client = match &config.psk {
+            Some((identity, key)) => {
+                let mut b = base_context()?;
+                let (identity, key) = (identity.clone(), key.clone());
+                b.set_psk_client_callback(move |_ssl, _hint, id_out, key_out| {
+                    // The identity goes out NUL-terminated.
+                    if identity.len() >= id_out.len() {
+                        return Err(ErrorStack::get());
+                    }
+                    id_out[..identity.len()].copy_from_slice(&identity);
+                    id_out[identity.len()] = 0;
+                    psk_copy(key_out, &key)
+                });
+                Some(b.build())
+            }
+            None => None,
+        };
+        let server = match &config.psk_lookup {
+            Some(lookup) => {
+                let mut b = base_context()?;
+                let lookup = lookup.clone();
+                b.set_psk_server_callback(move |_ssl, identity, key_out| {
+                    match identity.and_then(|id| lookup(id)) {
+                        Some(key) => psk_copy(key_out, &key),
+                        // An unknown identity: no key, and the handshake fails.
+                        None => Ok(0),
+                    }
+                });
+                if !config.psk_hint.is_empty() {
+                    ossl::psk_identity_hint(&mut b, &config.psk_hint)?;
+                }
+                ossl::cookies(&mut b)?;
+                Some(b.build())
+            }
+            None => None,
+        };
+        Ok(Self {
+            config,
+            client,
+            server,
+            sessions: HashMap::new(),
+            transmits: VecDeque::new(),
+            plaintext: VecDeque::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// Counts of what the layer holds.
+    pub fn stats(&self) -> DtlsStats {
+        let established = self.sessions.values().filter(|s| s.established).count();
+        DtlsStats {
+            established,
+            handshaking: self.sessions.len() - established,
+        }
+    }
+
+    /// Sends `plaintext` (one CoAP message) to `remote` in its session, opening one (as a
+    /// client) if there is none; it goes out once the handshake is done.
+    ///
+    /// # Errors
+    ///
+    /// [`DtlsError::NoCredentials`] without client credentials and no session with `remote`;
+    /// [`DtlsError::Tls`] if OpenSSL cannot start one.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        plaintext: &[u8],
+    ) -> Result<(), DtlsError> {
+        if !self.sessions.contains_key(&remote) {
+            let ctx = self.client.as_ref().ok_or(DtlsError::NoCredentials)?;
+            let mut ssl = Ssl::new(ctx).map_err(|e| DtlsError::Tls(e.to_string()))?;
+            ssl.set_connect_state();
+            ssl.set_mtu(self.config.mtu)
+                .map_err(|e| DtlsError::Tls(e.to_string()))?;
+            let stream =
+                SslStream::new(ssl, Wire::default()).map_err(|e| DtlsError::Tls(e.to_string()))?;
+            self.make_room(now, false);
+            self.sessions.insert(remote, Session::new(stream, now));
+            debug!("coapio: DTLS handshake with {remote}");
+        }
+        let Some(s) = self.sessions.get_mut(&remote) else {
+            return Ok(());
+        };
+        s.last_used = now;
+        if s.established {
+            let _ = s.stream.ssl_write(plaintext);
+            self.collect(remote);
+        } else {
+            s.pending.push(plaintext.to_vec());
+            self.advance(now, remote);
+        }
+        Ok(())
+    }
+
+    /// Takes one datagram that arrived from `remote`.
+    pub fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, data: &[u8]) {
+        // A new ClientHello from a remote that has a session: the peer started over (it
+        // restarted, or lost its state); its old session is gone on its side.
+        if self.server.is_some() && is_client_hello(data) {
+            if let Some(s) = self.sessions.get(&remote) {
+                if s.established {
+                    debug!("coapio: {remote} starts a new DTLS handshake; old session dropped");
+                    self.sessions.remove(&remote);
+                    self.events.push_back(DtlsEvent::Closed(remote));
+                }
+            }
+        }
+        if !self.sessions.contains_key(&remote) {
+            self.accept(now, remote, data);
+            return;
+        }
+        if let Some(s) = self.sessions.get_mut(&remote) {
+            s.stream.get_mut().incoming.push_back(data.to_vec());
+            s.last_used = now;
+        }
+        self.advance(now, remote);
+    }
+
+    /// A datagram from a remote without a session: a ClientHello is answered with a
+    /// HelloVerifyRequest unless it carries a valid cookie, which opens a session.
+    fn accept(&mut self, now: Instant, remote: SocketAddr, data: &[u8]) {
+        let Some(ctx) = self.server.as_ref() else {
+            return;
+        };
+        if !is_client_hello(data) {
+            return; // not for a session that exists, and not a start: garbage
+        }
+        let Ok(mut ssl) = Ssl::new(ctx) else {
+            return;
+        };
+        if ssl.set_mtu(self.config.mtu).is_err() {
+            return;
+        }
+        ossl::set_remote(&mut ssl, remote);
+        let Ok(mut stream) = SslStream::new(ssl, Wire::default()) else {
+            return;
+        };
+        stream.get_mut().incoming.push_back(data.to_vec());
+        match ossl::listen(&mut stream) {
+            Ok(true) => {}
+            Ok(false) => {
+                // No cookie yet (or a stale one): the HelloVerifyRequest goes out, and
+                // nothing is kept.
+                for d in stream.get_mut().outgoing.drain(..) {
+                    self.transmits.push_back((remote, d));
+                }
+                return;
+            }
+            Err(()) => return,
+        }
+        // The cookie came back from the remote's address: a handshake worth state. The
+        // ClientHello that `listen` read is handed to the handshake again.
+        self.make_room(now, true);
+        stream.get_mut().incoming.push_back(data.to_vec());
+        self.sessions.insert(remote, Session::new(stream, now));
+        self.advance(now, remote);
+    }
+
+    /// Drives `remote`'s session with what it has: handshake steps, then application data.
+    fn advance(&mut self, now: Instant, remote: SocketAddr) {
+        let Some(s) = self.sessions.get_mut(&remote) else {
+            return;
+        };
+        if !s.established {
+            let result = s.stream.do_handshake();
+            // A new flight: remember it for retransmission, and restart the timer.
+            let flight: Vec<Vec<u8>> = s.stream.get_mut().outgoing.clone();
+            if !flight.is_empty() {
+                s.flight = flight;
+                s.rto = INITIAL_RTO;
+                s.retransmit_at = now + INITIAL_RTO;
+            }
+            match result {
+                Ok(()) => {
+                    s.established = true;
+                    debug!(
+                        "coapio: DTLS session with {remote} ({})",
+                        s.stream.ssl().current_cipher().map_or("?", |c| c.name())
+                    );
+                    self.events.push_back(DtlsEvent::Connected(remote));
+                    s.flight.clear();
+                    let pending = std::mem::take(&mut s.pending);
+                    for p in pending {
+                        let _ = s.stream.ssl_write(&p);
+                    }
+                }
+                Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => {}
+                Err(e) => {
+                    let reason = e
+                        .ssl_error()
+                        .map_or_else(|| e.to_string(), ToString::to_string);
+                    self.fail(remote, reason);
+                    return;
+                }
+            }
+        }
+        self.collect(remote);
+        let Some(s) = self.sessions.get_mut(&remote) else {
+            return;
+        };
+        if !s.established {
+            return;
+        }
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            match s.stream.ssl_read(&mut buf) {
+                Ok(n) => self.plaintext.push_back((remote, buf[..n].to_vec())),
+                Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
+                    debug!("coapio: {remote} closed its DTLS session");
+                    self.collect(remote);
+                    self.sessions.remove(&remote);
+                    self.events.push_back(DtlsEvent::Closed(remote));
+                    return;
+                }
+                Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => break,
+                Err(e) => {
+                    // A record that does not decrypt is dropped by DTLS itself; anything
+                    // else ends the session.
+                    debug!("coapio: DTLS read from {remote} failed: {e}");
+                    if s.stream.get_mut().incoming.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.collect(remote);
+    }
+
+    /// Moves what `remote`'s session wrote to the transmit queue.
+    fn collect(&mut self, remote: SocketAddr) {
+        if let Some(s) = self.sessions.get_mut(&remote) {
+            for d in s.stream.get_mut().outgoing.drain(..) {
+                self.transmits.push_back((remote, d));
+            }
+        }
+    }
+
+    fn fail(&mut self, remote: SocketAddr, reason: String) {
+        debug!("coapio: DTLS with {remote} failed: {reason}");
+        self.collect(remote); // an alert, if OpenSSL wrote one
+        self.sessions.remove(&remote);
+        self.events.push_back(DtlsEvent::Failed { remote, reason });
+    }
+
+    /// Makes room for one more session (or handshake): the least recently used goes.
+    fn make_room(&mut self, now: Instant, handshake: bool) {
+        let _ = now;
+        loop {
+            let handshakes = self.sessions.values().filter(|s| !s.established).count();
+            let full = self.sessions.len() >= self.config.max_sessions
+                || (handshake && handshakes >= self.config.max_handshakes);
+            if !full {
+                return;
+            }
+            let victim = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| {
+                    !handshake || !s.established || handshakes < self.config.max_handshakes
+                })
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(r, _)| *r);
+            let Some(victim) = victim else { return };
+            debug!("coapio: DTLS session with {victim} closed to make room");
+            self.sessions.remove(&victim);
+            self.events.push_back(DtlsEvent::Closed(victim));
+        }
+    }
+
+    /// The next datagram for the network.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next plaintext datagram for the protocol core.
+    pub fn poll_plaintext(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.plaintext.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<DtlsEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Dtls::handle_timeout`] has work: a handshake to retransmit or give up, a
+    /// session to close for idleness.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .map(|s| {
+                if s.established {
+                    s.last_used + self.config.idle_timeout
+                } else {
+                    s.retransmit_at
+                        .min(s.started + self.config.handshake_timeout)
+                }
+            })
+            .min()
+    }
+
+    /// Retransmits handshake flights whose timer ran out, gives up handshakes that took too
+    /// long and closes idle sessions.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<SocketAddr> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                if s.established {
+                    s.last_used + self.config.idle_timeout <= now
+                } else {
+                    s.retransmit_at <= now || s.started + self.config.handshake_timeout <= now
+                }
+            })
+            .map(|(r, _)| *r)
+            .collect();
+        for remote in due {
+            let Some(s) = self.sessions.get_mut(&remote) else {
+                continue;
+            };
+            if s.established {
+                debug!("coapio: DTLS session with {remote} idle; closed");
+                let _ = s.stream.shutdown();
+                self.collect(remote);
+                self.sessions.remove(&remote);
+                self.events.push_back(DtlsEvent::Closed(remote));
+            } else if s.started + self.config.handshake_timeout <= now {
+                self.fail(remote, "the handshake timed out".into());
+            } else {
+                // The last flight went unanswered: send it again, and wait twice as long.
+                debug!("coapio: DTLS handshake flight to {remote} sent again");
+                s.rto = (s.rto * 2).min(MAX_RTO);
+                s.retransmit_at = now + s.rto;
+                for d in &s.flight {
+                    self.transmits.push_back((remote, d.clone()));
+                }
+            }
+        }
+    }
+
+    /// Closes the session with `remote` (close_notify), if there is one.
+    pub fn close(&mut self, remote: SocketAddr) {
+        if let Some(s) = self.sessions.get_mut(&remote) {
+            let _ = s.stream.shutdown();
+            self.collect(remote);
+            self.sessions.remove(&remote);
+        }
+    }
+}
+
+/// A DTLS record of epoch 0 carrying a ClientHello (content type 22, handshake type 1).
+fn is_client_hello(data: &[u8]) -> bool {
+    data.len() > 25 && data[0] == 22 && data[3] == 0 && data[4] == 0 && data[13] == 1
+}
+
+fn base_context() -> Result<SslContextBuilder, ErrorStack> {
+    let mut b = SslContext::builder(SslMethod::dtls())?;
+    b.set_cipher_list(PSK_CIPHERS)?;
+    // Memory buffers have no path MTU to ask: the session's MTU is set instead.
+    b.set_options(SslOptions::NO_QUERY_MTU | SslOptions::NO_TICKET);
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests;

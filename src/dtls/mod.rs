@@ -352,6 +352,11 @@ impl Dtls {
 
     /// Takes one datagram that arrived from `remote`.
     pub fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, data: &[u8]) {
+        // No DTLS record is shorter than its 13-byte header; an empty datagram would even
+        // read as the end of the stream to OpenSSL.
+        if data.len() < 13 {
+            return;
+        }
         // A new ClientHello from a remote that has a session: the peer started over (it
         // restarted, or lost its state); its old session is gone on its side.
         if self.server.is_some() && is_client_hello(data) {
@@ -459,7 +464,7 @@ impl Dtls {
         if !s.established {
             return;
         }
-        let mut buf = vec![0u8; 65_536];
+        let mut buf = [0u8; 2048];
         loop {
             match s.stream.ssl_read(&mut buf) {
                 Ok(n) => self.plaintext.push_back((remote, buf[..n].to_vec())),
@@ -472,12 +477,13 @@ impl Dtls {
                 }
                 Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => break,
                 Err(e) => {
-                    // A record that does not decrypt is dropped by DTLS itself; anything
-                    // else ends the session.
-                    debug!("coapio: DTLS read from {remote} failed: {e}");
-                    if s.stream.get_mut().incoming.is_empty() {
-                        break;
-                    }
+                    // A record that does not decrypt is dropped by DTLS itself; an error here
+                    // is fatal (a fatal alert, a protocol violation): the session ends.
+                    let reason = e
+                        .ssl_error()
+                        .map_or_else(|| e.to_string(), ToString::to_string);
+                    self.fail(remote, reason);
+                    return;
                 }
             }
         }

@@ -1,0 +1,206 @@
+//! DTLS with pre-shared keys against libcoap (`coap-client-openssl`, `coap-client-gnutls`,
+//! `coap-server-openssl`): the sans-IO DTLS layer and the protocol core joined by a small
+//! loop over one UDP socket on loopback — the facade and the C ABI do not use DTLS yet.
+#![cfg(feature = "dtls")]
+
+mod common;
+#[path = "common/peers.rs"]
+mod peers;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coapio::dtls::{Dtls, DtlsConfig};
+use coapio::message::Code;
+use coapio::proto::{Config, Endpoint, Event, RecvMeta, Request, Response};
+use peers::{skip_or_fail, Proc};
+
+const IDENTITY: &str = "coapio";
+const KEY: &str = "sesame-0123456789";
+
+fn have(tool: &str) -> bool {
+    if Command::new(tool).arg("-h").output().is_ok() {
+        return true;
+    }
+    skip_or_fail(&format!(
+        "skipped: {tool} not installed (install with `apt-get install libcoap3-bin`)"
+    ));
+    false
+}
+
+/// One CoAP-over-DTLS endpoint on a UDP socket, run by a loop on its own thread until
+/// `stop` is set: datagrams → DTLS → core → answers → DTLS → datagrams.
+struct Node {
+    socket: UdpSocket,
+    dtls: Dtls,
+    ep: Endpoint,
+}
+
+impl Node {
+    fn new(bind: &str, dtls: DtlsConfig) -> Self {
+        let socket = UdpSocket::bind(bind).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        Self {
+            socket,
+            dtls: Dtls::new(dtls).unwrap(),
+            ep: Endpoint::new(Config::default().with_seed(7).into()),
+        }
+    }
+
+    /// One turn of the loop: what arrived, what is due, what is to send. Requests are
+    /// answered with `answer`; responses and failures go to `events`.
+    fn turn(&mut self, answer: &dyn Fn(&Request) -> Response, events: &mut Vec<Event>) {
+        let mut buf = [0u8; 2048];
+        let now = Instant::now();
+        if let Ok((n, from)) = self.socket.recv_from(&mut buf) {
+            self.dtls.handle_datagram(now, from, &buf[..n]);
+        }
+        let now = Instant::now();
+        if self.dtls.poll_timeout().is_some_and(|t| t <= now) {
+            self.dtls.handle_timeout(now);
+        }
+        while let Some((from, plain)) = self.dtls.poll_plaintext() {
+            self.ep.handle_datagram(now, &RecvMeta::new(from), &plain);
+        }
+        if self.ep.poll_timeout().is_some_and(|t| t <= now) {
+            self.ep.handle_timeout(now);
+        }
+        while let Some(ev) = self.ep.poll_event() {
+            match ev {
+                Event::Request { id, request, .. } => {
+                    self.ep.respond(now, id, answer(&request)).unwrap();
+                }
+                other => events.push(other),
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(t) = self.ep.poll_transmit(now, &mut out) {
+            self.dtls.send(now, t.destination, &out[..t.size]).unwrap();
+        }
+        while let Some((to, d)) = self.dtls.poll_transmit() {
+            let _ = self.socket.send_to(&d, to);
+        }
+    }
+}
+
+fn hello(req: &Request) -> Response {
+    Response::content(format!("hello over DTLS {}", req.path()))
+}
+
+#[test]
+fn libcoap_clients_get_from_our_dtls_server() {
+    for tool in ["coap-client-openssl", "coap-client-gnutls"] {
+        if !have(tool) {
+            return;
+        }
+        let mut node = Node::new(
+            "127.0.0.1:0",
+            DtlsConfig::psk_server(|id: &[u8]| (id == IDENTITY.as_bytes()).then(|| KEY.into())),
+        );
+        let port = node.socket.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut events = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    node.turn(&hello, &mut events);
+                }
+                node
+            }
+        });
+        let mut client = Proc::spawn(Command::new(tool).args([
+            "-B",
+            "10",
+            "-u",
+            IDENTITY,
+            "-k",
+            KEY,
+            "-m",
+            "get",
+            &format!("coaps://127.0.0.1:{port}/dtls/hello"),
+        ]));
+        let status = client.finish(Duration::from_secs(15));
+        stop.store(true, Ordering::SeqCst);
+        let node = server.join().unwrap();
+        assert!(status.success(), "{tool}: {}", client.stderr());
+        assert!(
+            client.stdout().contains("hello over DTLS /dtls/hello"),
+            "{tool}: {} / {}",
+            client.stdout(),
+            client.stderr()
+        );
+        // libcoap's client closes its session (close_notify) as it ends: nothing is left.
+        assert_eq!(node.dtls.stats().handshaking, 0, "{tool}");
+        // A wrong key gets nothing.
+        let mut node = node;
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut events = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    node.turn(&hello, &mut events);
+                }
+            }
+        });
+        let mut wrong = Proc::spawn(Command::new(tool).args([
+            "-B",
+            "3",
+            "-u",
+            "stranger",
+            "-k",
+            "not-the-key",
+            "-m",
+            "get",
+            &format!("coaps://127.0.0.1:{port}/x"),
+        ]));
+        wrong.finish(Duration::from_secs(10));
+        stop.store(true, Ordering::SeqCst);
+        server.join().unwrap();
+        assert!(!wrong.stdout().contains("hello over DTLS"), "{tool}");
+    }
+}
+
+#[test]
+fn our_dtls_client_gets_from_libcoap_server() {
+    if !have("coap-server-openssl") {
+        return;
+    }
+    let port = common::free_port("127.0.0.1");
+    // libcoap's server listens for DTLS on its port + 1.
+    let _server = Proc::spawn(Command::new("coap-server-openssl").args([
+        "-A",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-k",
+        KEY,
+    ]));
+    std::thread::sleep(Duration::from_millis(300));
+    let server: SocketAddr = format!("127.0.0.1:{}", port + 1).parse().unwrap();
+    let mut node = Node::new("127.0.0.1:0", DtlsConfig::psk_client(IDENTITY, KEY));
+    let id = node
+        .ep
+        .request(Instant::now(), server, Request::get("/time"))
+        .unwrap();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && events.is_empty() {
+        node.turn(&hello, &mut events);
+    }
+    match events.as_slice() {
+        [Event::Response { id: got, response }] => {
+            assert_eq!(*got, id);
+            assert_eq!(response.code, Code::CONTENT, "{response:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let suite = node.dtls.stats();
+    assert_eq!(suite.established, 1);
+}

@@ -114,6 +114,10 @@ pub enum TransportErrorKind {
     /// The datagram was larger than the path allows.
     #[error("message too large for the path")]
     MessageTooLarge,
+    /// The remote's DTLS session failed or could not be made (a handshake failure, an
+    /// unknown PSK identity, missing credentials); the log says what exactly.
+    #[error("DTLS failed with the remote (handshake or credentials; see the log)")]
+    Security,
     /// Any other error, with its OS error number where known.
     #[error("network error (OS error {0})")]
     Other(i32),

@@ -40,6 +40,9 @@ pub(crate) fn process_with_budget(
     inbuf: &mut [u8],
     budget: usize,
 ) -> (usize, bool) {
+    if transport.poll_timeout().is_some_and(|t| t <= now) {
+        transport.handle_timeout(now);
+    }
     drain_errors(ep, transport, now);
     let mut more = true;
     let mut received = 0;
@@ -117,6 +120,15 @@ fn send_all(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, out: &mu
                 }
             }
         }
+    }
+}
+
+/// The earlier of the core's and the transport's next deadline: what a driver's timer is
+/// armed for.
+pub(crate) fn next_deadline(ep: &Endpoint, transport: &dyn Transport) -> Option<Instant> {
+    match (ep.poll_timeout(), transport.poll_timeout()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -16,11 +16,17 @@
 //! retransmitted on OpenSSL's timers, and a peer that starts a new handshake (it restarted)
 //! replaces its old session at once.
 //!
+//! [`DtlsTransport`] puts the layer in front of any transport, which is how the async facade
+//! (`Builder::dtls`) uses it.
+//!
 //! Status (issue 10): pre-shared keys (TLS_PSK_WITH_AES_128_CCM_8 and the AES-GCM/CBC PSK
-//! suites, a server-side lookup by identity). Not yet: certificates, raw public keys, the
-//! facade's and the C ABI's use of it, the examples' flags.
+//! suites, a server-side lookup by identity). Not yet: certificates, raw public keys, the C
+//! ABI's use of it, the examples' flags.
 
 mod ossl;
+mod socket;
+
+pub use socket::{DtlsTransport, SecureRemotes};
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -300,6 +306,11 @@ impl Dtls {
             plaintext: VecDeque::new(),
             events: VecDeque::new(),
         })
+    }
+
+    /// Whether there is a session (established or in its handshake) with `remote`.
+    pub fn has_session(&self, remote: SocketAddr) -> bool {
+        self.sessions.contains_key(&remote)
     }
 
     /// Counts of what the layer holds.

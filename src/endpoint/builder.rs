@@ -68,6 +68,8 @@ pub struct Builder {
     reuse_port: bool,
     groups: Vec<(std::net::IpAddr, u32)>,
     handler_timeout: Option<Duration>,
+    #[cfg(feature = "dtls")]
+    dtls: Option<crate::dtls::DtlsConfig>,
 }
 
 impl Builder {
@@ -82,7 +84,18 @@ impl Builder {
             reuse_port: false,
             groups: Vec::new(),
             handler_timeout: None,
+            #[cfg(feature = "dtls")]
+            dtls: None,
         }
+    }
+
+    /// Secures datagrams with DTLS (`coaps://`, RFC 7252 §9; feature `dtls`): a server
+    /// built with a site takes DTLS only on its socket (bind it to 5684, coaps' port); a
+    /// client sends `coaps://` requests over DTLS and `coap://` ones plain.
+    #[cfg(feature = "dtls")]
+    pub fn dtls(mut self, config: crate::dtls::DtlsConfig) -> Self {
+        self.dtls = Some(config);
+        self
     }
 
     /// Joins a multicast group on the interface with index `ifindex` (0: the system's
@@ -172,6 +185,16 @@ impl Builder {
                 )
             })?;
         }
+        #[cfg(feature = "dtls")]
+        let (transport, secure) = match self.dtls {
+            Some(dtls) => {
+                let dtls = crate::dtls::Dtls::new(dtls).map_err(io::Error::other)?;
+                let t = crate::dtls::DtlsTransport::new(transport, dtls, !server);
+                let secure = t.secure_remotes();
+                (Box::new(t) as Box<dyn Transport>, Some(secure))
+            }
+            None => (transport, None),
+        };
         let mut config = self.config.unwrap_or_default();
         if config.seed == 0 {
             config.seed = os_seed();
@@ -200,6 +223,8 @@ impl Builder {
                 shared,
                 _handle: handle,
                 local,
+                #[cfg(feature = "dtls")]
+                secure,
             },
             driver,
         ))

@@ -191,7 +191,7 @@ impl Engine {
                     }
                 }
                 crate::step::flush(&mut st.ep, &**io.get_ref(), now, &mut self.out);
-                (more, st.ep.poll_timeout())
+                (more, crate::step::next_deadline(&st.ep, &**io.get_ref()))
             };
             // The handlers are user code: they run with no lock held, so they may call any
             // method of the endpoint.

@@ -27,6 +27,9 @@ pub struct Endpoint {
     pub(super) shared: Arc<Shared>,
     pub(super) _handle: Arc<HandleToken>,
     pub(super) local: Option<SocketAddr>,
+    /// The remotes reached over DTLS, when the endpoint has DTLS (`Builder::dtls`).
+    #[cfg(feature = "dtls")]
+    pub(super) secure: Option<crate::dtls::SecureRemotes>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -100,6 +103,9 @@ impl Endpoint {
     ) -> ResponseFuture {
         match resolved {
             Ok((remote, parsed)) => {
+                if let Err(e) = self.scheme(remote, parsed.scheme) {
+                    return ResponseFuture::failed(&self.shared, e);
+                }
                 for n in [
                     OptionNumber::URI_HOST,
                     OptionNumber::URI_PORT,
@@ -112,6 +118,35 @@ impl Endpoint {
                 self.send(remote, request)
             }
             Err(e) => ResponseFuture::failed(&self.shared, e),
+        }
+    }
+
+    /// Makes `remote` one reached over DTLS for a `coaps://` URI, or says why it cannot be.
+    fn scheme(
+        &self,
+        remote: SocketAddr,
+        scheme: crate::message::uri::Scheme,
+    ) -> Result<(), RequestError> {
+        use crate::message::uri::Scheme;
+        match scheme {
+            Scheme::Coap => Ok(()),
+            #[cfg(feature = "dtls")]
+            Scheme::Coaps => match &self.secure {
+                Some(secure) => {
+                    crate::step::lock(secure).insert(remote);
+                    Ok(())
+                }
+                None => Err(RequestError::Resolve(
+                    "coaps:// needs DTLS credentials: build the endpoint with Builder::dtls".into(),
+                )),
+            },
+            #[cfg(not(feature = "dtls"))]
+            Scheme::Coaps => {
+                let _ = remote;
+                Err(RequestError::Resolve(
+                    "coaps:// needs coapio built with the `dtls` feature".into(),
+                ))
+            }
         }
     }
 
@@ -258,12 +293,6 @@ impl Endpoint {
 /// The destination and parsed form of a request URI.
 pub(crate) fn resolve(uri: &str) -> Result<(SocketAddr, Uri), RequestError> {
     let parsed = Uri::parse(uri).map_err(RequestError::InvalidUri)?;
-    if parsed.scheme != crate::message::uri::Scheme::Coap {
-        return Err(RequestError::Resolve(format!(
-            "{}: coapio speaks plain coap:// only (no DTLS yet)",
-            parsed.scheme.as_str()
-        )));
-    }
     let remote = match &parsed.host {
         Host::Ip {
             zone: Some(zone), ..

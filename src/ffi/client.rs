@@ -58,8 +58,15 @@ pub type coapio_response_callback = Option<
 >;
 
 fn resolve(uri: &str) -> Result<(SocketAddr, Uri), coapio_result> {
-    crate::endpoint::resolve(uri)
-        .map_err(|e| fail(COAPIO_RESULT_INVALID_URI, format!("{uri}: {e}")))
+    let (remote, parsed) = crate::endpoint::resolve(uri)
+        .map_err(|e| fail(COAPIO_RESULT_INVALID_URI, format!("{uri}: {e}")))?;
+    if parsed.scheme != crate::message::uri::Scheme::Coap {
+        return Err(fail(
+            COAPIO_RESULT_INVALID_URI,
+            format!("{uri}: the C ABI speaks plain coap:// only (no DTLS in C yet)"),
+        ));
+    }
+    Ok((remote, parsed))
 }
 
 /// Creates a Confirmable request with `method` (a `coapio_method` value; others give

@@ -267,7 +267,7 @@ impl Inner {
             ep, transport, out, ..
         } = core;
         crate::step::flush(ep, transport.as_ref(), now, out);
-        self.arm(ep.poll_timeout());
+        self.arm(crate::step::next_deadline(ep, transport.as_ref()));
         // Sending can end a request at once (an ICMP error read while flushing): make the
         // descriptor readable so that mode B's loop calls process and sees it now.
         if ep.has_events() {
@@ -326,7 +326,10 @@ impl Inner {
             let now = Instant::now();
             core.answer_handlers(&mut cx, now);
             crate::step::flush(&mut core.ep, core.transport.as_ref(), now, &mut core.out);
-            self.arm(core.ep.poll_timeout());
+            self.arm(crate::step::next_deadline(
+                &core.ep,
+                core.transport.as_ref(),
+            ));
             // Sending can end requests (an error about their remote): their callbacks are
             // due, so the descriptor must wake the caller even if this was the last round.
             if core.ep.has_events() {
@@ -371,7 +374,8 @@ impl Inner {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        lock(&self.core).ep.poll_timeout()
+        let core = lock(&self.core);
+        crate::step::next_deadline(&core.ep, core.transport.as_ref())
     }
 
     /// Waits until there is work, `limit` passes or the loop is notified.

@@ -101,6 +101,19 @@ pub trait Transport: AsFd + Send + Sync + fmt::Debug + 'static {
         let _ = (remote, in_use);
     }
 
+    /// When [`handle_timeout`](Self::handle_timeout) has work, for transports with timers of
+    /// their own (DTLS retransmissions and idle sessions); drivers arm their timer for the
+    /// earlier of this and the core's. `None` by default.
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// Does what is due at `now` (see [`poll_timeout`](Self::poll_timeout)); spurious calls
+    /// are harmless. Nothing by default.
+    fn handle_timeout(&self, now: std::time::Instant) {
+        let _ = now;
+    }
+
     /// Joins a multicast group on the interface with index `ifindex` (0: the system's
     /// choice), for transports that can ([`Capabilities::multicast`]).
     ///
@@ -137,6 +150,12 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn join_multicast(&self, group: std::net::IpAddr, ifindex: u32) -> io::Result<()> {
         (**self).join_multicast(group, ifindex)
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        (**self).poll_timeout()
+    }
+    fn handle_timeout(&self, now: std::time::Instant) {
+        (**self).handle_timeout(now);
     }
 }
 

@@ -285,3 +285,51 @@ fn plugtest_server_ends_observations_and_accepts_new_ones_at_once() {
         assert_eq!(last.unwrap().code, Code::NOT_ACCEPTABLE);
     });
 }
+
+/// The server example also serves over DTLS with `--psk-identity/--psk-key`, and the client
+/// example reaches it with a `coaps://` URI and the same key; a wrong key fails with one line.
+#[cfg(feature = "dtls")]
+#[test]
+fn server_and_client_examples_over_dtls() {
+    let mut server = Guard(
+        Command::new(example("server"))
+            .args(["--bind", "127.0.0.1:0", "--bind-dtls", "127.0.0.1:0"])
+            .args(["--psk-identity", "demo", "--psk-key", "sesame"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run the server example"),
+    );
+    let mut out = BufReader::new(server.0.stdout.take().unwrap());
+    let mut coaps = None;
+    for _ in 0..3 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        if let Some(a) = line.trim().strip_prefix("listening for coaps on ") {
+            coaps = Some(a.to_string());
+            break;
+        }
+    }
+    let coaps = coaps.expect("the server says where it listens for coaps");
+    let uri = format!("coaps://{coaps}/hello");
+    let ok = client(&["--psk-identity", "demo", "--psk-key", "sesame", &uri]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "2.05 Content\nHello, world!\n"
+    );
+    let wrong = client(&[
+        "--psk-identity",
+        "demo",
+        "--psk-key",
+        "wrong",
+        "--timeout",
+        "5",
+        &uri,
+    ]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&wrong.stderr).lines().count(), 1);
+}

@@ -107,3 +107,51 @@ pub(crate) fn tick(endpoint: coapio::Endpoint) {
         endpoint.notify("/time");
     });
 }
+
+/// `builder` with DTLS client credentials (needs the `dtls` feature).
+#[allow(dead_code)]
+pub(crate) fn with_psk_client(
+    builder: coapio::Builder,
+    identity: String,
+    key: String,
+) -> Result<coapio::Builder, String> {
+    #[cfg(feature = "dtls")]
+    {
+        Ok(builder.dtls(coapio::dtls::DtlsConfig::psk_client(identity, key)))
+    }
+    #[cfg(not(feature = "dtls"))]
+    {
+        let _ = (builder, identity, key);
+        Err("--psk-identity/--psk-key need coapio built with `--features dtls`".into())
+    }
+}
+
+/// A server of `site` over DTLS on `bind`, accepting `identity` with `key`: its endpoint,
+/// driver and address (needs the `dtls` feature).
+#[allow(dead_code)]
+pub(crate) fn psk_server(
+    bind: std::net::SocketAddr,
+    site: Site,
+    identity: String,
+    key: String,
+) -> Result<(coapio::Endpoint, coapio::Driver, std::net::SocketAddr), String> {
+    #[cfg(feature = "dtls")]
+    {
+        let config = coapio::dtls::DtlsConfig::psk_server(move |id: &[u8]| {
+            (id == identity.as_bytes()).then(|| key.clone().into_bytes())
+        });
+        let (endpoint, driver) = coapio::Endpoint::builder()
+            .bind(bind)
+            .site(site)
+            .dtls(config)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let local = endpoint.local_addr().map_err(|e| e.to_string())?;
+        Ok((endpoint, driver, local))
+    }
+    #[cfg(not(feature = "dtls"))]
+    {
+        let _ = (bind, site, identity, key);
+        Err("--psk-identity/--psk-key need coapio built with `--features dtls`".into())
+    }
+}

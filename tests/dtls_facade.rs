@@ -115,3 +115,151 @@ fn libcoap_client_against_our_dtls_server() {
     );
     server.shutdown();
 }
+
+#[path = "common/pki.rs"]
+mod pki;
+
+fn cert_server(config: DtlsConfig) -> (Endpoint, u16) {
+    let (ep, driver) = Endpoint::builder()
+        .bind("[::1]:0".parse().unwrap())
+        .site(example_site())
+        .dtls(config)
+        .build()
+        .unwrap();
+    std::thread::spawn(move || async_io::block_on(driver));
+    let port = ep.local_addr().unwrap().port();
+    (ep, port)
+}
+
+fn client_with(mut config: DtlsConfig) -> Endpoint {
+    config.handshake_timeout = Duration::from_secs(3);
+    let (ep, driver) = Endpoint::builder().dtls(config).build().unwrap();
+    std::thread::spawn(move || async_io::block_on(driver));
+    ep
+}
+
+#[test]
+fn certificates_verified_both_ways() {
+    let p = pki::pki();
+    // The server shows its certificate; the client verifies it against the CA.
+    let (server, port) = cert_server(DtlsConfig::certificate_server(
+        p.server_cert.clone(),
+        p.server_key.clone(),
+    ));
+    let client = client_with(DtlsConfig::certificate_client(p.ca.clone()));
+    let uri = format!("coaps://[::1]:{port}/hello");
+    let r = block_on_within(LIMIT, client.get(&uri)).unwrap();
+    assert_eq!(text(&r), "Hello, world!");
+    // A client that trusts another CA refuses the server.
+    let other = pki::pki();
+    let doubting = client_with(DtlsConfig::certificate_client(other.ca));
+    assert_eq!(
+        block_on_within(LIMIT, doubting.get(&uri)).unwrap_err(),
+        RequestError::Transport(TransportErrorKind::Security)
+    );
+    server.shutdown();
+    // A server that asks for client certificates: one signed by its CA gets in, none not.
+    let mut strict = DtlsConfig::certificate_server(p.server_cert.clone(), p.server_key.clone());
+    strict.trusted_ca = Some(p.ca.clone());
+    let (server, port) = cert_server(strict);
+    let uri = format!("coaps://[::1]:{port}/hello");
+    let mut with_cert = DtlsConfig::certificate_client(p.ca.clone());
+    with_cert.certificate = Some((p.client_cert.clone(), p.client_key.clone()));
+    let r = block_on_within(LIMIT, client_with(with_cert).get(&uri)).unwrap();
+    assert_eq!(text(&r), "Hello, world!");
+    let without = client_with(DtlsConfig::certificate_client(p.ca.clone()));
+    assert_eq!(
+        block_on_within(LIMIT, without.get(&uri)).unwrap_err(),
+        RequestError::Transport(TransportErrorKind::Security)
+    );
+    server.shutdown();
+}
+
+/// PEM files for libcoap's tools, in a fresh directory under the system's temp dir.
+fn pem_files(p: &pki::Pki) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "coapio-dtls-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, pem) in [
+        ("ca.pem", &p.ca),
+        ("server.pem", &p.server_cert),
+        ("server.key", &p.server_key),
+        ("client.pem", &p.client_cert),
+        ("client.key", &p.client_key),
+    ] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn certificates_with_libcoap_both_ways() {
+    for tool in ["coap-client-openssl", "coap-server-openssl"] {
+        if Command::new(tool).arg("-h").output().is_err() {
+            return skip_or_fail(&format!(
+                "skipped: {tool} not installed (apt-get install libcoap3-bin)"
+            ));
+        }
+    }
+    let p = pki::pki();
+    let dir = pem_files(&p);
+    let file = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    // libcoap's client, verifying our server's certificate against the CA.
+    let (server, port) = cert_server(DtlsConfig::certificate_server(
+        p.server_cert.clone(),
+        p.server_key.clone(),
+    ));
+    let mut client = Proc::spawn(Command::new("coap-client-openssl").args([
+        "-B",
+        "10",
+        "-C",
+        &file("ca.pem"),
+        "-c",
+        &file("client.pem"),
+        "-j",
+        &file("client.key"),
+        "-m",
+        "get",
+        &format!("coaps://[::1]:{port}/hello"),
+    ]));
+    let status = client.finish(Duration::from_secs(15));
+    assert!(status.success(), "{}", client.stderr());
+    assert_eq!(
+        client.stdout().trim(),
+        "Hello, world!",
+        "{}",
+        client.stderr()
+    );
+    server.shutdown();
+    // Our client, verifying libcoap's server (which asks for our certificate too).
+    let plain = common::free_port("127.0.0.1");
+    let _libcoap = Proc::spawn(Command::new("coap-server-openssl").args([
+        "-A",
+        "127.0.0.1",
+        "-p",
+        &plain.to_string(),
+        "-c",
+        &file("server.pem"),
+        "-j",
+        &file("server.key"),
+        "-C",
+        &file("ca.pem"),
+    ]));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut config = DtlsConfig::certificate_client(p.ca.clone());
+    config.certificate = Some((p.client_cert.clone(), p.client_key.clone()));
+    let ours = client_with(config);
+    let r = block_on_within(
+        LIMIT,
+        ours.get(&format!("coaps://127.0.0.1:{}/time", plain + 1)),
+    )
+    .unwrap();
+    assert_eq!(r.code, coapio::message::Code::CONTENT, "{r:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

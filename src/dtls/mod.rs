@@ -20,8 +20,10 @@
 //! (`Builder::dtls`) uses it.
 //!
 //! Status (issue 10): pre-shared keys (TLS_PSK_WITH_AES_128_CCM_8 and the AES-GCM/CBC PSK
-//! suites, a server-side lookup by identity). Not yet: certificates, raw public keys, the C
-//! ABI's use of it, the examples' flags.
+//! suites, a server-side lookup by identity) and X.509 certificates (a CA to verify the
+//! peer, optional client certificates). Not yet: the server's name or address checked
+//! against its certificate (only the chain is verified), raw public keys (RFC 7250: Debian's
+//! OpenSSL 3.0 has none; 3.2 does), the C ABI's use of it.
 
 mod ossl;
 mod socket;
@@ -41,10 +43,14 @@ use openssl::ssl::{
     ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslStream,
 };
 
-/// The cipher suites offered and accepted with pre-shared keys: CCM_8 first (RFC 7252
-/// §9.1.3.1's mandatory suite), then the AES-GCM and AES-CBC PSK suites peers commonly have.
-const PSK_CIPHERS: &str = "PSK-AES128-CCM8:PSK-AES256-CCM8:PSK-AES128-GCM-SHA256:\
-                           PSK-AES256-GCM-SHA384:PSK-AES128-CCM:PSK-AES128-CBC-SHA256";
+/// The cipher suites offered and accepted: with pre-shared keys CCM_8 first (RFC 7252
+/// §9.1.3.1's mandatory suite), then the AES-GCM and AES-CBC PSK suites peers commonly have;
+/// with certificates ECDHE-ECDSA with CCM_8 first (§9.1.3.3), then the usual AEAD suites.
+const CIPHERS: &str = "PSK-AES128-CCM8:PSK-AES256-CCM8:PSK-AES128-GCM-SHA256:\
+                       PSK-AES256-GCM-SHA384:PSK-AES128-CCM:PSK-AES128-CBC-SHA256:\
+                       ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256:\
+                       ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:\
+                       ECDHE-RSA-AES256-GCM-SHA384";
 
 /// The first retransmission timeout of a handshake flight (RFC 6347 §4.2.4.1: 1 s), doubled
 /// up to [`MAX_RTO`]. The layer keeps this timer itself, on the caller's clock, rather than
@@ -67,6 +73,16 @@ pub struct DtlsConfig {
     pub psk_lookup: Option<PskLookup>,
     /// The server's identity hint, sent to clients (may be empty).
     pub psk_hint: Vec<u8>,
+    /// This endpoint's X.509 certificate chain and private key (PEM): a server's, or a
+    /// client's for servers that ask for one.
+    pub certificate: Option<(Vec<u8>, Vec<u8>)>,
+    /// The certificate authorities (PEM) the peer's certificate must chain to: a client
+    /// verifies the server's certificate against them; a server with them asks for and
+    /// verifies clients' certificates. `None`: a client does not verify (as libcoap's `-n`),
+    /// a server does not ask.
+    pub trusted_ca: Option<Vec<u8>>,
+    /// Whether this endpoint accepts sessions that peers open (a server).
+    pub accept: bool,
     /// Established sessions kept at most; beyond, the least recently used goes.
     pub max_sessions: usize,
     /// Handshakes in progress at most (a server's, after the cookie round trip).
@@ -98,6 +114,9 @@ impl Default for DtlsConfig {
             psk: None,
             psk_lookup: None,
             psk_hint: Vec::new(),
+            certificate: None,
+            trusted_ca: None,
+            accept: false,
             max_sessions: 4096,
             max_handshakes: 256,
             idle_timeout: Duration::from_secs(600),
@@ -120,6 +139,24 @@ impl DtlsConfig {
     pub fn psk_server(lookup: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + 'static) -> Self {
         Self {
             psk_lookup: Some(Arc::new(lookup)),
+            accept: true,
+            ..Self::default()
+        }
+    }
+
+    /// A server with the certificate chain and key `chain_pem`/`key_pem` (PEM).
+    pub fn certificate_server(chain_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        Self {
+            certificate: Some((chain_pem.into(), key_pem.into())),
+            accept: true,
+            ..Self::default()
+        }
+    }
+
+    /// A client that verifies servers' certificates against the authorities in `ca_pem`.
+    pub fn certificate_client(ca_pem: impl Into<Vec<u8>>) -> Self {
+        Self {
+            trusted_ca: Some(ca_pem.into()),
             ..Self::default()
         }
     }
@@ -262,8 +299,10 @@ impl Dtls {
     /// OpenSSL's, when it cannot make a context (no DTLS, none of the cipher suites).
     pub fn new(config: DtlsConfig) -> Result<Self, ErrorStack> {
         let client = match &config.psk {
+            None if config.trusted_ca.is_none() && config.certificate.is_none() => None,
+            None => Some(cert_context(&config, false)?.build()),
             Some((identity, key)) => {
-                let mut b = base_context()?;
+                let mut b = cert_context(&config, false)?;
                 let (identity, key) = (identity.clone(), key.clone());
                 b.set_psk_client_callback(move |_ssl, _hint, id_out, key_out| {
                     // The identity goes out NUL-terminated.
@@ -276,11 +315,16 @@ impl Dtls {
                 });
                 Some(b.build())
             }
-            None => None,
         };
         let server = match &config.psk_lookup {
+            None if !config.accept => None,
+            None => {
+                let mut b = cert_context(&config, true)?;
+                ossl::cookies(&mut b)?;
+                Some(b.build())
+            }
             Some(lookup) => {
-                let mut b = base_context()?;
+                let mut b = cert_context(&config, true)?;
                 let lookup = lookup.clone();
                 b.set_psk_server_callback(move |_ssl, identity, key_out| {
                     match identity.and_then(|id| lookup(id)) {
@@ -295,7 +339,6 @@ impl Dtls {
                 ossl::cookies(&mut b)?;
                 Some(b.build())
             }
-            None => None,
         };
         Ok(Self {
             config,
@@ -629,9 +672,44 @@ fn is_client_hello(data: &[u8]) -> bool {
 
 fn base_context() -> Result<SslContextBuilder, ErrorStack> {
     let mut b = SslContext::builder(SslMethod::dtls())?;
-    b.set_cipher_list(PSK_CIPHERS)?;
+    b.set_cipher_list(CIPHERS)?;
     // Memory buffers have no path MTU to ask: the session's MTU is set instead.
     b.set_options(SslOptions::NO_QUERY_MTU | SslOptions::NO_TICKET);
+    Ok(b)
+}
+
+/// A context with the certificate and trust anchors of `config`, for a server (`serve`) or
+/// a client.
+fn cert_context(config: &DtlsConfig, serve: bool) -> Result<SslContextBuilder, ErrorStack> {
+    use openssl::pkey::PKey;
+    use openssl::ssl::SslVerifyMode;
+    use openssl::x509::X509;
+    let mut b = base_context()?;
+    if let Some((chain, key)) = &config.certificate {
+        let mut certs = X509::stack_from_pem(chain)?.into_iter();
+        let leaf = certs.next().ok_or_else(ErrorStack::get)?;
+        b.set_certificate(&leaf)?;
+        for c in certs {
+            b.add_extra_chain_cert(c)?;
+        }
+        let key = PKey::private_key_from_pem(key)?;
+        b.set_private_key(&key)?;
+        b.check_private_key()?;
+    }
+    match &config.trusted_ca {
+        Some(ca) => {
+            for c in X509::stack_from_pem(ca)? {
+                b.cert_store_mut().add_cert(c)?;
+            }
+            let mode = if serve {
+                SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT
+            } else {
+                SslVerifyMode::PEER
+            };
+            b.set_verify(mode);
+        }
+        None => b.set_verify(SslVerifyMode::NONE),
+    }
     Ok(b)
 }
 

@@ -3,10 +3,11 @@
 //! ```text
 //! cargo run --example client -- [-m METHOD] [--non] [--payload TEXT] [--timeout SECONDS]
 //!     [--observe SECONDS] [--transport udp6|simple6]
-//!     [--psk-identity TEXT --psk-key TEXT] URI
+//!     [--psk-identity TEXT --psk-key TEXT] [--cert FILE --key FILE] [--ca FILE] URI
 //! ```
 //!
-//! `coaps://` URIs go over DTLS with the pre-shared key given (build with `--features dtls`).
+//! `coaps://` URIs go over DTLS with the pre-shared key or the certificate given, verifying
+//! the server's certificate against `--ca` (build with `--features dtls`).
 //!
 //! Prints the response code on the first line and the payload after it. When the request
 //! fails (timeout, reset, unreachable, bad URI) it prints one line saying why on stderr and
@@ -23,7 +24,7 @@ mod common;
 
 const USAGE: &str = "usage: client [-m GET|POST|PUT|DELETE] [--non] [--payload TEXT] \
     [--timeout SECONDS] [--observe SECONDS] [--transport udp6|simple6] \
-    [--psk-identity TEXT --psk-key TEXT] URI";
+    [--psk-identity TEXT --psk-key TEXT] [--cert FILE --key FILE] [--ca FILE] URI";
 
 fn main() -> ExitCode {
     common::log_to_stderr();
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
     let mut timeout = None;
     let mut observe = None;
     let mut uri = None;
-    let (mut psk_identity, mut psk_key) = (None, None);
+    let mut dtls = common::DtlsFlags::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -87,15 +88,10 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            "--psk-identity" | "--psk-key" => {
-                let Some(v) = args.next() else {
-                    eprintln!("{a} needs a value");
+            "--psk-identity" | "--psk-key" | "--cert" | "--key" | "--ca" => {
+                if let Err(e) = dtls.take(&a, args.next()) {
+                    eprintln!("{e}");
                     return ExitCode::from(2);
-                };
-                if a == "--psk-identity" {
-                    psk_identity = Some(v);
-                } else {
-                    psk_key = Some(v);
                 }
             }
             "-h" | "--help" => {
@@ -117,18 +113,13 @@ fn main() -> ExitCode {
     if let Some(t) = transport {
         builder = builder.transport(t);
     }
-    match (psk_identity, psk_key) {
-        (None, None) => {}
-        (Some(identity), Some(key)) => match common::with_psk_client(builder, identity, key) {
+    if dtls.any() {
+        match dtls.client(builder) {
             Ok(b) => builder = b,
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::from(2);
             }
-        },
-        _ => {
-            eprintln!("--psk-identity and --psk-key go together");
-            return ExitCode::from(2);
         }
     }
     let (client, driver) = match builder.build() {

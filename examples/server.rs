@@ -11,9 +11,10 @@
 //! `/.well-known/core`. `--bind` defaults to `[::]:5683`; with port 0 the server prints the
 //! port it got.
 //!
-//! `--psk-identity TEXT --psk-key TEXT` (build with `--features dtls`) also serves the
-//! resources over DTLS (`coaps://`, that identity and key) on `--bind-dtls ADDR`, by default
-//! the `--bind` address with its port + 1, as libcoap's server does.
+//! `--psk-identity TEXT --psk-key TEXT` and/or `--cert FILE --key FILE` (PEM; `--ca FILE` to
+//! ask for and verify client certificates) also serve the resources over DTLS (`coaps://`;
+//! build with `--features dtls`) on `--bind-dtls ADDR`, by default the `--bind` address with
+//! its port + 1, as libcoap's server does.
 //!
 //! `--multicast IF` (repeatable) joins the All-CoAP-Nodes groups (`ff02::fd`, `ff05::fd`,
 //! `224.0.1.187`) on interface IF: requests to them are answered from a unicast address after
@@ -40,15 +41,20 @@ fn main() -> ExitCode {
     let mut transport = None;
     let mut workers = 1usize;
     let mut multicast: Vec<String> = Vec::new();
-    let (mut psk_identity, mut psk_key, mut bind_dtls) = (None, None, None);
+    let mut dtls = common::DtlsFlags::default();
+    let mut bind_dtls = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
             ("--bind", Some(v)) => bind = v,
             ("--multicast", Some(v)) => multicast.push(v),
-            ("--psk-identity", Some(v)) => psk_identity = Some(v),
-            ("--psk-key", Some(v)) => psk_key = Some(v),
             ("--bind-dtls", Some(v)) => bind_dtls = Some(v),
+            (flag @ ("--psk-identity" | "--psk-key" | "--cert" | "--key" | "--ca"), v) => {
+                if let Err(e) = dtls.take(flag, v) {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            }
             ("--workers", Some(v)) => match v.parse::<usize>() {
                 Ok(n) if (1..=64).contains(&n) => workers = n,
                 _ => {
@@ -68,7 +74,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 eprintln!(
-                    "usage: server [--bind ADDR] [--workers N] [--multicast IF]... [--transport udp6|simplesocketserver] [--psk-identity TEXT --psk-key TEXT [--bind-dtls ADDR]]"
+                    "usage: server [--bind ADDR] [--workers N] [--multicast IF]... [--transport udp6|simplesocketserver] [--psk-identity TEXT --psk-key TEXT] [--cert FILE --key FILE] [--ca FILE] [--bind-dtls ADDR]"
                 );
                 return ExitCode::from(2);
             }
@@ -120,37 +126,30 @@ fn main() -> ExitCode {
     } else {
         println!("listening on {addr}");
     }
-    match (psk_identity, psk_key) {
-        (None, None) => {}
-        (Some(identity), Some(key)) => {
-            let dtls_addr = match bind_dtls.as_deref().map(str::parse) {
-                None => {
-                    let mut a = addr;
-                    a.set_port(addr.port().wrapping_add(1));
-                    a
-                }
-                Some(Ok(a)) => a,
-                Some(Err(_)) => {
-                    eprintln!("--bind-dtls takes an address like [::]:5684");
-                    return ExitCode::from(2);
-                }
-            };
-            let site = common::example_site(Duration::from_secs(3));
-            match common::psk_server(dtls_addr, site, identity, key) {
-                Ok((endpoint, driver, local)) => {
-                    println!("listening for coaps on {local}");
-                    common::tick(endpoint);
-                    drivers.insert(0, driver);
-                }
-                Err(e) => {
-                    eprintln!("cannot serve coaps on {dtls_addr}: {e}");
-                    return ExitCode::FAILURE;
-                }
+    if dtls.any() {
+        let dtls_addr = match bind_dtls.as_deref().map(str::parse) {
+            None => {
+                let mut a = addr;
+                a.set_port(addr.port().wrapping_add(1));
+                a
             }
-        }
-        _ => {
-            eprintln!("--psk-identity and --psk-key go together");
-            return ExitCode::from(2);
+            Some(Ok(a)) => a,
+            Some(Err(_)) => {
+                eprintln!("--bind-dtls takes an address like [::]:5684");
+                return ExitCode::from(2);
+            }
+        };
+        let site = common::example_site(Duration::from_secs(3));
+        match dtls.server(dtls_addr, site) {
+            Ok((endpoint, driver, local)) => {
+                println!("listening for coaps on {local}");
+                common::tick(endpoint);
+                drivers.insert(0, driver);
+            }
+            Err(e) => {
+                eprintln!("cannot serve coaps on {dtls_addr}: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     let last = drivers.pop().expect("at least one worker");

@@ -108,50 +108,107 @@ pub(crate) fn tick(endpoint: coapio::Endpoint) {
     });
 }
 
-/// `builder` with DTLS client credentials (needs the `dtls` feature).
-#[allow(dead_code)]
-pub(crate) fn with_psk_client(
-    builder: coapio::Builder,
-    identity: String,
-    key: String,
-) -> Result<coapio::Builder, String> {
-    #[cfg(feature = "dtls")]
-    {
-        Ok(builder.dtls(coapio::dtls::DtlsConfig::psk_client(identity, key)))
-    }
-    #[cfg(not(feature = "dtls"))]
-    {
-        let _ = (builder, identity, key);
-        Err("--psk-identity/--psk-key need coapio built with `--features dtls`".into())
-    }
+/// The DTLS flags of the server and client examples: `--psk-identity TEXT --psk-key TEXT`,
+/// `--cert FILE --key FILE` (PEM), `--ca FILE` (PEM).
+#[derive(Debug, Default)]
+pub(crate) struct DtlsFlags {
+    psk_identity: Option<String>,
+    psk_key: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
 }
 
-/// A server of `site` over DTLS on `bind`, accepting `identity` with `key`: its endpoint,
-/// driver and address (needs the `dtls` feature).
-#[allow(dead_code)]
-pub(crate) fn psk_server(
-    bind: std::net::SocketAddr,
-    site: Site,
-    identity: String,
-    key: String,
-) -> Result<(coapio::Endpoint, coapio::Driver, std::net::SocketAddr), String> {
-    #[cfg(feature = "dtls")]
-    {
-        let config = coapio::dtls::DtlsConfig::psk_server(move |id: &[u8]| {
-            (id == identity.as_bytes()).then(|| key.clone().into_bytes())
-        });
-        let (endpoint, driver) = coapio::Endpoint::builder()
-            .bind(bind)
-            .site(site)
-            .dtls(config)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let local = endpoint.local_addr().map_err(|e| e.to_string())?;
-        Ok((endpoint, driver, local))
+impl DtlsFlags {
+    /// Takes `flag` with its `value` if it is one of these; `false` if it is not.
+    pub(crate) fn take(&mut self, flag: &str, value: Option<String>) -> Result<bool, String> {
+        let slot = match flag {
+            "--psk-identity" => &mut self.psk_identity,
+            "--psk-key" => &mut self.psk_key,
+            "--cert" => &mut self.cert,
+            "--key" => &mut self.key,
+            "--ca" => &mut self.ca,
+            _ => return Ok(false),
+        };
+        *slot = Some(value.ok_or_else(|| format!("{flag} needs a value"))?);
+        Ok(true)
     }
-    #[cfg(not(feature = "dtls"))]
-    {
-        let _ = (bind, site, identity, key);
-        Err("--psk-identity/--psk-key need coapio built with `--features dtls`".into())
+
+    /// Whether any DTLS flag was given.
+    pub(crate) fn any(&self) -> bool {
+        self.psk_identity.is_some()
+            || self.psk_key.is_some()
+            || self.cert.is_some()
+            || self.ca.is_some()
+    }
+
+    #[cfg(feature = "dtls")]
+    fn config(&self, server: bool) -> Result<coapio::dtls::DtlsConfig, String> {
+        let read = |f: &String| std::fs::read(f).map_err(|e| format!("{f}: {e}"));
+        let mut c = coapio::dtls::DtlsConfig::default();
+        c.accept = server;
+        match (&self.psk_identity, &self.psk_key) {
+            (None, None) => {}
+            (Some(identity), Some(key)) => {
+                if server {
+                    let (identity, key) = (identity.clone(), key.clone());
+                    c.psk_lookup = Some(std::sync::Arc::new(move |id: &[u8]| {
+                        (id == identity.as_bytes()).then(|| key.clone().into_bytes())
+                    }));
+                } else {
+                    c.psk = Some((identity.clone().into_bytes(), key.clone().into_bytes()));
+                }
+            }
+            _ => return Err("--psk-identity and --psk-key go together".into()),
+        }
+        match (&self.cert, &self.key) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => c.certificate = Some((read(cert)?, read(key)?)),
+            _ => return Err("--cert and --key go together".into()),
+        }
+        if let Some(ca) = &self.ca {
+            c.trusted_ca = Some(read(ca)?);
+        }
+        Ok(c)
+    }
+
+    /// `builder` with these credentials for `coaps://` requests.
+    #[allow(dead_code)]
+    pub(crate) fn client(&self, builder: coapio::Builder) -> Result<coapio::Builder, String> {
+        #[cfg(feature = "dtls")]
+        {
+            Ok(builder.dtls(self.config(false)?))
+        }
+        #[cfg(not(feature = "dtls"))]
+        {
+            let _ = builder;
+            Err("the DTLS flags need the examples built with `--features dtls`".into())
+        }
+    }
+
+    /// A server of `site` over DTLS on `bind` with these credentials: its endpoint, driver
+    /// and address.
+    #[allow(dead_code)]
+    pub(crate) fn server(
+        &self,
+        bind: std::net::SocketAddr,
+        site: Site,
+    ) -> Result<(coapio::Endpoint, coapio::Driver, std::net::SocketAddr), String> {
+        #[cfg(feature = "dtls")]
+        {
+            let (endpoint, driver) = coapio::Endpoint::builder()
+                .bind(bind)
+                .site(site)
+                .dtls(self.config(true)?)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let local = endpoint.local_addr().map_err(|e| e.to_string())?;
+            Ok((endpoint, driver, local))
+        }
+        #[cfg(not(feature = "dtls"))]
+        {
+            let _ = (bind, site);
+            Err("the DTLS flags need the examples built with `--features dtls`".into())
+        }
     }
 }

@@ -130,6 +130,10 @@ enum coapio_result
    `coapio_context_free` returns this, and no callback of it runs again. Free it.
    */
   COAPIO_RESULT_FAILED = 14,
+  /*
+   The library was built without what this needs (DTLS needs the `dtls` feature).
+   */
+  COAPIO_RESULT_UNSUPPORTED = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -370,6 +374,37 @@ coapio_result coapio_config_set_nstart(coapio_config *config, uint32_t n);
  Sets the token length of new requests (0 to 8 bytes; default 8).
  */
 coapio_result coapio_config_set_token_length(coapio_config *config, uint32_t n);
+
+/*
+ Sets a pre-shared key for DTLS (`coaps://`, RFC 7252 §9.1.3.1): the context presents
+ `identity` (`identity_len` bytes) with `key` (`key_len` bytes) in `coaps://` requests,
+ and, when it has a bind address (`coapio_config_set_bind`), accepts that identity with
+ that key and takes DTLS only on its socket. Needs the library built with the
+ `dtls` feature (`COAPIO_RESULT_UNSUPPORTED` otherwise).
+ */
+coapio_result coapio_config_set_psk(coapio_config *config,
+                                    const uint8_t *identity,
+                                    size_t identity_len,
+                                    const uint8_t *key,
+                                    size_t key_len);
+
+/*
+ Sets this context's X.509 certificate chain and private key for DTLS (PEM texts of
+ `cert_len` and `key_len` bytes): a server's, or a client's for servers that ask for one.
+ Checked when the context is made. Needs the `dtls` feature.
+ */
+coapio_result coapio_config_set_certificate(coapio_config *config,
+                                            const uint8_t *cert_pem,
+                                            size_t cert_len,
+                                            const uint8_t *key_pem,
+                                            size_t key_len);
+
+/*
+ Sets the certificate authorities (a PEM text of `len` bytes) a DTLS peer's certificate
+ must chain to: a client verifies servers against them; a server asks for and verifies
+ client certificates. Needs the `dtls` feature.
+ */
+coapio_result coapio_config_set_ca(coapio_config *config, const uint8_t *ca_pem, size_t len);
 
 /*
  Creates a context from `config` (NULL: the defaults, a client on an ephemeral port) and

@@ -42,6 +42,8 @@ pub enum coapio_result {
     /// on, `COAPIO_RESULT_PANIC`), so its state cannot be trusted: every call on it but
     /// `coapio_context_free` returns this, and no callback of it runs again. Free it.
     COAPIO_RESULT_FAILED = 14,
+    /// The library was built without what this needs (DTLS needs the `dtls` feature).
+    COAPIO_RESULT_UNSUPPORTED = 15,
 }
 
 use coapio_result::*;
@@ -49,7 +51,7 @@ use coapio_result::*;
 impl coapio_result {
     /// The result with this value, if there is one.
     pub(crate) fn from_u32(v: u32) -> Option<Self> {
-        const ALL: [coapio_result; 15] = [
+        const ALL: [coapio_result; 16] = [
             COAPIO_RESULT_OK,
             COAPIO_RESULT_NULL_PARAMETER,
             COAPIO_RESULT_INVALID_ARGUMENT,
@@ -65,6 +67,7 @@ impl coapio_result {
             COAPIO_RESULT_NOT_FOUND,
             COAPIO_RESULT_PANIC,
             COAPIO_RESULT_FAILED,
+            COAPIO_RESULT_UNSUPPORTED,
         ];
         ALL.into_iter().find(|r| *r as u32 == v)
     }
@@ -93,6 +96,7 @@ pub extern "C" fn coapio_result_str(result: u32) -> *const c_char {
         COAPIO_RESULT_NOT_FOUND => c"not found",
         COAPIO_RESULT_PANIC => c"internal error",
         COAPIO_RESULT_FAILED => c"context failed after an internal error",
+        COAPIO_RESULT_UNSUPPORTED => c"not supported by this build of the library",
     };
     s.as_ptr()
 }

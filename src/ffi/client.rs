@@ -42,6 +42,8 @@ pub enum coapio_method {
 pub struct coapio_request {
     remote: SocketAddr,
     request: Request,
+    /// A `coaps://` request: it goes over DTLS.
+    secure: bool,
 }
 
 /// A response. Methods: `coapio_response_code`, `coapio_response_payload`,
@@ -60,12 +62,6 @@ pub type coapio_response_callback = Option<
 fn resolve(uri: &str) -> Result<(SocketAddr, Uri), coapio_result> {
     let (remote, parsed) = crate::endpoint::resolve(uri)
         .map_err(|e| fail(COAPIO_RESULT_INVALID_URI, format!("{uri}: {e}")))?;
-    if parsed.scheme != crate::message::uri::Scheme::Coap {
-        return Err(fail(
-            COAPIO_RESULT_INVALID_URI,
-            format!("{uri}: the C ABI speaks plain coap:// only (no DTLS in C yet)"),
-        ));
-    }
     Ok((remote, parsed))
 }
 
@@ -102,7 +98,14 @@ pub extern "C" fn coapio_request_new(
         let mut request = Request::new(Code(method as u8));
         parsed.to_options_for(remote, &mut request.options);
         // SAFETY: out is non-NULL and writable.
-        unsafe { *out = Box::into_raw(Box::new(coapio_request { remote, request })) };
+        let secure = parsed.scheme == crate::message::uri::Scheme::Coaps;
+        unsafe {
+            *out = Box::into_raw(Box::new(coapio_request {
+                remote,
+                request,
+                secure,
+            }))
+        };
         COAPIO_RESULT_OK
     })
 }
@@ -261,6 +264,9 @@ pub extern "C" fn coapio_context_send(
             Err(e) => return e,
         };
         let mut core = lock(&inner.core);
+        if let Err(e) = core.use_scheme(request.remote, request.secure) {
+            return e;
+        }
         match core
             .ep
             .request(Instant::now(), request.remote, request.request)
@@ -332,6 +338,9 @@ pub extern "C" fn coapio_request_sync(
         let slot = Arc::new(Mutex::new(None));
         let id = {
             let mut core = lock(&inner.core);
+            if let Err(e) = core.use_scheme(request.remote, request.secure) {
+                return e;
+            }
             match core
                 .ep
                 .request(Instant::now(), request.remote, request.request)

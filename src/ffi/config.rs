@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::base::coapio_result::{self, *};
-use super::base::{fail, guard, guard_void, str_arg};
+use super::base::{bytes_arg, fail, guard, guard_void, str_arg};
 use crate::endpoint::TransportKind;
 use crate::proto::Config;
 
@@ -34,6 +34,10 @@ pub struct coapio_config {
     pub(crate) transport: Option<TransportKind>,
     pub(crate) reuse_port: bool,
     pub(crate) proto: Config,
+    /// DTLS: a PSK identity and key, a certificate chain and key (PEM), trusted CAs (PEM).
+    pub(crate) psk: Option<(Vec<u8>, Vec<u8>)>,
+    pub(crate) certificate: Option<(Vec<u8>, Vec<u8>)>,
+    pub(crate) ca: Option<Vec<u8>>,
 }
 
 /// Creates a configuration with the defaults: default transport, bound to `[::]:0` (a
@@ -49,6 +53,9 @@ pub extern "C" fn coapio_config_new(out: *mut *mut coapio_config) -> coapio_resu
             transport: None,
             reuse_port: false,
             proto: Config::default(),
+            psk: None,
+            certificate: None,
+            ca: None,
         });
         // SAFETY: out is non-NULL and writable (caller's contract).
         unsafe { *out = Box::into_raw(c) };
@@ -226,4 +233,129 @@ pub extern "C" fn coapio_config_set_token_length(
         c.proto.token_length = n as usize;
         COAPIO_RESULT_OK
     })
+}
+
+/// Sets a pre-shared key for DTLS (`coaps://`, RFC 7252 §9.1.3.1): the context presents
+/// `identity` (`identity_len` bytes) with `key` (`key_len` bytes) in `coaps://` requests,
+/// and, when it has a bind address (`coapio_config_set_bind`), accepts that identity with
+/// that key and takes DTLS only on its socket. Needs the library built with the
+/// `dtls` feature (`COAPIO_RESULT_UNSUPPORTED` otherwise).
+#[no_mangle]
+pub extern "C" fn coapio_config_set_psk(
+    config: *mut coapio_config,
+    identity: *const u8,
+    identity_len: usize,
+    key: *const u8,
+    key_len: usize,
+) -> coapio_result {
+    with_config(config, |c| {
+        // SAFETY: identity and key hold their lengths in bytes (caller's contract).
+        let (identity, key) = match unsafe {
+            (
+                bytes_arg(identity, identity_len, "identity"),
+                bytes_arg(key, key_len, "key"),
+            )
+        } {
+            (Ok(i), Ok(k)) => (i.to_vec(), k.to_vec()),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        if key.is_empty() || identity.len() > 128 || key.len() > 256 {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "a PSK identity takes at most 128 bytes and a key 1 to 256",
+            );
+        }
+        if !cfg!(feature = "dtls") {
+            return unsupported();
+        }
+        c.psk = Some((identity, key));
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Sets this context's X.509 certificate chain and private key for DTLS (PEM texts of
+/// `cert_len` and `key_len` bytes): a server's, or a client's for servers that ask for one.
+/// Checked when the context is made. Needs the `dtls` feature.
+#[no_mangle]
+pub extern "C" fn coapio_config_set_certificate(
+    config: *mut coapio_config,
+    cert_pem: *const u8,
+    cert_len: usize,
+    key_pem: *const u8,
+    key_len: usize,
+) -> coapio_result {
+    with_config(config, |c| {
+        // SAFETY: cert_pem and key_pem hold their lengths in bytes (caller's contract).
+        let (cert, key) = match unsafe {
+            (
+                bytes_arg(cert_pem, cert_len, "cert_pem"),
+                bytes_arg(key_pem, key_len, "key_pem"),
+            )
+        } {
+            (Ok(a), Ok(b)) => (a.to_vec(), b.to_vec()),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        if !cfg!(feature = "dtls") {
+            return unsupported();
+        }
+        c.certificate = Some((cert, key));
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Sets the certificate authorities (a PEM text of `len` bytes) a DTLS peer's certificate
+/// must chain to: a client verifies servers against them; a server asks for and verifies
+/// client certificates. Needs the `dtls` feature.
+#[no_mangle]
+pub extern "C" fn coapio_config_set_ca(
+    config: *mut coapio_config,
+    ca_pem: *const u8,
+    len: usize,
+) -> coapio_result {
+    with_config(config, |c| {
+        // SAFETY: ca_pem holds len bytes (caller's contract).
+        let ca = match unsafe { bytes_arg(ca_pem, len, "ca_pem") } {
+            Ok(a) => a.to_vec(),
+            Err(e) => return e,
+        };
+        if !cfg!(feature = "dtls") {
+            return unsupported();
+        }
+        c.ca = Some(ca);
+        COAPIO_RESULT_OK
+    })
+}
+
+fn unsupported() -> coapio_result {
+    fail(
+        COAPIO_RESULT_UNSUPPORTED,
+        "DTLS needs the library built with the `dtls` feature",
+    )
+}
+
+impl coapio_config {
+    /// Whether any DTLS credential is set.
+    #[cfg(feature = "dtls")]
+    pub(crate) fn has_dtls(&self) -> bool {
+        self.psk.is_some() || self.certificate.is_some() || self.ca.is_some()
+    }
+
+    /// The DTLS layer's configuration, for a server or a client context.
+    #[cfg(feature = "dtls")]
+    pub(crate) fn dtls(&self, server: bool) -> crate::dtls::DtlsConfig {
+        let mut d = crate::dtls::DtlsConfig::default();
+        d.accept = server;
+        if let Some((identity, key)) = self.psk.clone() {
+            if server {
+                let (identity, key) = (identity.clone(), key.clone());
+                d.psk_lookup = Some(std::sync::Arc::new(move |id: &[u8]| {
+                    (id == identity.as_slice()).then(|| key.clone())
+                }));
+            }
+            d.psk = Some((identity, key));
+        }
+        d.certificate = self.certificate.clone();
+        d.trusted_ca = self.ca.clone();
+        d
+    }
 }

@@ -56,6 +56,9 @@ pub(crate) struct Core {
     pub(crate) site: Option<Site>,
     pub(crate) resources: Vec<CResource>,
     handlers: FuturesUnordered<HandlerFuture>,
+    /// The remotes reached over DTLS (`coaps://`), when the context has DTLS.
+    #[cfg(feature = "dtls")]
+    pub(crate) secure: Option<crate::dtls::SecureRemotes>,
     /// The open requests and where each one's outcome goes. (Which remotes are in use, for
     /// [`Transport::set_in_use`], the core says: `crate::step` passes it on.)
     outcomes: HashMap<RequestId, Outcome>,
@@ -71,6 +74,31 @@ type DueCallback = (
 );
 
 impl Core {
+    /// Makes `remote` one reached over DTLS for a `coaps://` request, or says why not.
+    pub(crate) fn use_scheme(
+        &mut self,
+        remote: std::net::SocketAddr,
+        secure: bool,
+    ) -> Result<(), coapio_result> {
+        if !secure {
+            return Ok(());
+        }
+        #[cfg(feature = "dtls")]
+        if let Some(s) = &self.secure {
+            lock(s).insert(remote);
+            return Ok(());
+        }
+        let _ = remote;
+        Err(fail(
+            COAPIO_RESULT_INVALID_URI,
+            if cfg!(feature = "dtls") {
+                "coaps:// needs DTLS credentials: coapio_config_set_psk or _set_certificate"
+            } else {
+                "coaps:// needs the library built with the `dtls` feature"
+            },
+        ))
+    }
+
     /// Registers an open request and where its outcome goes.
     pub(crate) fn open_request(&mut self, id: RequestId, outcome: Outcome) {
         self.outcomes.insert(id, outcome);
@@ -478,6 +506,26 @@ pub extern "C" fn coapio_context_new(
                 )
             }
         };
+        // DTLS in front of the socket when credentials are set: a context with a bind
+        // address serves DTLS (only) on it; one without sends coaps:// requests over DTLS
+        // and coap:// ones plain.
+        #[cfg(feature = "dtls")]
+        let (transport, secure) = match config.as_ref().filter(|c| c.has_dtls()) {
+            Some(c) => match crate::dtls::Dtls::new(c.dtls(c.bind.is_some())) {
+                Ok(d) => {
+                    let t = crate::dtls::DtlsTransport::new(transport, d, c.bind.is_none());
+                    let secure = t.secure_remotes();
+                    (Box::new(t) as Box<dyn Transport>, Some(secure))
+                }
+                Err(e) => {
+                    return fail(
+                        COAPIO_RESULT_INVALID_ARGUMENT,
+                        format!("the DTLS credentials were refused: {e}"),
+                    )
+                }
+            },
+            None => (transport, None),
+        };
         let mut proto_config = config.map(|c| c.proto).unwrap_or_default();
         if proto_config.seed == 0 {
             proto_config.seed = os_seed();
@@ -515,6 +563,8 @@ pub extern "C" fn coapio_context_new(
                 resources: Vec::new(),
                 handlers: FuturesUnordered::new(),
                 outcomes: HashMap::new(),
+                #[cfg(feature = "dtls")]
+                secure,
                 out: Vec::with_capacity(2048),
                 inbuf: vec![0; crate::step::RECV_BUF].into_boxed_slice(),
             }),

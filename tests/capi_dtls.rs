@@ -1,0 +1,159 @@
+//! DTLS through the C ABI: a context with a pre-shared key sends `coaps://` requests (here
+//! with `coapio_request_sync`) to a DTLS server, and a C server context with a key serves
+//! `coaps://`; a `coaps://` request without credentials is refused at once. Loopback only.
+#![cfg(all(feature = "capi", feature = "dtls"))]
+
+mod common;
+
+use std::ffi::CString;
+use std::ptr::null_mut;
+use std::time::Duration;
+
+use coapio::dtls::DtlsConfig;
+use coapio::ffi::coapio_method::COAPIO_METHOD_GET;
+use coapio::ffi::coapio_result::{self, *};
+use coapio::ffi::*;
+use coapio::Endpoint;
+
+#[track_caller]
+fn ok(r: coapio_result) {
+    assert_eq!(r, COAPIO_RESULT_OK);
+}
+
+fn psk_config(bind: Option<&str>) -> *mut coapio_config {
+    let mut cfg = null_mut();
+    ok(coapio_config_new(&mut cfg));
+    if let Some(b) = bind {
+        let b = CString::new(b).unwrap();
+        ok(coapio_config_set_bind(cfg, b.as_ptr()));
+    }
+    let (id, key) = (b"c-client", b"c-sesame");
+    ok(coapio_config_set_psk(
+        cfg,
+        id.as_ptr(),
+        id.len(),
+        key.as_ptr(),
+        key.len(),
+    ));
+    cfg
+}
+
+/// GETs `uri` from a context through `coapio_request_sync`: the code and payload.
+fn sync_get(ctx: *mut coapio_context, uri: &str) -> Result<(u8, Vec<u8>), coapio_result> {
+    let uri = CString::new(uri).unwrap();
+    let mut req = null_mut();
+    ok(coapio_request_new(
+        COAPIO_METHOD_GET as u32,
+        uri.as_ptr(),
+        &mut req,
+    ));
+    let mut resp = null_mut();
+    let r = coapio_request_sync(ctx, req, 5000, &mut resp);
+    if r != COAPIO_RESULT_OK {
+        return Err(r);
+    }
+    let mut code = 0;
+    ok(coapio_response_code(resp, &mut code));
+    let (mut buf, mut len) = (std::ptr::null(), 0);
+    ok(coapio_response_payload(resp, &mut buf, &mut len));
+    // SAFETY: the response's payload, valid until the response is freed.
+    let payload = unsafe { std::slice::from_raw_parts(buf, len) }.to_vec();
+    coapio_response_free(resp);
+    Ok((code, payload))
+}
+
+#[test]
+fn a_c_client_gets_over_dtls() {
+    let server =
+        DtlsConfig::psk_server(|id: &[u8]| (id == b"c-client").then(|| b"c-sesame".to_vec()));
+    let (ep, driver) = Endpoint::builder()
+        .bind("[::1]:0".parse().unwrap())
+        .site(common::example_site())
+        .dtls(server)
+        .build()
+        .unwrap();
+    std::thread::spawn(move || async_io::block_on(driver));
+    let port = ep.local_addr().unwrap().port();
+    let cfg = psk_config(None);
+    let mut ctx = null_mut();
+    ok(coapio_context_new(cfg, &mut ctx));
+    coapio_config_free(cfg);
+    let (code, payload) = sync_get(ctx, &format!("coaps://[::1]:{port}/hello")).unwrap();
+    assert_eq!((code, payload.as_slice()), (0x45, &b"Hello, world!"[..]));
+    coapio_context_free(ctx);
+    ep.shutdown();
+}
+
+#[test]
+fn a_c_server_serves_over_dtls() {
+    // A C server context with a key and one resource, run by its own loop on a thread.
+    let cfg = psk_config(Some("[::1]:0"));
+    let mut ctx = null_mut();
+    ok(coapio_context_new(cfg, &mut ctx));
+    coapio_config_free(cfg);
+    extern "C" fn hello(
+        _: *mut std::ffi::c_void,
+        _: *const coapio_incoming,
+        r: *mut coapio_responder,
+    ) {
+        let body = b"hello from C over DTLS";
+        coapio_responder_respond(r, 0x45, body.as_ptr(), body.len(), 0);
+    }
+    let path = CString::new("/hello").unwrap();
+    ok(coapio_context_add_resource(
+        ctx,
+        path.as_ptr(),
+        COAPIO_METHOD_MASK_GET,
+        Some(hello),
+        null_mut(),
+    ));
+    let mut port = 0u16;
+    ok(coapio_context_local_port(ctx, &mut port));
+    struct Ctx(*mut coapio_context);
+    // SAFETY: the context is used by the runner thread and stopped from here, which the C
+    // ABI allows (coapio_context_stop is thread-safe).
+    unsafe impl Send for Ctx {}
+    let runner = Ctx(ctx);
+    let t = std::thread::spawn(move || {
+        let runner = runner;
+        coapio_context_run(runner.0, 10_000)
+    });
+    let client = DtlsConfig::psk_client("c-client", "c-sesame");
+    let (ep, _driver) = Endpoint::builder().dtls(client).build().unwrap();
+    let r = common::block_on_within(
+        Duration::from_secs(5),
+        ep.get(&format!("coaps://[::1]:{port}/hello")),
+    )
+    .unwrap();
+    assert_eq!(r.payload, b"hello from C over DTLS");
+    coapio_context_stop(ctx);
+    t.join().unwrap();
+    coapio_context_free(ctx);
+}
+
+#[test]
+fn coaps_without_credentials_is_refused() {
+    let mut ctx = null_mut();
+    ok(coapio_context_new(std::ptr::null(), &mut ctx));
+    assert_eq!(
+        sync_get(ctx, "coaps://[::1]:5684/hello").unwrap_err(),
+        COAPIO_RESULT_INVALID_URI
+    );
+    coapio_context_free(ctx);
+    // Bad credentials are refused when the context is made.
+    let mut cfg = null_mut();
+    ok(coapio_config_new(&mut cfg));
+    let junk = b"not a certificate";
+    ok(coapio_config_set_certificate(
+        cfg,
+        junk.as_ptr(),
+        junk.len(),
+        junk.as_ptr(),
+        junk.len(),
+    ));
+    assert_eq!(
+        coapio_context_new(cfg, &mut ctx),
+        COAPIO_RESULT_INVALID_ARGUMENT
+    );
+    coapio_config_free(cfg);
+}

@@ -343,8 +343,10 @@ impl coapio_config {
     /// The DTLS layer's configuration, for a server or a client context.
     #[cfg(feature = "dtls")]
     pub(crate) fn dtls(&self, server: bool) -> crate::dtls::DtlsConfig {
-        let mut d = crate::dtls::DtlsConfig::default();
-        d.accept = server;
+        let mut d = crate::dtls::DtlsConfig {
+            accept: server,
+            ..Default::default()
+        };
         if let Some((identity, key)) = self.psk.clone() {
             if server {
                 let (identity, key) = (identity.clone(), key.clone());

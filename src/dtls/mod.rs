@@ -59,6 +59,9 @@ const CIPHERS: &str = "PSK-AES128-CCM8:PSK-AES256-CCM8:PSK-AES128-GCM-SHA256:\
 const INITIAL_RTO: Duration = Duration::from_secs(1);
 const MAX_RTO: Duration = Duration::from_secs(60);
 
+/// Plaintext datagrams kept for a session whose handshake is not done, at most.
+const MAX_PENDING: usize = 32;
+
 /// Looks a server's pre-shared key up by the identity a client presents.
 pub type PskLookup = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
 
@@ -386,7 +389,9 @@ impl Dtls {
                 .map_err(|e| DtlsError::Tls(e.to_string()))?;
             let stream =
                 SslStream::new(ssl, Wire::default()).map_err(|e| DtlsError::Tls(e.to_string()))?;
-            self.make_room(now, false);
+            if !self.make_room(now, false) {
+                return Err(DtlsError::Tls("no room for a DTLS session".into()));
+            }
             self.sessions.insert(remote, Session::new(stream, now));
             debug!("coapio: DTLS handshake with {remote}");
         }
@@ -395,10 +400,14 @@ impl Dtls {
         };
         s.last_used = now;
         if s.established {
+            ossl::clear_errors();
             let _ = s.stream.ssl_write(plaintext);
             self.collect(remote);
         } else {
-            s.pending.push(plaintext.to_vec());
+            // What waits for the handshake is bounded: the core retransmits what matters.
+            if s.pending.len() < MAX_PENDING {
+                s.pending.push(plaintext.to_vec());
+            }
             self.advance(now, remote);
         }
         Ok(())
@@ -411,18 +420,14 @@ impl Dtls {
         if data.len() < 13 {
             return;
         }
-        // A new ClientHello from a remote that has a session: the peer started over (it
-        // restarted, or lost its state); its old session is gone on its side.
-        if self.server.is_some() && is_client_hello(data) {
-            if let Some(s) = self.sessions.get(&remote) {
-                if s.established {
-                    debug!("coapio: {remote} starts a new DTLS handshake; old session dropped");
-                    self.sessions.remove(&remote);
-                    self.events.push_back(DtlsEvent::Closed(remote));
-                }
-            }
-        }
-        if !self.sessions.contains_key(&remote) {
+        // A new ClientHello from a remote with an established session: the peer may have
+        // started over (it restarted, or lost its state). The old session goes only once
+        // the new ClientHello came back with a valid cookie (RFC 6347 §4.2.8): a forged
+        // one cannot end it.
+        let restart = self.server.is_some()
+            && is_client_hello(data)
+            && self.sessions.get(&remote).is_some_and(|s| s.established);
+        if restart || !self.sessions.contains_key(&remote) {
             self.accept(now, remote, data);
             return;
         }
@@ -433,8 +438,9 @@ impl Dtls {
         self.advance(now, remote);
     }
 
-    /// A datagram from a remote without a session: a ClientHello is answered with a
-    /// HelloVerifyRequest unless it carries a valid cookie, which opens a session.
+    /// A ClientHello from a remote without a session (or starting over): answered with a
+    /// HelloVerifyRequest unless it carries a valid cookie, which opens a session (in place
+    /// of the remote's old one).
     fn accept(&mut self, now: Instant, remote: SocketAddr, data: &[u8]) {
         let Some(ctx) = self.server.as_ref() else {
             return;
@@ -465,10 +471,15 @@ impl Dtls {
             }
             Err(()) => return,
         }
-        // The cookie came back from the remote's address: a handshake worth state. The
-        // ClientHello that `listen` read is handed to the handshake again.
-        self.make_room(now, true);
-        stream.get_mut().incoming.push_back(data.to_vec());
+        // The cookie came back from the remote's address: a handshake worth state
+        // (`DTLSv1_listen` kept the ClientHello for it).
+        if self.sessions.remove(&remote).is_some() {
+            debug!("coapio: {remote} starts a new DTLS handshake; old session dropped");
+            self.events.push_back(DtlsEvent::Closed(remote));
+        }
+        if !self.make_room(now, true) {
+            return;
+        }
         self.sessions.insert(remote, Session::new(stream, now));
         self.advance(now, remote);
     }
@@ -479,6 +490,7 @@ impl Dtls {
             return;
         };
         if !s.established {
+            ossl::clear_errors();
             let result = s.stream.do_handshake();
             // A new flight: remember it for retransmission, and restart the timer.
             let flight: Vec<Vec<u8>> = s.stream.get_mut().outgoing.clone();
@@ -500,6 +512,8 @@ impl Dtls {
                     for p in pending {
                         let _ = s.stream.ssl_write(&p);
                     }
+                    self.collect(remote);
+                    self.trim_sessions(remote);
                 }
                 Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => {}
                 Err(e) => {
@@ -520,6 +534,7 @@ impl Dtls {
         }
         let mut buf = [0u8; 2048];
         loop {
+            ossl::clear_errors();
             match s.stream.ssl_read(&mut buf) {
                 Ok(n) => self.plaintext.push_back((remote, buf[..n].to_vec())),
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
@@ -560,22 +575,47 @@ impl Dtls {
         self.events.push_back(DtlsEvent::Failed { remote, reason });
     }
 
-    /// Makes room for one more session (or handshake): the least recently used goes.
-    fn make_room(&mut self, now: Instant, handshake: bool) {
+    /// Makes room for one more handshake (`handshake`, a server's after the cookie round
+    /// trip) or session: the least recently used of the same kind goes. A handshake never
+    /// pushes an established session out (completing one needs the key, starting one does
+    /// not). Returns whether there is room.
+    fn make_room(&mut self, now: Instant, handshake: bool) -> bool {
         let _ = now;
+        let (limit, of_kind): (usize, fn(&Session) -> bool) = if handshake {
+            (self.config.max_handshakes, |s| !s.established)
+        } else {
+            (self.config.max_sessions, |_| true)
+        };
+        if limit == 0 {
+            return false;
+        }
+        while self.sessions.values().filter(|s| of_kind(s)).count() >= limit {
+            let victim = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| of_kind(s))
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(r, _)| *r);
+            let Some(victim) = victim else { return false };
+            debug!("coapio: DTLS session with {victim} closed to make room");
+            self.sessions.remove(&victim);
+            self.events.push_back(DtlsEvent::Closed(victim));
+        }
+        true
+    }
+
+    /// Keeps at most `max_sessions` established sessions once `keep` became one: the least
+    /// recently used others go.
+    fn trim_sessions(&mut self, keep: SocketAddr) {
         loop {
-            let handshakes = self.sessions.values().filter(|s| !s.established).count();
-            let full = self.sessions.len() >= self.config.max_sessions
-                || (handshake && handshakes >= self.config.max_handshakes);
-            if !full {
+            let established = self.sessions.values().filter(|s| s.established).count();
+            if established <= self.config.max_sessions.max(1) {
                 return;
             }
             let victim = self
                 .sessions
                 .iter()
-                .filter(|(_, s)| {
-                    !handshake || !s.established || handshakes < self.config.max_handshakes
-                })
+                .filter(|(r, s)| s.established && **r != keep)
                 .min_by_key(|(_, s)| s.last_used)
                 .map(|(r, _)| *r);
             let Some(victim) = victim else { return };
@@ -645,11 +685,21 @@ impl Dtls {
                 self.fail(remote, "the handshake timed out".into());
             } else {
                 // The last flight went unanswered: send it again, and wait twice as long.
+                // OpenSSL's own retransmission comes first (fresh record numbers, which a
+                // peer that already took the flight answers by repeating its own); its timer
+                // runs on the system clock, so when it says "not yet" (a caller's clock
+                // ahead of it, as in simulations) the flight goes again as it was.
                 debug!("coapio: DTLS handshake flight to {remote} sent again");
                 s.rto = (s.rto * 2).min(MAX_RTO);
                 s.retransmit_at = now + s.rto;
-                for d in &s.flight {
-                    self.transmits.push_back((remote, d.clone()));
+                ossl::clear_errors();
+                if ossl::handle_timeout(&mut s.stream) {
+                    s.flight = s.stream.get_mut().outgoing.clone();
+                    self.collect(remote);
+                } else {
+                    for d in &s.flight {
+                        self.transmits.push_back((remote, d.clone()));
+                    }
                 }
             }
         }
@@ -674,7 +724,7 @@ fn base_context() -> Result<SslContextBuilder, ErrorStack> {
     let mut b = SslContext::builder(SslMethod::dtls())?;
     b.set_cipher_list(CIPHERS)?;
     // Memory buffers have no path MTU to ask: the session's MTU is set instead.
-    b.set_options(SslOptions::NO_QUERY_MTU | SslOptions::NO_TICKET);
+    b.set_options(SslOptions::NO_QUERY_MTU | SslOptions::NO_TICKET | SslOptions::NO_RENEGOTIATION);
     Ok(b)
 }
 

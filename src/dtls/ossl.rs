@@ -30,15 +30,17 @@ extern "C" {
 /// The cookie length (an HMAC-SHA256 cut to 16 bytes).
 const COOKIE: usize = 16;
 
-fn secret() -> &'static [u8; 32] {
-    static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
-    SECRET.get_or_init(|| {
-        let mut s = [0u8; 32];
-        // Without OS randomness there is no DTLS anyway; a fixed secret would still make
-        // cookies work, only predictably.
-        let _ = openssl::rand::rand_bytes(&mut s);
-        s
-    })
+/// The HMAC key of the cookies, drawn once per process: `None` if OpenSSL's random
+/// generator failed (a server is then refused: predictable cookies would be worthless).
+fn secret() -> Option<&'static PKey<openssl::pkey::Private>> {
+    static SECRET: OnceLock<Option<PKey<openssl::pkey::Private>>> = OnceLock::new();
+    SECRET
+        .get_or_init(|| {
+            let mut s = [0u8; 32];
+            openssl::rand::rand_bytes(&mut s).ok()?;
+            PKey::hmac(&s).ok()
+        })
+        .as_ref()
 }
 
 fn remote_index() -> Option<Index<Ssl, SocketAddr>> {
@@ -55,8 +57,7 @@ pub(super) fn set_remote(ssl: &mut SslRef, remote: SocketAddr) {
 
 fn cookie_for(ssl: &SslRef) -> Option<Vec<u8>> {
     let remote = ssl.ex_data(remote_index()?)?;
-    let key = PKey::hmac(secret()).ok()?;
-    let mut signer = Signer::new(MessageDigest::sha256(), &key).ok()?;
+    let mut signer = Signer::new(MessageDigest::sha256(), secret()?).ok()?;
     match remote {
         SocketAddr::V4(a) => signer.update(&a.ip().to_ipv6_mapped().octets()).ok()?,
         SocketAddr::V6(a) => signer.update(&a.ip().octets()).ok()?,
@@ -82,6 +83,9 @@ pub(super) fn psk_identity_hint(b: &mut SslContextBuilder, hint: &[u8]) -> Resul
 
 /// Makes the context's servers answer with cookies and check them.
 pub(super) fn cookies(b: &mut SslContextBuilder) -> Result<(), ErrorStack> {
+    if secret().is_none() {
+        return Err(ErrorStack::get());
+    }
     b.set_cookie_generate_cb(|ssl, out| {
         let cookie = cookie_for(ssl).ok_or_else(ErrorStack::get)?;
         let n = cookie.len().min(out.len());
@@ -109,9 +113,35 @@ pub(super) fn listen<S: Read + Write>(stream: &mut SslStream<S>) -> Result<bool,
     let rc = unsafe { DTLSv1_listen(stream.ssl().as_ptr(), addr) };
     // SAFETY: addr came from BIO_ADDR_new and is freed once.
     unsafe { BIO_ADDR_free(addr) };
+    // A ClientHello it rejected leaves errors on this thread's queue: they must not be taken
+    // for the next session's.
+    clear_errors();
     match rc {
         1 => Ok(true),
         0 => Ok(false),
         _ => Err(()),
     }
+}
+
+/// Empties this thread's OpenSSL error queue, as OpenSSL wants before each I/O call (an
+/// error left over from another session would be taken for this one's).
+pub(super) fn clear_errors() {
+    let _ = ErrorStack::get();
+}
+
+/// `DTLSv1_handle_timeout`: retransmits the session's last handshake flight if OpenSSL's
+/// timer (system clock) has run out; whether it did.
+pub(super) fn handle_timeout<S: Read + Write>(stream: &mut SslStream<S>) -> bool {
+    const DTLS_CTRL_HANDLE_TIMEOUT: c_int = 74;
+    // SAFETY: the SSL is live (the stream owns it) with its BIOs set; this control takes no
+    // argument and writes through the stream's BIO on this thread only.
+    let rc = unsafe {
+        openssl_sys::SSL_ctrl(
+            stream.ssl().as_ptr(),
+            DTLS_CTRL_HANDLE_TIMEOUT,
+            0,
+            std::ptr::null_mut(),
+        )
+    };
+    rc > 0
 }

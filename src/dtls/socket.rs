@@ -108,8 +108,10 @@ impl Transport for DtlsTransport {
     }
 
     fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
-        // Bounded: each turn takes a datagram off the socket; WouldBlock ends it.
-        loop {
+        // Bounded: at most this many datagrams are taken off the socket for the DTLS layer
+        // (handshakes, records that yield nothing) before returning, so that a flood cannot
+        // keep the driver here: `Interrupted` says "call again", and the socket stays ready.
+        for _ in 0..64 {
             {
                 let mut st = lock(&self.state);
                 if let Some((from, plain)) = st.dtls.poll_plaintext() {
@@ -133,6 +135,7 @@ impl Transport for DtlsTransport {
             }
             // Plain CoAP where only DTLS is taken: dropped.
         }
+        Err(io::ErrorKind::Interrupted.into())
     }
 
     fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()> {
@@ -163,6 +166,12 @@ impl Transport for DtlsTransport {
     }
 
     fn set_in_use(&self, remote: SocketAddr, in_use: bool) {
+        // A remote marked for DTLS by a coaps:// request is unmarked when its last request
+        // ends (its session, if any, goes on until it idles out), so the set stays bounded
+        // by the remotes in use.
+        if !in_use {
+            lock(&self.secure).remove(&remote);
+        }
         self.inner.set_in_use(remote, in_use);
     }
 

@@ -225,3 +225,147 @@ fn garbage_into_a_session_is_dropped() {
     pump(now, &mut c, ca, &mut s, sa);
     assert_eq!(s.poll_plaintext(), Some((ca, b"third".to_vec())));
 }
+
+/// A session established between `c` (at `ca`) and the test server (at `sa`).
+fn established(now: Instant, ca: SocketAddr, sa: SocketAddr) -> (Dtls, Dtls) {
+    let mut c = Dtls::new(DtlsConfig::psk_client("client1", "secret-key-1")).unwrap();
+    let mut s = server();
+    c.send(now, sa, b"first").unwrap();
+    pump(now, &mut c, ca, &mut s, sa);
+    assert_eq!(s.poll_plaintext(), Some((ca, b"first".to_vec())));
+    (c, s)
+}
+
+/// A ClientHello-looking record without a cookie, forged with the peer's address, does not
+/// end its established session (RFC 6347 §4.2.8); from another address it leaves no error
+/// behind that another session would take for its own.
+#[test]
+fn forged_client_hellos_end_no_session() {
+    let now = Instant::now();
+    let (ca, sa) = (addr(1), addr(2));
+    let (mut c, mut s) = established(now, ca, sa);
+    let mut fake = vec![0u8; 26];
+    fake[0] = 22;
+    fake[13] = 1;
+    s.handle_datagram(now, ca, &fake);
+    s.handle_datagram(now, addr(666), &fake);
+    assert_eq!(s.stats().established, 1);
+    c.send(now, sa, b"second").unwrap();
+    pump(now, &mut c, ca, &mut s, sa);
+    assert_eq!(s.poll_plaintext(), Some((ca, b"second".to_vec())));
+    assert_eq!(s.stats().established, 1, "{:?}", s.poll_event());
+}
+
+/// Handshakes that only got past the cookie (no key needed for that) never push out an
+/// established session; they push out each other.
+#[test]
+fn keyless_handshakes_do_not_evict_sessions() {
+    let now = Instant::now();
+    let sa = addr(2);
+    let mut s = Dtls::new(DtlsConfig {
+        max_sessions: 3,
+        max_handshakes: 2,
+        ..DtlsConfig::psk_server(|id: &[u8]| (id == b"good").then(|| b"k".to_vec()))
+    })
+    .unwrap();
+    for i in 0..3u16 {
+        let mut c = Dtls::new(DtlsConfig::psk_client("good", "k")).unwrap();
+        c.send(now, sa, b"x").unwrap();
+        pump(now, &mut c, addr(10 + i), &mut s, sa);
+    }
+    assert_eq!(s.stats().established, 3);
+    for i in 0..5u16 {
+        let mut a = Dtls::new(DtlsConfig::psk_client("evil", "nokey")).unwrap();
+        a.send(now, sa, b"x").unwrap();
+        for _ in 0..2 {
+            while let Some((_, d)) = a.poll_transmit() {
+                s.handle_datagram(now, addr(100 + i), &d);
+            }
+            while let Some((_, d)) = s.poll_transmit() {
+                a.handle_datagram(now, sa, &d);
+            }
+        }
+    }
+    assert_eq!(s.stats().established, 3, "{:?}", s.stats());
+    assert!(s.stats().handshaking <= 2, "{:?}", s.stats());
+}
+
+/// The server's last flight (ChangeCipherSpec and Finished) is lost: the client's flight goes
+/// again through OpenSSL (fresh record numbers), and the server answers it by repeating its
+/// own. OpenSSL's timer runs on the system clock, so this test waits for real (about 1 s).
+#[test]
+fn a_lost_final_server_flight_is_recovered() {
+    let start = Instant::now();
+    let (ca, sa) = (addr(1), addr(2));
+    let mut c = Dtls::new(DtlsConfig::psk_client("client1", "secret-key-1")).unwrap();
+    let mut s = server();
+    c.send(start, sa, b"hi").unwrap();
+    for _ in 0..20 {
+        while let Some((_, d)) = c.poll_transmit() {
+            s.handle_datagram(start, ca, &d);
+        }
+        if s.stats().established == 1 {
+            while s.poll_transmit().is_some() {} // the final flight: lost
+            break;
+        }
+        while let Some((_, d)) = s.poll_transmit() {
+            c.handle_datagram(start, sa, &d);
+        }
+    }
+    assert_eq!((s.stats().established, c.stats().established), (1, 0));
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(600));
+        let now = Instant::now();
+        c.handle_timeout(now);
+        pump(now, &mut c, ca, &mut s, sa);
+        if c.stats().established == 1 {
+            break;
+        }
+    }
+    assert_eq!(c.stats().established, 1, "{:?}", c.poll_event());
+}
+
+/// A DTLS-looking flood cannot keep one `try_recv` of the DTLS transport busy: it returns
+/// after a bounded number of datagrams.
+#[test]
+fn a_flood_does_not_hold_try_recv() {
+    use crate::net::{RecvMeta, Transmit};
+    use crate::transport::{Capabilities, Transport};
+    use std::os::fd::{AsFd, BorrowedFd};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    #[derive(Debug)]
+    struct Flood(std::net::UdpSocket, Arc<AtomicUsize>);
+    impl AsFd for Flood {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+    }
+    impl Transport for Flood {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        fn local_addr(&self) -> io::Result<SocketAddr> {
+            self.0.local_addr()
+        }
+        fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            buf[..20].copy_from_slice(&[23u8; 20]);
+            Ok((20, RecvMeta::new(addr(7))))
+        }
+        fn try_send(&self, _: &Transmit, _: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let reads = Arc::new(AtomicUsize::new(0));
+    let t = DtlsTransport::new(
+        Box::new(Flood(
+            std::net::UdpSocket::bind("[::1]:0").unwrap(),
+            reads.clone(),
+        )),
+        server(),
+        false,
+    );
+    let r = t.try_recv(&mut [0u8; 2048]);
+    assert_eq!(r.unwrap_err().kind(), io::ErrorKind::Interrupted);
+    assert!(reads.load(Ordering::Relaxed) <= 64);
+}

@@ -263,3 +263,88 @@ fn certificates_with_libcoap_both_ways() {
     assert_eq!(r.code, coapio::message::Code::CONTENT, "{r:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A DTLS server with an observable `/clock` notified every 100 ms, `ticks` times.
+fn ticking_dtls_server(ticks: usize) -> (Endpoint, u16) {
+    use coapio::proto::Response;
+    use coapio::server::{get, Site};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let counter = Arc::new(AtomicU32::new(0));
+    let c = counter.clone();
+    let site = Site::new().resource(
+        "/clock",
+        get(move |_req| {
+            let n = c.load(Ordering::SeqCst);
+            async move { Response::content(format!("tick {n}")) }
+        })
+        .obs(),
+    );
+    let config = DtlsConfig::psk_server(|id: &[u8]| (id == b"me").then(|| b"sesame".to_vec()));
+    let (ep, driver) = Endpoint::builder()
+        .bind("[::1]:0".parse().unwrap())
+        .site(site)
+        .dtls(config)
+        .build()
+        .unwrap();
+    std::thread::spawn(move || async_io::block_on(driver));
+    let port = ep.local_addr().unwrap().port();
+    let notifier = ep.clone();
+    std::thread::spawn(move || {
+        for _ in 0..ticks {
+            std::thread::sleep(Duration::from_millis(100));
+            counter.fetch_add(1, Ordering::SeqCst);
+            notifier.notify("/clock");
+        }
+    });
+    (ep, port)
+}
+
+#[test]
+fn observe_over_dtls() {
+    use futures::StreamExt;
+    let (server, port) = ticking_dtls_server(30);
+    let client = dtls_client("me", "sesame");
+    let got = block_on_within(LIMIT, async {
+        let mut obs = client.observe(&format!("coaps://[::1]:{port}/clock"));
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            got.push(text(&obs.next().await.unwrap().unwrap()));
+        }
+        got
+    });
+    assert!(got.iter().all(|t| t.starts_with("tick ")), "{got:?}");
+    assert_ne!(got[0], got[3], "notifications came: {got:?}");
+    server.shutdown();
+}
+
+#[test]
+fn libcoap_observes_our_dtls_server() {
+    if Command::new("coap-client-openssl")
+        .arg("-h")
+        .output()
+        .is_err()
+    {
+        return skip_or_fail(
+            "skipped: coap-client-openssl not installed (apt-get install libcoap3-bin)",
+        );
+    }
+    let (server, port) = ticking_dtls_server(40);
+    let mut client = Proc::spawn(Command::new("coap-client-openssl").args([
+        "-u",
+        "me",
+        "-k",
+        "sesame",
+        "-s",
+        "2",
+        "-m",
+        "get",
+        &format!("coaps://[::1]:{port}/clock"),
+    ]));
+    client.finish(Duration::from_secs(10));
+    // libcoap prints each notification's payload without a line break.
+    let out = client.stdout();
+    let ticks = out.matches("tick ").count();
+    assert!(ticks >= 5, "{out:?} / {}", client.stderr());
+    server.shutdown();
+}

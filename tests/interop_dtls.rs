@@ -168,13 +168,19 @@ fn libcoap_clients_get_from_our_dtls_server() {
 }
 
 #[test]
-fn our_dtls_client_gets_from_libcoap_server() {
-    if !have("coap-server-openssl") {
-        return;
+fn our_dtls_client_gets_from_libcoap_servers() {
+    for tool in ["coap-server-openssl", "coap-server-gnutls"] {
+        if !have(tool) {
+            return;
+        }
+        get_time_from(tool);
     }
+}
+
+fn get_time_from(tool: &str) {
     let port = common::free_port("127.0.0.1");
     // libcoap's server listens for DTLS on its port + 1.
-    let _server = Proc::spawn(Command::new("coap-server-openssl").args([
+    let _server = Proc::spawn(Command::new(tool).args([
         "-A",
         "127.0.0.1",
         "-p",
@@ -197,10 +203,126 @@ fn our_dtls_client_gets_from_libcoap_server() {
     match events.as_slice() {
         [Event::Response { id: got, response }] => {
             assert_eq!(*got, id);
-            assert_eq!(response.code, Code::CONTENT, "{response:?}");
+            assert_eq!(response.code, Code::CONTENT, "{tool}: {response:?}");
         }
-        other => panic!("{other:?}"),
+        other => panic!("{tool}: {other:?}"),
     }
-    let suite = node.dtls.stats();
-    assert_eq!(suite.established, 1);
+    assert_eq!(node.dtls.stats().established, 1, "{tool}");
+}
+
+/// The Python interpreter that has aiocoap with its DTLS transport (DTLSSocket), if any.
+fn aiocoap_dtls() -> Option<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, aiocoap, DTLSSocket; print(sys.executable)",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn need_aiocoap_dtls() -> Option<String> {
+    let py = aiocoap_dtls();
+    if py.is_none() {
+        skip_or_fail(
+            "skipped: aiocoap's DTLS transport not installed (apt-get install autoconf automake \
+             libtool, then python3 -m pip install aiocoap DTLSSocket)",
+        );
+    }
+    py
+}
+
+#[test]
+fn aiocoap_client_gets_from_our_dtls_server() {
+    let Some(python) = need_aiocoap_dtls() else {
+        return;
+    };
+    let mut node = Node::new(
+        "127.0.0.1:0",
+        DtlsConfig::psk_server(|id: &[u8]| (id == IDENTITY.as_bytes()).then(|| KEY.into())),
+    );
+    let port = node.socket.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut events = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                node.turn(&hello, &mut events);
+            }
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("coapio-aiocoap-dtls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let creds = dir.join("credentials.json");
+    std::fs::write(
+        &creds,
+        format!(
+            r#"{{"coaps://127.0.0.1:{port}/*": {{"dtls": {{"psk": {{"ascii": "{KEY}"}}, "client-identity": {{"ascii": "{IDENTITY}"}}}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let mut client = Proc::spawn(Command::new(&python).args([
+        "-m",
+        "aiocoap.cli.client",
+        "--credentials",
+        creds.to_str().unwrap(),
+        &format!("coaps://127.0.0.1:{port}/dtls/hello"),
+    ]));
+    let status = client.finish(Duration::from_secs(20));
+    stop.store(true, Ordering::SeqCst);
+    server.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{}", client.stderr());
+    assert!(
+        client.stdout().contains("hello over DTLS /dtls/hello"),
+        "{} / {}",
+        client.stdout(),
+        client.stderr()
+    );
+}
+
+#[test]
+fn our_dtls_client_gets_from_aiocoap_server() {
+    let Some(python) = need_aiocoap_dtls() else {
+        return;
+    };
+    let port = common::free_port("127.0.0.1");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/aiocoap_dtls_server.py"
+    );
+    let server = Proc::spawn(Command::new(&python).args([
+        script,
+        "127.0.0.1",
+        &port.to_string(),
+        IDENTITY,
+        KEY,
+    ]));
+    assert!(
+        server.wait_for_output(Duration::from_secs(10), |o| o.contains("ready")),
+        "{}",
+        server.stderr()
+    );
+    // aiocoap's DTLS server listens on the port after the one it was given.
+    let target: SocketAddr = format!("127.0.0.1:{}", port + 1).parse().unwrap();
+    let mut node = Node::new("127.0.0.1:0", DtlsConfig::psk_client(IDENTITY, KEY));
+    let id = node
+        .ep
+        .request(Instant::now(), target, Request::get("/hello"))
+        .unwrap();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && events.is_empty() {
+        node.turn(&hello, &mut events);
+    }
+    match events.as_slice() {
+        [Event::Response { id: got, response }] => {
+            assert_eq!(*got, id);
+            assert_eq!(response.payload, b"Hello from aiocoap over DTLS");
+        }
+        other => panic!("{other:?} / {}", server.stderr()),
+    }
 }

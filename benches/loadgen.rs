@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 
 use coapio::message::{Code, Message, MessageRef, OptionNumber, Token, Type};
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::cpu_time;
+
 struct Args {
     target: SocketAddr,
     path: String,
@@ -58,17 +62,6 @@ fn parse() -> Result<Args, String> {
         }
     }
     Ok(a)
-}
-
-/// User + system CPU time of a process, from /proc (Linux).
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // The clock tick (USER_HZ) is 100 per second on Linux.
-    Some(Duration::from_millis(ticks * 10))
 }
 
 struct InFlight {

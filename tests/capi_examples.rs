@@ -632,6 +632,13 @@ fn loops(f: Flavor, built: &Built) {
         "notification 4: Observe 6, counter ",
         "done: 4 notifications after the first response",
     ]);
+    // DTLS (coaps://, a pre-shared key): a server and a client context in one program.
+    f.run("dtls", &[]).ok_with(&[
+        "client: GET coaps://[::1]:",
+        "-> ok \"only for those with the key\"",
+        "stranger with a wrong key: ",
+        "done: DTLS works from C",
+    ]);
 }
 
 fn python_embedding() {

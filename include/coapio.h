@@ -134,6 +134,11 @@ enum coapio_result
    The library was built without what this needs (DTLS needs the `dtls` feature).
    */
   COAPIO_RESULT_UNSUPPORTED = 15,
+  /*
+   A DTLS session could not be made or failed (an unknown PSK identity, a rejected
+   certificate, a handshake that failed or timed out); the log says which.
+   */
+  COAPIO_RESULT_SECURITY = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -95,6 +95,47 @@ impl TransportError {
     }
 }
 
+/// What went wrong with a DTLS session ([`TransportErrorKind::Security`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecurityError {
+    /// The peer's certificate did not verify against the trusted CAs (or none came when
+    /// one was required).
+    #[error("the peer's certificate was not accepted")]
+    CertificateRejected,
+    /// The server does not know the PSK identity presented.
+    #[error("the server does not know this PSK identity")]
+    UnknownIdentity,
+    /// The handshake did not complete in time (with a pre-shared key, a wrong key looks like
+    /// this: DTLS drops what it cannot decrypt).
+    #[error("the handshake timed out (a wrong key, or no DTLS server there)")]
+    HandshakeTimeout,
+    /// The handshake failed otherwise (a TLS alert, no cipher suite in common).
+    #[error("the handshake failed (see the log for the alert)")]
+    HandshakeFailed,
+    /// This endpoint has no credentials for a session with the remote.
+    #[error("no DTLS credentials for this remote")]
+    NoCredentials,
+}
+
+impl SecurityError {
+    /// Classifies OpenSSL's (or the DTLS layer's) words about a failure.
+    pub fn from_reason(reason: &str) -> Self {
+        let r = reason.to_ascii_lowercase();
+        if r.contains("certificate") {
+            Self::CertificateRejected
+        } else if r.contains("psk identity") || r.contains("unknown psk") {
+            Self::UnknownIdentity
+        } else if r.contains("timed out") {
+            Self::HandshakeTimeout
+        } else if r.contains("credentials") {
+            Self::NoCredentials
+        } else {
+            Self::HandshakeFailed
+        }
+    }
+}
+
 /// The kinds of [`TransportError`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -114,10 +155,9 @@ pub enum TransportErrorKind {
     /// The datagram was larger than the path allows.
     #[error("message too large for the path")]
     MessageTooLarge,
-    /// The remote's DTLS session failed or could not be made (a handshake failure, an
-    /// unknown PSK identity, missing credentials); the log says what exactly.
-    #[error("DTLS failed with the remote (handshake or credentials; see the log)")]
-    Security,
+    /// The remote's DTLS session failed or could not be made; the log has OpenSSL's words.
+    #[error("DTLS: {0}")]
+    Security(SecurityError),
     /// Any other error, with its OS error number where known.
     #[error("network error (OS error {0})")]
     Other(i32),

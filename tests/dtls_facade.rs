@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use coapio::dtls::DtlsConfig;
-use coapio::net::TransportErrorKind;
+use coapio::net::{SecurityError, TransportErrorKind};
 use coapio::{Endpoint, RequestError};
 use common::{block_on_within, example_site, text};
 use peers::{skip_or_fail, Proc};
@@ -70,7 +70,15 @@ fn a_wrong_key_fails_with_a_security_error() {
     let r = block_on_within(LIMIT, client.get(&format!("coaps://[::1]:{port}/hello")));
     assert_eq!(
         r.unwrap_err(),
-        RequestError::Transport(TransportErrorKind::Security)
+        RequestError::Transport(TransportErrorKind::Security(
+            SecurityError::HandshakeTimeout
+        ))
+    );
+    let stranger = dtls_client("stranger", "sesame");
+    let r = block_on_within(LIMIT, stranger.get(&format!("coaps://[::1]:{port}/hello")));
+    assert_eq!(
+        r.unwrap_err(),
+        RequestError::Transport(TransportErrorKind::Security(SecurityError::UnknownIdentity))
     );
     server.shutdown();
 }
@@ -155,7 +163,9 @@ fn certificates_verified_both_ways() {
     let doubting = client_with(DtlsConfig::certificate_client(other.ca));
     assert_eq!(
         block_on_within(LIMIT, doubting.get(&uri)).unwrap_err(),
-        RequestError::Transport(TransportErrorKind::Security)
+        RequestError::Transport(TransportErrorKind::Security(
+            SecurityError::CertificateRejected
+        ))
     );
     server.shutdown();
     // A server that asks for client certificates: one signed by its CA gets in, none not.
@@ -167,10 +177,12 @@ fn certificates_verified_both_ways() {
     with_cert.certificate = Some((p.client_cert.clone(), p.client_key.clone()));
     let r = block_on_within(LIMIT, client_with(with_cert).get(&uri)).unwrap();
     assert_eq!(text(&r), "Hello, world!");
+    // Without one, the server ends the handshake with an alert (handshake_failure in DTLS
+    // 1.2: the client cannot tell more).
     let without = client_with(DtlsConfig::certificate_client(p.ca.clone()));
     assert_eq!(
         block_on_within(LIMIT, without.get(&uri)).unwrap_err(),
-        RequestError::Transport(TransportErrorKind::Security)
+        RequestError::Transport(TransportErrorKind::Security(SecurityError::HandshakeFailed))
     );
     server.shutdown();
 }

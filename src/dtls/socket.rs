@@ -20,7 +20,7 @@ use std::time::Instant;
 use log::{debug, warn};
 
 use super::{Dtls, DtlsEvent};
-use crate::net::{RecvMeta, Transmit, TransportError, TransportErrorKind};
+use crate::net::{RecvMeta, SecurityError, Transmit, TransportError, TransportErrorKind};
 use crate::transport::{Capabilities, Transport};
 
 /// The remotes that are reached over DTLS (`coaps://`), shared with whoever makes requests.
@@ -82,8 +82,8 @@ impl DtlsTransport {
             match ev {
                 DtlsEvent::Failed { remote, reason } => {
                     warn!("coapio: DTLS with {remote} failed: {reason}");
-                    st.errors
-                        .push_back(TransportError::new(remote, TransportErrorKind::Security));
+                    let kind = TransportErrorKind::Security(SecurityError::from_reason(&reason));
+                    st.errors.push_back(TransportError::new(remote, kind));
                 }
                 DtlsEvent::Connected(remote) => debug!("coapio: DTLS session with {remote}"),
                 DtlsEvent::Closed(remote) => debug!("coapio: DTLS session with {remote} closed"),
@@ -151,8 +151,8 @@ impl Transport for DtlsTransport {
         }
         if let Err(e) = st.dtls.send(Instant::now(), to, contents) {
             warn!("coapio: cannot send to {to} over DTLS: {e}");
-            st.errors
-                .push_back(TransportError::new(to, TransportErrorKind::Security));
+            let kind = TransportErrorKind::Security(SecurityError::from_reason(&e.to_string()));
+            st.errors.push_back(TransportError::new(to, kind));
         }
         self.flush(&mut st);
         Ok(())

@@ -44,6 +44,9 @@ pub enum coapio_result {
     COAPIO_RESULT_FAILED = 14,
     /// The library was built without what this needs (DTLS needs the `dtls` feature).
     COAPIO_RESULT_UNSUPPORTED = 15,
+    /// A DTLS session could not be made or failed (an unknown PSK identity, a rejected
+    /// certificate, a handshake that failed or timed out); the log says which.
+    COAPIO_RESULT_SECURITY = 16,
 }
 
 use coapio_result::*;
@@ -51,7 +54,7 @@ use coapio_result::*;
 impl coapio_result {
     /// The result with this value, if there is one.
     pub(crate) fn from_u32(v: u32) -> Option<Self> {
-        const ALL: [coapio_result; 16] = [
+        const ALL: [coapio_result; 17] = [
             COAPIO_RESULT_OK,
             COAPIO_RESULT_NULL_PARAMETER,
             COAPIO_RESULT_INVALID_ARGUMENT,
@@ -68,6 +71,7 @@ impl coapio_result {
             COAPIO_RESULT_PANIC,
             COAPIO_RESULT_FAILED,
             COAPIO_RESULT_UNSUPPORTED,
+            COAPIO_RESULT_SECURITY,
         ];
         ALL.into_iter().find(|r| *r as u32 == v)
     }
@@ -97,6 +101,7 @@ pub extern "C" fn coapio_result_str(result: u32) -> *const c_char {
         COAPIO_RESULT_PANIC => c"internal error",
         COAPIO_RESULT_FAILED => c"context failed after an internal error",
         COAPIO_RESULT_UNSUPPORTED => c"not supported by this build of the library",
+        COAPIO_RESULT_SECURITY => c"DTLS failed (credentials or handshake)",
     };
     s.as_ptr()
 }

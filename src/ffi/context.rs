@@ -452,6 +452,9 @@ pub(crate) fn result_of(e: &RequestError) -> coapio_result {
     match e {
         RequestError::Timeout => COAPIO_RESULT_TIMEOUT,
         RequestError::Reset => COAPIO_RESULT_RESET,
+        RequestError::Transport(crate::net::TransportErrorKind::Security(_)) => {
+            COAPIO_RESULT_SECURITY
+        }
         RequestError::Transport(_) => COAPIO_RESULT_UNREACHABLE,
         RequestError::BadResponse(_) => COAPIO_RESULT_BAD_RESPONSE,
         RequestError::InvalidUri(_) | RequestError::Resolve(_) => COAPIO_RESULT_INVALID_URI,

@@ -212,13 +212,23 @@ fn pem_files(p: &pki::Pki) -> std::path::PathBuf {
 
 #[test]
 fn certificates_with_libcoap_both_ways() {
-    for tool in ["coap-client-openssl", "coap-server-openssl"] {
-        if Command::new(tool).arg("-h").output().is_err() {
-            return skip_or_fail(&format!(
-                "skipped: {tool} not installed (apt-get install libcoap3-bin)"
-            ));
+    for backend in ["openssl", "gnutls"] {
+        let (client, server) = (
+            format!("coap-client-{backend}"),
+            format!("coap-server-{backend}"),
+        );
+        for tool in [&client, &server] {
+            if Command::new(tool).arg("-h").output().is_err() {
+                return skip_or_fail(&format!(
+                    "skipped: {tool} not installed (apt-get install libcoap3-bin)"
+                ));
+            }
         }
+        certificates_with(&client, &server);
     }
+}
+
+fn certificates_with(libcoap_client: &str, libcoap_server: &str) {
     let p = pki::pki();
     let dir = pem_files(&p);
     let file = |n: &str| dir.join(n).to_string_lossy().into_owned();
@@ -227,7 +237,7 @@ fn certificates_with_libcoap_both_ways() {
         p.server_cert.clone(),
         p.server_key.clone(),
     ));
-    let mut client = Proc::spawn(Command::new("coap-client-openssl").args([
+    let mut client = Proc::spawn(Command::new(libcoap_client).args([
         "-B",
         "10",
         "-C",
@@ -241,17 +251,17 @@ fn certificates_with_libcoap_both_ways() {
         &format!("coaps://[::1]:{port}/hello"),
     ]));
     let status = client.finish(Duration::from_secs(15));
-    assert!(status.success(), "{}", client.stderr());
+    assert!(status.success(), "{libcoap_client}: {}", client.stderr());
     assert_eq!(
         client.stdout().trim(),
         "Hello, world!",
-        "{}",
+        "{libcoap_client}: {}",
         client.stderr()
     );
     server.shutdown();
     // Our client, verifying libcoap's server (which asks for our certificate too).
     let plain = common::free_port("127.0.0.1");
-    let _libcoap = Proc::spawn(Command::new("coap-server-openssl").args([
+    let _libcoap = Proc::spawn(Command::new(libcoap_server).args([
         "-A",
         "127.0.0.1",
         "-p",
@@ -271,8 +281,12 @@ fn certificates_with_libcoap_both_ways() {
         LIMIT,
         ours.get(&format!("coaps://127.0.0.1:{}/time", plain + 1)),
     )
-    .unwrap();
-    assert_eq!(r.code, coapio::message::Code::CONTENT, "{r:?}");
+    .unwrap_or_else(|e| panic!("{libcoap_server}: {e}"));
+    assert_eq!(
+        r.code,
+        coapio::message::Code::CONTENT,
+        "{libcoap_server}: {r:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -19,11 +19,11 @@
 //! [`DtlsTransport`] puts the layer in front of any transport, which is how the async facade
 //! (`Builder::dtls`) uses it.
 //!
-//! Status (issue 10): pre-shared keys (TLS_PSK_WITH_AES_128_CCM_8 and the AES-GCM/CBC PSK
-//! suites, a server-side lookup by identity) and X.509 certificates (a CA to verify the
-//! peer, optional client certificates). Not yet: the server's name or address checked
-//! against its certificate (only the chain is verified), raw public keys (RFC 7250: Debian's
-//! OpenSSL 3.0 has none; 3.2 does), the C ABI's use of it.
+//! Pre-shared keys (TLS_PSK_WITH_AES_128_CCM_8 and the AES-GCM/CBC PSK suites, a server-side
+//! lookup by identity) and X.509 certificates (a CA to verify the peer, optional client
+//! certificates). Not there: the server's name or address checked against its certificate
+//! (only the chain is verified against the CAs given), raw public keys (RFC 7250: Debian's
+//! OpenSSL 3.0 has none; 3.2 does).
 
 mod ossl;
 mod socket;

@@ -405,9 +405,11 @@ coapio_result coapio_config_set_certificate(coapio_config *config,
                                             size_t key_len);
 
 /*
- Sets the certificate authorities (a PEM text of `len` bytes) a DTLS peer's certificate
- must chain to: a client verifies servers against them; a server asks for and verifies
- client certificates. Needs the `dtls` feature.
+ Sets the certificate authorities (a PEM text of `len` bytes, at most 1 MiB) a DTLS peer's
+ certificate must chain to: a client verifies servers against them (and that the
+ certificate names the URI's host, or carries the address of an IP literal); a server asks
+ for and verifies client certificates. Without CAs a client uses pre-shared keys only.
+ Needs the `dtls` feature.
  */
 coapio_result coapio_config_set_ca(coapio_config *config, const uint8_t *ca_pem, size_t len);
 

@@ -116,6 +116,10 @@ pub enum SecurityError {
     /// This endpoint has no credentials for a session with the remote.
     #[error("no DTLS credentials for this remote")]
     NoCredentials,
+    /// A plain `coap://` request from an endpoint whose socket takes DTLS only (a DTLS
+    /// server's).
+    #[error("this endpoint's socket takes DTLS only; send coap:// from another endpoint")]
+    PlainRefused,
 }
 
 impl SecurityError {

@@ -157,3 +157,19 @@ fn coaps_without_credentials_is_refused() {
     );
     coapio_config_free(cfg);
 }
+
+/// A context bound with DTLS credentials takes DTLS only on its socket: a plain `coap://`
+/// request from it fails at once instead of waiting for a timeout.
+#[test]
+fn a_bound_dtls_context_refuses_plain_requests_at_once() {
+    let peer = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    let uri = format!("coap://[::1]:{}/x", peer.local_addr().unwrap().port());
+    let cfg = psk_config(Some("[::1]:0"));
+    let mut ctx = null_mut();
+    ok(coapio_context_new(cfg, &mut ctx));
+    coapio_config_free(cfg);
+    let started = std::time::Instant::now();
+    assert_eq!(sync_get(ctx, &uri).unwrap_err(), COAPIO_RESULT_SECURITY);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    coapio_context_free(ctx);
+}

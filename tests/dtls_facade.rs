@@ -374,3 +374,57 @@ fn libcoap_observes_our_dtls_server() {
     assert!(ticks >= 5, "{out:?} / {}", client.stderr());
     server.shutdown();
 }
+
+/// A client with a pre-shared key only never takes a server with any certificate for the one
+/// that knows the key (it offers PSK suites only); a client that verifies certificates checks
+/// the server's name or address too (RFC 7252 §9.1.3.3).
+#[test]
+fn clients_accept_only_servers_they_can_verify() {
+    let p = pki::pki();
+    let (server, port) = cert_server(DtlsConfig::certificate_server(
+        p.server_cert.clone(),
+        p.server_key.clone(),
+    ));
+    let uri = format!("coaps://[::1]:{port}/hello");
+    let psk_only = dtls_client("me", "sesame");
+    assert!(matches!(
+        block_on_within(LIMIT, psk_only.get(&uri)).unwrap_err(),
+        RequestError::Transport(TransportErrorKind::Security(_))
+    ));
+    server.shutdown();
+    // A certificate of the right CA, but not for this address (the client's own, no SAN).
+    let (impostor, port) = cert_server(DtlsConfig::certificate_server(
+        p.client_cert.clone(),
+        p.client_key.clone(),
+    ));
+    let verifying = client_with(DtlsConfig::certificate_client(p.ca.clone()));
+    assert_eq!(
+        block_on_within(LIMIT, verifying.get(&format!("coaps://[::1]:{port}/hello"))).unwrap_err(),
+        RequestError::Transport(TransportErrorKind::Security(
+            SecurityError::CertificateRejected
+        ))
+    );
+    impostor.shutdown();
+}
+
+/// Credentials that cannot work are refused when the endpoint is built, saying why.
+#[test]
+fn unusable_credentials_are_refused_with_a_reason() {
+    let p = pki::pki();
+    let build = |c: DtlsConfig| Endpoint::builder().dtls(c).build().map(|_| ()).unwrap_err();
+    let e = build(DtlsConfig::certificate_client(b"not PEM".to_vec()));
+    assert!(e.to_string().contains("no CA certificate"), "{e}");
+    let mut no_ca = DtlsConfig::default();
+    no_ca.certificate = Some((p.client_cert.clone(), p.client_key.clone()));
+    let e = build(no_ca);
+    assert!(e.to_string().contains("CAs to verify"), "{e}");
+    let mismatched = DtlsConfig::certificate_server(p.server_cert.clone(), p.client_key.clone());
+    let e = Endpoint::builder()
+        .bind("[::1]:0".parse().unwrap())
+        .site(example_site())
+        .dtls(mismatched)
+        .build()
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.to_string().contains("does not match"), "{e}");
+}

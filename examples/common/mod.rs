@@ -139,6 +139,7 @@ impl DtlsFlags {
         self.psk_identity.is_some()
             || self.psk_key.is_some()
             || self.cert.is_some()
+            || self.key.is_some()
             || self.ca.is_some()
     }
 

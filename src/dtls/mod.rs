@@ -21,9 +21,12 @@
 //!
 //! Pre-shared keys (TLS_PSK_WITH_AES_128_CCM_8 and the AES-GCM/CBC PSK suites, a server-side
 //! lookup by identity) and X.509 certificates (a CA to verify the peer, optional client
-//! certificates). Not there: the server's name or address checked against its certificate
-//! (only the chain is verified against the CAs given), raw public keys (RFC 7250: Debian's
-//! OpenSSL 3.0 has none; 3.2 does).
+//! certificates). A client verifies the server's chain against its CAs and that the
+//! certificate names the URI's host, or carries the server's address for an IP literal (RFC
+//! 7252 §9.1.3.3); an endpoint offers the certificate suites only when it can verify (a
+//! client) or show (a server) a certificate, so a key alone never lets a certificate pass. A
+//! wrong pre-shared key shows as a handshake timeout (DTLS drops what it cannot decrypt). Not
+//! there: raw public keys (RFC 7250: Debian's OpenSSL 3.0 has none; 3.2 does).
 
 mod ossl;
 mod socket;
@@ -43,14 +46,18 @@ use openssl::ssl::{
     ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslStream,
 };
 
-/// The cipher suites offered and accepted: with pre-shared keys CCM_8 first (RFC 7252
-/// §9.1.3.1's mandatory suite), then the AES-GCM and AES-CBC PSK suites peers commonly have;
-/// with certificates ECDHE-ECDSA with CCM_8 first (§9.1.3.3), then the usual AEAD suites.
-const CIPHERS: &str = "PSK-AES128-CCM8:PSK-AES256-CCM8:PSK-AES128-GCM-SHA256:\
-                       PSK-AES256-GCM-SHA384:PSK-AES128-CCM:PSK-AES128-CBC-SHA256:\
-                       ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256:\
-                       ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:\
-                       ECDHE-RSA-AES256-GCM-SHA384";
+/// The suites with pre-shared keys: CCM_8 first (RFC 7252 §9.1.3.1's mandatory suite), then
+/// the AES-GCM and AES-CBC PSK suites peers commonly have.
+const PSK_SUITES: &str = "PSK-AES128-CCM8:PSK-AES256-CCM8:PSK-AES128-GCM-SHA256:\
+                          PSK-AES256-GCM-SHA384:PSK-AES128-CCM:PSK-AES128-CBC-SHA256";
+
+/// The suites with certificates: ECDHE-ECDSA with CCM_8 first (§9.1.3.3), then the usual AEAD
+/// suites. Offered only by an endpoint that can check the peer's certificate (a client with
+/// CAs) or show one (a server with a certificate): a client with a key only must never let a
+/// server with any certificate pass for the one that knows the key.
+const CERT_SUITES: &str = "ECDHE-ECDSA-AES128-CCM8:ECDHE-ECDSA-AES128-GCM-SHA256:\
+                           ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:\
+                           ECDHE-RSA-AES256-GCM-SHA384";
 
 /// The first retransmission timeout of a handshake flight (RFC 6347 §4.2.4.1: 1 s), doubled
 /// up to [`MAX_RTO`]. The layer keeps this timer itself, on the caller's clock, rather than
@@ -86,6 +93,9 @@ pub struct DtlsConfig {
     pub trusted_ca: Option<Vec<u8>>,
     /// Whether this endpoint accepts sessions that peers open (a server).
     pub accept: bool,
+    /// A client accepts a server's certificate without checking it (no CAs needed). Only
+    /// for tests and closed networks: anyone with a certificate can then pose as the server.
+    pub insecure_skip_verify: bool,
     /// Established sessions kept at most; beyond, the least recently used goes.
     pub max_sessions: usize,
     /// Handshakes in progress at most (a server's, after the cookie round trip).
@@ -120,6 +130,7 @@ impl Default for DtlsConfig {
             certificate: None,
             trusted_ca: None,
             accept: false,
+            insecure_skip_verify: false,
             max_sessions: 4096,
             max_handshakes: 256,
             idle_timeout: Duration::from_secs(600),
@@ -188,8 +199,12 @@ pub enum DtlsEvent {
 #[non_exhaustive]
 pub enum DtlsError {
     /// This endpoint has no client credentials, so it cannot open a session.
-    #[error("no DTLS client credentials (set a PSK identity and key)")]
+    #[error("no DTLS client credentials (a PSK identity and key, or CAs to verify servers)")]
     NoCredentials,
+    /// The credentials cannot be used (no certificate in the PEM text, a key that does not
+    /// match, no CA certificate); the text says which.
+    #[error("DTLS credentials: {0}")]
+    Credentials(String),
     /// OpenSSL refused to set the session up.
     #[error("DTLS: {0}")]
     Tls(String),
@@ -299,10 +314,13 @@ impl Dtls {
     ///
     /// # Errors
     ///
-    /// OpenSSL's, when it cannot make a context (no DTLS, none of the cipher suites).
-    pub fn new(config: DtlsConfig) -> Result<Self, ErrorStack> {
+    /// [`DtlsError::Credentials`] when the credentials cannot be used (the text says why),
+    /// [`DtlsError::Tls`] when OpenSSL cannot make a context.
+    pub fn new(config: DtlsConfig) -> Result<Self, DtlsError> {
+        let tls = |e: ErrorStack| DtlsError::Tls(e.to_string());
         let client = match &config.psk {
-            None if config.trusted_ca.is_none() && config.certificate.is_none() => None,
+            // Sessions of its own need a key or the means to verify servers.
+            None if config.trusted_ca.is_none() && !config.insecure_skip_verify => None,
             None => Some(cert_context(&config, false)?.build()),
             Some((identity, key)) => {
                 let mut b = cert_context(&config, false)?;
@@ -323,7 +341,7 @@ impl Dtls {
             None if !config.accept => None,
             None => {
                 let mut b = cert_context(&config, true)?;
-                ossl::cookies(&mut b)?;
+                ossl::cookies(&mut b).map_err(tls)?;
                 Some(b.build())
             }
             Some(lookup) => {
@@ -337,12 +355,19 @@ impl Dtls {
                     }
                 });
                 if !config.psk_hint.is_empty() {
-                    ossl::psk_identity_hint(&mut b, &config.psk_hint)?;
+                    ossl::psk_identity_hint(&mut b, &config.psk_hint).map_err(tls)?;
                 }
-                ossl::cookies(&mut b)?;
+                ossl::cookies(&mut b).map_err(tls)?;
                 Some(b.build())
             }
         };
+        if client.is_none() && server.is_none() {
+            return Err(DtlsError::Credentials(
+                "nothing to secure sessions with: a client needs a PSK, or CAs to verify \
+                 servers' certificates; a server a PSK lookup or a certificate"
+                    .into(),
+            ));
+        }
         Ok(Self {
             config,
             client,
@@ -381,10 +406,36 @@ impl Dtls {
         remote: SocketAddr,
         plaintext: &[u8],
     ) -> Result<(), DtlsError> {
+        self.send_to(now, remote, None, plaintext)
+    }
+
+    /// As [`Dtls::send`], with the name the server is known by (the URI's host), which its
+    /// certificate must carry when this endpoint verifies certificates (RFC 7252 §9.1.3.3);
+    /// without a name, the server's address must be in its certificate.
+    ///
+    /// # Errors
+    ///
+    /// As [`Dtls::send`].
+    pub fn send_to(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        name: Option<&str>,
+        plaintext: &[u8],
+    ) -> Result<(), DtlsError> {
         if !self.sessions.contains_key(&remote) {
             let ctx = self.client.as_ref().ok_or(DtlsError::NoCredentials)?;
             let mut ssl = Ssl::new(ctx).map_err(|e| DtlsError::Tls(e.to_string()))?;
             ssl.set_connect_state();
+            if self.config.trusted_ca.is_some() && !self.config.insecure_skip_verify {
+                let param = ssl.param_mut();
+                let checked = match name.map(|n| n.parse::<std::net::IpAddr>()) {
+                    Some(Ok(ip)) => param.set_ip(ip),
+                    Some(Err(_)) => param.set_host(name.unwrap_or_default()),
+                    None => param.set_ip(remote.ip()),
+                };
+                checked.map_err(|e| DtlsError::Tls(e.to_string()))?;
+            }
             ssl.set_mtu(self.config.mtu)
                 .map_err(|e| DtlsError::Tls(e.to_string()))?;
             let stream =
@@ -517,9 +568,13 @@ impl Dtls {
                 }
                 Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => {}
                 Err(e) => {
-                    let reason = e
+                    let mut reason = e
                         .ssl_error()
                         .map_or_else(|| e.to_string(), ToString::to_string);
+                    let verify = s.stream.ssl().verify_result();
+                    if verify != openssl::x509::X509VerifyResult::OK {
+                        reason = format!("certificate rejected: {verify} ({reason})");
+                    }
                     self.fail(remote, reason);
                     return;
                 }
@@ -722,34 +777,73 @@ fn is_client_hello(data: &[u8]) -> bool {
 
 fn base_context() -> Result<SslContextBuilder, ErrorStack> {
     let mut b = SslContext::builder(SslMethod::dtls())?;
-    b.set_cipher_list(CIPHERS)?;
     // Memory buffers have no path MTU to ask: the session's MTU is set instead.
     b.set_options(SslOptions::NO_QUERY_MTU | SslOptions::NO_TICKET | SslOptions::NO_RENEGOTIATION);
     Ok(b)
 }
 
-/// A context with the certificate and trust anchors of `config`, for a server (`serve`) or
-/// a client.
-fn cert_context(config: &DtlsConfig, serve: bool) -> Result<SslContextBuilder, ErrorStack> {
+/// A context for a server (`serve`) or a client with the credentials of `config`, offering
+/// only the suites those credentials can make safe.
+fn cert_context(config: &DtlsConfig, serve: bool) -> Result<SslContextBuilder, DtlsError> {
     use openssl::pkey::PKey;
     use openssl::ssl::SslVerifyMode;
     use openssl::x509::X509;
-    let mut b = base_context()?;
+    let tls = |e: ErrorStack| DtlsError::Tls(e.to_string());
+    let creds = |what: &str, e: ErrorStack| DtlsError::Credentials(format!("{what}: {e}"));
+    let mut b = base_context().map_err(tls)?;
+    let psk = if serve {
+        config.psk_lookup.is_some()
+    } else {
+        config.psk.is_some()
+    };
+    let certs = if serve {
+        config.certificate.is_some()
+    } else {
+        config.trusted_ca.is_some() || config.insecure_skip_verify
+    };
+    let suites: Vec<&str> = [(psk, PSK_SUITES), (certs, CERT_SUITES)]
+        .into_iter()
+        .filter_map(|(on, s)| on.then_some(s))
+        .collect();
+    if suites.is_empty() {
+        return Err(DtlsError::Credentials(if serve {
+            "a server needs a PSK lookup or a certificate".into()
+        } else {
+            "a client needs a PSK, or CAs to verify servers' certificates".into()
+        }));
+    }
+    b.set_cipher_list(&suites.join(":")).map_err(tls)?;
     if let Some((chain, key)) = &config.certificate {
-        let mut certs = X509::stack_from_pem(chain)?.into_iter();
-        let leaf = certs.next().ok_or_else(ErrorStack::get)?;
-        b.set_certificate(&leaf)?;
+        let mut certs = X509::stack_from_pem(chain)
+            .map_err(|e| creds("the certificate chain", e))?
+            .into_iter();
+        let leaf = certs.next().ok_or_else(|| {
+            DtlsError::Credentials("no certificate in the certificate chain's PEM text".into())
+        })?;
+        b.set_certificate(&leaf)
+            .map_err(|e| creds("the certificate", e))?;
         for c in certs {
-            b.add_extra_chain_cert(c)?;
+            b.add_extra_chain_cert(c)
+                .map_err(|e| creds("the chain", e))?;
         }
-        let key = PKey::private_key_from_pem(key)?;
-        b.set_private_key(&key)?;
-        b.check_private_key()?;
+        let key = PKey::private_key_from_pem(key).map_err(|e| creds("the private key", e))?;
+        b.set_private_key(&key)
+            .map_err(|e| creds("the private key does not match the certificate", e))?;
+        b.check_private_key()
+            .map_err(|e| creds("the private key does not match the certificate", e))?;
     }
     match &config.trusted_ca {
         Some(ca) => {
-            for c in X509::stack_from_pem(ca)? {
-                b.cert_store_mut().add_cert(c)?;
+            let cas = X509::stack_from_pem(ca).map_err(|e| creds("the CAs", e))?;
+            if cas.is_empty() {
+                return Err(DtlsError::Credentials(
+                    "no CA certificate in the CAs' PEM text".into(),
+                ));
+            }
+            for c in cas {
+                b.cert_store_mut()
+                    .add_cert(c)
+                    .map_err(|e| creds("a CA certificate", e))?;
             }
             let mode = if serve {
                 SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT

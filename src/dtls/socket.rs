@@ -10,7 +10,7 @@
 //! when the remote was marked secure (a `coaps://` request) or has a session (a peer that
 //! opened one).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -23,8 +23,10 @@ use super::{Dtls, DtlsEvent};
 use crate::net::{RecvMeta, SecurityError, Transmit, TransportError, TransportErrorKind};
 use crate::transport::{Capabilities, Transport};
 
-/// The remotes that are reached over DTLS (`coaps://`), shared with whoever makes requests.
-pub type SecureRemotes = Arc<Mutex<HashSet<SocketAddr>>>;
+/// The remotes that are reached over DTLS (`coaps://`), shared with whoever makes requests,
+/// each with the name it is known by (the URI's host: its certificate must carry it; `None`
+/// for an IP literal, whose address must be in the certificate).
+pub type SecureRemotes = Arc<Mutex<HashMap<SocketAddr, Option<String>>>>;
 
 #[derive(Debug)]
 struct State {
@@ -130,7 +132,7 @@ impl Transport for DtlsTransport {
                 self.flush(&mut st);
                 continue;
             }
-            if self.plain && !lock(&self.secure).contains(&meta.remote) {
+            if self.plain && !lock(&self.secure).contains_key(&meta.remote) {
                 return Ok((n, meta));
             }
             // Plain CoAP where only DTLS is taken: dropped.
@@ -140,16 +142,24 @@ impl Transport for DtlsTransport {
 
     fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()> {
         let to = transmit.destination;
-        let secure = lock(&self.secure).contains(&to);
+        let secure = lock(&self.secure).get(&to).cloned();
         let mut st = lock(&self.state);
-        if !secure && !st.dtls.has_session(to) {
-            drop(st);
+        if secure.is_none() && !st.dtls.has_session(to) {
             if !self.plain {
-                return Ok(()); // nothing plain leaves a DTLS-only socket
+                // Nothing plain leaves a DTLS-only socket: the request fails at once.
+                warn!("coapio: {to} is not reached over DTLS, and this socket takes DTLS only");
+                let kind = TransportErrorKind::Security(SecurityError::PlainRefused);
+                st.errors.push_back(TransportError::new(to, kind));
+                return Ok(());
             }
+            drop(st);
             return self.inner.try_send(transmit, contents);
         }
-        if let Err(e) = st.dtls.send(Instant::now(), to, contents) {
+        let name = secure.flatten();
+        if let Err(e) = st
+            .dtls
+            .send_to(Instant::now(), to, name.as_deref(), contents)
+        {
             warn!("coapio: cannot send to {to} over DTLS: {e}");
             let kind = TransportErrorKind::Security(SecurityError::from_reason(&e.to_string()));
             st.errors.push_back(TransportError::new(to, kind));

@@ -103,7 +103,7 @@ impl Endpoint {
     ) -> ResponseFuture {
         match resolved {
             Ok((remote, parsed)) => {
-                if let Err(e) = self.scheme(remote, parsed.scheme) {
+                if let Err(e) = self.scheme(remote, &parsed) {
                     return ResponseFuture::failed(&self.shared, e);
                 }
                 for n in [
@@ -122,18 +122,18 @@ impl Endpoint {
     }
 
     /// Makes `remote` one reached over DTLS for a `coaps://` URI, or says why it cannot be.
-    fn scheme(
-        &self,
-        remote: SocketAddr,
-        scheme: crate::message::uri::Scheme,
-    ) -> Result<(), RequestError> {
+    fn scheme(&self, remote: SocketAddr, uri: &Uri) -> Result<(), RequestError> {
         use crate::message::uri::Scheme;
-        match scheme {
+        match uri.scheme {
             Scheme::Coap => Ok(()),
             #[cfg(feature = "dtls")]
             Scheme::Coaps => match &self.secure {
                 Some(secure) => {
-                    crate::step::lock(secure).insert(remote);
+                    let name = match &uri.host {
+                        Host::Name(n) => Some(n.clone()),
+                        Host::Ip { .. } => None,
+                    };
+                    crate::step::lock(secure).insert(remote, name);
                     Ok(())
                 }
                 None => Err(RequestError::Resolve(
@@ -142,7 +142,7 @@ impl Endpoint {
             },
             #[cfg(not(feature = "dtls"))]
             Scheme::Coaps => {
-                let _ = remote;
+                let _ = (remote, &uri.host);
                 Err(RequestError::Resolve(
                     "coaps:// needs coapio built with the `dtls` feature".into(),
                 ))

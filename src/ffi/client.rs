@@ -42,8 +42,9 @@ pub enum coapio_method {
 pub struct coapio_request {
     remote: SocketAddr,
     request: Request,
-    /// A `coaps://` request: it goes over DTLS.
-    secure: bool,
+    /// A `coaps://` request, which goes over DTLS: the URI's host name (`None` for an IP
+    /// literal), which the server's certificate must carry.
+    secure: Option<Option<String>>,
 }
 
 /// A response. Methods: `coapio_response_code`, `coapio_response_payload`,
@@ -98,7 +99,11 @@ pub extern "C" fn coapio_request_new(
         let mut request = Request::new(Code(method as u8));
         parsed.to_options_for(remote, &mut request.options);
         // SAFETY: out is non-NULL and writable.
-        let secure = parsed.scheme == crate::message::uri::Scheme::Coaps;
+        let secure =
+            (parsed.scheme == crate::message::uri::Scheme::Coaps).then(|| match &parsed.host {
+                crate::message::uri::Host::Name(n) => Some(n.clone()),
+                crate::message::uri::Host::Ip { .. } => None,
+            });
         unsafe {
             *out = Box::into_raw(Box::new(coapio_request {
                 remote,
@@ -264,7 +269,7 @@ pub extern "C" fn coapio_context_send(
             Err(e) => return e,
         };
         let mut core = lock(&inner.core);
-        if let Err(e) = core.use_scheme(request.remote, request.secure) {
+        if let Err(e) = core.use_scheme(request.remote, request.secure.as_ref()) {
             return e;
         }
         match core
@@ -338,7 +343,7 @@ pub extern "C" fn coapio_request_sync(
         let slot = Arc::new(Mutex::new(None));
         let id = {
             let mut core = lock(&inner.core);
-            if let Err(e) = core.use_scheme(request.remote, request.secure) {
+            if let Err(e) = core.use_scheme(request.remote, request.secure.as_ref()) {
                 return e;
             }
             match core

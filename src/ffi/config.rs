@@ -28,7 +28,7 @@ pub enum coapio_transport {
 /// `coapio_config_set_ack_timeout_ms`, `coapio_config_set_ack_random_factor`,
 /// `coapio_config_set_max_retransmit`, `coapio_config_set_nstart`,
 /// `coapio_config_set_token_length`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct coapio_config {
     pub(crate) bind: Option<SocketAddr>,
     pub(crate) transport: Option<TransportKind>,
@@ -38,6 +38,21 @@ pub struct coapio_config {
     pub(crate) psk: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) certificate: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for coapio_config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys stay out of logs.
+        f.debug_struct("coapio_config")
+            .field("bind", &self.bind)
+            .field("transport", &self.transport)
+            .field("reuse_port", &self.reuse_port)
+            .field("proto", &self.proto)
+            .field("psk_identity", &self.psk.as_ref().map(|(i, _)| i))
+            .field("certificate", &self.certificate.is_some())
+            .field("ca", &self.ca.is_some())
+            .finish()
+    }
 }
 
 /// Creates a configuration with the defaults: default transport, bound to `[::]:0` (a
@@ -249,6 +264,12 @@ pub extern "C" fn coapio_config_set_psk(
     key_len: usize,
 ) -> coapio_result {
     with_config(config, |c| {
+        if identity_len > 128 || key_len > 256 {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "a PSK identity takes at most 128 bytes and a key 1 to 256",
+            );
+        }
         // SAFETY: identity and key hold their lengths in bytes (caller's contract).
         let (identity, key) = match unsafe {
             (
@@ -285,6 +306,12 @@ pub extern "C" fn coapio_config_set_certificate(
     key_len: usize,
 ) -> coapio_result {
     with_config(config, |c| {
+        if cert_len > PEM_MAX || key_len > PEM_MAX {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "a PEM text takes at most 1 MiB",
+            );
+        }
         // SAFETY: cert_pem and key_pem hold their lengths in bytes (caller's contract).
         let (cert, key) = match unsafe {
             (
@@ -303,9 +330,11 @@ pub extern "C" fn coapio_config_set_certificate(
     })
 }
 
-/// Sets the certificate authorities (a PEM text of `len` bytes) a DTLS peer's certificate
-/// must chain to: a client verifies servers against them; a server asks for and verifies
-/// client certificates. Needs the `dtls` feature.
+/// Sets the certificate authorities (a PEM text of `len` bytes, at most 1 MiB) a DTLS peer's
+/// certificate must chain to: a client verifies servers against them (and that the
+/// certificate names the URI's host, or carries the address of an IP literal); a server asks
+/// for and verifies client certificates. Without CAs a client uses pre-shared keys only.
+/// Needs the `dtls` feature.
 #[no_mangle]
 pub extern "C" fn coapio_config_set_ca(
     config: *mut coapio_config,
@@ -313,6 +342,12 @@ pub extern "C" fn coapio_config_set_ca(
     len: usize,
 ) -> coapio_result {
     with_config(config, |c| {
+        if len > PEM_MAX {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "a PEM text takes at most 1 MiB",
+            );
+        }
         // SAFETY: ca_pem holds len bytes (caller's contract).
         let ca = match unsafe { bytes_arg(ca_pem, len, "ca_pem") } {
             Ok(a) => a.to_vec(),
@@ -325,6 +360,9 @@ pub extern "C" fn coapio_config_set_ca(
         COAPIO_RESULT_OK
     })
 }
+
+/// The longest PEM text taken (certificate chains and CA sets are far shorter).
+const PEM_MAX: usize = 1 << 20;
 
 fn unsupported() -> coapio_result {
     fail(

@@ -74,21 +74,22 @@ type DueCallback = (
 );
 
 impl Core {
-    /// Makes `remote` one reached over DTLS for a `coaps://` request, or says why not.
+    /// Makes `remote` one reached over DTLS for a `coaps://` request (`secure`: the name it is
+    /// known by, `None` for an IP literal), or says why not.
     pub(crate) fn use_scheme(
         &mut self,
         remote: std::net::SocketAddr,
-        secure: bool,
+        secure: Option<&Option<String>>,
     ) -> Result<(), coapio_result> {
-        if !secure {
+        let Some(name) = secure else {
             return Ok(());
-        }
+        };
         #[cfg(feature = "dtls")]
         if let Some(s) = &self.secure {
-            lock(s).insert(remote);
+            lock(s).insert(remote, name.clone());
             return Ok(());
         }
-        let _ = remote;
+        let _ = (remote, name);
         Err(fail(
             COAPIO_RESULT_INVALID_URI,
             if cfg!(feature = "dtls") {

@@ -493,7 +493,10 @@ fuzz_target!(|data: &[u8]| {
                 };
                 h.ep.handle_transport_error(h.now, &TransportError::new(h.remotes[remote], kind));
                 h.drain();
-                assert!(!h.open.values().any(|&r| r == remote));
+                // A message too large for the path fails nothing (smaller blocks from now on).
+                if kind != TransportErrorKind::MessageTooLarge {
+                    assert!(!h.open.values().any(|&r| r == remote));
+                }
                 false
             }
         };

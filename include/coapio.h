@@ -394,6 +394,23 @@ coapio_result coapio_config_set_psk(coapio_config *config,
                                     size_t key_len);
 
 /*
+ Adds an identity a server context (one with a bind address) accepts, with its pre-shared
+ key, beside the one of `coapio_config_set_psk`: each client is looked up by the identity
+ it presents. At most 1024 identities. Needs the `dtls` feature.
+ */
+coapio_result coapio_config_add_psk_identity(coapio_config *config,
+                                             const uint8_t *identity,
+                                             size_t identity_len,
+                                             const uint8_t *key,
+                                             size_t key_len);
+
+/*
+ Sets the PSK identity hint a server context sends to clients (RFC 4279 §2; `len` bytes,
+ at most 128, no NUL). Needs the `dtls` feature.
+ */
+coapio_result coapio_config_set_psk_hint(coapio_config *config, const uint8_t *hint, size_t len);
+
+/*
  Sets this context's X.509 certificate chain and private key for DTLS (PEM texts of
  `cert_len` and `key_len` bytes): a server's, or a client's for servers that ask for one.
  Checked when the context is made. Needs the `dtls` feature.

@@ -173,3 +173,66 @@ fn a_bound_dtls_context_refuses_plain_requests_at_once() {
     assert!(started.elapsed() < Duration::from_secs(2));
     coapio_context_free(ctx);
 }
+
+/// A C server context accepts several identities, each with its own key.
+#[test]
+fn a_c_server_accepts_several_identities() {
+    let mut cfg = null_mut();
+    ok(coapio_config_new(&mut cfg));
+    let bind = CString::new("[::1]:0").unwrap();
+    ok(coapio_config_set_bind(cfg, bind.as_ptr()));
+    for (id, key) in [("alice", "alice-key"), ("bob", "bob-key")] {
+        ok(coapio_config_add_psk_identity(
+            cfg,
+            id.as_ptr(),
+            id.len(),
+            key.as_ptr(),
+            key.len(),
+        ));
+    }
+    let hint = b"coapio";
+    ok(coapio_config_set_psk_hint(cfg, hint.as_ptr(), hint.len()));
+    let mut ctx = null_mut();
+    ok(coapio_context_new(cfg, &mut ctx));
+    coapio_config_free(cfg);
+    extern "C" fn hi(
+        _: *mut std::ffi::c_void,
+        _: *const coapio_incoming,
+        r: *mut coapio_responder,
+    ) {
+        coapio_responder_respond(r, 0x45, b"hi".as_ptr(), 2, 0);
+    }
+    let path = CString::new("/hi").unwrap();
+    ok(coapio_context_add_resource(
+        ctx,
+        path.as_ptr(),
+        COAPIO_METHOD_MASK_GET,
+        Some(hi),
+        null_mut(),
+    ));
+    let mut port = 0u16;
+    ok(coapio_context_local_port(ctx, &mut port));
+    struct Ctx(*mut coapio_context);
+    // SAFETY: run on one thread, stopped from this one (coapio_context_stop is thread-safe).
+    unsafe impl Send for Ctx {}
+    let runner = Ctx(ctx);
+    let t = std::thread::spawn(move || {
+        let runner = runner;
+        coapio_context_run(runner.0, 10_000)
+    });
+    for (id, key) in [("alice", "alice-key"), ("bob", "bob-key")] {
+        let (ep, _driver) = Endpoint::builder()
+            .dtls(DtlsConfig::psk_client(id, key))
+            .build()
+            .unwrap();
+        let r = common::block_on_within(
+            Duration::from_secs(5),
+            ep.get(&format!("coaps://[::1]:{port}/hi")),
+        )
+        .unwrap();
+        assert_eq!(r.payload, b"hi", "{id}");
+    }
+    coapio_context_stop(ctx);
+    t.join().unwrap();
+    coapio_context_free(ctx);
+}

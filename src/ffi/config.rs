@@ -36,6 +36,9 @@ pub struct coapio_config {
     pub(crate) proto: Config,
     /// DTLS: a PSK identity and key, a certificate chain and key (PEM), trusted CAs (PEM).
     pub(crate) psk: Option<(Vec<u8>, Vec<u8>)>,
+    /// More identities a server accepts, with their keys.
+    pub(crate) psk_identities: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) psk_hint: Vec<u8>,
     pub(crate) certificate: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) ca: Option<Vec<u8>>,
 }
@@ -49,6 +52,7 @@ impl std::fmt::Debug for coapio_config {
             .field("reuse_port", &self.reuse_port)
             .field("proto", &self.proto)
             .field("psk_identity", &self.psk.as_ref().map(|(i, _)| i))
+            .field("psk_identities", &self.psk_identities.len())
             .field("certificate", &self.certificate.is_some())
             .field("ca", &self.ca.is_some())
             .finish()
@@ -69,6 +73,8 @@ pub extern "C" fn coapio_config_new(out: *mut *mut coapio_config) -> coapio_resu
             reuse_port: false,
             proto: Config::default(),
             psk: None,
+            psk_identities: Vec::new(),
+            psk_hint: Vec::new(),
             certificate: None,
             ca: None,
         });
@@ -294,6 +300,80 @@ pub extern "C" fn coapio_config_set_psk(
     })
 }
 
+/// Adds an identity a server context (one with a bind address) accepts, with its pre-shared
+/// key, beside the one of `coapio_config_set_psk`: each client is looked up by the identity
+/// it presents. At most 1024 identities. Needs the `dtls` feature.
+#[no_mangle]
+pub extern "C" fn coapio_config_add_psk_identity(
+    config: *mut coapio_config,
+    identity: *const u8,
+    identity_len: usize,
+    key: *const u8,
+    key_len: usize,
+) -> coapio_result {
+    with_config(config, |c| {
+        if identity_len > 128 || key_len > 256 || key_len == 0 {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "a PSK identity takes at most 128 bytes and a key 1 to 256",
+            );
+        }
+        if c.psk_identities.len() >= 1024 {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "at most 1024 PSK identities",
+            );
+        }
+        // SAFETY: identity and key hold their lengths in bytes (caller's contract).
+        let (identity, key) = match unsafe {
+            (
+                bytes_arg(identity, identity_len, "identity"),
+                bytes_arg(key, key_len, "key"),
+            )
+        } {
+            (Ok(i), Ok(k)) => (i.to_vec(), k.to_vec()),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        if !cfg!(feature = "dtls") {
+            return unsupported();
+        }
+        c.psk_identities.retain(|(i, _)| *i != identity);
+        c.psk_identities.push((identity, key));
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Sets the PSK identity hint a server context sends to clients (RFC 4279 §2; `len` bytes,
+/// at most 128, no NUL). Needs the `dtls` feature.
+#[no_mangle]
+pub extern "C" fn coapio_config_set_psk_hint(
+    config: *mut coapio_config,
+    hint: *const u8,
+    len: usize,
+) -> coapio_result {
+    with_config(config, |c| {
+        if len > 128 {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "a PSK hint takes at most 128 bytes",
+            );
+        }
+        // SAFETY: hint holds len bytes (caller's contract).
+        let hint = match unsafe { bytes_arg(hint, len, "hint") } {
+            Ok(h) => h.to_vec(),
+            Err(e) => return e,
+        };
+        if hint.contains(&0) {
+            return fail(COAPIO_RESULT_INVALID_ARGUMENT, "a PSK hint has no NUL byte");
+        }
+        if !cfg!(feature = "dtls") {
+            return unsupported();
+        }
+        c.psk_hint = hint;
+        COAPIO_RESULT_OK
+    })
+}
+
 /// Sets this context's X.509 certificate chain and private key for DTLS (PEM texts of
 /// `cert_len` and `key_len` bytes): a server's, or a client's for servers that ask for one.
 /// Checked when the context is made. Needs the `dtls` feature.
@@ -375,7 +455,10 @@ impl coapio_config {
     /// Whether any DTLS credential is set.
     #[cfg(feature = "dtls")]
     pub(crate) fn has_dtls(&self) -> bool {
-        self.psk.is_some() || self.certificate.is_some() || self.ca.is_some()
+        self.psk.is_some()
+            || !self.psk_identities.is_empty()
+            || self.certificate.is_some()
+            || self.ca.is_some()
     }
 
     /// The DTLS layer's configuration, for a server or a client context.
@@ -385,15 +468,19 @@ impl coapio_config {
             accept: server,
             ..Default::default()
         };
-        if let Some((identity, key)) = self.psk.clone() {
-            if server {
-                let (identity, key) = (identity.clone(), key.clone());
-                d.psk_lookup = Some(std::sync::Arc::new(move |id: &[u8]| {
-                    (id == identity.as_slice()).then(|| key.clone())
-                }));
-            }
-            d.psk = Some((identity, key));
+        if server && (self.psk.is_some() || !self.psk_identities.is_empty()) {
+            let known: Vec<(Vec<u8>, Vec<u8>)> = self
+                .psk
+                .iter()
+                .chain(&self.psk_identities)
+                .cloned()
+                .collect();
+            d.psk_lookup = Some(std::sync::Arc::new(move |id: &[u8]| {
+                known.iter().find(|(i, _)| i == id).map(|(_, k)| k.clone())
+            }));
+            d.psk_hint = self.psk_hint.clone();
         }
+        d.psk = self.psk.clone();
         d.certificate = self.certificate.clone();
         d.trusted_ca = self.ca.clone();
         d

@@ -270,33 +270,14 @@ pub extern "C" fn coapio_config_set_psk(
     key_len: usize,
 ) -> coapio_result {
     with_config(config, |c| {
-        if identity_len > 128 || key_len > 256 {
-            return fail(
-                COAPIO_RESULT_INVALID_ARGUMENT,
-                "a PSK identity takes at most 128 bytes and a key 1 to 256",
-            );
-        }
         // SAFETY: identity and key hold their lengths in bytes (caller's contract).
-        let (identity, key) = match unsafe {
-            (
-                bytes_arg(identity, identity_len, "identity"),
-                bytes_arg(key, key_len, "key"),
-            )
-        } {
-            (Ok(i), Ok(k)) => (i.to_vec(), k.to_vec()),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
-        if key.is_empty() || identity.len() > 128 || key.len() > 256 {
-            return fail(
-                COAPIO_RESULT_INVALID_ARGUMENT,
-                "a PSK identity takes at most 128 bytes and a key 1 to 256",
-            );
+        match unsafe { psk_args(identity, identity_len, key, key_len) } {
+            Ok(psk) => {
+                c.psk = Some(psk);
+                COAPIO_RESULT_OK
+            }
+            Err(e) => e,
         }
-        if !cfg!(feature = "dtls") {
-            return unsupported();
-        }
-        c.psk = Some((identity, key));
-        COAPIO_RESULT_OK
     })
 }
 
@@ -312,12 +293,6 @@ pub extern "C" fn coapio_config_add_psk_identity(
     key_len: usize,
 ) -> coapio_result {
     with_config(config, |c| {
-        if identity_len > 128 || key_len > 256 || key_len == 0 {
-            return fail(
-                COAPIO_RESULT_INVALID_ARGUMENT,
-                "a PSK identity takes at most 128 bytes and a key 1 to 256",
-            );
-        }
         if c.psk_identities.len() >= 1024 {
             return fail(
                 COAPIO_RESULT_INVALID_ARGUMENT,
@@ -325,22 +300,43 @@ pub extern "C" fn coapio_config_add_psk_identity(
             );
         }
         // SAFETY: identity and key hold their lengths in bytes (caller's contract).
-        let (identity, key) = match unsafe {
-            (
-                bytes_arg(identity, identity_len, "identity"),
-                bytes_arg(key, key_len, "key"),
-            )
-        } {
-            (Ok(i), Ok(k)) => (i.to_vec(), k.to_vec()),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
-        if !cfg!(feature = "dtls") {
-            return unsupported();
+        match unsafe { psk_args(identity, identity_len, key, key_len) } {
+            Ok((identity, key)) => {
+                c.psk_identities.retain(|(i, _)| *i != identity);
+                c.psk_identities.push((identity, key));
+                COAPIO_RESULT_OK
+            }
+            Err(e) => e,
         }
-        c.psk_identities.retain(|(i, _)| *i != identity);
-        c.psk_identities.push((identity, key));
-        COAPIO_RESULT_OK
     })
+}
+
+/// A PSK identity and key from C: checked lengths (identity ≤ 128 bytes, key 1 to 256),
+/// copied; `COAPIO_RESULT_UNSUPPORTED` without the `dtls` feature.
+///
+/// # Safety
+///
+/// `identity` and `key` are NULL or hold their lengths in bytes.
+unsafe fn psk_args(
+    identity: *const u8,
+    identity_len: usize,
+    key: *const u8,
+    key_len: usize,
+) -> Result<(Vec<u8>, Vec<u8>), coapio_result> {
+    if identity_len > 128 || key_len > 256 || key_len == 0 {
+        return Err(fail(
+            COAPIO_RESULT_INVALID_ARGUMENT,
+            "a PSK identity takes at most 128 bytes and a key 1 to 256",
+        ));
+    }
+    // SAFETY: the caller's contract.
+    let identity = unsafe { bytes_arg(identity, identity_len, "identity") }?.to_vec();
+    // SAFETY: the caller's contract.
+    let key = unsafe { bytes_arg(key, key_len, "key") }?.to_vec();
+    if !cfg!(feature = "dtls") {
+        return Err(unsupported());
+    }
+    Ok((identity, key))
 }
 
 /// Sets the PSK identity hint a server context sends to clients (RFC 4279 §2; `len` bytes,

@@ -39,6 +39,10 @@ static void on_response(void *userdata, coapio_result result, const coapio_respo
         size_t len = 0;
         coapio_response_payload(resp, &p, &len);
         snprintf(o->text, sizeof o->text, "%.*s", (int)len, (const char *)p);
+    } else {
+        /* What failed (a DTLS alert, a rejected certificate), said during the callback. */
+        size_t n = 0;
+        coapio_last_error(o->text, sizeof o->text, &n);
     }
 }
 

@@ -136,7 +136,7 @@ enum coapio_result
   COAPIO_RESULT_UNSUPPORTED = 15,
   /*
    A DTLS session could not be made or failed (an unknown PSK identity, a rejected
-   certificate, a handshake that failed or timed out); the log says which.
+   certificate, a handshake that failed or timed out); `coapio_last_error` says which.
    */
   COAPIO_RESULT_SECURITY = 16,
 };
@@ -281,7 +281,9 @@ typedef struct coapio_response coapio_response;
 
 /*
  Called once with the outcome of a request: `COAPIO_RESULT_OK` and the response, or the
- reason it failed and NULL. The response is valid only during the call.
+ reason it failed and NULL (then `coapio_last_error`, called in the callback, says more:
+ which DTLS alert, why a certificate was rejected). The response is valid only during the
+ call.
  */
 typedef void (*coapio_response_callback)(void *userdata,
                                          coapio_result result,

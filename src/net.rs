@@ -96,48 +96,45 @@ impl TransportError {
 }
 
 /// What went wrong with a DTLS session ([`TransportErrorKind::Security`]).
+///
+/// The texts (`reason`) are OpenSSL's: its words for a certificate verification result
+/// (`"unable to get local issuer certificate"`, `"hostname mismatch"`) or for an alert
+/// (`"sslv3 alert handshake failure"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SecurityError {
-    /// The peer's certificate did not verify against the trusted CAs (or none came when
-    /// one was required).
-    #[error("the peer's certificate was not accepted")]
-    CertificateRejected,
-    /// The server does not know the PSK identity presented.
+    /// The peer's certificate did not verify against the trusted CAs, does not name the
+    /// host or address asked for, or none came when one was required.
+    #[error("the peer's certificate was not accepted: {reason}")]
+    CertificateRejected {
+        /// Why, as OpenSSL's certificate verification says.
+        reason: &'static str,
+    },
+    /// The server does not know the PSK identity presented (it said so with the
+    /// `unknown_psk_identity` alert).
     #[error("the server does not know this PSK identity")]
     UnknownIdentity,
     /// The handshake did not complete in time (with a pre-shared key, a wrong key looks like
     /// this: DTLS drops what it cannot decrypt).
     #[error("the handshake timed out (a wrong key, or no DTLS server there)")]
     HandshakeTimeout,
-    /// The handshake failed otherwise (a TLS alert, no cipher suite in common).
-    #[error("the handshake failed (see the log for the alert)")]
-    HandshakeFailed,
-    /// This endpoint has no credentials for a session with the remote.
-    #[error("no DTLS credentials for this remote")]
+    /// The handshake or the session failed otherwise: the peer sent a fatal alert, no cipher
+    /// suite in common, a protocol violation.
+    #[error("the handshake failed: {reason}")]
+    HandshakeFailed {
+        /// The TLS alert the peer sent (RFC 5246 §7.2: 40 handshake_failure, 42
+        /// bad_certificate, 48 unknown_ca, 51 decrypt_error, ...), if it sent one.
+        alert: Option<u8>,
+        /// What failed, in OpenSSL's words.
+        reason: &'static str,
+    },
+    /// This endpoint has no credentials for a session with the remote, or cannot use them.
+    #[error("no usable DTLS credentials for this remote")]
     NoCredentials,
     /// A plain `coap://` request from an endpoint whose socket takes DTLS only (a DTLS
     /// server's).
     #[error("this endpoint's socket takes DTLS only; send coap:// from another endpoint")]
     PlainRefused,
-}
-
-impl SecurityError {
-    /// Classifies OpenSSL's (or the DTLS layer's) words about a failure.
-    pub fn from_reason(reason: &str) -> Self {
-        let r = reason.to_ascii_lowercase();
-        if r.contains("certificate") {
-            Self::CertificateRejected
-        } else if r.contains("psk identity") || r.contains("unknown psk") {
-            Self::UnknownIdentity
-        } else if r.contains("timed out") {
-            Self::HandshakeTimeout
-        } else if r.contains("credentials") {
-            Self::NoCredentials
-        } else {
-            Self::HandshakeFailed
-        }
-    }
 }
 
 /// The kinds of [`TransportError`].
@@ -159,7 +156,7 @@ pub enum TransportErrorKind {
     /// The datagram was larger than the path allows.
     #[error("message too large for the path")]
     MessageTooLarge,
-    /// The remote's DTLS session failed or could not be made; the log has OpenSSL's words.
+    /// The remote's DTLS session failed or could not be made.
     #[error("DTLS: {0}")]
     Security(SecurityError),
     /// Any other error, with its OS error number where known.

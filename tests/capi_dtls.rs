@@ -236,3 +236,65 @@ fn a_c_server_accepts_several_identities() {
     t.join().unwrap();
     coapio_context_free(ctx);
 }
+
+/// The last error on this thread, as `coapio_last_error` gives it.
+fn last_error() -> String {
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    ok(coapio_last_error(
+        buf.as_mut_ptr().cast(),
+        buf.len(),
+        &mut n,
+    ));
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// A failed handshake says what failed: `COAPIO_RESULT_SECURITY`, and `coapio_last_error`
+/// names the cause after `coapio_request_sync` and inside a callback.
+#[test]
+fn a_failed_handshake_says_why() {
+    let server = DtlsConfig::psk_server(|id: &[u8]| (id == b"someone").then(|| b"k".to_vec()));
+    let (ep, driver) = Endpoint::builder()
+        .bind("[::1]:0".parse().unwrap())
+        .site(common::example_site())
+        .dtls(server)
+        .build()
+        .unwrap();
+    std::thread::spawn(move || async_io::block_on(driver));
+    let uri = format!("coaps://[::1]:{}/hello", ep.local_addr().unwrap().port());
+    let cfg = psk_config(None); // "c-client", which this server does not know
+    let mut ctx = null_mut();
+    ok(coapio_context_new(cfg, &mut ctx));
+    coapio_config_free(cfg);
+    assert_eq!(sync_get(ctx, &uri).unwrap_err(), COAPIO_RESULT_SECURITY);
+    assert!(last_error().contains("PSK identity"), "{}", last_error());
+
+    static SEEN: std::sync::Mutex<Option<(coapio_result, String)>> = std::sync::Mutex::new(None);
+    extern "C" fn done(_: *mut std::ffi::c_void, r: coapio_result, resp: *const coapio_response) {
+        assert!(resp.is_null());
+        *SEEN.lock().unwrap() = Some((r, last_error()));
+    }
+    let c_uri = CString::new(uri).unwrap();
+    let mut req = null_mut();
+    ok(coapio_request_new(
+        COAPIO_METHOD_GET as u32,
+        c_uri.as_ptr(),
+        &mut req,
+    ));
+    ok(coapio_context_send(
+        ctx,
+        req,
+        Some(done),
+        null_mut(),
+        null_mut(),
+    ));
+    let started = std::time::Instant::now();
+    while SEEN.lock().unwrap().is_none() && started.elapsed() < Duration::from_secs(5) {
+        ok(coapio_context_run(ctx, 100));
+    }
+    let (r, text) = SEEN.lock().unwrap().take().expect("the callback ran");
+    assert_eq!(r, COAPIO_RESULT_SECURITY);
+    assert!(text.contains("does not know this PSK identity"), "{text}");
+    coapio_context_free(ctx);
+    ep.shutdown();
+}

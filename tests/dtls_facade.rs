@@ -160,12 +160,20 @@ fn certificates_verified_both_ways() {
     assert_eq!(text(&r), "Hello, world!");
     // A client that trusts another CA refuses the server.
     let other = pki::pki();
+    // (Both test CAs have the same name: the other one's signature does not verify.)
     let doubting = client_with(DtlsConfig::certificate_client(other.ca));
+    let e = block_on_within(LIMIT, doubting.get(&uri)).unwrap_err();
     assert_eq!(
-        block_on_within(LIMIT, doubting.get(&uri)).unwrap_err(),
+        e,
         RequestError::Transport(TransportErrorKind::Security(
-            SecurityError::CertificateRejected
+            SecurityError::CertificateRejected {
+                reason: "certificate signature failure"
+            }
         ))
+    );
+    assert!(
+        e.to_string().contains("certificate signature failure"),
+        "{e}"
     );
     server.shutdown();
     // A server that asks for client certificates: one signed by its CA gets in, none not.
@@ -180,10 +188,20 @@ fn certificates_verified_both_ways() {
     // Without one, the server ends the handshake with an alert (handshake_failure in DTLS
     // 1.2: the client cannot tell more).
     let without = client_with(DtlsConfig::certificate_client(p.ca.clone()));
-    assert_eq!(
-        block_on_within(LIMIT, without.get(&uri)).unwrap_err(),
-        RequestError::Transport(TransportErrorKind::Security(SecurityError::HandshakeFailed))
+    let e = block_on_within(LIMIT, without.get(&uri)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RequestError::Transport(TransportErrorKind::Security(
+                SecurityError::HandshakeFailed {
+                    alert: Some(40),
+                    ..
+                }
+            ))
+        ),
+        "{e:?}"
     );
+    assert!(e.to_string().contains("handshake failure"), "{e}");
     server.shutdown();
 }
 
@@ -401,7 +419,9 @@ fn clients_accept_only_servers_they_can_verify() {
     assert_eq!(
         block_on_within(LIMIT, verifying.get(&format!("coaps://[::1]:{port}/hello"))).unwrap_err(),
         RequestError::Transport(TransportErrorKind::Security(
-            SecurityError::CertificateRejected
+            SecurityError::CertificateRejected {
+                reason: "IP address mismatch"
+            }
         ))
     );
     impostor.shutdown();

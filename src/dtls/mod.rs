@@ -40,6 +40,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::net::SecurityError;
 use log::debug;
 use openssl::error::ErrorStack;
 use openssl::ssl::{
@@ -187,7 +188,9 @@ pub enum DtlsEvent {
     Failed {
         /// The remote.
         remote: SocketAddr,
-        /// What failed, as OpenSSL or the peer's alert says.
+        /// What failed.
+        error: SecurityError,
+        /// What failed, with all OpenSSL said (for a log).
         reason: String,
     },
     /// The peer closed the session (close_notify) or it was closed for idleness or room.
@@ -208,6 +211,63 @@ pub enum DtlsError {
     /// OpenSSL refused to set the session up.
     #[error("DTLS: {0}")]
     Tls(String),
+}
+
+impl DtlsError {
+    /// The kind of transport error a request to the remote fails with.
+    pub fn security(&self) -> SecurityError {
+        match self {
+            Self::NoCredentials | Self::Credentials(_) => SecurityError::NoCredentials,
+            Self::Tls(_) => SecurityError::HandshakeFailed {
+                alert: None,
+                reason: "OpenSSL refused to set the session up",
+            },
+        }
+    }
+}
+
+/// OpenSSL's library code for the TLS library (`ERR_LIB_SSL`, which openssl-sys does not
+/// export).
+const ERR_LIB_SSL: std::ffi::c_int = 20;
+/// TLS alerts come back from OpenSSL as `SSL` library errors with reason codes from
+/// `SSL_AD_REASON_OFFSET` on (`SSL_R_SSLV3_ALERT_*`, `SSL_R_TLSV1_ALERT_*`).
+const SSL_AD_REASON_OFFSET: i32 = 1000;
+/// The `unknown_psk_identity` alert (RFC 4279 §2).
+const ALERT_UNKNOWN_PSK_IDENTITY: u8 = 115;
+
+/// What a handshake or session failure means for the requests that waited on it, from
+/// OpenSSL's error queue and the certificate verification result.
+fn classify(e: &openssl::ssl::Error, verify: openssl::x509::X509VerifyResult) -> SecurityError {
+    if verify != openssl::x509::X509VerifyResult::OK {
+        return SecurityError::CertificateRejected {
+            reason: verify.error_string(),
+        };
+    }
+    let errors = e.ssl_error().map_or(&[][..], ErrorStack::errors);
+    // The last error is the cause OpenSSL saw first.
+    let Some(first) = errors
+        .iter()
+        .rev()
+        .find(|x| x.library_code() == ERR_LIB_SSL)
+        .or(errors.last())
+    else {
+        return SecurityError::HandshakeFailed {
+            alert: None,
+            reason: "the connection failed (no reason given)",
+        };
+    };
+    let code = first.reason_code();
+    let alert = (first.library_code() == ERR_LIB_SSL
+        && (SSL_AD_REASON_OFFSET..SSL_AD_REASON_OFFSET + 256).contains(&code))
+    .then(|| u8::try_from(code - SSL_AD_REASON_OFFSET).ok())
+    .flatten();
+    if alert == Some(ALERT_UNKNOWN_PSK_IDENTITY) {
+        return SecurityError::UnknownIdentity;
+    }
+    SecurityError::HandshakeFailed {
+        alert,
+        reason: first.reason().unwrap_or("unknown OpenSSL error"),
+    }
 }
 
 /// Datagrams between a session and the network: what OpenSSL reads and what it wrote.
@@ -568,14 +628,15 @@ impl Dtls {
                 }
                 Err(e) if matches!(e.code(), ErrorCode::WANT_READ | ErrorCode::WANT_WRITE) => {}
                 Err(e) => {
+                    let verify = s.stream.ssl().verify_result();
+                    let error = classify(&e, verify);
                     let mut reason = e
                         .ssl_error()
                         .map_or_else(|| e.to_string(), ToString::to_string);
-                    let verify = s.stream.ssl().verify_result();
                     if verify != openssl::x509::X509VerifyResult::OK {
                         reason = format!("certificate rejected: {verify} ({reason})");
                     }
-                    self.fail(remote, reason);
+                    self.fail(remote, error, reason);
                     return;
                 }
             }
@@ -603,10 +664,11 @@ impl Dtls {
                 Err(e) => {
                     // A record that does not decrypt is dropped by DTLS itself; an error here
                     // is fatal (a fatal alert, a protocol violation): the session ends.
+                    let error = classify(&e, openssl::x509::X509VerifyResult::OK);
                     let reason = e
                         .ssl_error()
                         .map_or_else(|| e.to_string(), ToString::to_string);
-                    self.fail(remote, reason);
+                    self.fail(remote, error, reason);
                     return;
                 }
             }
@@ -623,11 +685,15 @@ impl Dtls {
         }
     }
 
-    fn fail(&mut self, remote: SocketAddr, reason: String) {
+    fn fail(&mut self, remote: SocketAddr, error: SecurityError, reason: String) {
         debug!("coapio: DTLS with {remote} failed: {reason}");
         self.collect(remote); // an alert, if OpenSSL wrote one
         self.sessions.remove(&remote);
-        self.events.push_back(DtlsEvent::Failed { remote, reason });
+        self.events.push_back(DtlsEvent::Failed {
+            remote,
+            error,
+            reason,
+        });
     }
 
     /// Makes room for one more handshake (`handshake`, a server's after the cookie round
@@ -737,7 +803,8 @@ impl Dtls {
                 self.sessions.remove(&remote);
                 self.events.push_back(DtlsEvent::Closed(remote));
             } else if s.started + self.config.handshake_timeout <= now {
-                self.fail(remote, "the handshake timed out".into());
+                let error = SecurityError::HandshakeTimeout;
+                self.fail(remote, error, error.to_string());
             } else {
                 // The last flight went unanswered: send it again, and wait twice as long.
                 // OpenSSL's own retransmission comes first (fresh record numbers, which a

@@ -82,9 +82,13 @@ impl DtlsTransport {
         }
         while let Some(ev) = st.dtls.poll_event() {
             match ev {
-                DtlsEvent::Failed { remote, reason } => {
+                DtlsEvent::Failed {
+                    remote,
+                    error,
+                    reason,
+                } => {
                     warn!("coapio: DTLS with {remote} failed: {reason}");
-                    let kind = TransportErrorKind::Security(SecurityError::from_reason(&reason));
+                    let kind = TransportErrorKind::Security(error);
                     st.errors.push_back(TransportError::new(remote, kind));
                 }
                 DtlsEvent::Connected(remote) => debug!("coapio: DTLS session with {remote}"),
@@ -161,7 +165,7 @@ impl Transport for DtlsTransport {
             .send_to(Instant::now(), to, name.as_deref(), contents)
         {
             warn!("coapio: cannot send to {to} over DTLS: {e}");
-            let kind = TransportErrorKind::Security(SecurityError::from_reason(&e.to_string()));
+            let kind = TransportErrorKind::Security(e.security());
             st.errors.push_back(TransportError::new(to, kind));
         }
         self.flush(&mut st);

@@ -75,7 +75,10 @@ fn psk_handshake_with_a_cookie_and_data_both_ways() {
 
 #[test]
 fn a_wrong_key_or_identity_fails_the_handshake() {
-    for (id, key) in [("client1", "wrong"), ("nobody", "secret-key-1")] {
+    for (id, key, expected) in [
+        ("client1", "wrong", SecurityError::HandshakeTimeout),
+        ("nobody", "secret-key-1", SecurityError::UnknownIdentity),
+    ] {
         let now = Instant::now();
         let (ca, sa) = (addr(1), addr(2));
         let mut c = Dtls::new(DtlsConfig::psk_client(id, key)).unwrap();
@@ -91,10 +94,12 @@ fn a_wrong_key_or_identity_fails_the_handshake() {
             c.handle_timeout(t);
             s.handle_timeout(t);
             pump(t, &mut c, ca, &mut s, sa);
-            failed = std::iter::from_fn(|| c.poll_event())
-                .find(|e| matches!(e, DtlsEvent::Failed { .. }));
+            failed = std::iter::from_fn(|| c.poll_event()).find_map(|e| match e {
+                DtlsEvent::Failed { error, .. } => Some(error),
+                _ => None,
+            });
         }
-        assert!(failed.is_some(), "{id}/{key}");
+        assert_eq!(failed, Some(expected), "{id}/{key}");
         assert_eq!(s.stats().established, 0);
         assert!(s.poll_plaintext().is_none());
     }

@@ -45,7 +45,7 @@ pub enum coapio_result {
     /// The library was built without what this needs (DTLS needs the `dtls` feature).
     COAPIO_RESULT_UNSUPPORTED = 15,
     /// A DTLS session could not be made or failed (an unknown PSK identity, a rejected
-    /// certificate, a handshake that failed or timed out); the log says which.
+    /// certificate, a handshake that failed or timed out); `coapio_last_error` says which.
     COAPIO_RESULT_SECURITY = 16,
 }
 

@@ -55,7 +55,9 @@ pub struct coapio_request {
 pub struct coapio_response(pub(crate) Response);
 
 /// Called once with the outcome of a request: `COAPIO_RESULT_OK` and the response, or the
-/// reason it failed and NULL. The response is valid only during the call.
+/// reason it failed and NULL (then `coapio_last_error`, called in the callback, says more:
+/// which DTLS alert, why a certificate was rejected). The response is valid only during the
+/// call.
 pub type coapio_response_callback = Option<
     extern "C" fn(userdata: *mut c_void, result: coapio_result, response: *const coapio_response),
 >;
@@ -369,7 +371,7 @@ pub extern "C" fn coapio_request_sync(
                 unsafe { *out = Box::into_raw(Box::new(coapio_response(response))) };
                 COAPIO_RESULT_OK
             }
-            Some(Err(code)) => fail(code, "the request failed"),
+            Some(Err(f)) => fail(f.code, f.message),
             None => {
                 let mut core = lock(&inner.core);
                 core.close_request(id);

@@ -44,7 +44,24 @@ pub(crate) enum Outcome {
     /// A C callback.
     Callback(coapio_response_callback, UserData),
     /// `coapio_request_sync`'s slot.
-    Sync(Arc<Mutex<Option<Result<Response, coapio_result>>>>),
+    Sync(Arc<Mutex<Option<Result<Response, Failure>>>>),
+}
+
+/// Why a request ended without a response: the code its callback gets and the words
+/// `coapio_last_error` gives during the callback (or after `coapio_request_sync`).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) code: coapio_result,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    fn of(e: &RequestError) -> Self {
+        Self {
+            code: result_of(e),
+            message: e.to_string(),
+        }
+    }
 }
 
 type HandlerFuture =
@@ -70,7 +87,7 @@ pub(crate) struct Core {
 type DueCallback = (
     extern "C" fn(*mut std::ffi::c_void, coapio_result, *const coapio_response),
     UserData,
-    Result<Response, coapio_result>,
+    Result<Response, Failure>,
 );
 
 impl Core {
@@ -135,8 +152,14 @@ impl Core {
                 // with COAPIO_RESULT_TIMEOUT and NULL when the time for answers is over.
                 Event::Notification { id, response }
                 | Event::GroupResponse { id, response, .. } => (id, Ok(response), false),
-                Event::GroupDone { id } => (id, Err(COAPIO_RESULT_TIMEOUT), true),
-                Event::Failed { id, error } => (id, Err(result_of(&error.into())), true),
+                Event::GroupDone { id } => {
+                    let over = Failure {
+                        code: COAPIO_RESULT_TIMEOUT,
+                        message: "the time for answers to the group request is over".into(),
+                    };
+                    (id, Err(over), true)
+                }
+                Event::Failed { id, error } => (id, Err(Failure::of(&error.into())), true),
                 Event::Request { id, meta, request } => {
                     match &self.site {
                         Some(site) => {
@@ -344,7 +367,11 @@ impl Inner {
                         let r = coapio_response(response);
                         cb(ud.0, COAPIO_RESULT_OK, &r);
                     }
-                    Err(code) => cb(ud.0, code, std::ptr::null()),
+                    Err(f) => {
+                        // coapio_last_error says what failed, during the callback.
+                        let code = fail(f.code, f.message);
+                        cb(ud.0, code, std::ptr::null());
+                    }
                 }
                 self.in_callback.store(false, Ordering::SeqCst);
             }

@@ -97,14 +97,14 @@ impl TransportError {
 
 /// What went wrong with a DTLS session ([`TransportErrorKind::Security`]).
 ///
-/// The texts (`reason`) are OpenSSL's: its words for a certificate verification result
-/// (`"unable to get local issuer certificate"`, `"hostname mismatch"`) or for an alert
-/// (`"sslv3 alert handshake failure"`).
+/// The texts (`reason`) are mostly OpenSSL's: its words for a certificate verification
+/// result (`"unable to get local issuer certificate"`, `"hostname mismatch"`) or for an
+/// alert (`"sslv3 alert handshake failure"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SecurityError {
-    /// The peer's certificate did not verify against the trusted CAs, does not name the
-    /// host or address asked for, or none came when one was required.
+    /// The peer's certificate did not verify against the trusted CAs or does not name the
+    /// host or address asked for.
     #[error("the peer's certificate was not accepted: {reason}")]
     CertificateRejected {
         /// Why, as OpenSSL's certificate verification says.
@@ -118,8 +118,10 @@ pub enum SecurityError {
     /// this: DTLS drops what it cannot decrypt).
     #[error("the handshake timed out (a wrong key, or no DTLS server there)")]
     HandshakeTimeout,
-    /// The handshake or the session failed otherwise: the peer sent a fatal alert, no cipher
-    /// suite in common, a protocol violation.
+    /// The handshake or the session failed otherwise: the peer sent a fatal alert (a server
+    /// that wanted a client certificate and got none sends handshake_failure), no cipher
+    /// suite in common, no certificate from a client that had to send one, a protocol
+    /// violation.
     #[error("the handshake failed: {reason}")]
     HandshakeFailed {
         /// The TLS alert the peer sent (RFC 5246 §7.2: 40 handshake_failure, 42

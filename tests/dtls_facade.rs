@@ -202,6 +202,23 @@ fn certificates_verified_both_ways() {
         "{e:?}"
     );
     assert!(e.to_string().contains("handshake failure"), "{e}");
+    // So does a client that skips verification (its certificate check failed, but that is
+    // not what ended the handshake).
+    let mut careless = DtlsConfig::certificate_client(pki::pki().ca);
+    careless.insecure_skip_verify = true;
+    let e = block_on_within(LIMIT, client_with(careless).get(&uri)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RequestError::Transport(TransportErrorKind::Security(
+                SecurityError::HandshakeFailed {
+                    alert: Some(40),
+                    ..
+                }
+            ))
+        ),
+        "{e:?}"
+    );
     server.shutdown();
 }
 

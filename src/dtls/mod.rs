@@ -229,44 +229,65 @@ impl DtlsError {
 /// OpenSSL's library code for the TLS library (`ERR_LIB_SSL`, which openssl-sys does not
 /// export).
 const ERR_LIB_SSL: std::ffi::c_int = 20;
-/// TLS alerts come back from OpenSSL as `SSL` library errors with reason codes from
-/// `SSL_AD_REASON_OFFSET` on (`SSL_R_SSLV3_ALERT_*`, `SSL_R_TLSV1_ALERT_*`).
-const SSL_AD_REASON_OFFSET: i32 = 1000;
+/// `SSL_R_CERTIFICATE_VERIFY_FAILED`: the handshake stopped because the peer's certificate
+/// did not verify.
+const SSL_R_CERTIFICATE_VERIFY_FAILED: std::ffi::c_int = 134;
 /// The `unknown_psk_identity` alert (RFC 4279 §2).
 const ALERT_UNKNOWN_PSK_IDENTITY: u8 = 115;
 
 /// What a handshake or session failure means for the requests that waited on it, from
 /// OpenSSL's error queue and the certificate verification result.
 fn classify(e: &openssl::ssl::Error, verify: openssl::x509::X509VerifyResult) -> SecurityError {
-    if verify != openssl::x509::X509VerifyResult::OK {
+    if e.code() == ErrorCode::ZERO_RETURN {
+        return SecurityError::HandshakeFailed {
+            alert: Some(0),
+            reason: "the peer closed the session (close_notify)",
+        };
+    }
+    // Oldest first: the first entry is the cause OpenSSL saw first.
+    let errors = e.ssl_error().map_or(&[][..], ErrorStack::errors);
+    let ssl = |x: &&openssl::error::Error| x.library_code() == ERR_LIB_SSL;
+    // TLS alerts come back as SSL errors with reason codes from SSL_AD_REASON_OFFSET on
+    // (SSL_R_SSLV3_ALERT_*, SSL_R_TLSV1_ALERT_*).
+    let alert_of = |x: &openssl::error::Error| {
+        x.reason_code()
+            .checked_sub(openssl_sys::SSL_AD_REASON_OFFSET)
+            .and_then(|a| u8::try_from(a).ok())
+    };
+    // A verification result counts only when it stopped the handshake: a client that skips
+    // verification still has one, and fails for other reasons.
+    let verify_failed = errors
+        .iter()
+        .filter(ssl)
+        .any(|x| x.reason_code() == SSL_R_CERTIFICATE_VERIFY_FAILED);
+    if verify_failed && verify != openssl::x509::X509VerifyResult::OK {
         return SecurityError::CertificateRejected {
             reason: verify.error_string(),
         };
     }
-    let errors = e.ssl_error().map_or(&[][..], ErrorStack::errors);
-    // The last error is the cause OpenSSL saw first.
-    let Some(first) = errors
+    // The peer's alert if it sent one, else the first SSL error, else the first error.
+    let alert = errors
         .iter()
-        .rev()
-        .find(|x| x.library_code() == ERR_LIB_SSL)
-        .or(errors.last())
-    else {
+        .filter(ssl)
+        .find_map(|x| alert_of(x).map(|a| (a, x)));
+    if let Some((a, x)) = alert {
+        if a == ALERT_UNKNOWN_PSK_IDENTITY {
+            return SecurityError::UnknownIdentity;
+        }
         return SecurityError::HandshakeFailed {
+            alert: Some(a),
+            reason: x.reason().unwrap_or("a TLS alert"),
+        };
+    }
+    match errors.iter().find(ssl).or(errors.first()) {
+        Some(x) => SecurityError::HandshakeFailed {
+            alert: None,
+            reason: x.reason().unwrap_or("unknown OpenSSL error"),
+        },
+        None => SecurityError::HandshakeFailed {
             alert: None,
             reason: "the connection failed (no reason given)",
-        };
-    };
-    let code = first.reason_code();
-    let alert = (first.library_code() == ERR_LIB_SSL
-        && (SSL_AD_REASON_OFFSET..SSL_AD_REASON_OFFSET + 256).contains(&code))
-    .then(|| u8::try_from(code - SSL_AD_REASON_OFFSET).ok())
-    .flatten();
-    if alert == Some(ALERT_UNKNOWN_PSK_IDENTITY) {
-        return SecurityError::UnknownIdentity;
-    }
-    SecurityError::HandshakeFailed {
-        alert,
-        reason: first.reason().unwrap_or("unknown OpenSSL error"),
+        },
     }
 }
 
@@ -633,7 +654,7 @@ impl Dtls {
                     let mut reason = e
                         .ssl_error()
                         .map_or_else(|| e.to_string(), ToString::to_string);
-                    if verify != openssl::x509::X509VerifyResult::OK {
+                    if matches!(error, SecurityError::CertificateRejected { .. }) {
                         reason = format!("certificate rejected: {verify} ({reason})");
                     }
                     self.fail(remote, error, reason);
@@ -920,6 +941,10 @@ fn cert_context(config: &DtlsConfig, serve: bool) -> Result<SslContextBuilder, D
             b.set_verify(mode);
         }
         None => b.set_verify(SslVerifyMode::NONE),
+    }
+    if !serve && config.insecure_skip_verify {
+        // As documented: no check at all, also where CAs are given.
+        b.set_verify(SslVerifyMode::NONE);
     }
     Ok(b)
 }

@@ -38,6 +38,20 @@ fn psk_config(bind: Option<&str>) -> *mut coapio_config {
     cfg
 }
 
+/// A Rust DTLS server on loopback that knows one identity and its key: it and its port.
+fn psk_server(identity: &'static [u8], key: &'static [u8]) -> (Endpoint, u16) {
+    let server = DtlsConfig::psk_server(move |id: &[u8]| (id == identity).then(|| key.to_vec()));
+    let (ep, driver) = Endpoint::builder()
+        .bind("[::1]:0".parse().unwrap())
+        .site(common::example_site())
+        .dtls(server)
+        .build()
+        .unwrap();
+    std::thread::spawn(move || async_io::block_on(driver));
+    let port = ep.local_addr().unwrap().port();
+    (ep, port)
+}
+
 /// GETs `uri` from a context through `coapio_request_sync`: the code and payload.
 fn sync_get(ctx: *mut coapio_context, uri: &str) -> Result<(u8, Vec<u8>), coapio_result> {
     let uri = CString::new(uri).unwrap();
@@ -64,16 +78,7 @@ fn sync_get(ctx: *mut coapio_context, uri: &str) -> Result<(u8, Vec<u8>), coapio
 
 #[test]
 fn a_c_client_gets_over_dtls() {
-    let server =
-        DtlsConfig::psk_server(|id: &[u8]| (id == b"c-client").then(|| b"c-sesame".to_vec()));
-    let (ep, driver) = Endpoint::builder()
-        .bind("[::1]:0".parse().unwrap())
-        .site(common::example_site())
-        .dtls(server)
-        .build()
-        .unwrap();
-    std::thread::spawn(move || async_io::block_on(driver));
-    let port = ep.local_addr().unwrap().port();
+    let (ep, port) = psk_server(b"c-client", b"c-sesame");
     let cfg = psk_config(None);
     let mut ctx = null_mut();
     ok(coapio_context_new(cfg, &mut ctx));
@@ -253,15 +258,8 @@ fn last_error() -> String {
 /// names the cause after `coapio_request_sync` and inside a callback.
 #[test]
 fn a_failed_handshake_says_why() {
-    let server = DtlsConfig::psk_server(|id: &[u8]| (id == b"someone").then(|| b"k".to_vec()));
-    let (ep, driver) = Endpoint::builder()
-        .bind("[::1]:0".parse().unwrap())
-        .site(common::example_site())
-        .dtls(server)
-        .build()
-        .unwrap();
-    std::thread::spawn(move || async_io::block_on(driver));
-    let uri = format!("coaps://[::1]:{}/hello", ep.local_addr().unwrap().port());
+    let (ep, port) = psk_server(b"someone", b"k");
+    let uri = format!("coaps://[::1]:{port}/hello");
     let cfg = psk_config(None); // "c-client", which this server does not know
     let mut ctx = null_mut();
     ok(coapio_context_new(cfg, &mut ctx));

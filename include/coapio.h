@@ -433,6 +433,14 @@ coapio_result coapio_config_set_certificate(coapio_config *config,
 coapio_result coapio_config_set_ca(coapio_config *config, const uint8_t *ca_pem, size_t len);
 
 /*
+ Sets how long a DTLS handshake may take before the requests waiting on it fail with
+ `COAPIO_RESULT_SECURITY` (100 to 3 600 000 ms; default 60 000). With a pre-shared key a
+ wrong key shows only this way: DTLS drops what it cannot decrypt. Needs the `dtls`
+ feature.
+ */
+coapio_result coapio_config_set_dtls_handshake_timeout_ms(coapio_config *config, uint32_t ms);
+
+/*
  Creates a context from `config` (NULL: the defaults, a client on an ephemeral port) and
  binds its socket.
  */

@@ -296,3 +296,30 @@ fn a_failed_handshake_says_why() {
     coapio_context_free(ctx);
     ep.shutdown();
 }
+
+/// With a wrong pre-shared key nothing comes back (DTLS drops what it cannot decrypt): the
+/// request fails when the handshake timeout set from C runs out, and says so.
+#[test]
+fn a_wrong_key_fails_after_the_handshake_timeout() {
+    let (ep, port) = psk_server(b"c-client", b"another-key");
+    let cfg = psk_config(None);
+    assert_eq!(
+        coapio_config_set_dtls_handshake_timeout_ms(cfg, 99),
+        COAPIO_RESULT_INVALID_ARGUMENT
+    );
+    ok(coapio_config_set_dtls_handshake_timeout_ms(cfg, 500));
+    let mut ctx = null_mut();
+    ok(coapio_context_new(cfg, &mut ctx));
+    coapio_config_free(cfg);
+    let started = std::time::Instant::now();
+    let r = sync_get(ctx, &format!("coaps://[::1]:{port}/hello"));
+    assert_eq!(r.unwrap_err(), COAPIO_RESULT_SECURITY);
+    assert!(last_error().contains("timed out"), "{}", last_error());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    coapio_context_free(ctx);
+    ep.shutdown();
+}

@@ -41,6 +41,8 @@ pub struct coapio_config {
     pub(crate) psk_hint: Vec<u8>,
     pub(crate) certificate: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) ca: Option<Vec<u8>>,
+    /// How long a DTLS handshake may take (`None`: the DTLS layer's default, 60 s).
+    pub(crate) handshake_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for coapio_config {
@@ -55,6 +57,7 @@ impl std::fmt::Debug for coapio_config {
             .field("psk_identities", &self.psk_identities.len())
             .field("certificate", &self.certificate.is_some())
             .field("ca", &self.ca.is_some())
+            .field("handshake_timeout", &self.handshake_timeout)
             .finish()
     }
 }
@@ -77,6 +80,7 @@ pub extern "C" fn coapio_config_new(out: *mut *mut coapio_config) -> coapio_resu
             psk_hint: Vec::new(),
             certificate: None,
             ca: None,
+            handshake_timeout: None,
         });
         // SAFETY: out is non-NULL and writable (caller's contract).
         unsafe { *out = Box::into_raw(c) };
@@ -437,6 +441,30 @@ pub extern "C" fn coapio_config_set_ca(
     })
 }
 
+/// Sets how long a DTLS handshake may take before the requests waiting on it fail with
+/// `COAPIO_RESULT_SECURITY` (100 to 3 600 000 ms; default 60 000). With a pre-shared key a
+/// wrong key shows only this way: DTLS drops what it cannot decrypt. Needs the `dtls`
+/// feature.
+#[no_mangle]
+pub extern "C" fn coapio_config_set_dtls_handshake_timeout_ms(
+    config: *mut coapio_config,
+    ms: u32,
+) -> coapio_result {
+    with_config(config, |c| {
+        if !(100..=3_600_000).contains(&ms) {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "the DTLS handshake timeout must be 100 to 3600000 ms",
+            );
+        }
+        if !cfg!(feature = "dtls") {
+            return unsupported();
+        }
+        c.handshake_timeout = Some(Duration::from_millis(u64::from(ms)));
+        COAPIO_RESULT_OK
+    })
+}
+
 /// The longest PEM text taken (certificate chains and CA sets are far shorter).
 const PEM_MAX: usize = 1 << 20;
 
@@ -479,6 +507,9 @@ impl coapio_config {
         d.psk = self.psk.clone();
         d.certificate = self.certificate.clone();
         d.trusted_ca = self.ca.clone();
+        if let Some(t) = self.handshake_timeout {
+            d.handshake_timeout = t;
+        }
         d
     }
 }

@@ -80,7 +80,9 @@ pub struct DtlsConfig {
     /// The client's identity and key (for sessions this endpoint opens).
     pub psk: Option<(Vec<u8>, Vec<u8>)>,
     /// The server's keys by identity (for sessions peers open); `None`: this endpoint
-    /// accepts no DTLS sessions.
+    /// accepts no DTLS sessions. Called in the middle of a handshake, while the endpoint
+    /// holds its state: answer from what is at hand (a map, a file) and do not call the
+    /// endpoint from it, which would wait for itself.
     pub psk_lookup: Option<PskLookup>,
     /// The server's identity hint, sent to clients (may be empty).
     pub psk_hint: Vec<u8>,
@@ -150,7 +152,8 @@ impl DtlsConfig {
         }
     }
 
-    /// A server that accepts the identities `lookup` knows.
+    /// A server that accepts the identities `lookup` knows (see
+    /// [`psk_lookup`](Self::psk_lookup) for what it may do).
     pub fn psk_server(lookup: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + 'static) -> Self {
         Self {
             psk_lookup: Some(Arc::new(lookup)),

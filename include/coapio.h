@@ -88,7 +88,8 @@ enum coapio_result
    */
   COAPIO_RESULT_IO = 4,
   /*
-   `run`, `process` or `coapio_request_sync` was called from inside a callback.
+   `run`, `process` or `coapio_request_sync` was called from inside a callback, or a
+   context was called from inside a PSK lookup callback.
    */
   COAPIO_RESULT_REENTRANT = 5,
   /*
@@ -280,6 +281,22 @@ typedef struct coapio_responder coapio_responder;
 typedef struct coapio_response coapio_response;
 
 /*
+ Looks up the pre-shared key of a client's `identity` (`identity_len` bytes, not
+ NUL-terminated) for a server context: writes the key to `key` (room for `key_cap` bytes,
+ 256) and returns its length, or returns 0 for an identity the server does not know (the
+ client then gets the unknown_psk_identity alert).
+
+ Called from `run`/`process` in the middle of a handshake, on the thread that runs the
+ context. It must answer from what it has at hand: calls on any context from inside it
+ return `COAPIO_RESULT_REENTRANT`.
+ */
+typedef size_t (*coapio_psk_lookup_callback)(void *userdata,
+                                             const uint8_t *identity,
+                                             size_t identity_len,
+                                             uint8_t *key,
+                                             size_t key_cap);
+
+/*
  Called once with the outcome of a request: `COAPIO_RESULT_OK` and the response, or the
  reason it failed and NULL (then `coapio_last_error`, called in the callback, says more:
  which DTLS alert, why a certificate was rejected). The response is valid only during the
@@ -405,6 +422,16 @@ coapio_result coapio_config_add_psk_identity(coapio_config *config,
                                              size_t identity_len,
                                              const uint8_t *key,
                                              size_t key_len);
+
+/*
+ Sets a server context's lookup of pre-shared keys by identity (see
+ `coapio_psk_lookup_callback`), asked for identities that `coapio_config_set_psk` and
+ `coapio_config_add_psk_identity` did not set; NULL removes it. `userdata` is passed to
+ it unchanged. Needs the `dtls` feature.
+ */
+coapio_result coapio_config_set_psk_lookup(coapio_config *config,
+                                           coapio_psk_lookup_callback callback,
+                                           void *userdata);
 
 /*
  Sets the PSK identity hint a server context sends to clients (RFC 4279 §2; `len` bytes,

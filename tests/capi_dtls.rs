@@ -323,3 +323,119 @@ fn a_wrong_key_fails_after_the_handshake_timeout() {
     coapio_context_free(ctx);
     ep.shutdown();
 }
+
+/// The server context this test's lookup tries to call back into.
+static LOOKUP_CTX: std::sync::atomic::AtomicPtr<coapio_context> =
+    std::sync::atomic::AtomicPtr::new(null_mut());
+/// What a call on the context from inside the lookup returned.
+static LOOKUP_REENTRY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A lookup that knows every identity "dyn-N" with the key "key-N", and no other.
+extern "C" fn dyn_lookup(
+    userdata: *mut std::ffi::c_void,
+    identity: *const u8,
+    identity_len: usize,
+    key: *mut u8,
+    key_cap: usize,
+) -> usize {
+    assert_eq!(userdata as usize, 0x5eed);
+    // A call on the context from here is refused, not a deadlock.
+    let mut port = 0u16;
+    let r = coapio_context_local_port(
+        LOOKUP_CTX.load(std::sync::atomic::Ordering::SeqCst),
+        &mut port,
+    );
+    LOOKUP_REENTRY.store(r as u32, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: the library passes identity_len readable bytes and key_cap writable ones.
+    let id = unsafe { std::slice::from_raw_parts(identity, identity_len) };
+    let Some(n) = id.strip_prefix(b"dyn-") else {
+        return 0;
+    };
+    let k = [b"key-", n].concat();
+    if k.len() > key_cap {
+        return 0;
+    }
+    // SAFETY: as above.
+    unsafe { std::ptr::copy_nonoverlapping(k.as_ptr(), key, k.len()) };
+    k.len()
+}
+
+/// A C server context looks keys up through its callback, after the identities it was
+/// given; an identity neither knows is refused with unknown_psk_identity.
+#[test]
+fn a_c_server_looks_keys_up_through_a_callback() {
+    let mut cfg = null_mut();
+    ok(coapio_config_new(&mut cfg));
+    let bind = CString::new("[::1]:0").unwrap();
+    ok(coapio_config_set_bind(cfg, bind.as_ptr()));
+    let (id, key) = (b"fixed", b"fixed-key");
+    ok(coapio_config_add_psk_identity(
+        cfg,
+        id.as_ptr(),
+        id.len(),
+        key.as_ptr(),
+        key.len(),
+    ));
+    ok(coapio_config_set_psk_lookup(
+        cfg,
+        Some(dyn_lookup),
+        0x5eed as *mut _,
+    ));
+    let mut ctx = null_mut();
+    ok(coapio_context_new(cfg, &mut ctx));
+    coapio_config_free(cfg);
+    LOOKUP_CTX.store(ctx, std::sync::atomic::Ordering::SeqCst);
+    let path = CString::new("/hi").unwrap();
+    extern "C" fn hi(
+        _: *mut std::ffi::c_void,
+        _: *const coapio_incoming,
+        r: *mut coapio_responder,
+    ) {
+        coapio_responder_respond(r, 0x45, b"hi".as_ptr(), 2, 0);
+    }
+    ok(coapio_context_add_resource(
+        ctx,
+        path.as_ptr(),
+        COAPIO_METHOD_MASK_GET,
+        Some(hi),
+        null_mut(),
+    ));
+    let mut port = 0u16;
+    ok(coapio_context_local_port(ctx, &mut port));
+    struct Ctx(*mut coapio_context);
+    // SAFETY: run on one thread, stopped from this one (coapio_context_stop is thread-safe).
+    unsafe impl Send for Ctx {}
+    let runner = Ctx(ctx);
+    let t = std::thread::spawn(move || {
+        let runner = runner;
+        coapio_context_run(runner.0, 10_000)
+    });
+    let get = |id: &str, key: &str| {
+        let (ep, _driver) = Endpoint::builder()
+            .dtls(DtlsConfig::psk_client(id, key))
+            .build()
+            .unwrap();
+        common::block_on_within(
+            Duration::from_secs(5),
+            ep.get(&format!("coaps://[::1]:{port}/hi")),
+        )
+    };
+    assert_eq!(get("fixed", "fixed-key").unwrap().payload, b"hi");
+    assert_eq!(get("dyn-7", "key-7").unwrap().payload, b"hi");
+    assert_eq!(get("dyn-42", "key-42").unwrap().payload, b"hi");
+    assert_eq!(
+        LOOKUP_REENTRY.load(std::sync::atomic::Ordering::SeqCst),
+        COAPIO_RESULT_REENTRANT as u32
+    );
+    assert_eq!(
+        get("stranger", "key-7").unwrap_err(),
+        coapio::RequestError::Transport(coapio::net::TransportErrorKind::Security(
+            coapio::net::SecurityError::UnknownIdentity
+        ))
+    );
+    coapio_context_stop(ctx);
+    ok(t.join().unwrap());
+    // After the lookup, calls work again on this thread.
+    ok(coapio_context_local_port(ctx, &mut port));
+    coapio_context_free(ctx);
+}

@@ -19,7 +19,8 @@ pub enum coapio_result {
     COAPIO_RESULT_INVALID_URI = 3,
     /// A socket error (binding, the poller, ...).
     COAPIO_RESULT_IO = 4,
-    /// `run`, `process` or `coapio_request_sync` was called from inside a callback.
+    /// `run`, `process` or `coapio_request_sync` was called from inside a callback, or a
+    /// context was called from inside a PSK lookup callback.
     COAPIO_RESULT_REENTRANT = 5,
     /// The request timed out.
     COAPIO_RESULT_TIMEOUT = 6,

@@ -41,6 +41,8 @@ pub struct coapio_config {
     pub(crate) psk_hint: Vec<u8>,
     pub(crate) certificate: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) ca: Option<Vec<u8>>,
+    /// A server's own lookup of keys by identity, after the ones set.
+    pub(crate) psk_lookup: Option<(PskLookupFn, super::context::UserData)>,
     /// How long a DTLS handshake may take (`None`: the DTLS layer's default, 60 s).
     pub(crate) handshake_timeout: Option<Duration>,
 }
@@ -57,6 +59,7 @@ impl std::fmt::Debug for coapio_config {
             .field("psk_identities", &self.psk_identities.len())
             .field("certificate", &self.certificate.is_some())
             .field("ca", &self.ca.is_some())
+            .field("psk_lookup", &self.psk_lookup.is_some())
             .field("handshake_timeout", &self.handshake_timeout)
             .finish()
     }
@@ -80,6 +83,7 @@ pub extern "C" fn coapio_config_new(out: *mut *mut coapio_config) -> coapio_resu
             psk_hint: Vec::new(),
             certificate: None,
             ca: None,
+            psk_lookup: None,
             handshake_timeout: None,
         });
         // SAFETY: out is non-NULL and writable (caller's contract).
@@ -315,6 +319,78 @@ pub extern "C" fn coapio_config_add_psk_identity(
     })
 }
 
+/// Looks up the pre-shared key of a client's `identity` (`identity_len` bytes, not
+/// NUL-terminated) for a server context: writes the key to `key` (room for `key_cap` bytes,
+/// 256) and returns its length, or returns 0 for an identity the server does not know (the
+/// client then gets the unknown_psk_identity alert).
+///
+/// Called from `run`/`process` in the middle of a handshake, on the thread that runs the
+/// context. It must answer from what it has at hand: calls on any context from inside it
+/// return `COAPIO_RESULT_REENTRANT`.
+pub type coapio_psk_lookup_callback = Option<
+    extern "C" fn(
+        userdata: *mut std::ffi::c_void,
+        identity: *const u8,
+        identity_len: usize,
+        key: *mut u8,
+        key_cap: usize,
+    ) -> usize,
+>;
+
+pub(crate) type PskLookupFn =
+    extern "C" fn(*mut std::ffi::c_void, *const u8, usize, *mut u8, usize) -> usize;
+
+/// The room a lookup callback gets for a key (the longest key `coapio_config_set_psk` takes).
+#[cfg(feature = "dtls")]
+const PSK_KEY_MAX: usize = 256;
+
+/// Sets a server context's lookup of pre-shared keys by identity (see
+/// `coapio_psk_lookup_callback`), asked for identities that `coapio_config_set_psk` and
+/// `coapio_config_add_psk_identity` did not set; NULL removes it. `userdata` is passed to
+/// it unchanged. Needs the `dtls` feature.
+#[no_mangle]
+pub extern "C" fn coapio_config_set_psk_lookup(
+    config: *mut coapio_config,
+    callback: coapio_psk_lookup_callback,
+    userdata: *mut std::ffi::c_void,
+) -> coapio_result {
+    with_config(config, |c| {
+        if !cfg!(feature = "dtls") {
+            return unsupported();
+        }
+        c.psk_lookup = callback.map(|f| (f, super::context::UserData(userdata)));
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Asks the application's lookup for `identity`'s key, with calls into the library refused
+/// meanwhile.
+#[cfg(feature = "dtls")]
+fn ask_lookup(
+    f: PskLookupFn,
+    userdata: super::context::UserData,
+    identity: &[u8],
+) -> Option<Vec<u8>> {
+    let mut key = [0u8; PSK_KEY_MAX];
+    let n = super::context::in_psk_lookup(|| {
+        f(
+            userdata.0,
+            identity.as_ptr(),
+            identity.len(),
+            key.as_mut_ptr(),
+            key.len(),
+        )
+    });
+    match n {
+        0 => None,
+        n if n > key.len() => {
+            log::warn!("coapio: the PSK lookup callback returned {n} bytes for a {PSK_KEY_MAX}-byte buffer; identity refused");
+            None
+        }
+        n => Some(key[..n].to_vec()),
+    }
+}
+
 /// A PSK identity and key from C: checked lengths (identity ≤ 128 bytes, key 1 to 256),
 /// copied; `COAPIO_RESULT_UNSUPPORTED` without the `dtls` feature.
 ///
@@ -481,6 +557,7 @@ impl coapio_config {
     pub(crate) fn has_dtls(&self) -> bool {
         self.psk.is_some()
             || !self.psk_identities.is_empty()
+            || self.psk_lookup.is_some()
             || self.certificate.is_some()
             || self.ca.is_some()
     }
@@ -492,15 +569,22 @@ impl coapio_config {
             accept: server,
             ..Default::default()
         };
-        if server && (self.psk.is_some() || !self.psk_identities.is_empty()) {
+        if server
+            && (self.psk.is_some() || !self.psk_identities.is_empty() || self.psk_lookup.is_some())
+        {
             let known: Vec<(Vec<u8>, Vec<u8>)> = self
                 .psk
                 .iter()
                 .chain(&self.psk_identities)
                 .cloned()
                 .collect();
+            let asked = self.psk_lookup;
             d.psk_lookup = Some(std::sync::Arc::new(move |id: &[u8]| {
-                known.iter().find(|(i, _)| i == id).map(|(_, k)| k.clone())
+                known
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .map(|(_, k)| k.clone())
+                    .or_else(|| asked.and_then(|(f, ud)| ask_lookup(f, ud, id)))
             }));
             d.psk_hint = self.psk_hint.clone();
         }

@@ -661,11 +661,37 @@ impl Drop for CtxRef {
     }
 }
 
+thread_local! {
+    /// Set while an application's PSK lookup runs (inside a handshake, with a context's
+    /// state held): calls on contexts are refused then.
+    static IN_PSK_LOOKUP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs an application's PSK lookup with calls on contexts refused meanwhile.
+#[cfg(feature = "dtls")]
+pub(crate) fn in_psk_lookup<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            IN_PSK_LOOKUP.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(IN_PSK_LOOKUP.with(|c| c.replace(true)));
+    f()
+}
+
 /// Reads a context argument: NULL is refused, and so is a context that has failed
-/// (`COAPIO_RESULT_FAILED`).
+/// (`COAPIO_RESULT_FAILED`) and any call from inside a PSK lookup callback
+/// (`COAPIO_RESULT_REENTRANT`: the context's state is held then).
 pub(crate) fn ctx_arg(ctx: *const coapio_context) -> Result<CtxRef, coapio_result> {
     if ctx.is_null() {
         return Err(fail(COAPIO_RESULT_NULL_PARAMETER, "ctx is NULL"));
+    }
+    if IN_PSK_LOOKUP.with(std::cell::Cell::get) {
+        return Err(fail(
+            COAPIO_RESULT_REENTRANT,
+            "called from inside a PSK lookup callback",
+        ));
     }
     // SAFETY: a live context from coapio_context_new (caller's contract).
     let inner = unsafe { &*ctx }.inner.clone();

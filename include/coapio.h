@@ -89,7 +89,7 @@ enum coapio_result
   COAPIO_RESULT_IO = 4,
   /*
    `run`, `process` or `coapio_request_sync` was called from inside a callback, or a
-   context was called from inside a PSK lookup callback.
+   call that works on a context was made from inside a PSK lookup callback.
    */
   COAPIO_RESULT_REENTRANT = 5,
   /*
@@ -284,11 +284,15 @@ typedef struct coapio_response coapio_response;
  Looks up the pre-shared key of a client's `identity` (`identity_len` bytes, not
  NUL-terminated) for a server context: writes the key to `key` (room for `key_cap` bytes,
  256) and returns its length, or returns 0 for an identity the server does not know (the
- client then gets the unknown_psk_identity alert).
+ client then gets the unknown_psk_identity alert). `identity` and `key` are valid only
+ during the call.
 
- Called from `run`/`process` in the middle of a handshake, on the thread that runs the
- context. It must answer from what it has at hand: calls on any context from inside it
- return `COAPIO_RESULT_REENTRANT`.
+ Called in the middle of a handshake from `run`, `process` or `coapio_request_sync`, on
+ the thread that calls them, with the context's state held. It must answer from what it
+ has at hand: calls that work on a context (`send`, `cancel`, `notify`,
+ `coapio_request_sync`, ...) return `COAPIO_RESULT_REENTRANT` from inside it. Every
+ context made from the config shares the callback and `userdata`: contexts run on
+ different threads may call it at the same time, and `userdata` must outlive them all.
  */
 typedef size_t (*coapio_psk_lookup_callback)(void *userdata,
                                              const uint8_t *identity,
@@ -427,7 +431,8 @@ coapio_result coapio_config_add_psk_identity(coapio_config *config,
  Sets a server context's lookup of pre-shared keys by identity (see
  `coapio_psk_lookup_callback`), asked for identities that `coapio_config_set_psk` and
  `coapio_config_add_psk_identity` did not set; NULL removes it. `userdata` is passed to
- it unchanged. Needs the `dtls` feature.
+ it unchanged. Only a context with a bind address (a server) asks it. Needs the `dtls`
+ feature.
  */
 coapio_result coapio_config_set_psk_lookup(coapio_config *config,
                                            coapio_psk_lookup_callback callback,

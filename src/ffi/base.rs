@@ -20,7 +20,7 @@ pub enum coapio_result {
     /// A socket error (binding, the poller, ...).
     COAPIO_RESULT_IO = 4,
     /// `run`, `process` or `coapio_request_sync` was called from inside a callback, or a
-    /// context was called from inside a PSK lookup callback.
+    /// call that works on a context was made from inside a PSK lookup callback.
     COAPIO_RESULT_REENTRANT = 5,
     /// The request timed out.
     COAPIO_RESULT_TIMEOUT = 6,

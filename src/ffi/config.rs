@@ -322,11 +322,15 @@ pub extern "C" fn coapio_config_add_psk_identity(
 /// Looks up the pre-shared key of a client's `identity` (`identity_len` bytes, not
 /// NUL-terminated) for a server context: writes the key to `key` (room for `key_cap` bytes,
 /// 256) and returns its length, or returns 0 for an identity the server does not know (the
-/// client then gets the unknown_psk_identity alert).
+/// client then gets the unknown_psk_identity alert). `identity` and `key` are valid only
+/// during the call.
 ///
-/// Called from `run`/`process` in the middle of a handshake, on the thread that runs the
-/// context. It must answer from what it has at hand: calls on any context from inside it
-/// return `COAPIO_RESULT_REENTRANT`.
+/// Called in the middle of a handshake from `run`, `process` or `coapio_request_sync`, on
+/// the thread that calls them, with the context's state held. It must answer from what it
+/// has at hand: calls that work on a context (`send`, `cancel`, `notify`,
+/// `coapio_request_sync`, ...) return `COAPIO_RESULT_REENTRANT` from inside it. Every
+/// context made from the config shares the callback and `userdata`: contexts run on
+/// different threads may call it at the same time, and `userdata` must outlive them all.
 pub type coapio_psk_lookup_callback = Option<
     extern "C" fn(
         userdata: *mut std::ffi::c_void,
@@ -347,7 +351,8 @@ const PSK_KEY_MAX: usize = 256;
 /// Sets a server context's lookup of pre-shared keys by identity (see
 /// `coapio_psk_lookup_callback`), asked for identities that `coapio_config_set_psk` and
 /// `coapio_config_add_psk_identity` did not set; NULL removes it. `userdata` is passed to
-/// it unchanged. Needs the `dtls` feature.
+/// it unchanged. Only a context with a bind address (a server) asks it. Needs the `dtls`
+/// feature.
 #[no_mangle]
 pub extern "C" fn coapio_config_set_psk_lookup(
     config: *mut coapio_config,
@@ -372,23 +377,35 @@ fn ask_lookup(
     identity: &[u8],
 ) -> Option<Vec<u8>> {
     let mut key = [0u8; PSK_KEY_MAX];
-    let n = super::context::in_psk_lookup(|| {
-        f(
-            userdata.0,
-            identity.as_ptr(),
-            identity.len(),
-            key.as_mut_ptr(),
-            key.len(),
-        )
-    });
-    match n {
+    // A panic must not unwind into OpenSSL (it would abort): it refuses the identity.
+    let n = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        super::context::in_psk_lookup(|| {
+            f(
+                userdata.0,
+                identity.as_ptr(),
+                identity.len(),
+                key.as_mut_ptr(),
+                key.len(),
+            )
+        })
+    }))
+    .unwrap_or(0);
+    let found = match n {
         0 => None,
         n if n > key.len() => {
-            log::warn!("coapio: the PSK lookup callback returned {n} bytes for a {PSK_KEY_MAX}-byte buffer; identity refused");
+            log::warn!(
+                "coapio: the PSK lookup callback returned {n} bytes for a \
+                 {PSK_KEY_MAX}-byte buffer; identity refused"
+            );
             None
         }
         n => Some(key[..n].to_vec()),
+    };
+    for b in &mut key {
+        // SAFETY: a valid &mut u8; volatile so the clearing is not optimised away.
+        unsafe { std::ptr::write_volatile(b, 0) };
     }
+    found
 }
 
 /// A PSK identity and key from C: checked lengths (identity ≤ 128 bytes, key 1 to 256),

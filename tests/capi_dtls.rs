@@ -52,6 +52,64 @@ fn psk_server(identity: &'static [u8], key: &'static [u8]) -> (Endpoint, u16) {
     (ep, port)
 }
 
+/// A C server context made from `cfg` (freed) that answers GET /hi with "hi", run by its own
+/// loop on a thread: the context, its port and the thread (end it with
+/// `coapio_context_stop`).
+fn serve_hi(
+    cfg: *mut coapio_config,
+) -> (
+    *mut coapio_context,
+    u16,
+    std::thread::JoinHandle<coapio_result>,
+) {
+    let mut ctx = null_mut();
+    ok(coapio_context_new(cfg, &mut ctx));
+    coapio_config_free(cfg);
+    extern "C" fn hi(
+        _: *mut std::ffi::c_void,
+        _: *const coapio_incoming,
+        r: *mut coapio_responder,
+    ) {
+        coapio_responder_respond(r, 0x45, b"hi".as_ptr(), 2, 0);
+    }
+    let path = CString::new("/hi").unwrap();
+    ok(coapio_context_add_resource(
+        ctx,
+        path.as_ptr(),
+        COAPIO_METHOD_MASK_GET,
+        Some(hi),
+        null_mut(),
+    ));
+    let mut port = 0u16;
+    ok(coapio_context_local_port(ctx, &mut port));
+    struct Ctx(*mut coapio_context);
+    // SAFETY: run on one thread, stopped from this one (coapio_context_stop is thread-safe).
+    unsafe impl Send for Ctx {}
+    let runner = Ctx(ctx);
+    let t = std::thread::spawn(move || {
+        let runner = runner;
+        coapio_context_run(runner.0, 10_000)
+    });
+    (ctx, port, t)
+}
+
+/// GETs `path` from a DTLS server on loopback `port` as a Rust client with a pre-shared key.
+fn psk_get(
+    port: u16,
+    path: &str,
+    id: &str,
+    key: &str,
+) -> Result<coapio::proto::Response, coapio::RequestError> {
+    let (ep, _driver) = Endpoint::builder()
+        .dtls(DtlsConfig::psk_client(id, key))
+        .build()
+        .unwrap();
+    common::block_on_within(
+        Duration::from_secs(5),
+        ep.get(&format!("coaps://[::1]:{port}{path}")),
+    )
+}
+
 /// GETs `uri` from a context through `coapio_request_sync`: the code and payload.
 fn sync_get(ctx: *mut coapio_context, uri: &str) -> Result<(u8, Vec<u8>), coapio_result> {
     let uri = CString::new(uri).unwrap();
@@ -123,13 +181,7 @@ fn a_c_server_serves_over_dtls() {
         let runner = runner;
         coapio_context_run(runner.0, 10_000)
     });
-    let client = DtlsConfig::psk_client("c-client", "c-sesame");
-    let (ep, _driver) = Endpoint::builder().dtls(client).build().unwrap();
-    let r = common::block_on_within(
-        Duration::from_secs(5),
-        ep.get(&format!("coaps://[::1]:{port}/hello")),
-    )
-    .unwrap();
+    let r = psk_get(port, "/hello", "c-client", "c-sesame").unwrap();
     assert_eq!(r.payload, b"hello from C over DTLS");
     coapio_context_stop(ctx);
     t.join().unwrap();
@@ -197,45 +249,13 @@ fn a_c_server_accepts_several_identities() {
     }
     let hint = b"coapio";
     ok(coapio_config_set_psk_hint(cfg, hint.as_ptr(), hint.len()));
-    let mut ctx = null_mut();
-    ok(coapio_context_new(cfg, &mut ctx));
-    coapio_config_free(cfg);
-    extern "C" fn hi(
-        _: *mut std::ffi::c_void,
-        _: *const coapio_incoming,
-        r: *mut coapio_responder,
-    ) {
-        coapio_responder_respond(r, 0x45, b"hi".as_ptr(), 2, 0);
-    }
-    let path = CString::new("/hi").unwrap();
-    ok(coapio_context_add_resource(
-        ctx,
-        path.as_ptr(),
-        COAPIO_METHOD_MASK_GET,
-        Some(hi),
-        null_mut(),
-    ));
-    let mut port = 0u16;
-    ok(coapio_context_local_port(ctx, &mut port));
-    struct Ctx(*mut coapio_context);
-    // SAFETY: run on one thread, stopped from this one (coapio_context_stop is thread-safe).
-    unsafe impl Send for Ctx {}
-    let runner = Ctx(ctx);
-    let t = std::thread::spawn(move || {
-        let runner = runner;
-        coapio_context_run(runner.0, 10_000)
-    });
+    let (ctx, port, t) = serve_hi(cfg);
     for (id, key) in [("alice", "alice-key"), ("bob", "bob-key")] {
-        let (ep, _driver) = Endpoint::builder()
-            .dtls(DtlsConfig::psk_client(id, key))
-            .build()
-            .unwrap();
-        let r = common::block_on_within(
-            Duration::from_secs(5),
-            ep.get(&format!("coaps://[::1]:{port}/hi")),
-        )
-        .unwrap();
-        assert_eq!(r.payload, b"hi", "{id}");
+        assert_eq!(
+            psk_get(port, "/hi", id, key).unwrap().payload,
+            b"hi",
+            "{id}"
+        );
     }
     coapio_context_stop(ctx);
     t.join().unwrap();
@@ -381,45 +401,9 @@ fn a_c_server_looks_keys_up_through_a_callback() {
         Some(dyn_lookup),
         0x5eed as *mut _,
     ));
-    let mut ctx = null_mut();
-    ok(coapio_context_new(cfg, &mut ctx));
-    coapio_config_free(cfg);
+    let (ctx, mut port, t) = serve_hi(cfg);
     LOOKUP_CTX.store(ctx, std::sync::atomic::Ordering::SeqCst);
-    let path = CString::new("/hi").unwrap();
-    extern "C" fn hi(
-        _: *mut std::ffi::c_void,
-        _: *const coapio_incoming,
-        r: *mut coapio_responder,
-    ) {
-        coapio_responder_respond(r, 0x45, b"hi".as_ptr(), 2, 0);
-    }
-    ok(coapio_context_add_resource(
-        ctx,
-        path.as_ptr(),
-        COAPIO_METHOD_MASK_GET,
-        Some(hi),
-        null_mut(),
-    ));
-    let mut port = 0u16;
-    ok(coapio_context_local_port(ctx, &mut port));
-    struct Ctx(*mut coapio_context);
-    // SAFETY: run on one thread, stopped from this one (coapio_context_stop is thread-safe).
-    unsafe impl Send for Ctx {}
-    let runner = Ctx(ctx);
-    let t = std::thread::spawn(move || {
-        let runner = runner;
-        coapio_context_run(runner.0, 10_000)
-    });
-    let get = |id: &str, key: &str| {
-        let (ep, _driver) = Endpoint::builder()
-            .dtls(DtlsConfig::psk_client(id, key))
-            .build()
-            .unwrap();
-        common::block_on_within(
-            Duration::from_secs(5),
-            ep.get(&format!("coaps://[::1]:{port}/hi")),
-        )
-    };
+    let get = |id: &str, key: &str| psk_get(port, "/hi", id, key);
     assert_eq!(get("fixed", "fixed-key").unwrap().payload, b"hi");
     assert_eq!(get("dyn-7", "key-7").unwrap().payload, b"hi");
     assert_eq!(get("dyn-42", "key-42").unwrap().payload, b"hi");

@@ -316,20 +316,7 @@ fn certificates_with(libcoap_client: &str, libcoap_server: &str) {
 
 /// A DTLS server with an observable `/clock` notified every 100 ms, `ticks` times.
 fn ticking_dtls_server(ticks: usize) -> (Endpoint, u16) {
-    use coapio::proto::Response;
-    use coapio::server::{get, Site};
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
-    let counter = Arc::new(AtomicU32::new(0));
-    let c = counter.clone();
-    let site = Site::new().resource(
-        "/clock",
-        get(move |_req| {
-            let n = c.load(Ordering::SeqCst);
-            async move { Response::content(format!("tick {n}")) }
-        })
-        .obs(),
-    );
+    let (site, counter) = common::clock_site();
     let config = DtlsConfig::psk_server(|id: &[u8]| (id == b"me").then(|| b"sesame".to_vec()));
     let (ep, driver) = Endpoint::builder()
         .bind("[::1]:0".parse().unwrap())
@@ -339,14 +326,7 @@ fn ticking_dtls_server(ticks: usize) -> (Endpoint, u16) {
         .unwrap();
     std::thread::spawn(move || async_io::block_on(driver));
     let port = ep.local_addr().unwrap().port();
-    let notifier = ep.clone();
-    std::thread::spawn(move || {
-        for _ in 0..ticks {
-            std::thread::sleep(Duration::from_millis(100));
-            counter.fetch_add(1, Ordering::SeqCst);
-            notifier.notify("/clock");
-        }
-    });
+    common::tick(ep.clone(), counter, ticks);
     (ep, port)
 }
 

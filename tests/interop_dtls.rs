@@ -92,28 +92,35 @@ fn hello(req: &Request) -> Response {
     Response::content(format!("hello over DTLS {}", req.path()))
 }
 
+/// Our DTLS server (the pre-shared key) answering [`hello`] on a thread until `stop` is set:
+/// its port, `stop`, and the thread, which gives the node back.
+fn serve_hello() -> (u16, Arc<AtomicBool>, std::thread::JoinHandle<Node>) {
+    let mut node = Node::new(
+        "127.0.0.1:0",
+        DtlsConfig::psk_server(|id: &[u8]| (id == IDENTITY.as_bytes()).then(|| KEY.into())),
+    );
+    let port = node.socket.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut events = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                node.turn(&hello, &mut events);
+            }
+            node
+        }
+    });
+    (port, stop, server)
+}
+
 #[test]
 fn libcoap_clients_get_from_our_dtls_server() {
     for tool in ["coap-client-openssl", "coap-client-gnutls"] {
         if !have(tool) {
             return;
         }
-        let mut node = Node::new(
-            "127.0.0.1:0",
-            DtlsConfig::psk_server(|id: &[u8]| (id == IDENTITY.as_bytes()).then(|| KEY.into())),
-        );
-        let port = node.socket.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                let mut events = Vec::new();
-                while !stop.load(Ordering::SeqCst) {
-                    node.turn(&hello, &mut events);
-                }
-                node
-            }
-        });
+        let (port, stop, server) = serve_hello();
         let mut client = Proc::spawn(Command::new(tool).args([
             "-B",
             "10",
@@ -239,21 +246,7 @@ fn aiocoap_client_gets_from_our_dtls_server() {
     let Some(python) = need_aiocoap_dtls() else {
         return;
     };
-    let mut node = Node::new(
-        "127.0.0.1:0",
-        DtlsConfig::psk_server(|id: &[u8]| (id == IDENTITY.as_bytes()).then(|| KEY.into())),
-    );
-    let port = node.socket.local_addr().unwrap().port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = std::thread::spawn({
-        let stop = stop.clone();
-        move || {
-            let mut events = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                node.turn(&hello, &mut events);
-            }
-        }
-    });
+    let (port, stop, server) = serve_hello();
     let dir = std::env::temp_dir().join(format!("coapio-aiocoap-dtls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let creds = dir.join("credentials.json");

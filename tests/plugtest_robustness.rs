@@ -238,6 +238,24 @@ fn exchange(sock: &UdpSocket, datagram: &[u8], tries: u32, wait: Duration) -> Op
     None
 }
 
+/// A CON POST /large-create (text `body`) with message ID `mid` and `token`, sent until it is
+/// answered: the datagram and the answer, checked to be a piggybacked 2.01 Created.
+fn create(sock: &UdpSocket, mid: u16, token: &[u8], body: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let d = request(
+        Type::Con,
+        Code::POST,
+        mid,
+        token,
+        "large-create",
+        &[(OptionNumber::CONTENT_FORMAT, 0)],
+        body,
+    );
+    let first = exchange(sock, &d, 1, Duration::from_secs(2)).expect("an answer to the POST");
+    let m = MessageRef::decode(&first).expect("decodes");
+    assert_eq!((m.ty, m.code), (Type::Ack, Code::CREATED), "{m:?}");
+    (d, first)
+}
+
 /// A client socket on `local`, connected to the server.
 fn client(local: Ipv4Addr, server: SocketAddr) -> UdpSocket {
     let sock = UdpSocket::bind((local, 0)).expect("bind a loopback client socket");
@@ -542,18 +560,7 @@ fn duplicate_storm() {
     const COPIES: u32 = 50_000;
     run_case("duplicate storm", |server| {
         let sock = client(Ipv4Addr::LOCALHOST, server.addr);
-        let d = request(
-            Type::Con,
-            Code::POST,
-            0xd0d0,
-            b"dup-tok",
-            "large-create",
-            &[(OptionNumber::CONTENT_FORMAT, 0)],
-            b"created once",
-        );
-        let first = exchange(&sock, &d, 1, Duration::from_secs(2)).expect("an answer to the POST");
-        let m = MessageRef::decode(&first).expect("decodes");
-        assert_eq!((m.ty, m.code), (Type::Ack, Code::CREATED), "{m:?}");
+        let (d, first) = create(&sock, 0xd0d0, b"dup-tok", b"created once");
         let start = Instant::now();
         let (mut answered, mut differing, mut buf) = (1u32, 0u32, [0u8; 2048]);
         sock.set_read_timeout(Some(Duration::from_secs(1)))
@@ -771,18 +778,7 @@ fn retransmission_after_burst() {
     const OTHERS: u32 = 60_000;
     run_case("retransmission after a burst", |server| {
         let a = client(Ipv4Addr::LOCALHOST, server.addr);
-        let d = request(
-            Type::Con,
-            Code::POST,
-            0xa6a6,
-            b"retrans!",
-            "large-create",
-            &[(OptionNumber::CONTENT_FORMAT, 0)],
-            b"posted once",
-        );
-        let first = exchange(&a, &d, 1, Duration::from_secs(2)).expect("an answer to the POST");
-        let m = MessageRef::decode(&first).expect("decodes");
-        assert_eq!((m.ty, m.code), (Type::Ack, Code::CREATED), "{m:?}");
+        let (d, first) = create(&a, 0xa6a6, b"retrans!", b"posted once");
         let b = burst(server.addr, 30, OTHERS, 64, |i| {
             request(
                 Type::Con,

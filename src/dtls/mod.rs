@@ -27,7 +27,12 @@
 //! client) or show (a server) a certificate, so a key alone never lets a certificate pass. A
 //! wrong pre-shared key shows as a handshake timeout (DTLS drops what it cannot decrypt). Not
 //! there: raw public keys (RFC 7250: Debian's OpenSSL 3.0 has none; 3.2 does).
+//!
+//! `unsafe` is refused here except in `ossl`, the calls into OpenSSL the `openssl` crate
+//! does not bind (as in the transports and the C ABI, a C boundary).
+#![deny(unsafe_code)]
 
+#[allow(unsafe_code)]
 mod ossl;
 mod socket;
 

@@ -77,6 +77,16 @@ pub struct ResponseFuture {
 }
 
 impl ResponseFuture {
+    /// How many items a stream on this request dropped so far (`taken`: the count last
+    /// taken, which is all there is once the request has ended).
+    fn slot_dropped(&self, taken: u64) -> u64 {
+        let FutState::Waiting(id) = self.state else {
+            return taken;
+        };
+        let st = self.shared.lock();
+        st.slots.get(&id).map_or(taken, |s| s.dropped)
+    }
+
     pub(super) fn failed(shared: &Arc<Shared>, e: RequestError) -> Self {
         Self {
             shared: shared.clone(),
@@ -184,11 +194,7 @@ impl Observation {
     /// How many notifications were dropped, unseen, because newer ones arrived while the
     /// consumer had not taken them.
     pub fn dropped(&self) -> u64 {
-        let FutState::Waiting(id) = self.inner.state else {
-            return self.dropped;
-        };
-        let st = self.inner.shared.lock();
-        st.slots.get(&id).map_or(self.dropped, |s| s.dropped)
+        self.inner.slot_dropped(self.dropped)
     }
 }
 
@@ -251,11 +257,7 @@ pub struct GroupResponses {
 impl GroupResponses {
     /// How many answers were dropped because 256 earlier ones had not been taken yet.
     pub fn dropped(&self) -> u64 {
-        let FutState::Waiting(id) = self.inner.state else {
-            return self.dropped;
-        };
-        let st = self.inner.shared.lock();
-        st.slots.get(&id).map_or(self.dropped, |s| s.dropped)
+        self.inner.slot_dropped(self.dropped)
     }
 }
 

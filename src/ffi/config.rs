@@ -479,27 +479,18 @@ pub extern "C" fn coapio_config_set_certificate(
     key_len: usize,
 ) -> coapio_result {
     with_config(config, |c| {
-        if cert_len > PEM_MAX || key_len > PEM_MAX {
-            return fail(
-                COAPIO_RESULT_INVALID_ARGUMENT,
-                "a PEM text takes at most 1 MiB",
-            );
-        }
         // SAFETY: cert_pem and key_pem hold their lengths in bytes (caller's contract).
-        let (cert, key) = match unsafe {
-            (
-                bytes_arg(cert_pem, cert_len, "cert_pem"),
-                bytes_arg(key_pem, key_len, "key_pem"),
-            )
-        } {
-            (Ok(a), Ok(b)) => (a.to_vec(), b.to_vec()),
-            (Err(e), _) | (_, Err(e)) => return e,
+        let pems = unsafe {
+            pem_arg(cert_pem, cert_len, "cert_pem")
+                .and_then(|cert| Ok((cert, pem_arg(key_pem, key_len, "key_pem")?)))
         };
-        if !cfg!(feature = "dtls") {
-            return unsupported();
+        match pems {
+            Ok(pems) => {
+                c.certificate = Some(pems);
+                COAPIO_RESULT_OK
+            }
+            Err(e) => e,
         }
-        c.certificate = Some((cert, key));
-        COAPIO_RESULT_OK
     })
 }
 
@@ -515,22 +506,14 @@ pub extern "C" fn coapio_config_set_ca(
     len: usize,
 ) -> coapio_result {
     with_config(config, |c| {
-        if len > PEM_MAX {
-            return fail(
-                COAPIO_RESULT_INVALID_ARGUMENT,
-                "a PEM text takes at most 1 MiB",
-            );
-        }
         // SAFETY: ca_pem holds len bytes (caller's contract).
-        let ca = match unsafe { bytes_arg(ca_pem, len, "ca_pem") } {
-            Ok(a) => a.to_vec(),
-            Err(e) => return e,
-        };
-        if !cfg!(feature = "dtls") {
-            return unsupported();
+        match unsafe { pem_arg(ca_pem, len, "ca_pem") } {
+            Ok(ca) => {
+                c.ca = Some(ca);
+                COAPIO_RESULT_OK
+            }
+            Err(e) => e,
         }
-        c.ca = Some(ca);
-        COAPIO_RESULT_OK
     })
 }
 
@@ -560,6 +543,27 @@ pub extern "C" fn coapio_config_set_dtls_handshake_timeout_ms(
 
 /// The longest PEM text taken (certificate chains and CA sets are far shorter).
 const PEM_MAX: usize = 1 << 20;
+
+/// A PEM text from C: at most [`PEM_MAX`] bytes, copied; `COAPIO_RESULT_UNSUPPORTED` without
+/// the `dtls` feature.
+///
+/// # Safety
+///
+/// `pem` is NULL or holds `len` bytes.
+unsafe fn pem_arg(pem: *const u8, len: usize, name: &str) -> Result<Vec<u8>, coapio_result> {
+    if len > PEM_MAX {
+        return Err(fail(
+            COAPIO_RESULT_INVALID_ARGUMENT,
+            "a PEM text takes at most 1 MiB",
+        ));
+    }
+    // SAFETY: the caller's contract.
+    let pem = unsafe { bytes_arg(pem, len, name) }?.to_vec();
+    if !cfg!(feature = "dtls") {
+        return Err(unsupported());
+    }
+    Ok(pem)
+}
 
 fn unsupported() -> coapio_result {
     fail(

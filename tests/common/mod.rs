@@ -173,10 +173,8 @@ pub(crate) fn text(r: &Response) -> String {
     String::from_utf8_lossy(&r.payload).into_owned()
 }
 
-/// Our udp6 server on `bind` with an observable `/clock` ("tick N"), whose value goes up and
-/// whose observers are notified every 100 ms, `ticks` times (a bounded thread, joined by the
-/// caller through the returned handle).
-pub(crate) fn ticking_clock(bind: &str, ticks: usize) -> (Running, std::thread::JoinHandle<()>) {
+/// A site with an observable `/clock` ("tick N") and the counter N it shows.
+pub(crate) fn clock_site() -> (Site, Arc<std::sync::atomic::AtomicU32>) {
     use std::sync::atomic::{AtomicU32, Ordering};
     let counter = Arc::new(AtomicU32::new(0));
     let c = counter.clone();
@@ -188,14 +186,31 @@ pub(crate) fn ticking_clock(bind: &str, ticks: usize) -> (Running, std::thread::
         })
         .obs(),
     );
-    let server = udp6_server(bind, site);
-    let ep = server.ep.clone();
-    let ticker = std::thread::spawn(move || {
+    (site, counter)
+}
+
+/// Moves `counter` up and notifies `ep`'s observers of `/clock` every 100 ms, `ticks` times,
+/// on a thread of its own.
+pub(crate) fn tick(
+    ep: Endpoint,
+    counter: Arc<std::sync::atomic::AtomicU32>,
+    ticks: usize,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
         for _ in 0..ticks {
             std::thread::sleep(Duration::from_millis(100));
-            counter.fetch_add(1, Ordering::SeqCst);
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             ep.notify("/clock");
         }
-    });
+    })
+}
+
+/// Our udp6 server on `bind` with an observable `/clock` ("tick N"), whose value goes up and
+/// whose observers are notified every 100 ms, `ticks` times (a bounded thread, joined by the
+/// caller through the returned handle).
+pub(crate) fn ticking_clock(bind: &str, ticks: usize) -> (Running, std::thread::JoinHandle<()>) {
+    let (site, counter) = clock_site();
+    let server = udp6_server(bind, site);
+    let ticker = tick(server.ep.clone(), counter, ticks);
     (server, ticker)
 }

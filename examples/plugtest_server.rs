@@ -2,8 +2,12 @@
 //! `shared/plugtest-resources.md`.
 //!
 //! ```text
-//! cargo run --example plugtest_server -- [--bind ADDR]      # default [::]:5683
+//! cargo run --example plugtest_server -- [--bind ADDR] [--no-amplification-limit]
 //! ```
+//!
+//! The default bind address is `[::]:5683`. `--no-amplification-limit` answers clients not yet
+//! verified in full, however small their requests (RFC 9175 §2.4 limits such answers to three
+//! times the request; load generators that neither follow Echo nor block-wise need it off).
 //!
 //! Complete here: `/test`, `/separate`, `/seg1/seg2/seg3`, `/query`, `/location-query`,
 //! `/multi-format`, `/validate`, `/create1`, `/link1`–`/link3`, `/path` and its children,
@@ -528,26 +532,45 @@ fn site(changes: Changes, server: Server) -> Site {
 fn main() -> ExitCode {
     common::log_to_stderr();
     let mut bind = "[::]:5683".to_string();
+    let mut config = coapio::proto::Config::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        match (a.as_str(), args.next()) {
-            ("--bind", Some(v)) => bind = v,
+        match a.as_str() {
+            "--bind" => match args.next() {
+                Some(v) => bind = v,
+                None => {
+                    eprintln!("--bind needs an address");
+                    return ExitCode::from(2);
+                }
+            },
+            "--no-amplification-limit" => config.amplification_mitigation = false,
             _ => {
-                eprintln!("usage: plugtest_server [--bind ADDR]");
+                eprintln!("usage: plugtest_server [--bind ADDR] [--no-amplification-limit]");
                 return ExitCode::from(2);
             }
         }
     }
+    let bind_addr: std::net::SocketAddr = match bind.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{bind:?} is not a socket address: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     let server = Server::default();
-    let (endpoint, driver) =
-        match Endpoint::server(&bind, site(Arc::new(Mutex::new(tx)), server.clone())) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("cannot serve on {bind}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let (endpoint, driver) = match Endpoint::builder()
+        .bind(bind_addr)
+        .config(config)
+        .site(site(Arc::new(Mutex::new(tx)), server.clone()))
+        .build()
+    {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("cannot serve on {bind}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let _ = server.set(endpoint.clone());
     // The observable resources change every 5 s; a PUT notifies its observers at once.
     let notifier = endpoint.clone();

@@ -76,6 +76,9 @@ mod error;
 pub mod ffi;
 pub mod message;
 pub mod net;
+/// OSCORE (RFC 8613): end-to-end protection of requests and responses, sans-IO.
+#[cfg(feature = "oscore")]
+pub mod oscore;
 pub mod proto;
 pub mod server;
 mod step;

@@ -89,7 +89,9 @@ struct Server {
 impl Server {
     fn start() -> Self {
         let mut child = Command::new(server_binary())
-            .args(["--bind", "127.0.0.1:0"])
+            // The load generator is a raw client that follows neither Echo nor block-wise; the
+            // amplification limit is tested in tests/echo.rs.
+            .args(["--bind", "127.0.0.1:0", "--no-amplification-limit"])
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -12,11 +12,21 @@ use thiserror::Error;
 /// assert_eq!(b.offset(), 3072);
 /// assert_eq!(BlockValue::from_uint(b.to_uint()), Ok(b));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlockValue {
-    num: u32,
-    more: bool,
-    szx: u8,
+    /// The option's value (NUM << 4 | M << 3 | SZX) with bit 31 set: never zero, so that an
+    /// `Option<BlockValue>` is four bytes that are all defined, `None` included.
+    bits: std::num::NonZeroU32,
+}
+
+impl std::fmt::Debug for BlockValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockValue")
+            .field("num", &self.num())
+            .field("more", &self.more())
+            .field("szx", &self.szx())
+            .finish()
+    }
 }
 
 /// Why a number is not a valid block option value.
@@ -51,7 +61,11 @@ impl BlockValue {
         if num > Self::MAX_NUM {
             return Err(BlockError::NumTooLarge(num));
         }
-        Ok(Self { num, more, szx })
+        let bits = (1 << 31) | (num << 4) | ((more as u32) << 3) | szx as u32;
+        match std::num::NonZeroU32::new(bits) {
+            Some(bits) => Ok(Self { bits }),
+            None => Err(BlockError::NumTooLarge(num)), // unreachable: bit 31 is set
+        }
     }
 
     /// Reads the option's unsigned integer value.
@@ -77,32 +91,32 @@ impl BlockValue {
 
     /// The option's unsigned integer value.
     pub const fn to_uint(self) -> u32 {
-        (self.num << 4) | ((self.more as u32) << 3) | self.szx as u32
+        self.bits.get() & !(1 << 31)
     }
 
     /// The block number.
     pub const fn num(self) -> u32 {
-        self.num
+        self.to_uint() >> 4
     }
 
     /// Whether more blocks follow.
     pub const fn more(self) -> bool {
-        self.more
+        self.bits.get() & 0x08 != 0
     }
 
     /// The size exponent: the block holds 2^(szx+4) bytes.
     pub const fn szx(self) -> u8 {
-        self.szx
+        (self.bits.get() & 0x07) as u8
     }
 
     /// The block size in bytes (16 to 1024).
     pub const fn size(self) -> usize {
-        1 << (self.szx + 4)
+        1 << (self.szx() + 4)
     }
 
     /// The offset of the block's first byte in the whole body.
     pub const fn offset(self) -> usize {
-        self.num as usize * self.size()
+        self.num() as usize * self.size()
     }
 
     /// The size exponent of the largest block size not above `size` (clamped to 16–1024).

@@ -139,6 +139,16 @@ pub struct MessageRef<'a> {
 }
 
 impl MessageRef<'_> {
+    /// The size of the datagram the message was decoded from.
+    pub fn wire_len(&self) -> usize {
+        let payload = if self.payload.is_empty() {
+            0
+        } else {
+            1 + self.payload.len()
+        };
+        4 + self.token.len() + self.options.as_bytes().len() + payload
+    }
+
     /// Copies the message into an owned [`Message`].
     pub fn to_owned(&self) -> Message {
         Message {
@@ -224,6 +234,29 @@ pub fn encode_empty(ty: Type, message_id: u16, buf: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_len_and_encoded_len_match_the_encoding() {
+        let mut options = Options::new();
+        options.push(OptionNumber::URI_PATH, "a");
+        options.push(OptionNumber::URI_PATH, vec![b'x'; 300]);
+        options.push(OptionNumber::ECHO, [1u8; 12]);
+        options.push(OptionNumber::REQUEST_TAG, [2u8; 3]);
+        for payload in [Vec::new(), b"hello".to_vec()] {
+            let msg = Message {
+                ty: Type::Con,
+                code: Code::GET,
+                message_id: 7,
+                token: Token::from_slice(&[1, 2, 3]).unwrap(),
+                options: options.clone(),
+                payload,
+            };
+            let wire = msg.to_bytes().unwrap();
+            let m = MessageRef::decode(&wire).unwrap();
+            assert_eq!(m.wire_len(), wire.len());
+            assert_eq!(m.options.as_bytes().len(), options.encoded_len());
+        }
+    }
 
     #[test]
     fn token() {

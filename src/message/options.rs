@@ -56,6 +56,18 @@ impl Options {
         self.entries.is_empty()
     }
 
+    /// The bytes these options take in an encoded message (option headers included).
+    pub fn encoded_len(&self) -> usize {
+        let mut previous = 0u32;
+        self.iter()
+            .map(|(n, v)| {
+                let delta = u32::from(n.0).saturating_sub(previous);
+                previous = u32::from(n.0);
+                1 + ext(delta).2 + ext(v.len() as u32).2 + v.len()
+            })
+            .sum()
+    }
+
     /// Removes every option.
     pub fn clear(&mut self) {
         self.entries.clear();

@@ -115,6 +115,22 @@ pub struct Config {
     /// How long a request to a multicast group collects responses (RFC 7252 §8.2; default
     /// 8 s: the servers' default leisure of 5 s plus some).
     pub multicast_timeout: Duration,
+    /// Amplification mitigation (RFC 9175 §2.4; default on): an answer to a remote not yet
+    /// verified that would be more than three times the size of its request is replaced by
+    /// 4.01 Unauthorized with an Echo option, which the client repeats in its request to
+    /// prove that it receives what is sent to its address. A remote is verified by a good
+    /// Echo value or by answering a request of this endpoint's. Over DTLS, whose handshake
+    /// verifies the address, the facade turns it off. Answers to multicast requests are not
+    /// limited by it.
+    pub amplification_mitigation: bool,
+    /// How long an Echo value this endpoint gives is accepted (default 30 s): the freshness
+    /// a request that carries one proves (RFC 9175 §2.3).
+    pub echo_lifetime: Duration,
+    /// How long a remote stays verified after it last proved its address (default 1 hour).
+    pub verified_lifetime: Duration,
+    /// How many verified remotes are remembered (default 65536; about 60 bytes each); the
+    /// oldest is forgotten first, and has to answer an Echo challenge again.
+    pub max_verified_remotes: usize,
     /// The seed of the random number generator (tokens, message IDs, timeouts). Seed it from
     /// the OS for anything facing a network: unpredictable tokens protect against off-path
     /// spoofing (RFC 9175 §4). Default 0.
@@ -151,6 +167,10 @@ impl Default for Config {
             notification_con_every: 20,
             leisure: Duration::from_secs(5),
             multicast_timeout: Duration::from_secs(8),
+            amplification_mitigation: true,
+            echo_lifetime: Duration::from_secs(30),
+            verified_lifetime: Duration::from_secs(3600),
+            max_verified_remotes: 65_536,
             seed: 0,
         }
     }
@@ -217,6 +237,9 @@ impl Config {
         if self.max_observers_per_resource > 1 << 24 {
             return err("max_observers_per_resource", "at most 16777216");
         }
+        if self.echo_lifetime > day || self.verified_lifetime > day {
+            return err("echo_lifetime / verified_lifetime", "at most a day");
+        }
         if self.max_pending_requests == 0 {
             return err("max_pending_requests", "at least 1");
         }
@@ -254,6 +277,8 @@ impl Config {
             c.notification_type = Type::Non;
         }
         c.max_pending_requests = c.max_pending_requests.max(1);
+        c.echo_lifetime = c.echo_lifetime.min(day);
+        c.verified_lifetime = c.verified_lifetime.min(day);
         c
     }
 

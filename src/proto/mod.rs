@@ -13,6 +13,7 @@
 mod blockwise;
 mod config;
 mod dedup;
+mod echo;
 mod endpoint;
 mod error;
 mod mids;

@@ -82,6 +82,14 @@ impl Request {
         req
     }
 
+    /// For a received request: whether it carries an Echo value this endpoint gave its
+    /// sender within `Config::echo_lifetime` (RFC 9175 §2.3), so it was made that recently;
+    /// the endpoint removes any other Echo before the application sees the request. Answer
+    /// [`Response::echo_challenge`] to a request that must be fresh and is not.
+    pub fn is_fresh(&self) -> bool {
+        self.options.contains(OptionNumber::ECHO)
+    }
+
     /// A GET of `path_and_query` (`/a/b?x=1`).
     pub fn get(path_and_query: &str) -> Self {
         Self::with_reference(Code::GET, path_and_query)
@@ -227,6 +235,28 @@ impl Response {
         Self::new(Code::CONTENT)
             .with_payload(text)
             .with_content_format(ContentFormat::TEXT_PLAIN)
+    }
+
+    /// The answer that asks the client to prove its request fresh (RFC 9175 §2.3): the
+    /// endpoint sends it as 4.01 Unauthorized with a new Echo value, and the client sends its
+    /// request again with that value, which makes it [fresh](Request::is_fresh). For
+    /// state-changing requests that must not be replayed or delayed:
+    ///
+    /// ```
+    /// use coapio::proto::{Request, Response};
+    /// fn open_door(request: &Request) -> Response {
+    ///     if !request.is_fresh() {
+    ///         return Response::echo_challenge();
+    ///     }
+    ///     Response::new(coapio::message::Code::CHANGED)
+    /// }
+    /// # assert_eq!(open_door(&Request::post("/door", "open")).code, coapio::message::Code::UNAUTHORIZED);
+    /// ```
+    pub fn echo_challenge() -> Self {
+        let mut response = Self::new(Code::UNAUTHORIZED);
+        // An empty Echo is not a valid one: it marks the answer for the endpoint to fill.
+        response.options.push(OptionNumber::ECHO, []);
+        response
     }
 
     /// Sets the payload.

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use log::{debug, trace};
 
-use crate::message::{Message, MessageRef, OptionNumber, Token, Type};
+use crate::message::{Code, Message, MessageRef, OptionNumber, Token, Type};
 use crate::net::RecvMeta;
 use crate::proto::{Error, Failure};
 
@@ -371,6 +371,27 @@ impl Endpoint {
         response: Response,
     ) {
         let (remote, request, overall) = (req.remote, req.request, req.overall);
+        // A server that wants proof of our address or of the request's freshness answers
+        // 4.01 with an Echo value; the request goes again with it, once (RFC 9175 §2.3).
+        let echo = (response.code == Code::UNAUTHORIZED
+            && !request.options.contains(OptionNumber::ECHO))
+        .then(|| response.options.get(OptionNumber::ECHO))
+        .flatten()
+        .filter(|v| (1..=40).contains(&v.len()));
+        if let Some(echo) = echo {
+            if overall.is_some_and(|o| o <= now) {
+                self.events.push_back(Event::Failed {
+                    id: user,
+                    error: Failure::Timeout,
+                });
+                return;
+            }
+            debug!("coapio: request {user:?} to {remote} repeated with the Echo it was given");
+            let mut again = request;
+            again.options.set(OptionNumber::ECHO, echo);
+            again.timeout = overall.map(|o| o - now);
+            return self.continue_call(now, user, remote, again, transfer);
+        }
         let transfer = match transfer {
             Some(t) => Some(t),
             // Late (or early) negotiation: the response is the first block of a larger
@@ -409,25 +430,8 @@ impl Endpoint {
             }
             Step::Send(mut next) => {
                 next.timeout = overall.map(|o| o - now);
-                match self.start_wire(now, transfer.remote, next) {
-                    Ok(wire) => {
-                        trace!("coapio: block-wise request {user:?} continues as {wire:?}");
-                        if let Some(r) = self.requests.get_mut(&wire) {
-                            r.caller = user;
-                        }
-                        self.calls.insert(
-                            user,
-                            Call {
-                                wire,
-                                transfer: Some(transfer),
-                            },
-                        );
-                    }
-                    Err(e) => self.events.push_back(Event::Failed {
-                        id: user,
-                        error: Failure::Refused(e),
-                    }),
-                }
+                let remote = transfer.remote;
+                self.continue_call(now, user, remote, next, Some(transfer));
             }
             Step::Done(Ok(response)) => self
                 .events
@@ -436,6 +440,31 @@ impl Endpoint {
                 debug!("coapio: block-wise request {user:?} failed: {error}");
                 self.events.push_back(Event::Failed { id: user, error });
             }
+        }
+    }
+
+    /// Carries the caller's request `user` on in a new message exchange (the next block of a
+    /// transfer, or the request again with an Echo value).
+    fn continue_call(
+        &mut self,
+        now: Instant,
+        user: RequestId,
+        remote: SocketAddr,
+        request: Request,
+        transfer: Option<ClientTransfer>,
+    ) {
+        match self.start_wire(now, remote, request) {
+            Ok(wire) => {
+                trace!("coapio: request {user:?} continues as {wire:?}");
+                if let Some(r) = self.requests.get_mut(&wire) {
+                    r.caller = user;
+                }
+                self.calls.insert(user, Call { wire, transfer });
+            }
+            Err(e) => self.events.push_back(Event::Failed {
+                id: user,
+                error: Failure::Refused(e),
+            }),
         }
     }
 
@@ -503,6 +532,7 @@ impl Endpoint {
             return;
         }
         self.accept_response(now, meta, m);
+        self.freshness.verify(now, remote);
         let response = Response {
             code: m.code,
             options: m.options.to_owned(),

@@ -202,6 +202,9 @@ impl Endpoint {
                     self.acknowledge_request(now, id);
                     return;
                 }
+                // The response carries the token sent to the remote's address, so the remote
+                // receives what is sent there (RFC 9175 §2.4).
+                self.freshness.verify(now, meta.remote);
                 let outcome = if critical_problem(m.options).is_some() {
                     Err(Failure::BadResponse(
                         "unrecognized critical option in the response",

@@ -17,6 +17,7 @@ use super::blockwise::{
 };
 use super::config::Config;
 use super::dedup::{Dedup, Lifetime, Replay};
+use super::echo::Freshness;
 use super::mids::MidLog;
 use super::observers::Observers;
 use super::rng::Rng;
@@ -84,6 +85,8 @@ pub struct Endpoint {
     /// one pending state per remote, so a change and its undoing cancel out and this is
     /// bounded by the number of remotes, whether or not the caller asks.
     remote_use: BTreeMap<SocketAddr, bool>,
+    /// Echo values given and remotes verified (RFC 9175 §2).
+    freshness: Freshness,
 }
 
 /// Per-remote state, kept while anything refers to the remote and for EXCHANGE_LIFETIME after
@@ -250,6 +253,9 @@ struct Incoming {
     notification_type: Option<Type>,
     /// A copy of a registering request (Observe 0), kept to render later notifications.
     registration: Option<Request>,
+    /// The size of the request's datagram: an answer to an unverified remote may be at most
+    /// three times that (RFC 9175 §2.4).
+    request_len: usize,
 }
 
 /// A datagram waiting for [`Endpoint::poll_transmit`].
@@ -347,7 +353,13 @@ impl Endpoint {
             config.exchange_lifetime(),
         );
         let block_cache = BlockCache::new(config.block_cache, config.exchange_lifetime());
+        let freshness = Freshness::new(
+            config.echo_lifetime,
+            config.verified_lifetime,
+            config.max_verified_remotes,
+        );
         Self {
+            freshness,
             rng: Rng::new(config.seed),
             dedup: Dedup::new(
                 config.dedup_memory,
@@ -616,6 +628,7 @@ impl Endpoint {
             cached_representations: self.block_cache.len(),
             observers: self.observers.len(),
             observer_bytes: self.observers.bytes(),
+            verified_remotes: self.freshness.verified_len(),
         }
     }
 }
@@ -660,6 +673,9 @@ pub struct Stats {
     pub observers: usize,
     /// Bytes the observers take (at most about `Config::observer_memory`).
     pub observer_bytes: usize,
+    /// Remotes remembered as verified (RFC 9175 §2.4; at most
+    /// `Config::max_verified_remotes`).
+    pub verified_remotes: usize,
 }
 
 #[cfg(test)]

@@ -273,6 +273,7 @@ impl Endpoint {
                     notification: true,
                     notification_type: ty,
                     registration: None,
+                    request_len: 0,
                 },
             );
             self.timers.schedule(now + lifetime, TimerKey::Incoming(id));
@@ -326,7 +327,8 @@ impl Endpoint {
             self.end_inflight_notification(now, *key, o.inflight_con);
             let request = o.request();
             let block_key = request_key(request.method, request.options.iter(), &request.payload);
-            let shaped = self.shape_blockwise(now, key.0, block_key, None, None, response.clone());
+            let shaped =
+                self.shape_blockwise(now, key.0, block_key, None, None, 6, response.clone());
             self.send_to_observer(now, *key, &o.meta, shaped, true, false);
         }
         Ok(keys.len())
@@ -372,7 +374,7 @@ impl Endpoint {
                 self.end_inflight_notification(now, key, o.inflight_con);
             }
         }
-        let response = self.shape_blockwise(now, key.0, ex.key, None, None, response);
+        let response = self.shape_blockwise(now, key.0, ex.key, None, None, 6, response);
         self.send_to_observer(now, key, &ex.meta, response, con, success);
         self.purge_idle_peers(now);
     }

@@ -36,6 +36,10 @@ impl Endpoint {
         if !response.code.is_response() {
             return Err(Error::WrongCode(response.code));
         }
+        if !self.incoming.contains_key(&id) {
+            return Err(Error::UnknownExchange);
+        }
+        let response = self.fill_echo_challenge(now, id, response);
         let Some(ex) = self.incoming.get(&id) else {
             return Err(Error::UnknownExchange);
         };
@@ -46,31 +50,18 @@ impl Endpoint {
             return Ok(());
         }
         let response = self.observe_registration(now, id, response);
-        let Some(ex) = self.incoming.get(&id) else {
-            return Err(Error::UnknownExchange);
-        };
-        let response =
-            self.shape_blockwise(now, ex.meta.remote, ex.key, ex.block1, ex.block2, response);
-        let Some(ex) = self.incoming.get(&id) else {
-            return Err(Error::UnknownExchange);
-        };
-        let (ty, mid) = if ex.ty == Type::Con && !ex.empty_ack_sent {
-            (Type::Ack, ex.mid)
-        } else if ex.ty == Type::Con {
-            (self.config.separate_response_type, 0)
-        } else {
-            (Type::Non, 0)
-        };
-        let msg = Message {
-            ty,
-            code: response.code,
-            message_id: mid,
-            token: ex.token,
-            options: response.options,
-            payload: response.payload,
-        };
-        let mut wire = Vec::with_capacity(16 + msg.payload.len());
-        msg.encode(&mut wire)?;
+        // Amplification mitigation (RFC 9175 §2.4): the whole answer is kept aside while its
+        // size is not known to be within the limit.
+        let limit = self.amplification_limit(now, id);
+        let original = limit.map(|_| response.clone());
+        let response = self.shape(now, id, 6, response)?;
+        let (mut msg, mut wire) = self.encode_answer(id, response)?;
+        if let (Some(limit), Some(original)) = (limit, original) {
+            if wire.len() > limit {
+                (msg, wire) = self.fit_answer(now, id, limit, original)?;
+            }
+        }
+        let ty = msg.ty;
         let Some(ex) = self.incoming.remove(&id) else {
             return Err(Error::UnknownExchange);
         };
@@ -133,6 +124,126 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Fills in the Echo value of [`Response::echo_challenge`].
+    fn fill_echo_challenge(
+        &mut self,
+        now: Instant,
+        id: IncomingId,
+        mut response: Response,
+    ) -> Response {
+        if response.code == Code::UNAUTHORIZED
+            && response.options.get(OptionNumber::ECHO) == Some(&[])
+        {
+            if let Some(ex) = self.incoming.get(&id) {
+                let echo = self.freshness.issue(now, ex.meta.remote);
+                response.options.set(OptionNumber::ECHO, echo);
+            }
+        }
+        response
+    }
+
+    /// The largest answer the request `id` may get: three times its size when its remote is
+    /// not verified (RFC 9175 §2.4) and the limit applies.
+    fn amplification_limit(&mut self, now: Instant, id: IncomingId) -> Option<usize> {
+        let ex = self.incoming.get(&id)?;
+        let (remote, len) = (ex.meta.remote, ex.request_len);
+        if !self.config.amplification_mitigation || ex.meta.is_multicast() || len == 0 {
+            return None;
+        }
+        let limit = crate::proto::echo::AMPLIFICATION_FACTOR * len;
+        (!self.freshness.is_verified(now, remote)).then_some(limit)
+    }
+
+    /// Block-wise shaping of the answer to `id`, cut to blocks of at most `16 << szx_cap` bytes.
+    fn shape(
+        &mut self,
+        now: Instant,
+        id: IncomingId,
+        szx_cap: u8,
+        response: Response,
+    ) -> Result<Response, Error> {
+        let Some(ex) = self.incoming.get(&id) else {
+            return Err(Error::UnknownExchange);
+        };
+        let (remote, key, block1, block2) = (ex.meta.remote, ex.key, ex.block1, ex.block2);
+        Ok(self.shape_blockwise(now, remote, key, block1, block2, szx_cap, response))
+    }
+
+    /// The message that carries the answer to `id`, and its encoding.
+    fn encode_answer(
+        &self,
+        id: IncomingId,
+        response: Response,
+    ) -> Result<(Message, Vec<u8>), Error> {
+        let Some(ex) = self.incoming.get(&id) else {
+            return Err(Error::UnknownExchange);
+        };
+        let (ty, mid) = if ex.ty == Type::Con && !ex.empty_ack_sent {
+            (Type::Ack, ex.mid)
+        } else if ex.ty == Type::Con {
+            (self.config.separate_response_type, 0)
+        } else {
+            (Type::Non, 0)
+        };
+        let msg = Message {
+            ty,
+            code: response.code,
+            message_id: mid,
+            token: ex.token,
+            options: response.options,
+            payload: response.payload,
+        };
+        let mut wire = Vec::with_capacity(16 + msg.payload.len());
+        msg.encode(&mut wire)?;
+        Ok((msg, wire))
+    }
+
+    /// An answer to an unverified remote within `limit` bytes (RFC 9175 §2.4): `whole` cut
+    /// into smaller blocks (RFC 7959 lets a server choose a block smaller than asked for, and
+    /// every block-wise client follows), with an Echo value the client may send back to be
+    /// verified; if even the smallest block is too large, 4.01 Unauthorized with an Echo value
+    /// instead, which the client repeats in its request to prove that it receives what is sent
+    /// to its address.
+    fn fit_answer(
+        &mut self,
+        now: Instant,
+        id: IncomingId,
+        limit: usize,
+        mut whole: Response,
+    ) -> Result<(Message, Vec<u8>), Error> {
+        let Some(ex) = self.incoming.get(&id) else {
+            return Err(Error::UnknownExchange);
+        };
+        let remote = ex.meta.remote;
+        let echo = self.freshness.issue(now, remote);
+        if !whole.payload.is_empty() && !whole.options.contains(OptionNumber::BLOCK2) {
+            whole.options.set(OptionNumber::ECHO, echo);
+            for szx in (0..self.block_szx(remote)).rev() {
+                let response = self.shape(now, id, szx, whole.clone())?;
+                let (msg, wire) = self.encode_answer(id, response)?;
+                if wire.len() <= limit {
+                    debug!(
+                        "coapio: answer to unverified {remote} cut to {}-byte blocks",
+                        16 << szx
+                    );
+                    return Ok((msg, wire));
+                }
+            }
+        }
+        debug!("coapio: answer too large for unverified {remote}; 4.01 with Echo instead");
+        if let Some(ex) = self.incoming.get(&id) {
+            let key = (remote, ex.token);
+            if whole.options.contains(OptionNumber::OBSERVE) {
+                if let Some(o) = self.observers.remove(&key) {
+                    self.end_inflight_notification(now, key, o.inflight_con);
+                }
+            }
+        }
+        let mut challenge = Response::new(Code::UNAUTHORIZED);
+        challenge.options.set(OptionNumber::ECHO, echo);
+        self.encode_answer(id, challenge)
+    }
+
     /// Answers a request at once, without involving the application (bad options, overload).
     pub(super) fn reject_request(
         &mut self,
@@ -145,8 +256,10 @@ impl Endpoint {
     }
 
     /// Fits a response to block-wise rules: echoes the Block1 of a completed upload, and cuts a
-    /// representation larger than the block size (the client's, if smaller) into Block2
-    /// blocks, keeping the whole for the later blocks.
+    /// representation larger than the block size (the client's, or that of the exponent
+    /// `szx_cap`, if smaller; 6 for no cap)
+    /// into Block2 blocks, keeping the whole for the later blocks.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn shape_blockwise(
         &mut self,
         now: Instant,
@@ -154,6 +267,7 @@ impl Endpoint {
         key: u64,
         block1: Option<crate::message::BlockValue>,
         block2: Option<crate::message::BlockValue>,
+        szx_cap: u8,
         mut response: Response,
     ) -> Response {
         use crate::message::BlockValue;
@@ -167,10 +281,16 @@ impl Endpoint {
         if response.options.contains(OptionNumber::BLOCK2) {
             return response; // the application does its own block-wise transfer
         }
-        let preferred = self.block_szx(remote);
-        let szx = block2.map_or(preferred, |b| b.szx().min(preferred));
+        let preferred = self.block_szx(remote).min(szx_cap);
+        // A block smaller than the one asked for starts at the same offset (RFC 7959 §2.4).
+        let (szx, num) = match block2 {
+            Some(b) => {
+                let szx = b.szx().min(preferred);
+                (szx, b.num() << (b.szx() - szx))
+            }
+            None => (preferred, 0),
+        };
         let size = 1usize << (szx + 4);
-        let num = block2.map_or(0, |b| b.num());
         if response.payload.len() <= size && num == 0 {
             return response;
         }
@@ -246,6 +366,7 @@ impl Endpoint {
                 notification: false,
                 notification_type: None,
                 registration: None,
+                request_len: m.wire_len(),
             },
         );
         id
@@ -330,6 +451,17 @@ impl Endpoint {
             timeout: None,
             token_length: Some(m.token.len() as u8),
         };
+        // Echo (RFC 9175 §2): a value this endpoint gave the remote verifies its address and
+        // stays in the request, so that the application sees the request is fresh; any other
+        // value (stale, forged, another server's) is taken out.
+        if let Some(echo) = m.options.get(OptionNumber::ECHO) {
+            if self.freshness.check(now, meta.remote, echo).is_some() {
+                self.freshness.verify(now, meta.remote);
+            } else {
+                debug!("coapio: stale or unknown Echo from {}", meta.remote);
+                request.options.remove(OptionNumber::ECHO);
+            }
+        }
         let preferred = self.block_szx(meta.remote);
         let block2 = match block_of(m.options, OptionNumber::BLOCK2) {
             Some(Err(())) => return self.reject_request(now, meta, m, Code::BAD_OPTION),
@@ -367,7 +499,8 @@ impl Endpoint {
         // A later block of a representation served block-wise: from the cache if it is there.
         if let Some(b) = block2.filter(|b| b.num() > 0 && block1.is_none()) {
             let szx = b.szx().min(preferred);
-            let block = crate::message::BlockValue::new(b.num(), false, szx).ok();
+            let num = b.num() << b.szx().saturating_sub(szx);
+            let block = crate::message::BlockValue::new(num, false, szx).ok();
             let part = block.and_then(|block| {
                 self.block_cache
                     .get(now, &(meta.remote, key))

@@ -196,6 +196,11 @@ impl Builder {
             None => (transport, None),
         };
         let mut config = self.config.unwrap_or_default();
+        // DTLS verifies the remote's address in its handshake (RFC 9175 §2.4 asks no more).
+        #[cfg(feature = "dtls")]
+        if secure.is_some() {
+            config.amplification_mitigation = false;
+        }
         if config.seed == 0 {
             config.seed = os_seed();
         }

@@ -558,6 +558,11 @@ pub extern "C" fn coapio_context_new(
             None => (transport, None),
         };
         let mut proto_config = config.map(|c| c.proto).unwrap_or_default();
+        // DTLS verifies the remote's address in its handshake (RFC 9175 §2.4 asks no more).
+        #[cfg(feature = "dtls")]
+        if secure.is_some() {
+            proto_config.amplification_mitigation = false;
+        }
         if proto_config.seed == 0 {
             proto_config.seed = os_seed();
         }

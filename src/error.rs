@@ -26,6 +26,10 @@ pub enum RequestError {
     /// option).
     #[error("bad response: {0}")]
     BadResponse(&'static str),
+    /// The server answered an OSCORE-protected request without OSCORE protection (an error
+    /// such as 4.01 "Replay detected", which anyone on the path could have sent).
+    #[error("the server answered {0} without OSCORE protection")]
+    Unprotected(crate::message::Code),
     /// The request URI could not be parsed.
     #[error("invalid URI: {0}")]
     InvalidUri(#[from] crate::message::uri::UriError),
@@ -47,6 +51,7 @@ impl From<Failure> for RequestError {
             Failure::Reset => Self::Reset,
             Failure::Transport(kind) => Self::Transport(kind),
             Failure::BadResponse(why) => Self::BadResponse(why),
+            Failure::Unprotected(code) => Self::Unprotected(code),
             Failure::Refused(e) => Self::Refused(e),
         }
     }

@@ -484,6 +484,8 @@ pub(crate) fn result_of(e: &RequestError) -> coapio_result {
             COAPIO_RESULT_SECURITY
         }
         RequestError::Transport(_) => COAPIO_RESULT_UNREACHABLE,
+        // An unprotected answer to an OSCORE request is an end-to-end security failure.
+        RequestError::Unprotected(_) => COAPIO_RESULT_SECURITY,
         RequestError::BadResponse(_) => COAPIO_RESULT_BAD_RESPONSE,
         RequestError::InvalidUri(_) | RequestError::Resolve(_) => COAPIO_RESULT_INVALID_URI,
         RequestError::Refused(_) => COAPIO_RESULT_REFUSED,

@@ -628,9 +628,12 @@ impl SecurityContext {
             if !binding.observe {
                 return Err(OscoreError::UnexpectedObserve);
             }
-            if let Some(seq) = seq {
-                inner.set_uint(OptionNumber::OBSERVE, (seq & OBSERVE_MASK) as u32);
-            }
+            // Notifications are ordered by their Partial IVs (the Outer Observe value is not
+            // protected). The first answer reuses the request's nonce and has none: it
+            // counts as older than any notification, one before 0 in Observe's 24-bit
+            // serial numbers (RFC 7641 §3.4).
+            let value = seq.map_or(OBSERVE_MASK, |seq| seq & OBSERVE_MASK);
+            inner.set_uint(OptionNumber::OBSERVE, value as u32);
         }
         if let (Some(seq), false) = (seq, self.window.is_initialized()) {
             self.window.init_from(seq);

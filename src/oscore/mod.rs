@@ -3,9 +3,12 @@
 //! A [`SecurityContext`](crate::oscore::SecurityContext) turns a request's code, options
 //! and payload into the OSCORE message's (POST or FETCH, the outer options with the OSCORE
 //! option, the ciphertext), and back; the caller keeps header, token and message ID, and
-//! which context a token belongs to. Nothing here touches the network, the clock or
-//! storage: the sequence number bounds that must survive a restart are handed to the caller
-//! to store.
+//! which context a token belongs to. Nothing but [`fs`](crate::oscore::fs) touches storage, and nothing the
+//! network or the clock: the sequence number bounds that must survive a restart are handed
+//! to the caller to store ([`fs::ContextDir`](crate::oscore::fs::ContextDir) stores them the way aiocoap does). The
+//! [`crate::proto::Endpoint`] uses contexts for the requests that name one
+//! ([`crate::proto::Request::oscore`]) and for received requests whose OSCORE option names
+//! one.
 //!
 //! ```text
 //!   client                                        server
@@ -78,6 +81,7 @@ mod classes;
 mod context;
 mod cose;
 mod error;
+pub mod fs;
 mod option;
 mod replay;
 mod sequence;

@@ -554,7 +554,7 @@ fn observe_registration_and_notifications() {
     assert_eq!(
         seen,
         [
-            (None, Some(0)),
+            (None, Some(0xff_ffff)),
             (Some(0x0100_0005), Some(5)),
             (Some(0x0100_0006), Some(6)),
         ]

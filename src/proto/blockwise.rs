@@ -179,6 +179,7 @@ impl ClientTransfer {
             confirmable: self.original.confirmable,
             timeout: self.original.timeout,
             token_length: self.original.token_length,
+            oscore: self.original.oscore,
         };
         r.options.remove(OptionNumber::BLOCK1);
         r.options.remove(OptionNumber::BLOCK2);
@@ -207,6 +208,7 @@ impl ClientTransfer {
             confirmable: self.original.confirmable,
             timeout: self.original.timeout,
             token_length: self.original.token_length,
+            oscore: self.original.oscore,
         };
         // A Request-Tag stays: the later blocks of the response belong to the same
         // operation as the request that had it (RFC 9175 §3.3).

@@ -2,8 +2,9 @@
 //! small messages to addresses it has not seen answer, and to tell that a request is fresh.
 //!
 //! An Echo value this endpoint gives is 12 bytes: the second it was made (counted from the
-//! endpoint's first use) and a 64-bit tag over that second and the remote's address, keyed
-//! with a secret the endpoint draws once. Checking one needs no state, so a flood of spoofed
+//! endpoint's first use) and a 64-bit tag over that second and the remote's address: SipHash
+//! (the standard library's) over a 128-bit secret the endpoint takes from the OS when it is
+//! made, then the data. Checking one needs no state, so a flood of spoofed
 //! requests costs no memory; a value is good for [`super::Config::echo_lifetime`] and only
 //! from the address it was given to. Remotes that returned a good value (or answered a
 //! request of ours, which proves they receive what is sent to their address) are remembered
@@ -11,7 +12,7 @@
 //! [`super::Config::max_verified_remotes`] of them, the oldest forgotten first.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{DefaultHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -24,9 +25,8 @@ pub(crate) const AMPLIFICATION_FACTOR: usize = 3;
 
 #[derive(Debug)]
 pub(crate) struct Freshness {
-    /// The keyed hash (SipHash with keys from the OS) that tags Echo values: a secret of this
-    /// endpoint's, never sent.
-    key: RandomState,
+    /// The secret that keys the tags of Echo values, never sent.
+    key: [u64; 2],
     /// The instant Echo times count from: the first time one was made or checked.
     epoch: Option<Instant>,
     lifetime: Duration,
@@ -41,12 +41,13 @@ pub(crate) struct Freshness {
 
 impl Freshness {
     pub(crate) fn new(
+        key: [u64; 2],
         lifetime: Duration,
         verified_lifetime: Duration,
         max_verified: usize,
     ) -> Self {
         Self {
-            key: RandomState::new(),
+            key,
             epoch: None,
             lifetime,
             verified_lifetime,
@@ -62,7 +63,9 @@ impl Freshness {
     }
 
     fn tag(&self, remote: SocketAddr, secs: u32) -> u64 {
-        let mut h = self.key.build_hasher();
+        let mut h = DefaultHasher::new();
+        h.write_u64(self.key[0]);
+        h.write_u64(self.key[1]);
         match remote {
             SocketAddr::V4(a) => {
                 h.write_u8(4);
@@ -160,7 +163,12 @@ mod tests {
 
     #[test]
     fn a_value_is_good_only_for_its_remote_and_lifetime() {
-        let mut f = Freshness::new(Duration::from_secs(30), Duration::from_secs(3600), 10);
+        let mut f = Freshness::new(
+            [1, 2],
+            Duration::from_secs(30),
+            Duration::from_secs(3600),
+            10,
+        );
         let t0 = Instant::now();
         let v = f.issue(t0, addr(1));
         assert_eq!(f.check(t0, addr(1), &v), Some(Duration::ZERO));
@@ -182,7 +190,12 @@ mod tests {
 
     #[test]
     fn verified_remotes_are_bounded_and_expire() {
-        let mut f = Freshness::new(Duration::from_secs(30), Duration::from_secs(100), 1000);
+        let mut f = Freshness::new(
+            [1, 2],
+            Duration::from_secs(30),
+            Duration::from_secs(100),
+            1000,
+        );
         let t0 = Instant::now();
         for i in 0..5000u16 {
             f.verify(t0, addr(i));

@@ -41,6 +41,14 @@ pub enum Error {
     /// open requests: raise `Config::token_length`).
     #[error("no unused token of the configured length is left for this remote; use longer tokens")]
     NoToken,
+    /// The request names an OSCORE security context this endpoint does not have (or the
+    /// library was built without the `oscore` feature).
+    #[error("no OSCORE security context {0:?} in this endpoint")]
+    NoSecurityContext(super::SecurityId),
+    /// OSCORE could not protect the message (RFC 8613).
+    #[cfg(feature = "oscore")]
+    #[error("OSCORE: {0}")]
+    Oscore(#[from] crate::oscore::OscoreError),
 }
 
 /// Why a request of the core ended without a response ([`super::Event::Failed`]).
@@ -62,6 +70,11 @@ pub enum Failure {
     /// option).
     #[error("bad response: {0}")]
     BadResponse(&'static str),
+    /// The server answered an OSCORE-protected request without OSCORE (an error such as 4.01
+    /// "Security context not found" or "Replay detected", which anybody on the path could
+    /// have sent); the code is as received.
+    #[error("the server answered {0} without OSCORE protection")]
+    Unprotected(crate::message::Code),
     /// The endpoint refused to send a request it needed (the next block of a transfer).
     #[error("request refused: {0}")]
     Refused(#[from] Error),

@@ -4,8 +4,9 @@
 //! An [`Endpoint`] owns message IDs per remote, the retransmission of Confirmable messages with
 //! randomized exponential back-off, deduplication of received messages with replay of the
 //! stored answer, tokens, NSTART, piggybacked and separate responses, and the rules for
-//! malformed input. It never touches a socket, a thread, the clock or OS randomness: the caller
-//! passes `now` into every call, and randomness comes from [`Config::seed`]. Its behaviour is
+//! malformed input. It never touches a socket, a thread or the clock: the caller passes `now`
+//! into every call, and randomness comes from [`Config::seed`], but for the secret key of
+//! its Echo values (RFC 9175), which comes from the OS. Its behaviour is
 //! tested on a simulated lossy network in `src/proto/tests/`.
 
 #![forbid(unsafe_code)]
@@ -26,8 +27,8 @@ mod types;
 mod tests;
 
 pub use config::{Config, ConfigError};
-pub use endpoint::{Endpoint, Stats};
-pub use types::{Event, IncomingId, Request, RequestId, Response};
+pub use endpoint::{Endpoint, PersistHook, Stats};
+pub use types::{Event, IncomingId, Request, RequestId, Response, SecurityId};
 
 pub use crate::net::{RecvMeta, Transmit, TransportError, TransportErrorKind};
 pub use error::{Error, Failure};

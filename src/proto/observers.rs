@@ -36,6 +36,8 @@ pub(crate) struct Observer {
     /// The message ID of a Confirmable notification not yet acknowledged: a newer
     /// notification takes over its retransmission (RFC 7641 §4.5.2).
     pub(crate) inflight_con: Option<u16>,
+    /// For a registration protected with OSCORE: what protects its notifications.
+    pub(crate) security: Option<Box<super::endpoint::Security>>,
 }
 
 impl Observer {
@@ -138,6 +140,7 @@ impl Observers {
         key: (SocketAddr, Token),
         request: &Request,
         meta: RecvMeta,
+        security: Option<super::endpoint::Security>,
         (budget, per_resource): (usize, usize),
     ) -> Result<u32, (Full, Option<u16>)> {
         let previous = self.remove(&key);
@@ -157,6 +160,7 @@ impl Observers {
             last_con: now,
             // A Confirmable notification in flight to the old registration goes on.
             inflight_con: previous.as_ref().and_then(|o| o.inflight_con),
+            security: security.map(Box::new),
         };
         if self.per_resource.get(&resource).map_or(0, HashSet::len) >= per_resource {
             return Err((Full::Resource, previous.and_then(|o| o.inflight_con)));
@@ -227,16 +231,22 @@ mod tests {
         let key = (remote, Token::from_slice(&[1]).unwrap());
         let meta = RecvMeta::new(remote);
         let full = |r: Result<u32, (Full, Option<u16>)>| r.map_err(|(f, _)| f);
-        assert_eq!(full(o.register(now, key, &req, meta, (1 << 20, 10))), Ok(2));
+        assert_eq!(
+            full(o.register(now, key, &req, meta, None, (1 << 20, 10))),
+            Ok(2)
+        );
         assert_eq!(o.get(&key).unwrap().request(), req);
-        assert_eq!(full(o.register(now, key, &req, meta, (1 << 20, 1))), Ok(3));
+        assert_eq!(
+            full(o.register(now, key, &req, meta, None, (1 << 20, 1))),
+            Ok(3)
+        );
         let key2 = (remote, Token::from_slice(&[2]).unwrap());
         assert_eq!(
-            full(o.register(now, key2, &req, meta, (1 << 20, 1))),
+            full(o.register(now, key2, &req, meta, None, (1 << 20, 1))),
             Err(Full::Resource)
         );
         assert_eq!(
-            full(o.register(now, key2, &Request::get("/c"), meta, (1, 9))),
+            full(o.register(now, key2, &Request::get("/c"), meta, None, (1, 9))),
             Err(Full::Memory)
         );
         assert_eq!(o.of("/a/b"), vec![key]);
@@ -247,7 +257,7 @@ mod tests {
         let budget = o.bytes() + 100;
         o.get_mut(&key).unwrap().inflight_con = Some(77);
         assert_eq!(
-            o.register(now, key, &big, meta, (budget, 10)),
+            o.register(now, key, &big, meta, None, (budget, 10)),
             Err((Full::Memory, Some(77)))
         );
         assert_eq!((o.len(), o.bytes()), (0, 0));
@@ -265,14 +275,14 @@ mod tests {
         let limits = (1 << 20, 1);
         let a = Request::get("/a").observe();
         assert!(o
-            .register(now, (p1, t), &a, RecvMeta::new(p1), limits)
+            .register(now, (p1, t), &a, RecvMeta::new(p1), None, limits)
             .is_ok());
         let b = Request::get("/b").observe();
         assert!(o
-            .register(now, (p2, t), &b, RecvMeta::new(p2), limits)
+            .register(now, (p2, t), &b, RecvMeta::new(p2), None, limits)
             .is_ok());
         assert!(o
-            .register(now, (p2, t), &a, RecvMeta::new(p2), limits)
+            .register(now, (p2, t), &a, RecvMeta::new(p2), None, limits)
             .is_err());
         assert_eq!(o.of("/a").len(), 1);
     }

@@ -18,6 +18,11 @@ pub struct RequestId(pub(crate) u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IncomingId(pub(crate) u64);
 
+/// Names an OSCORE security context added to an endpoint (RFC 8613; feature `oscore`,
+/// `Endpoint::add_oscore_context`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecurityId(pub(crate) u32);
+
 /// A request: method, options, payload, and whether it is sent Confirmable.
 ///
 /// Message ID and token are the endpoint's business and are not part of it.
@@ -48,6 +53,10 @@ pub struct Request {
     /// The length of this request's token, 0–8 bytes, instead of
     /// [`super::Config::token_length`].
     pub token_length: Option<u8>,
+    /// The OSCORE security context that protects the request and verifies its response
+    /// (RFC 8613; feature `oscore`), if any. Every message of the request (each block, each
+    /// repetition) is protected with a sequence number of its own.
+    pub oscore: Option<SecurityId>,
 }
 
 impl Request {
@@ -60,6 +69,7 @@ impl Request {
             confirmable: true,
             timeout: None,
             token_length: None,
+            oscore: None,
         }
     }
 
@@ -113,6 +123,12 @@ impl Request {
     /// Sets the payload.
     pub fn with_payload(mut self, payload: impl Into<Vec<u8>>) -> Self {
         self.payload = payload.into();
+        self
+    }
+
+    /// Protects the request with an OSCORE security context (feature `oscore`).
+    pub fn with_oscore(mut self, context: SecurityId) -> Self {
+        self.oscore = Some(context);
         self
     }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use log::{debug, trace};
 
-use crate::message::{Code, Message, MessageRef, OptionNumber, Token, Type};
+use crate::message::{Code, MessageRef, OptionNumber, Token, Type};
 use crate::net::RecvMeta;
 use crate::proto::{Error, Failure};
 
@@ -35,6 +35,7 @@ impl Endpoint {
         if !request.method.is_request() {
             return Err(Error::WrongCode(request.method));
         }
+        self.oscore.check(&request)?;
         // Check encodability now, so that a request never fails later for the caller's data.
         for (number, value) in request.options.iter() {
             if value.len() > 65804 {
@@ -134,6 +135,7 @@ impl Endpoint {
                 caller: id,
                 fetch: None,
                 fetches: Vec::new(),
+                security: None,
             },
         );
         if let Some(at) = overall {
@@ -200,19 +202,27 @@ impl Endpoint {
         } else {
             Type::Non
         };
-        let msg = Message {
-            ty,
-            code: req.request.method,
-            message_id: mid,
-            token: req.token,
-            options: req.request.options.clone(),
-            payload: req.request.payload.clone(),
+        // Protected (OSCORE) as it goes out: each message with a sequence number of its own.
+        let (msg, security) = match self
+            .oscore
+            .request_message(&req.request, ty, mid, req.token)
+        {
+            Ok(x) => x,
+            Err(e) => {
+                debug!("coapio: request {id:?} cannot be sent: {e}");
+                self.finish_request(now, id, Some(Err(Failure::Refused(e))));
+                return true;
+            }
         };
         let mut wire = Vec::new();
         if msg.encode(&mut wire).is_err() {
             // `request` checked the option lengths; nothing else can fail.
             return true;
         }
+        let Some(req) = self.requests.get_mut(&id) else {
+            return true;
+        };
+        req.security = security;
         req.state = ReqState::Outstanding;
         req.mid = Some(mid);
         let retransmit = if ty == Type::Con {
@@ -517,7 +527,38 @@ impl Endpoint {
             }
             return;
         };
-        if let Some(bad) = critical_problem(m.options) {
+        // A response to a protected request is verified and decrypted first (RFC 8613 §8.4);
+        // one that fails is acknowledged and ends the request.
+        let opened = self
+            .requests
+            .get(&id)
+            .and_then(|r| r.security.as_ref())
+            .map(|security| self.oscore.open_response(security, m));
+        if let Some(opened) = opened {
+            self.accept_response(now, meta, m);
+            if opened.is_ok() {
+                self.freshness.verify(now, remote);
+            } else if self
+                .requests
+                .get(&id)
+                .is_some_and(|r| r.state == ReqState::Observing)
+            {
+                // A notification that fails verification is dropped; the observation
+                // stays (anyone who knows the token could end it otherwise).
+                debug!("coapio: notification from {remote} failed OSCORE verification");
+                return;
+            }
+            let outcome =
+                opened.and_then(|response| match critical_problem(response.options.iter()) {
+                    Some(_) => Err(Failure::BadResponse(
+                        "unrecognized critical option in the response",
+                    )),
+                    None => Ok(response),
+                });
+            self.finish_request(now, id, Some(outcome));
+            return;
+        }
+        if let Some(bad) = critical_problem(m.options.iter()) {
             debug!("coapio: response from {remote} has unrecognized critical option {bad:?}");
             if m.ty == Type::Con {
                 self.send_rst(meta, m.message_id);

@@ -202,10 +202,32 @@ impl Endpoint {
                     self.acknowledge_request(now, id);
                     return;
                 }
+                // A response to a protected request is verified and decrypted first
+                // (RFC 8613 §8.4).
+                let opened = self
+                    .requests
+                    .get(&id)
+                    .and_then(|r| r.security.as_ref())
+                    .map(|security| self.oscore.open_response(security, m));
+                if let Some(opened) = opened {
+                    if opened.is_ok() {
+                        self.freshness.verify(now, meta.remote);
+                    }
+                    let outcome = opened.and_then(|response| {
+                        match critical_problem(response.options.iter()) {
+                            Some(_) => Err(Failure::BadResponse(
+                                "unrecognized critical option in the response",
+                            )),
+                            None => Ok(response),
+                        }
+                    });
+                    self.finish_request(now, id, Some(outcome));
+                    return;
+                }
                 // The response carries the token sent to the remote's address, so the remote
                 // receives what is sent there (RFC 9175 §2.4).
                 self.freshness.verify(now, meta.remote);
-                let outcome = if critical_problem(m.options).is_some() {
+                let outcome = if critical_problem(m.options.iter()).is_some() {
                     Err(Failure::BadResponse(
                         "unrecognized critical option in the response",
                     ))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
-use crate::message::{Code, OptionNumber, OptionsRef, Token, Type};
+use crate::message::{Code, OptionNumber, Token, Type};
 use crate::net::RecvMeta;
 
 use super::blockwise::{
@@ -29,7 +29,11 @@ mod fresh;
 mod messaging;
 mod multicast;
 mod observe;
+mod secure;
 mod server;
+
+pub use secure::PersistHook;
+pub(crate) use secure::Security;
 
 /// A CoAP endpoint with no I/O of its own: datagrams and the time go in; datagrams to send,
 /// events and the next deadline come out.
@@ -87,6 +91,8 @@ pub struct Endpoint {
     remote_use: BTreeMap<SocketAddr, bool>,
     /// Echo values given and remotes verified (RFC 9175 §2).
     freshness: Freshness,
+    /// OSCORE security contexts (RFC 8613).
+    oscore: secure::Contexts,
 }
 
 /// Per-remote state, kept while anything refers to the remote and for EXCHANGE_LIFETIME after
@@ -141,6 +147,8 @@ struct OutRequest {
     fetch: Option<(RequestId, ClientTransfer)>,
     /// For an observation: the exchanges fetching the rest of its notifications.
     fetches: Vec<RequestId>,
+    /// For a request protected with OSCORE, once sent: what verifies its responses.
+    security: Option<Security>,
 }
 
 /// A caller's request in a later exchange than its first (see [`Endpoint::calls`]).
@@ -256,6 +264,8 @@ struct Incoming {
     /// The size of the request's datagram: an answer to an unverified remote may be at most
     /// three times that (RFC 9175 §2.4).
     request_len: usize,
+    /// For a request that came protected with OSCORE: what protects its answer.
+    security: Option<Security>,
 }
 
 /// A datagram waiting for [`Endpoint::poll_transmit`].
@@ -309,9 +319,11 @@ fn implemented(n: OptionNumber) -> bool {
 /// The first critical option that must be treated as unrecognized: unknown or not
 /// implemented here, of a length outside its bounds (§5.4.3), or a repetition of an option
 /// that is not repeatable (§5.4.5).
-fn critical_problem(options: OptionsRef<'_>) -> Option<OptionNumber> {
+fn critical_problem<'a>(
+    mut options: impl Iterator<Item = (OptionNumber, &'a [u8])>,
+) -> Option<OptionNumber> {
     let mut previous = None;
-    options.iter().find_map(|(n, v)| {
+    options.find_map(|(n, v)| {
         let repeated = previous == Some(n);
         previous = Some(n);
         let unrecognized = match n.info() {
@@ -353,14 +365,23 @@ impl Endpoint {
             config.exchange_lifetime(),
         );
         let block_cache = BlockCache::new(config.block_cache, config.exchange_lifetime());
+        let rng = Rng::new(config.seed);
+        // The key of Echo values must not follow from anything sent (tokens come from `rng`,
+        // whose state its outputs reveal): it is the one thing taken from the OS.
+        let os = std::hash::RandomState::new();
         let freshness = Freshness::new(
+            [
+                std::hash::BuildHasher::hash_one(&os, config.seed),
+                std::hash::BuildHasher::hash_one(&os, !config.seed),
+            ],
             config.echo_lifetime,
             config.verified_lifetime,
             config.max_verified_remotes,
         );
         Self {
             freshness,
-            rng: Rng::new(config.seed),
+            oscore: secure::Contexts::default(),
+            rng,
             dedup: Dedup::new(
                 config.dedup_memory,
                 config.dedup_memory_per_remote,

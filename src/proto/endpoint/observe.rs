@@ -194,11 +194,15 @@ impl Endpoint {
                     self.config.observer_memory,
                     self.config.max_observers_per_resource,
                 );
-                let meta = ex.meta;
-                match self
-                    .observers
-                    .register(now, key, &request, meta, (budget, per_resource))
-                {
+                let (meta, security) = (ex.meta, ex.security.clone());
+                match self.observers.register(
+                    now,
+                    key,
+                    &request,
+                    meta,
+                    security,
+                    (budget, per_resource),
+                ) {
                     Ok(seq) => {
                         debug!("coapio: {} observes {}", key.0, request.path());
                         response.options.set_uint(OptionNumber::OBSERVE, seq);
@@ -274,6 +278,7 @@ impl Endpoint {
                     notification_type: ty,
                     registration: None,
                     request_len: 0,
+                    security: None,
                 },
             );
             self.timers.schedule(now + lifetime, TimerKey::Incoming(id));
@@ -329,7 +334,8 @@ impl Endpoint {
             let block_key = request_key(request.method, request.options.iter(), &request.payload);
             let shaped =
                 self.shape_blockwise(now, key.0, block_key, None, None, 6, response.clone());
-            self.send_to_observer(now, *key, &o.meta, shaped, true, false);
+            let security = o.security.map(|s| *s);
+            self.send_to_observer(now, *key, &o.meta, security, shaped, true, false);
         }
         Ok(keys.len())
     }
@@ -347,6 +353,7 @@ impl Endpoint {
         let Some(o) = self.observers.get_mut(&key) else {
             return; // the observer left meanwhile
         };
+        let security = o.security.as_deref().cloned();
         let success = response.code.is_success();
         let mut response = response;
         if success {
@@ -375,20 +382,33 @@ impl Endpoint {
             }
         }
         let response = self.shape_blockwise(now, key.0, ex.key, None, None, 6, response);
-        self.send_to_observer(now, key, &ex.meta, response, con, success);
+        self.send_to_observer(now, key, &ex.meta, security, response, con, success);
         self.purge_idle_peers(now);
     }
 
-    /// Encodes and sends a notification (`observing`: the observer stays) or a final answer.
+    /// Encodes and sends a notification (`observing`: the observer stays) or a final answer,
+    /// protected with a Partial IV of its own when the registration was (RFC 8613 §4.1.3.5).
+    #[allow(clippy::too_many_arguments)]
     fn send_to_observer(
         &mut self,
         now: Instant,
         key: (SocketAddr, Token),
         meta: &RecvMeta,
+        security: Option<Security>,
         response: Response,
         con: bool,
         observing: bool,
     ) {
+        let response = match &security {
+            Some(security) => match self.oscore.seal_response(security, response, true) {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!("coapio: notification to {} not protected: {e}", key.0);
+                    return;
+                }
+            },
+            None => response,
+        };
         let msg = Message {
             ty: if con { Type::Con } else { Type::Non },
             code: response.code,

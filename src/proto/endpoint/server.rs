@@ -10,7 +10,24 @@ use crate::message::{Code, Message, MessageRef, OptionNumber, Type};
 use crate::net::RecvMeta;
 use crate::proto::Error;
 
+use super::secure::Received;
 use super::*;
+
+/// What the endpoint knows of a received request beyond its (inner) message: the size of
+/// its datagram and, for one protected with OSCORE, what protects its answer.
+pub(super) struct Rx {
+    len: usize,
+    security: Option<Security>,
+}
+
+impl Rx {
+    fn plain(m: &MessageRef<'_>) -> Self {
+        Self {
+            len: m.wire_len(),
+            security: None,
+        }
+    }
+}
 
 impl Endpoint {
     /// Answers a request of an [`Event::Request`]. Call [`poll_transmit`](Self::poll_transmit)
@@ -171,7 +188,7 @@ impl Endpoint {
 
     /// The message that carries the answer to `id`, and its encoding.
     fn encode_answer(
-        &self,
+        &mut self,
         id: IncomingId,
         response: Response,
     ) -> Result<(Message, Vec<u8>), Error> {
@@ -185,11 +202,17 @@ impl Endpoint {
         } else {
             (Type::Non, 0)
         };
+        let token = ex.token;
+        // The answer to a protected request is protected (RFC 8613 §8.3).
+        let response = match &ex.security {
+            Some(security) => self.oscore.seal_response(security, response, false)?,
+            None => response,
+        };
         let msg = Message {
             ty,
             code: response.code,
             message_id: mid,
-            token: ex.token,
+            token,
             options: response.options,
             payload: response.payload,
         };
@@ -250,9 +273,10 @@ impl Endpoint {
         now: Instant,
         meta: &RecvMeta,
         m: &MessageRef<'_>,
+        rx: Rx,
         code: Code,
     ) {
-        self.answer_directly(now, meta, m, Response::new(code));
+        self.answer_directly(now, meta, m, rx, Response::new(code));
     }
 
     /// Fits a response to block-wise rules: echoes the Block1 of a completed upload, and cuts a
@@ -319,9 +343,10 @@ impl Endpoint {
         now: Instant,
         meta: &RecvMeta,
         m: &MessageRef<'_>,
+        rx: Rx,
         response: Response,
     ) {
-        let id = self.register_incoming(now, meta, m);
+        let id = self.register_incoming(now, meta, m, rx);
         if self.respond(now, id, response).is_err() {
             self.incoming.remove(&id);
         }
@@ -332,6 +357,7 @@ impl Endpoint {
         now: Instant,
         meta: &RecvMeta,
         m: &MessageRef<'_>,
+        rx: Rx,
     ) -> IncomingId {
         let id = IncomingId(self.next_id);
         self.next_id += 1;
@@ -366,7 +392,8 @@ impl Endpoint {
                 notification: false,
                 notification_type: None,
                 registration: None,
-                request_len: m.wire_len(),
+                request_len: rx.len,
+                security: rx.security,
             },
         );
         id
@@ -413,9 +440,42 @@ impl Endpoint {
             response
                 .options
                 .set_uint(OptionNumber::MAX_AGE, secs.min(u64::from(u32::MAX)) as u32);
-            return self.answer_directly(now, meta, m, response);
+            return self.answer_directly(now, meta, m, Rx::plain(m), response);
         }
-        if let Some(bad) = critical_problem(m.options) {
+        // OSCORE (RFC 8613 §8.2): a protected request is verified before anything else looks
+        // at it, and served as its inner request; nothing unverified reaches the application.
+        let len = m.wire_len();
+        let (wire, security, challenge) = match self.open_request(now, meta, m) {
+            Received::Plain => (None, None, false),
+            Received::Inner(wire, security) => (Some(wire), Some(security), false),
+            Received::Challenge(wire, security) => (Some(wire), Some(security), true),
+            Received::Refused(answer) => {
+                if let Some(response) = answer.filter(|_| m.ty == Type::Con) {
+                    if !meta.is_multicast() {
+                        self.answer_directly(now, meta, m, Rx::plain(m), response);
+                    }
+                }
+                return;
+            }
+        };
+        let inner;
+        let m = match &wire {
+            Some(wire) => match MessageRef::decode(wire) {
+                Ok(decoded) => {
+                    inner = decoded;
+                    &inner
+                }
+                Err(_) => return,
+            },
+            None => m,
+        };
+        let rx = Rx { len, security };
+        if challenge {
+            // Its freshness unknown after a restart (RFC 8613 Appendix B.1.2): a protected
+            // 4.01 with an Echo value the client repeats.
+            return self.answer_directly(now, meta, m, rx, Response::echo_challenge());
+        }
+        if let Some(bad) = critical_problem(m.options.iter()) {
             debug!(
                 "coapio: request from {} has unrecognized critical option {bad:?}",
                 meta.remote
@@ -423,7 +483,7 @@ impl Endpoint {
             // 4.02 in the ACK of a Confirmable request; a Non-confirmable (or multicast) one
             // is ignored (RFC 7252 §5.4.1).
             if m.ty == Type::Con && !meta.is_multicast() {
-                self.reject_request(now, meta, m, Code::BAD_OPTION);
+                self.reject_request(now, meta, m, rx, Code::BAD_OPTION);
             }
             return;
         }
@@ -432,7 +492,7 @@ impl Endpoint {
                 || m.options.get(OptionNumber::PROXY_SCHEME).is_some())
         {
             debug!("coapio: proxy request from {}; 5.05", meta.remote);
-            self.reject_request(now, meta, m, Code::PROXYING_NOT_SUPPORTED);
+            self.reject_request(now, meta, m, rx, Code::PROXYING_NOT_SUPPORTED);
             return;
         }
         if self.incoming.len() >= self.config.max_pending_requests {
@@ -440,7 +500,7 @@ impl Endpoint {
                 "coapio: too many requests await answers; 5.03 to {}",
                 meta.remote
             );
-            self.reject_request(now, meta, m, Code::SERVICE_UNAVAILABLE);
+            self.reject_request(now, meta, m, rx, Code::SERVICE_UNAVAILABLE);
             return;
         }
         let mut request = Request {
@@ -450,6 +510,7 @@ impl Endpoint {
             confirmable: m.ty == Type::Con && !meta.is_multicast(),
             timeout: None,
             token_length: Some(m.token.len() as u8),
+            oscore: rx.security.as_ref().map(|s| s.0),
         };
         // Echo (RFC 9175 §2): a value this endpoint gave the remote verifies its address and
         // stays in the request, so that the application sees the request is fresh; any other
@@ -464,13 +525,13 @@ impl Endpoint {
         }
         let preferred = self.block_szx(meta.remote);
         let block2 = match block_of(m.options, OptionNumber::BLOCK2) {
-            Some(Err(())) => return self.reject_request(now, meta, m, Code::BAD_OPTION),
+            Some(Err(())) => return self.reject_request(now, meta, m, rx, Code::BAD_OPTION),
             Some(Ok(b)) => Some(b),
             None => None,
         };
         let mut block1 = None;
         match block_of(m.options, OptionNumber::BLOCK1) {
-            Some(Err(())) => return self.reject_request(now, meta, m, Code::BAD_OPTION),
+            Some(Err(())) => return self.reject_request(now, meta, m, rx, Code::BAD_OPTION),
             Some(Ok(b)) => {
                 // The blocks of one upload share a key that leaves the body out (it is what
                 // is being uploaded) and includes the Request-Tag.
@@ -480,7 +541,7 @@ impl Endpoint {
                     .on_block(now, meta.remote, upload, request, b, preferred)
                 {
                     UploadStep::Answer(response) => {
-                        return self.answer_directly(now, meta, m, response)
+                        return self.answer_directly(now, meta, m, rx, response)
                     }
                     UploadStep::Complete(whole, last) => {
                         request = whole;
@@ -508,10 +569,10 @@ impl Endpoint {
             });
             if let Some(part) = part {
                 let response = part.unwrap_or_else(|| Response::new(Code::BAD_OPTION));
-                return self.answer_directly(now, meta, m, response);
+                return self.answer_directly(now, meta, m, rx, response);
             }
         }
-        let id = self.register_incoming(now, meta, m);
+        let id = self.register_incoming(now, meta, m, rx);
         if let Some(ex) = self.incoming.get_mut(&id) {
             ex.key = key;
             ex.block2 = block2;

@@ -10,6 +10,8 @@ mod message_layer;
 mod observe;
 mod observe_core;
 mod options;
+#[cfg(feature = "oscore")]
+mod oscore;
 mod regressions;
 mod sim;
 mod sustained;

@@ -72,6 +72,8 @@ pub(crate) struct Node {
     pub(crate) observable: bool,
     /// How often the "handler" ran, by request payload.
     pub(crate) handler_runs: HashMap<Vec<u8>, u32>,
+    /// How many of the requests the "handler" saw came protected with OSCORE.
+    pub(crate) protected_requests: u32,
     /// Every event of each request, in order (exactly one is expected).
     pub(crate) outcomes: HashMap<RequestId, Vec<Outcome>>,
     /// The notifications of observations, in order.
@@ -145,6 +147,7 @@ impl Sim {
             reply_size: None,
             observable: false,
             handler_runs: HashMap::new(),
+            protected_requests: 0,
             outcomes: HashMap::new(),
             notifications: HashMap::new(),
             group_responses: HashMap::new(),
@@ -239,6 +242,7 @@ impl Sim {
         let node = &mut self.nodes[i];
         match ev {
             Event::Request { id, request, .. } => {
+                node.protected_requests += u32::from(request.oscore.is_some());
                 *node
                     .handler_runs
                     .entry(request.payload.clone())

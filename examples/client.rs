@@ -3,8 +3,12 @@
 //! ```text
 //! cargo run --example client -- [-m METHOD] [--non] [--payload TEXT] [--timeout SECONDS]
 //!     [--observe SECONDS] [--transport udp6|simple6]
-//!     [--psk-identity TEXT --psk-key TEXT] [--cert FILE --key FILE] [--ca FILE] URI
+//!     [--psk-identity TEXT --psk-key TEXT] [--cert FILE --key FILE] [--ca FILE]
+//!     [--oscore DIR] URI
 //! ```
+//!
+//! `--oscore DIR` protects the request with the OSCORE security context in DIR, in aiocoap's
+//! format (`settings.json`, `secret.json`, `sequence.json`; build with `--features oscore`).
 //!
 //! `coaps://` URIs go over DTLS with the pre-shared key or the certificate given, verifying
 //! the server's certificate against `--ca` (build with `--features dtls`).
@@ -24,7 +28,7 @@ mod common;
 
 const USAGE: &str = "usage: client [-m GET|POST|PUT|DELETE] [--non] [--payload TEXT] \
     [--timeout SECONDS] [--observe SECONDS] [--transport udp6|simple6] \
-    [--psk-identity TEXT --psk-key TEXT] [--cert FILE --key FILE] [--ca FILE] URI";
+    [--psk-identity TEXT --psk-key TEXT] [--cert FILE --key FILE] [--ca FILE] [--oscore DIR] URI";
 
 fn main() -> ExitCode {
     common::log_to_stderr();
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     let mut observe = None;
     let mut uri = None;
     let mut dtls = common::DtlsFlags::default();
+    let mut oscore = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -53,6 +58,13 @@ fn main() -> ExitCode {
                 }
             }
             "--non" => confirmable = false,
+            "--oscore" => match args.next() {
+                Some(dir) => oscore = Some(dir),
+                None => {
+                    eprintln!("--oscore needs a directory");
+                    return ExitCode::from(2);
+                }
+            },
             "--payload" => match args.next() {
                 Some(p) => payload = p.into_bytes(),
                 None => {
@@ -118,6 +130,15 @@ fn main() -> ExitCode {
             Ok(b) => builder = b,
             Err(e) => {
                 eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Some(dir) = oscore {
+        match common::oscore_dir(builder, Some("*"), &dir) {
+            Ok(b) => builder = b,
+            Err(e) => {
+                eprintln!("--oscore {dir}: {e}");
                 return ExitCode::from(2);
             }
         }

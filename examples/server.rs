@@ -16,6 +16,10 @@
 //! build with `--features dtls`) on `--bind-dtls ADDR`, by default the `--bind` address with
 //! its port + 1, as libcoap's server does.
 //!
+//! `--oscore DIR` serves every resource only to requests protected with the OSCORE security
+//! context in DIR, in aiocoap's format (`settings.json`, `secret.json`, `sequence.json`; build
+//! with `--features oscore`); unprotected requests get 4.01.
+//!
 //! `--multicast IF` (repeatable) joins the All-CoAP-Nodes groups (`ff02::fd`, `ff05::fd`,
 //! `224.0.1.187`) on interface IF: requests to them are answered from a unicast address after
 //! a random leisure, and error responses to them are not sent (RFC 7252 §8.2).
@@ -43,12 +47,14 @@ fn main() -> ExitCode {
     let mut multicast: Vec<String> = Vec::new();
     let mut dtls = common::DtlsFlags::default();
     let mut bind_dtls = None;
+    let mut oscore = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
             ("--bind", Some(v)) => bind = v,
             ("--multicast", Some(v)) => multicast.push(v),
             ("--bind-dtls", Some(v)) => bind_dtls = Some(v),
+            ("--oscore", Some(v)) => oscore = Some(v),
             (flag @ ("--psk-identity" | "--psk-key" | "--cert" | "--key" | "--ca"), v) => {
                 if let Err(e) = dtls.take(flag, v) {
                     eprintln!("{e}");
@@ -74,7 +80,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 eprintln!(
-                    "usage: server [--bind ADDR] [--workers N] [--multicast IF]... [--transport udp6|simplesocketserver] [--psk-identity TEXT --psk-key TEXT] [--cert FILE --key FILE] [--ca FILE] [--bind-dtls ADDR]"
+                    "usage: server [--bind ADDR] [--workers N] [--multicast IF]... [--transport udp6|simplesocketserver] [--psk-identity TEXT --psk-key TEXT] [--cert FILE --key FILE] [--ca FILE] [--bind-dtls ADDR] [--oscore DIR]"
                 );
                 return ExitCode::from(2);
             }
@@ -84,6 +90,10 @@ fn main() -> ExitCode {
         eprintln!("--bind {bind:?} is not an address like [::]:5683 or 127.0.0.1:5683");
         return ExitCode::from(2);
     };
+    if oscore.is_some() && workers > 1 {
+        eprintln!("--oscore serves with one worker: a security context's sequence numbers and replay window are one process's");
+        return ExitCode::from(2);
+    }
     let mut addr: std::net::SocketAddr = addr;
     let mut drivers = Vec::new();
     for worker in 0..workers {
@@ -106,6 +116,15 @@ fn main() -> ExitCode {
         }
         if let Some(t) = transport {
             builder = builder.transport(t);
+        }
+        if let Some(dir) = &oscore {
+            match common::oscore_dir(builder, None, dir) {
+                Ok(b) => builder = common::require_oscore(b),
+                Err(e) => {
+                    eprintln!("--oscore {dir}: {e}");
+                    return ExitCode::from(2);
+                }
+            }
         }
         let (endpoint, driver) = match builder.build() {
             Ok(x) => x,

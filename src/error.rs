@@ -56,3 +56,10 @@ impl From<Failure> for RequestError {
         }
     }
 }
+
+/// Errors cross threads (and `anyhow`, `Box<dyn Error + Send + Sync>`).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<RequestError>();
+    send_sync::<Error>();
+};

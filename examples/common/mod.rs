@@ -213,3 +213,31 @@ impl DtlsFlags {
         }
     }
 }
+
+/// Adds the OSCORE security context stored in `dir` (aiocoap's format) to `builder`, used
+/// for requests to URIs matching `pattern`.
+#[allow(dead_code)]
+pub(crate) fn oscore_dir(
+    builder: coapio::Builder,
+    pattern: Option<&str>,
+    dir: &str,
+) -> Result<coapio::Builder, String> {
+    #[cfg(feature = "oscore")]
+    {
+        builder.oscore_dir(pattern, dir).map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "oscore"))]
+    {
+        let _ = (builder, pattern, dir);
+        Err("OSCORE needs coapio built with `--features oscore`".into())
+    }
+}
+
+/// Makes `builder` serve only OSCORE-protected requests.
+#[allow(dead_code)]
+pub(crate) fn require_oscore(builder: coapio::Builder) -> coapio::Builder {
+    #[cfg(feature = "oscore")]
+    return builder.require_oscore();
+    #[cfg(not(feature = "oscore"))]
+    builder
+}

@@ -70,6 +70,33 @@ pub struct Builder {
     handler_timeout: Option<Duration>,
     #[cfg(feature = "dtls")]
     dtls: Option<crate::dtls::DtlsConfig>,
+    #[cfg(feature = "oscore")]
+    oscore: OscoreContexts,
+}
+
+/// The OSCORE contexts a [`Builder`] adds, with the URI patterns their requests match.
+#[cfg(feature = "oscore")]
+#[derive(Default)]
+struct OscoreContexts {
+    contexts: Vec<(
+        Option<String>,
+        crate::oscore::SecurityContext,
+        Option<proto::PersistHook>,
+    )>,
+    required: bool,
+}
+
+#[cfg(feature = "oscore")]
+impl std::fmt::Debug for OscoreContexts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OscoreContexts")
+            .field(
+                "patterns",
+                &self.contexts.iter().map(|c| &c.0).collect::<Vec<_>>(),
+            )
+            .field("required", &self.required)
+            .finish()
+    }
 }
 
 impl Builder {
@@ -86,7 +113,59 @@ impl Builder {
             handler_timeout: None,
             #[cfg(feature = "dtls")]
             dtls: None,
+            #[cfg(feature = "oscore")]
+            oscore: OscoreContexts::default(),
         }
+    }
+
+    /// Adds an OSCORE security context (RFC 8613; feature `oscore`). Received requests
+    /// whose OSCORE option names its Recipient ID are verified with it and answered
+    /// protected; with a `uri_pattern`, requests to matching URIs are protected with it
+    /// (aiocoap's patterns: a whole URI such as `coap://[::1]/secret`, or a prefix ending
+    /// in `*` such as `coap://example.com/*`; the first context added that matches is used).
+    ///
+    /// `persist` stores the sequence number ahead of its use (RFC 8613 Appendix B.1.1); it
+    /// runs under the endpoint's lock, so it should be quick.
+    #[cfg(feature = "oscore")]
+    pub fn oscore(
+        mut self,
+        uri_pattern: Option<&str>,
+        context: crate::oscore::SecurityContext,
+        persist: Option<proto::PersistHook>,
+    ) -> Self {
+        self.oscore
+            .contexts
+            .push((uri_pattern.map(str::to_owned), context, persist));
+        self
+    }
+
+    /// Adds the OSCORE security context stored in `dir` the way aiocoap stores one
+    /// (`settings.json`, `secret.json`, `sequence.json`; [`crate::oscore::fs`]), as
+    /// [`oscore`](Self::oscore) does, with its sequence numbers persisted to
+    /// `sequence.json`. A directory must be used by one process at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidData`] when the directory cannot be read or its context is
+    /// invalid.
+    #[cfg(feature = "oscore")]
+    pub fn oscore_dir(
+        self,
+        uri_pattern: Option<&str>,
+        dir: impl AsRef<std::path::Path>,
+    ) -> io::Result<Self> {
+        let (store, context) = crate::oscore::fs::ContextDir::open(dir.as_ref())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let persist: proto::PersistHook = Box::new(move |bound| store.store_sequence(bound));
+        Ok(self.oscore(uri_pattern, context, Some(persist)))
+    }
+
+    /// Serves only requests protected with OSCORE: an unprotected one is answered 4.01
+    /// Unauthorized ("OSCORE required") without reaching the site (feature `oscore`).
+    #[cfg(feature = "oscore")]
+    pub fn require_oscore(mut self) -> Self {
+        self.oscore.required = true;
+        self
     }
 
     /// Secures datagrams with DTLS (`coaps://`, RFC 7252 §9; feature `dtls`): a server
@@ -204,7 +283,20 @@ impl Builder {
         if config.seed == 0 {
             config.seed = os_seed();
         }
-        let ep = proto::Endpoint::new(Arc::new(config));
+        #[allow(unused_mut)]
+        let mut ep = proto::Endpoint::new(Arc::new(config));
+        #[allow(unused_mut)]
+        let mut oscore_patterns = Vec::new();
+        #[cfg(feature = "oscore")]
+        {
+            for (pattern, context, persist) in self.oscore.contexts {
+                let id = ep.add_oscore_context(context, persist);
+                if let Some(pattern) = pattern {
+                    oscore_patterns.push((pattern, id));
+                }
+            }
+            ep.require_oscore(self.oscore.required);
+        }
         // From the core's own (sanitized) configuration: when it forgets an exchange.
         let cap = |lifetime: Duration| self.handler_timeout.map_or(lifetime, |t| t.min(lifetime));
         let lifetimes = [
@@ -230,6 +322,7 @@ impl Builder {
                 local,
                 #[cfg(feature = "dtls")]
                 secure,
+                oscore: oscore_patterns.into(),
             },
             driver,
         ))

@@ -30,6 +30,8 @@ pub struct Endpoint {
     /// The remotes reached over DTLS, when the endpoint has DTLS (`Builder::dtls`).
     #[cfg(feature = "dtls")]
     pub(super) secure: Option<crate::dtls::SecureRemotes>,
+    /// The URI patterns of OSCORE contexts (`Builder::oscore`), in the order added.
+    pub(super) oscore: Arc<[(String, crate::proto::SecurityId)]>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -91,8 +93,28 @@ impl Endpoint {
     /// URI gives the destination and the Uri-* options, `request` the method, other options,
     /// payload and message type. Host names are resolved by the system (this blocks while it
     /// does; IP literals do not).
+    ///
+    /// A request to a URI that matches the pattern of an OSCORE context
+    /// ([`Builder::oscore`]) is protected with it, unless it names a context itself.
     pub fn request(&self, uri: &str, request: Request) -> ResponseFuture {
+        let request = self.secure_for(uri, request);
         self.request_to(resolve(uri), request)
+    }
+
+    /// Protects `request` with the first OSCORE context whose pattern matches `uri` (a
+    /// whole URI, or a prefix ending in `*`), unless it names one already.
+    fn secure_for(&self, uri: &str, mut request: Request) -> Request {
+        if request.oscore.is_none() {
+            request.oscore = self
+                .oscore
+                .iter()
+                .find(|(pattern, _)| match pattern.strip_suffix('*') {
+                    Some(prefix) => uri.starts_with(prefix),
+                    None => uri == pattern,
+                })
+                .map(|(_, id)| *id);
+        }
+        request
     }
 
     /// Sends `request` to a resolved URI (or fails with the resolution's error).
@@ -184,7 +206,10 @@ impl Endpoint {
                     "{uri}: a multicast group cannot be observed; ask it with multicast()"
                 )),
             ),
-            resolved => self.request_to(resolved, Request::new(Code::GET).observe()),
+            resolved => {
+                let request = self.secure_for(uri, Request::new(Code::GET).observe());
+                self.request_to(resolved, request)
+            }
         };
         Observation {
             inner,

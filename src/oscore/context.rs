@@ -2,7 +2,6 @@
 //! operations of [§8](https://www.rfc-editor.org/rfc/rfc8613#section-8): protecting and
 //! verifying requests and responses.
 
-use std::cell::Cell;
 use std::fmt;
 
 use crate::message::{decode_uint, Code, OptionNumber, Options};
@@ -11,6 +10,7 @@ use super::classes::{decode_plaintext, encode_plaintext, merge, split};
 use super::cose::{aad, decode_piv, encode_piv, info, nonce, Output};
 use super::replay::{ReplayWindow, MAX_WINDOW};
 use super::sequence::SenderSequence;
+use super::NonceUsed;
 use super::{
     Algorithm, Hkdf, OscoreError, OscoreOption, Plain, Protected, RequestBinding, Unverified,
 };
@@ -418,7 +418,7 @@ impl SecurityContext {
             kid: self.sender_id.clone(),
             piv,
             nonce_reusable: true,
-            nonce_used: Cell::new(false),
+            nonce_used: NonceUsed::default(),
             observe: split.observe == Some(0),
         };
         Ok((
@@ -468,7 +468,7 @@ impl SecurityContext {
             kid: kid.clone(),
             piv: piv.clone(),
             nonce_reusable: true,
-            nonce_used: Cell::new(false),
+            nonce_used: NonceUsed::default(),
             observe: false,
         };
         if self.window.is_initialized() && !self.window.check_and_accept(seq) {
@@ -539,7 +539,7 @@ impl SecurityContext {
                 let piv = encode_piv(self.sequence.allocate()?);
                 (nonce(&self.common_iv, &self.sender_id, &piv), Some(piv))
             } else {
-                binding.nonce_used.set(true);
+                binding.nonce_used.set();
                 (nonce(&self.common_iv, &binding.kid, &binding.piv), None)
             };
         let nonce = nonce.ok_or(OscoreError::WrongBinding)?;

@@ -93,7 +93,7 @@ pub use context::{ContextParams, SecurityContext};
 pub use error::{OscoreError, Unverified};
 pub use option::OscoreOption;
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::message::{Code, Options};
 
@@ -147,7 +147,7 @@ pub struct RequestBinding {
     /// known to be fresh (RFC 8613 Appendix B.1.2).
     nonce_reusable: bool,
     /// Whether a response reused it already.
-    nonce_used: Cell<bool>,
+    nonce_used: NonceUsed,
     /// Whether the request was an Observe registration (Observe 0).
     observe: bool,
 }
@@ -168,3 +168,32 @@ impl RequestBinding {
         self.observe
     }
 }
+
+/// Whether a response reused a request's nonce: set once, shared by nothing (each clone of
+/// a binding has its own), and `Sync` so that errors carrying a binding are.
+#[derive(Debug, Default)]
+pub(crate) struct NonceUsed(AtomicBool);
+
+impl NonceUsed {
+    pub(crate) fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Clone for NonceUsed {
+    fn clone(&self) -> Self {
+        Self(AtomicBool::new(self.get()))
+    }
+}
+
+impl PartialEq for NonceUsed {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for NonceUsed {}

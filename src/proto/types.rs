@@ -55,7 +55,8 @@ pub struct Request {
     pub token_length: Option<u8>,
     /// The OSCORE security context that protects the request and verifies its response
     /// (RFC 8613; feature `oscore`), if any. Every message of the request (each block, each
-    /// repetition) is protected with a sequence number of its own.
+    /// repetition) is protected with a sequence number of its own. In a received request:
+    /// the context that verified it (`None`: it came unprotected).
     pub oscore: Option<SecurityId>,
 }
 

@@ -1119,39 +1119,4 @@ mod tests {
             Err(ContextDirError::Io { .. })
         ));
     }
-
-    /// Hands directories to aiocoap: run with
-    /// `cargo test --features oscore --lib oscore::fs -- --ignored` where
-    /// `python3 -c 'import aiocoap.oscore'` works (aiocoap 0.4.17 was used).
-    #[test]
-    #[ignore = "needs python3 with aiocoap[oscore]"]
-    fn aiocoap_continues_from_what_we_wrote() {
-        let dir = TempDir::sample("client");
-        let (cdir, _) = dir.open().unwrap();
-        cdir.store_sequence(4321).unwrap();
-        drop(cdir);
-        let out = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(
-                "import sys, aiocoap.oscore as o\n\
-                 c = o.FilesystemSecurityContext(sys.argv[1])\n\
-                 print(c.sender_sequence_number, c.recipient_replay_window.is_initialized())\n\
-                 m = __import__('aiocoap').Message(code=1, uri_path=['x'])\n\
-                 c.protect(m)\n\
-                 print(c.sender_sequence_number)\n",
-            )
-            .arg(&dir.0)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(stdout, "4321 False\n4322\n");
-        // aiocoap's clean shutdown wrote its exact state back; we read it.
-        let (_, c) = dir.open().unwrap();
-        assert_eq!(c.sender_sequence(), 4322);
-    }
 }

@@ -38,6 +38,7 @@ mod capi {
             "config.rs",
             "context.rs",
             "client.rs",
+            "oscore.rs",
             "server.rs",
         ] {
             builder = builder.with_src(dir.join("src/ffi").join(file));

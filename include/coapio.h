@@ -639,6 +639,54 @@ coapio_result coapio_response_option(const coapio_response *response,
 coapio_result coapio_response_content_format(const coapio_response *response, uint16_t *out);
 
 /*
+ Adds an OSCORE security context (RFC 8613) to a configuration: the contexts made from it
+ verify received requests whose OSCORE option names `recipient_id`, and answer them
+ protected; with `uri_pattern` (NULL for none) they protect requests to matching URIs
+ (aiocoap's patterns: a whole URI, or a prefix ending in `*`: `"coap://[::1]:5683*"`
+ matches every URI of that server; the first context added that matches is used).
+
+ The key material is bytes: `sender_id` and `recipient_id` (at most 7 bytes with the
+ default algorithm; may be empty), `master_secret`, `master_salt` (may be empty),
+ `id_context` (NULL for none). `algorithm` is the COSE algorithm: 10 (AES-CCM-16-64-128,
+ also chosen by 0), 30 (AES-CCM-16-128-128) or 1 (A128GCM); HKDF is SHA-256. Sequence
+ numbers are not persisted: use `coapio_config_add_oscore_dir` for a context that lives
+ across restarts. One context (`coapio_context_new`) may be made from a configuration
+ with OSCORE contexts: a second would reuse sequence numbers, and is refused.
+ */
+coapio_result coapio_config_add_oscore(coapio_config *config,
+                                       const char *uri_pattern,
+                                       const uint8_t *sender_id,
+                                       size_t sender_id_len,
+                                       const uint8_t *recipient_id,
+                                       size_t recipient_id_len,
+                                       const uint8_t *master_secret,
+                                       size_t master_secret_len,
+                                       const uint8_t *master_salt,
+                                       size_t master_salt_len,
+                                       const uint8_t *id_context,
+                                       size_t id_context_len,
+                                       int32_t algorithm);
+
+/*
+ Adds the OSCORE security context stored in directory `dir` the way aiocoap stores one
+ (`settings.json`, `secret.json` and `sequence.json`, into which its sequence numbers are
+ persisted ahead of use, RFC 8613 Appendix B.1.1), as `coapio_config_add_oscore` adds one.
+ The directory is read when a context is made from the configuration
+ (`coapio_context_new` fails with `COAPIO_RESULT_INVALID_ARGUMENT` if it cannot be); it
+ must be used by one process at a time.
+ */
+coapio_result coapio_config_add_oscore_dir(coapio_config *config,
+                                           const char *uri_pattern,
+                                           const char *dir);
+
+/*
+ Makes the contexts made from `config` serve only OSCORE-protected requests (`on`
+ nonzero): an unprotected one is answered 4.01 Unauthorized ("OSCORE required") and no
+ handler runs.
+ */
+coapio_result coapio_config_require_oscore(coapio_config *config, bool on);
+
+/*
  Serves `path` (`"/hello"`): requests with a method in `methods` (a mask of
  `COAPIO_METHOD_MASK_*`) go to `callback`; others get 4.05. Registering a path again
  replaces it. `/.well-known/core` lists the resources (see

@@ -639,6 +639,13 @@ fn loops(f: Flavor, built: &Built) {
         "stranger with a wrong key: DTLS failed (credentials or handshake) (network error: DTLS: the handshake timed out",
         "done: DTLS works from C",
     ]);
+    // OSCORE (RFC 8613): a server requiring it and a client protecting its requests.
+    f.run("oscore", &[]).ok_with(&[
+        "client with OSCORE: GET coap://[::1]:",
+        "-> ok 2.05 \"sealed end to end\"",
+        "client without OSCORE: ok 4.01 \"OSCORE required\"",
+        "done: OSCORE works from C",
+    ]);
 }
 
 fn python_embedding() {

@@ -2213,3 +2213,105 @@ fn dtls_credentials_check_their_arguments() {
     );
     coapio_config_free(cfg);
 }
+
+/// OSCORE configuration: bad key material and algorithms are refused when given, a missing
+/// context directory when the context is made, and one configuration makes one context with
+/// its OSCORE contexts (two would reuse sequence numbers).
+#[cfg(feature = "oscore")]
+#[test]
+fn oscore_configuration_misuse() {
+    let secret = [7u8; 16];
+    let add = |cfg, sender: &[u8], algorithm| {
+        coapio_config_add_oscore(
+            cfg,
+            null(),
+            sender.as_ptr(),
+            sender.len(),
+            [1u8].as_ptr(),
+            1,
+            secret.as_ptr(),
+            secret.len(),
+            null(),
+            0,
+            null(),
+            0,
+            algorithm,
+        )
+    };
+    let cfg = config(None);
+    assert_eq!(add(cfg, &[], 99), COAPIO_RESULT_INVALID_ARGUMENT);
+    assert!(last_error().contains("algorithm"), "{}", last_error());
+    assert_eq!(add(cfg, &[0; 9], 10), COAPIO_RESULT_INVALID_ARGUMENT);
+    let r = coapio_config_add_oscore(
+        cfg,
+        null(),
+        null(),
+        3,
+        null(),
+        0,
+        secret.as_ptr(),
+        16,
+        null(),
+        0,
+        null(),
+        0,
+        0,
+    );
+    assert_eq!(r, COAPIO_RESULT_NULL_PARAMETER);
+    assert_eq!(
+        coapio_config_add_oscore(
+            null_mut(),
+            null(),
+            null(),
+            0,
+            null(),
+            0,
+            null(),
+            0,
+            null(),
+            0,
+            null(),
+            0,
+            0
+        ),
+        COAPIO_RESULT_NULL_PARAMETER
+    );
+    ok(add(cfg, &[], 0));
+    ok(coapio_config_require_oscore(cfg, true));
+    let first = context(cfg);
+    let mut second = sentinel();
+    assert_eq!(
+        coapio_context_new(cfg, &mut second),
+        COAPIO_RESULT_INVALID_ARGUMENT
+    );
+    assert!(
+        last_error().contains("sequence numbers"),
+        "{}",
+        last_error()
+    );
+    assert_eq!(second, sentinel(), "no context written on failure");
+    coapio_context_free(first);
+    coapio_config_free(cfg);
+
+    let cfg = config(None);
+    ok(coapio_config_add_oscore_dir(
+        cfg,
+        c("coap://x*").as_ptr(),
+        c("/nonexistent/ctx").as_ptr(),
+    ));
+    let mut ctx = sentinel();
+    assert_eq!(
+        coapio_context_new(cfg, &mut ctx),
+        COAPIO_RESULT_INVALID_ARGUMENT
+    );
+    assert!(
+        last_error().contains("/nonexistent/ctx"),
+        "{}",
+        last_error()
+    );
+    assert_eq!(
+        coapio_config_add_oscore_dir(cfg, null(), null()),
+        COAPIO_RESULT_NULL_PARAMETER
+    );
+    coapio_config_free(cfg);
+}

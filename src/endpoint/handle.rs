@@ -105,14 +105,7 @@ impl Endpoint {
     /// whole URI, or a prefix ending in `*`), unless it names one already.
     fn secure_for(&self, uri: &str, mut request: Request) -> Request {
         if request.oscore.is_none() {
-            request.oscore = self
-                .oscore
-                .iter()
-                .find(|(pattern, _)| match pattern.strip_suffix('*') {
-                    Some(prefix) => uri.starts_with(prefix),
-                    None => uri == pattern,
-                })
-                .map(|(_, id)| *id);
+            request.oscore = oscore_for(&self.oscore, uri);
         }
         request
     }
@@ -313,6 +306,21 @@ impl Endpoint {
         st.wake(driver);
         st.wake_all_slots();
     }
+}
+
+/// The OSCORE context of the first pattern that matches `uri`: a whole URI, or a prefix
+/// ending in `*` (aiocoap's credential patterns).
+pub(crate) fn oscore_for(
+    patterns: &[(String, crate::proto::SecurityId)],
+    uri: &str,
+) -> Option<crate::proto::SecurityId> {
+    patterns
+        .iter()
+        .find(|(pattern, _)| match pattern.strip_suffix('*') {
+            Some(prefix) => uri.starts_with(prefix),
+            None => uri == pattern,
+        })
+        .map(|(_, id)| *id)
 }
 
 /// The destination and parsed form of a request URI.

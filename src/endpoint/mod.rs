@@ -77,6 +77,6 @@ pub(crate) use builder::open_transport;
 pub use builder::{Builder, TransportKind};
 pub use driver::Driver;
 pub use futures::{GroupResponses, Observation, ResponseFuture};
-#[cfg(feature = "capi")]
-pub(crate) use handle::resolve;
 pub use handle::Endpoint;
+#[cfg(feature = "capi")]
+pub(crate) use handle::{oscore_for, resolve};

@@ -40,6 +40,8 @@ pub enum coapio_method {
 /// `coapio_request_sync`.
 #[derive(Debug)]
 pub struct coapio_request {
+    /// The URI as given, which OSCORE contexts' patterns match.
+    uri: String,
     remote: SocketAddr,
     request: Request,
     /// A `coaps://` request, which goes over DTLS: the URI's host name (`None` for an IP
@@ -108,6 +110,7 @@ pub extern "C" fn coapio_request_new(
             });
         unsafe {
             *out = Box::into_raw(Box::new(coapio_request {
+                uri: uri.to_owned(),
                 remote,
                 request,
                 secure,
@@ -274,10 +277,8 @@ pub extern "C" fn coapio_context_send(
         if let Err(e) = core.use_scheme(request.remote, request.secure.as_ref()) {
             return e;
         }
-        match core
-            .ep
-            .request(Instant::now(), request.remote, request.request)
-        {
+        let req = core.secure_for(&request.uri, request.request);
+        match core.ep.request(Instant::now(), request.remote, req) {
             Ok(id) => {
                 core.open_request(id, Outcome::Callback(callback, UserData(userdata)));
                 inner.after_call(&mut core);
@@ -348,10 +349,8 @@ pub extern "C" fn coapio_request_sync(
             if let Err(e) = core.use_scheme(request.remote, request.secure.as_ref()) {
                 return e;
             }
-            match core
-                .ep
-                .request(Instant::now(), request.remote, request.request)
-            {
+            let req = core.secure_for(&request.uri, request.request);
+            match core.ep.request(Instant::now(), request.remote, req) {
                 Ok(id) => {
                     core.open_request(id, Outcome::Sync(slot.clone()));
                     inner.after_call(&mut core);

@@ -45,6 +45,10 @@ pub struct coapio_config {
     pub(crate) psk_lookup: Option<(PskLookupFn, super::context::UserData)>,
     /// How long a DTLS handshake may take (`None`: the DTLS layer's default, 60 s).
     pub(crate) handshake_timeout: Option<Duration>,
+    /// OSCORE security contexts (`coapio_config_add_oscore`).
+    pub(crate) oscore: Vec<super::oscore::OscoreEntry>,
+    /// Whether only OSCORE-protected requests are served.
+    pub(crate) require_oscore: bool,
 }
 
 impl std::fmt::Debug for coapio_config {
@@ -61,6 +65,8 @@ impl std::fmt::Debug for coapio_config {
             .field("ca", &self.ca.is_some())
             .field("psk_lookup", &self.psk_lookup.is_some())
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("oscore", &self.oscore)
+            .field("require_oscore", &self.require_oscore)
             .finish()
     }
 }
@@ -85,6 +91,8 @@ pub extern "C" fn coapio_config_new(out: *mut *mut coapio_config) -> coapio_resu
             ca: None,
             psk_lookup: None,
             handshake_timeout: None,
+            oscore: Vec::new(),
+            require_oscore: false,
         });
         // SAFETY: out is non-NULL and writable (caller's contract).
         unsafe { *out = Box::into_raw(c) };
@@ -103,7 +111,7 @@ pub extern "C" fn coapio_config_free(config: *mut coapio_config) {
     });
 }
 
-fn with_config(
+pub(crate) fn with_config(
     config: *mut coapio_config,
     f: impl FnOnce(&mut coapio_config) -> coapio_result,
 ) -> coapio_result {

@@ -24,7 +24,7 @@ use super::server::{CResource, Dispatch};
 use crate::endpoint::TransportKind;
 use crate::error::RequestError;
 use crate::message::Code;
-use crate::proto::{self, Event, IncomingId, RequestId, Response};
+use crate::proto::{self, Event, IncomingId, Request, RequestId, Response};
 use crate::server::{ServerRequest, Site};
 use crate::transport::Transport;
 
@@ -81,6 +81,8 @@ pub(crate) struct Core {
     outcomes: HashMap<RequestId, Outcome>,
     out: Vec<u8>,
     inbuf: Box<[u8]>,
+    /// The URI patterns of the OSCORE contexts that protect requests.
+    oscore: Vec<(String, proto::SecurityId)>,
 }
 
 /// A response callback due, with its userdata and what to pass it.
@@ -93,6 +95,14 @@ type DueCallback = (
 impl Core {
     /// Makes `remote` one reached over DTLS for a `coaps://` request (`secure`: the name it is
     /// known by, `None` for an IP literal), or says why not.
+    /// Protects `request` with the OSCORE context whose pattern matches `uri`, if any.
+    pub(crate) fn secure_for(&self, uri: &str, mut request: Request) -> Request {
+        if request.oscore.is_none() {
+            request.oscore = crate::endpoint::oscore_for(&self.oscore, uri);
+        }
+        request
+    }
+
     pub(crate) fn use_scheme(
         &mut self,
         remote: std::net::SocketAddr,
@@ -559,7 +569,7 @@ pub extern "C" fn coapio_context_new(
             },
             None => (transport, None),
         };
-        let mut proto_config = config.map(|c| c.proto).unwrap_or_default();
+        let mut proto_config = config.as_ref().map(|c| c.proto.clone()).unwrap_or_default();
         // DTLS verifies the remote's address in its handshake (RFC 9175 §2.4 asks no more).
         #[cfg(feature = "dtls")]
         if secure.is_some() {
@@ -593,9 +603,18 @@ pub extern "C" fn coapio_context_new(
             return fail(COAPIO_RESULT_IO, format!("cannot watch the socket: {e}"));
         }
         let local = transport.local_addr().ok();
+        let mut ep = proto::Endpoint::new(Arc::new(proto_config));
+        let oscore = match &config {
+            Some(c) => match super::oscore::install(c, &mut ep) {
+                Ok(patterns) => patterns,
+                Err(e) => return e,
+            },
+            None => Vec::new(),
+        };
         let inner = Arc::new(Inner {
             core: Mutex::new(Core {
-                ep: proto::Endpoint::new(Arc::new(proto_config)),
+                ep,
+                oscore,
                 transport,
                 site: None,
                 resources: Vec::new(),

@@ -25,10 +25,12 @@ mod base;
 mod client;
 mod config;
 mod context;
+mod oscore;
 mod server;
 
 pub use base::*;
 pub use client::*;
 pub use config::*;
 pub use context::*;
+pub use oscore::*;
 pub use server::*;

@@ -133,6 +133,14 @@ impl Contexts {
 }
 
 impl Contexts {
+    /// Whether there is any context (so that OSCORE requests are verified at all).
+    pub(super) fn has_contexts(&self) -> bool {
+        #[cfg(feature = "oscore")]
+        return !self.slots.is_empty();
+        #[cfg(not(feature = "oscore"))]
+        false
+    }
+
     /// Checks that a request's security context exists.
     pub(super) fn check(&self, request: &Request) -> Result<(), Error> {
         match request.oscore {

@@ -424,7 +424,12 @@ impl Endpoint {
             reply_source(meta),
             meta.ifindex,
         );
-        if !remembered && !is_idempotent(m.code) {
+        // An OSCORE request looks like a POST from outside, but its replay window (RFC 8613
+        // §7.4) already keeps it from running twice: it is served unremembered too (a
+        // retransmission of it whose answer was lost then gets 4.01 "Replay detected").
+        let replay_protected =
+            self.oscore.has_contexts() && m.options.get(OptionNumber::OSCORE).is_some();
+        if !remembered && !is_idempotent(m.code) && !replay_protected {
             // No room to remember it: decline rather than forget older work. §4.5 lets an
             // idempotent request be served unremembered (it may run twice harmlessly).
             let retry = self

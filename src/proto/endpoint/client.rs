@@ -243,6 +243,7 @@ impl Endpoint {
                 ifindex: None,
                 owner: Owner::Request(id),
                 retransmit,
+                budget: None,
             },
         );
         self.transmits.push_back(Queued::Outgoing((remote, mid)));

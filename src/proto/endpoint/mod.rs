@@ -173,6 +173,9 @@ struct Outgoing {
     owner: Owner,
     /// Retransmission state, for Confirmable messages.
     retransmit: Option<Retransmit>,
+    /// For an answer to a remote not verified: the bytes its retransmissions may still take
+    /// within three times the request (RFC 9175 §2.4).
+    budget: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +198,8 @@ struct Fresh {
     source: Option<IpAddr>,
     ifindex: Option<u32>,
     kind: FreshKind,
+    /// What [`Outgoing::budget`] starts from.
+    budget: Option<usize>,
 }
 
 #[derive(Debug)]

@@ -414,6 +414,7 @@ impl Endpoint {
                 source: reply_source(meta),
                 ifindex: meta.ifindex,
                 kind,
+                budget: None,
             },
         );
     }

@@ -12,6 +12,9 @@ use crate::proto::Error;
 
 use super::*;
 
+/// The size of an empty ACK.
+const EMPTY_LEN: usize = 4;
+
 impl Endpoint {
     /// Answers a request of an [`Event::Request`]. Call [`poll_transmit`](Self::poll_transmit)
     /// afterwards.
@@ -61,6 +64,8 @@ impl Endpoint {
                 (msg, wire) = self.fit_answer(now, id, limit, original)?;
             }
         }
+        // What retransmissions of a separate response may still send within the limit.
+        let budget = limit.map(|limit| limit.saturating_sub(wire.len()));
         let ty = msg.ty;
         let Some(ex) = self.incoming.remove(&id) else {
             return Err(Error::UnknownExchange);
@@ -118,6 +123,7 @@ impl Endpoint {
                 source,
                 ifindex: ex.meta.ifindex,
                 kind,
+                budget,
             },
         );
         self.purge_idle_peers(now);
@@ -143,15 +149,23 @@ impl Endpoint {
     }
 
     /// The largest answer the request `id` may get: three times its size when its remote is
-    /// not verified (RFC 9175 §2.4) and the limit applies.
+    /// not verified (RFC 9175 §2.4) and the limit applies, less the empty ACK already sent
+    /// for it.
     fn amplification_limit(&mut self, now: Instant, id: IncomingId) -> Option<usize> {
         let ex = self.incoming.get(&id)?;
         let (remote, len) = (ex.meta.remote, ex.request_len);
         if !self.config.amplification_mitigation || ex.meta.is_multicast() || len == 0 {
             return None;
         }
-        let limit = crate::proto::echo::AMPLIFICATION_FACTOR * len;
+        let sent = if ex.empty_ack_sent { EMPTY_LEN } else { 0 };
+        let limit = (crate::proto::echo::AMPLIFICATION_FACTOR * len).saturating_sub(sent);
         (!self.freshness.is_verified(now, remote)).then_some(limit)
+    }
+
+    /// Whether what goes to `remote` is limited to three times what came from it (RFC 9175
+    /// §2.4): amplification mitigation is on and the remote is not verified.
+    pub(super) fn is_limited(&mut self, now: Instant, remote: SocketAddr) -> bool {
+        self.config.amplification_mitigation && !self.freshness.is_verified(now, remote)
     }
 
     /// Block-wise shaping of the answer to `id`, cut to blocks of at most `16 << szx_cap` bytes.

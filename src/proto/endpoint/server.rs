@@ -255,7 +255,14 @@ impl Endpoint {
         }
         let mut challenge = Response::new(Code::UNAUTHORIZED);
         challenge.options.set(OptionNumber::ECHO, echo);
-        self.encode_answer(id, challenge)
+        let (msg, wire) = self.encode_answer(id, challenge)?;
+        if wire.len() <= limit {
+            return Ok((msg, wire));
+        }
+        // A request of a few bytes (a bare header and a short token) leaves no room even for
+        // the Echo option: a plain 4.01, no larger than the request, says no.
+        debug!("coapio: no room for an Echo value in the answer to {remote}; plain 4.01");
+        self.encode_answer(id, Response::new(Code::UNAUTHORIZED))
     }
 
     /// Answers a request at once, without involving the application (bad options, overload).

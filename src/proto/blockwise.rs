@@ -338,10 +338,26 @@ const UPLOAD_COST: usize =
 /// different Request-Tags belong to different uploads; an absent tag differs from an empty
 /// one).
 pub(crate) fn upload_key(request_key: u64, options: OptionsRef<'_>) -> u64 {
+    tagged_key(request_key, options.get(OptionNumber::REQUEST_TAG))
+}
+
+/// [`upload_key`] from the request's key and its Request-Tag: also the key under which the
+/// server keeps a large representation for serving its later blocks.
+pub(crate) fn tagged_key(request_key: u64, request_tag: Option<&[u8]>) -> u64 {
     let mut h = DefaultHasher::new();
     request_key.hash(&mut h);
-    options.get(OptionNumber::REQUEST_TAG).hash(&mut h);
+    request_tag.hash(&mut h);
     h.finish()
+}
+
+/// The key under which the server keeps a large answer to `request` for serving its later
+/// blocks: what a request for a later block is looked up by ([`upload_key`] of its
+/// [`request_key`]).
+pub(crate) fn representation_key(request: &Request) -> u64 {
+    tagged_key(
+        request_key(request.method, request.options.iter(), &request.payload),
+        request.options.get(OptionNumber::REQUEST_TAG),
+    )
 }
 
 /// The server's uploads in progress, by remote and upload key.

@@ -12,8 +12,8 @@ use crate::message::{Code, OptionNumber, OptionsRef, Token, Type};
 use crate::net::RecvMeta;
 
 use super::blockwise::{
-    block_of, cut_block2, request_key, upload_key, BlockCache, ClientTransfer, Step, UploadStep,
-    Uploads,
+    block_of, cut_block2, representation_key, request_key, upload_key, BlockCache, ClientTransfer,
+    Step, UploadStep, Uploads,
 };
 use super::config::Config;
 use super::dedup::{Dedup, Lifetime, Replay};

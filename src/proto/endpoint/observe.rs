@@ -266,7 +266,7 @@ impl Endpoint {
                     timer_at: now + lifetime,
                     expires: now + lifetime,
                     empty_ack_sent: true,
-                    key: request_key(request.method, request.options.iter(), &request.payload),
+                    key: representation_key(&request),
                     block2: None,
                     block1: None,
                     observe: None,
@@ -326,7 +326,7 @@ impl Endpoint {
             );
             self.end_inflight_notification(now, *key, o.inflight_con);
             let request = o.request();
-            let block_key = request_key(request.method, request.options.iter(), &request.payload);
+            let block_key = representation_key(&request);
             let shaped =
                 self.shape_blockwise(now, key.0, block_key, None, None, 6, response.clone());
             self.send_to_observer(now, *key, &o.meta, shaped, true, false);

@@ -324,7 +324,7 @@ impl Endpoint {
             if let Some(o) = self.requests.get_mut(&observation) {
                 o.fetches.retain(|f| *f != id);
             }
-            self.continue_notification_fetch(now, observation, transfer, outcome);
+            self.continue_notification_fetch(now, observation, transfer, req.request, outcome);
         } else {
             self.deliver(now, id, req, outcome);
         }

@@ -328,6 +328,9 @@ struct Upload {
     expires: Instant,
     /// Its place in the activity order (the newest record in `Uploads::order` with it).
     seq: u64,
+    /// The last block came and the whole went to the application; the body (but that block)
+    /// stays until the answer is known ([`Uploads::finish`]).
+    complete: bool,
 }
 
 /// What an upload costs besides its body: the map slot and its activity record.
@@ -438,6 +441,15 @@ impl Uploads {
         }
     }
 
+    /// Forgets the completed upload `key` of `remote`: its answer was not a challenge to send
+    /// the last block again. An upload started anew meanwhile stays.
+    pub(crate) fn finish(&mut self, remote: SocketAddr, key: u64) {
+        let k = (remote, key);
+        if self.map.get(&k).is_some_and(|u| u.complete) {
+            self.remove(&k);
+        }
+    }
+
     /// Drops the uploads idle for their lifetime (the least recently active come first).
     fn purge(&mut self, now: Instant) {
         while let Some(&(key, seq)) = self.order.front() {
@@ -525,6 +537,7 @@ impl Uploads {
                     szx: block.szx(),
                     expires: now + self.lifetime,
                     seq: 0,
+                    complete: false,
                 },
             );
             self.charge(remote, UPLOAD_COST, 0);
@@ -586,8 +599,19 @@ impl Uploads {
             }
             return UploadStep::Answer(r);
         }
-        let mut body = self.remove(&k).map(|u| u.body).unwrap_or_default();
+        // The body stays (but the last block) until the answer is known: when it is a 4.01
+        // with an Echo value (a freshness challenge, RFC 9175 §2.3, or the amplification
+        // limit's), the client sends the last block again with that value, which completes
+        // the upload again.
+        let Some(upload) = self.map.get_mut(&k) else {
+            return UploadStep::Answer(Response::new(Code::REQUEST_ENTITY_INCOMPLETE));
+        };
+        upload.complete = true;
+        upload.expires = now + self.lifetime;
+        let mut body = Vec::with_capacity(have + request.payload.len());
+        body.extend_from_slice(&upload.body);
         body.extend_from_slice(&request.payload);
+        self.touch(k);
         request.payload = body;
         request.options.remove(OptionNumber::BLOCK1);
         request.options.remove(OptionNumber::SIZE1);

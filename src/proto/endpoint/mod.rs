@@ -261,6 +261,9 @@ struct Incoming {
     /// The size of the request's datagram: an answer to an unverified remote may be at most
     /// three times that (RFC 9175 §2.4).
     request_len: usize,
+    /// The key of the Block1 upload this request completed, kept until the answer is known
+    /// ([`Uploads::finish`]).
+    upload: Option<u64>,
 }
 
 /// A datagram waiting for [`Endpoint::poll_transmit`].

@@ -291,6 +291,7 @@ impl Endpoint {
                     notification_type: ty,
                     registration: None,
                     request_len: 0,
+                    upload: None,
                 },
             );
             self.timers.schedule(now + lifetime, TimerKey::Incoming(id));

@@ -71,6 +71,10 @@ impl Endpoint {
             return Err(Error::UnknownExchange);
         };
         let remote = ex.meta.remote;
+        let challenge = msg.code == Code::UNAUTHORIZED && msg.options.contains(OptionNumber::ECHO);
+        if let Some(upload) = ex.upload.filter(|_| !challenge) {
+            self.uploads.finish(remote, upload);
+        }
         let source = reply_source(&ex.meta);
         if ex.meta.is_multicast() && msg.code.is_error() {
             debug!(
@@ -388,6 +392,7 @@ impl Endpoint {
                 notification_type: None,
                 registration: None,
                 request_len: m.wire_len(),
+                upload: None,
             },
         );
         id
@@ -490,6 +495,7 @@ impl Endpoint {
             None => None,
         };
         let mut block1 = None;
+        let mut completed_upload = None;
         match block_of(m.options, OptionNumber::BLOCK1) {
             Some(Err(())) => return self.reject_request(now, meta, m, Code::BAD_OPTION),
             Some(Ok(b)) => {
@@ -506,6 +512,7 @@ impl Endpoint {
                     UploadStep::Complete(whole, last) => {
                         request = whole;
                         block1 = Some(last);
+                        completed_upload = Some(upload);
                     }
                 }
             }
@@ -537,6 +544,7 @@ impl Endpoint {
             ex.key = key;
             ex.block2 = block2;
             ex.block1 = block1;
+            ex.upload = completed_upload;
             if ex.observe == Some(0) && matches!(request.method, Code::GET | Code::FETCH) {
                 ex.registration = Some(request.clone());
             }

@@ -235,16 +235,23 @@ impl Endpoint {
         let remote = ex.meta.remote;
         let echo = self.freshness.issue(now, remote);
         if !whole.payload.is_empty() && !whole.options.contains(OptionNumber::BLOCK2) {
+            // With an Echo value when there is room for it; else without: the 14 bytes of the
+            // option are what keeps a 16-byte block from fitting the answer to a short
+            // request (aiocoap's GET of a short path with a 2-byte token: 12 bytes), and a
+            // client that does not follow Echo can still follow smaller blocks.
+            let plain = whole.clone();
             whole.options.set(OptionNumber::ECHO, echo);
-            for szx in (0..self.block_szx(remote)).rev() {
-                let response = self.shape(now, id, szx, whole.clone())?;
-                let (msg, wire) = self.encode_answer(id, response)?;
-                if wire.len() <= limit {
-                    debug!(
-                        "coapio: answer to unverified {remote} cut to {}-byte blocks",
-                        16 << szx
-                    );
-                    return Ok((msg, wire));
+            for candidate in [whole.clone(), plain] {
+                for szx in (0..self.block_szx(remote)).rev() {
+                    let response = self.shape(now, id, szx, candidate.clone())?;
+                    let (msg, wire) = self.encode_answer(id, response)?;
+                    if wire.len() <= limit {
+                        debug!(
+                            "coapio: answer to unverified {remote} cut to {}-byte blocks",
+                            16 << szx
+                        );
+                        return Ok((msg, wire));
+                    }
                 }
             }
         }

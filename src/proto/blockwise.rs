@@ -330,6 +330,9 @@ struct Upload {
     expires: Instant,
     /// Its place in the activity order (the newest record in `Uploads::order` with it).
     seq: u64,
+    /// The last block came and the whole went to the application; the body (but that block)
+    /// stays until the answer is known ([`Uploads::finish`]).
+    complete: bool,
 }
 
 /// What an upload costs besides its body: the map slot and its activity record.
@@ -340,10 +343,26 @@ const UPLOAD_COST: usize =
 /// different Request-Tags belong to different uploads; an absent tag differs from an empty
 /// one).
 pub(crate) fn upload_key(request_key: u64, options: OptionsRef<'_>) -> u64 {
+    tagged_key(request_key, options.get(OptionNumber::REQUEST_TAG))
+}
+
+/// [`upload_key`] from the request's key and its Request-Tag: also the key under which the
+/// server keeps a large representation for serving its later blocks.
+pub(crate) fn tagged_key(request_key: u64, request_tag: Option<&[u8]>) -> u64 {
     let mut h = DefaultHasher::new();
     request_key.hash(&mut h);
-    options.get(OptionNumber::REQUEST_TAG).hash(&mut h);
+    request_tag.hash(&mut h);
     h.finish()
+}
+
+/// The key under which the server keeps a large answer to `request` for serving its later
+/// blocks: what a request for a later block is looked up by ([`upload_key`] of its
+/// [`request_key`]).
+pub(crate) fn representation_key(request: &Request) -> u64 {
+    tagged_key(
+        request_key(request.method, request.options.iter(), &request.payload),
+        request.options.get(OptionNumber::REQUEST_TAG),
+    )
 }
 
 /// The server's uploads in progress, by remote and upload key.
@@ -421,6 +440,15 @@ impl Uploads {
             let map = &self.map;
             self.order
                 .retain(|(k, s)| map.get(k).is_some_and(|u| u.seq == *s));
+        }
+    }
+
+    /// Forgets the completed upload `key` of `remote`: its answer was not a challenge to send
+    /// the last block again. An upload started anew meanwhile stays.
+    pub(crate) fn finish(&mut self, remote: SocketAddr, key: u64) {
+        let k = (remote, key);
+        if self.map.get(&k).is_some_and(|u| u.complete) {
+            self.remove(&k);
         }
     }
 
@@ -511,6 +539,7 @@ impl Uploads {
                     szx: block.szx(),
                     expires: now + self.lifetime,
                     seq: 0,
+                    complete: false,
                 },
             );
             self.charge(remote, UPLOAD_COST, 0);
@@ -572,8 +601,19 @@ impl Uploads {
             }
             return UploadStep::Answer(r);
         }
-        let mut body = self.remove(&k).map(|u| u.body).unwrap_or_default();
+        // The body stays (but the last block) until the answer is known: when it is a 4.01
+        // with an Echo value (a freshness challenge, RFC 9175 §2.3, or the amplification
+        // limit's), the client sends the last block again with that value, which completes
+        // the upload again.
+        let Some(upload) = self.map.get_mut(&k) else {
+            return UploadStep::Answer(Response::new(Code::REQUEST_ENTITY_INCOMPLETE));
+        };
+        upload.complete = true;
+        upload.expires = now + self.lifetime;
+        let mut body = Vec::with_capacity(have + request.payload.len());
+        body.extend_from_slice(&upload.body);
         body.extend_from_slice(&request.payload);
+        self.touch(k);
         request.payload = body;
         request.options.remove(OptionNumber::BLOCK1);
         request.options.remove(OptionNumber::SIZE1);

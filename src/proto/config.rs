@@ -116,12 +116,15 @@ pub struct Config {
     /// 8 s: the servers' default leisure of 5 s plus some).
     pub multicast_timeout: Duration,
     /// Amplification mitigation (RFC 9175 §2.4; default on): an answer to a remote not yet
-    /// verified that would be more than three times the size of its request is replaced by
-    /// 4.01 Unauthorized with an Echo option, which the client repeats in its request to
-    /// prove that it receives what is sent to its address. A remote is verified by a good
-    /// Echo value or by answering a request of this endpoint's. Over DTLS, whose handshake
-    /// verifies the address, the facade turns it off. Answers to multicast requests are not
-    /// limited by it.
+    /// verified that would be more than three times the size of its request is cut into
+    /// smaller Block2 blocks (with an Echo value), or, when even the smallest block is too
+    /// large, replaced by 4.01 Unauthorized with an Echo option, which the client repeats in
+    /// its request to prove that it receives what is sent to its address. Everything sent in
+    /// answer counts: an empty ACK before a separate response, and the separate response's
+    /// retransmissions, which stop when they would exceed the limit. A remote is verified by
+    /// a good Echo value or by answering a request of this endpoint's. Over DTLS, whose
+    /// handshake verifies the address, the facade turns it off. Answers to multicast requests
+    /// are not limited by it.
     pub amplification_mitigation: bool,
     /// How long an Echo value this endpoint gives is accepted (default 30 s): the freshness
     /// a request that carries one proves (RFC 9175 §2.3).

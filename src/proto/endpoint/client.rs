@@ -253,6 +253,7 @@ impl Endpoint {
                 ifindex: None,
                 owner: Owner::Request(id),
                 retransmit,
+                budget: None,
             },
         );
         self.transmits.push_back(Queued::Outgoing((remote, mid)));
@@ -333,7 +334,7 @@ impl Endpoint {
             if let Some(o) = self.requests.get_mut(&observation) {
                 o.fetches.retain(|f| *f != id);
             }
-            self.continue_notification_fetch(now, observation, transfer, outcome);
+            self.continue_notification_fetch(now, observation, transfer, req.request, outcome);
         } else {
             self.deliver(now, id, req, outcome);
         }

@@ -91,6 +91,7 @@ impl Endpoint {
             source,
             ifindex,
             kind,
+            budget,
         } = fresh;
         if let FreshKind::Notification { token, .. } = kind {
             if !self.observers.contains(&(to, token)) {
@@ -161,6 +162,7 @@ impl Endpoint {
                 ifindex,
                 owner,
                 retransmit: Some(retransmit),
+                budget,
             },
         );
         self.transmits.push_back(Queued::Outgoing((to, mid)));

@@ -467,10 +467,28 @@ impl Endpoint {
     ) {
         let max = self.config.max_retransmit;
         let key = (remote, mid);
+        let Some(out) = self.outgoing.get(&key) else {
+            return;
+        };
+        if out.retransmit.is_none_or(|rt| rt.next_at != at) {
+            return;
+        }
+        // An answer to a remote not verified is retransmitted only while everything sent in
+        // answer stays within three times the request (RFC 9175 §2.4): the address may not
+        // be the requester's.
+        let limited = out.budget.is_some() && self.is_limited(now, remote);
         let Some(out) = self.outgoing.get_mut(&key) else {
             return;
         };
-        let Some(rt) = out.retransmit.as_mut().filter(|rt| rt.next_at == at) else {
+        if let (true, Some(budget)) = (limited, out.budget) {
+            if budget < out.wire.len() {
+                debug!("coapio: answer MID {mid} to unverified {remote}: no retransmission");
+                self.remove_outgoing(now, key);
+                return;
+            }
+            out.budget = Some(budget - out.wire.len());
+        }
+        let Some(rt) = out.retransmit.as_mut() else {
             return;
         };
         if rt.count < max {

@@ -12,8 +12,8 @@ use crate::message::{Code, OptionNumber, Token, Type};
 use crate::net::RecvMeta;
 
 use super::blockwise::{
-    block_of, cut_block2, request_key, upload_key, BlockCache, ClientTransfer, Step, UploadStep,
-    Uploads,
+    block_of, cut_block2, representation_key, request_key, upload_key, BlockCache, ClientTransfer,
+    Step, UploadStep, Uploads,
 };
 use super::config::Config;
 use super::dedup::{Dedup, Lifetime, Replay};
@@ -181,6 +181,9 @@ struct Outgoing {
     owner: Owner,
     /// Retransmission state, for Confirmable messages.
     retransmit: Option<Retransmit>,
+    /// For an answer to a remote not verified: the bytes its retransmissions may still take
+    /// within three times the request (RFC 9175 §2.4).
+    budget: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +206,8 @@ struct Fresh {
     source: Option<IpAddr>,
     ifindex: Option<u32>,
     kind: FreshKind,
+    /// What [`Outgoing::budget`] starts from.
+    budget: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -266,6 +271,9 @@ struct Incoming {
     request_len: usize,
     /// For a request that came protected with OSCORE: what protects its answer.
     security: Option<Security>,
+    /// The key of the Block1 upload this request completed, kept until the answer is known
+    /// ([`Uploads::finish`]).
+    upload: Option<u64>,
 }
 
 /// A datagram waiting for [`Endpoint::poll_transmit`].

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
-use crate::message::{Message, OptionNumber, Token, Type};
+use crate::message::{Code, Message, OptionNumber, Token, Type};
 use crate::proto::{Error, Failure};
 
 use super::*;
@@ -19,8 +19,25 @@ impl Endpoint {
         now: Instant,
         observation: RequestId,
         mut transfer: ClientTransfer,
+        sent: Request,
         outcome: Option<Result<Response, Failure>>,
     ) {
+        // A server that wants proof of our address before it sends a large block (RFC 9175
+        // §2.4) answers 4.01 with an Echo value: the block is asked for again with it, once,
+        // as any request is (`on_wire_response`).
+        if let Some(Ok(response)) = &outcome {
+            let echo = (response.code == Code::UNAUTHORIZED
+                && !sent.options.contains(OptionNumber::ECHO))
+            .then(|| response.options.get(OptionNumber::ECHO))
+            .flatten()
+            .filter(|v| (1..=40).contains(&v.len()));
+            if let Some(echo) = echo {
+                debug!("coapio: a block of a notification asked for again with the Echo given");
+                let mut again = sent;
+                again.options.set(OptionNumber::ECHO, echo);
+                return self.fetch_notification(now, observation, transfer, again);
+            }
+        }
         match outcome {
             Some(Ok(response)) => match transfer.on_response(response) {
                 Step::Send(next) => self.fetch_notification(now, observation, transfer, next),
@@ -270,7 +287,7 @@ impl Endpoint {
                     timer_at: now + lifetime,
                     expires: now + lifetime,
                     empty_ack_sent: true,
-                    key: request_key(request.method, request.options.iter(), &request.payload),
+                    key: representation_key(&request),
                     block2: None,
                     block1: None,
                     observe: None,
@@ -279,6 +296,7 @@ impl Endpoint {
                     registration: None,
                     request_len: 0,
                     security: None,
+                    upload: None,
                 },
             );
             self.timers.schedule(now + lifetime, TimerKey::Incoming(id));
@@ -331,7 +349,7 @@ impl Endpoint {
             );
             self.end_inflight_notification(now, *key, o.inflight_con);
             let request = o.request();
-            let block_key = request_key(request.method, request.options.iter(), &request.payload);
+            let block_key = representation_key(&request);
             let shaped =
                 self.shape_blockwise(now, key.0, block_key, None, None, 6, response.clone());
             let security = o.security.map(|s| *s);
@@ -434,6 +452,7 @@ impl Endpoint {
                 source: reply_source(meta),
                 ifindex: meta.ifindex,
                 kind,
+                budget: None,
             },
         );
     }

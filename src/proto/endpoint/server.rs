@@ -29,6 +29,9 @@ impl Rx {
     }
 }
 
+/// The size of an empty ACK.
+const EMPTY_LEN: usize = 4;
+
 impl Endpoint {
     /// Answers a request of an [`Event::Request`]. Call [`poll_transmit`](Self::poll_transmit)
     /// afterwards.
@@ -78,11 +81,17 @@ impl Endpoint {
                 (msg, wire) = self.fit_answer(now, id, limit, original)?;
             }
         }
+        // What retransmissions of a separate response may still send within the limit.
+        let budget = limit.map(|limit| limit.saturating_sub(wire.len()));
         let ty = msg.ty;
         let Some(ex) = self.incoming.remove(&id) else {
             return Err(Error::UnknownExchange);
         };
         let remote = ex.meta.remote;
+        let challenge = msg.code == Code::UNAUTHORIZED && msg.options.contains(OptionNumber::ECHO);
+        if let Some(upload) = ex.upload.filter(|_| !challenge) {
+            self.uploads.finish(remote, upload);
+        }
         let source = reply_source(&ex.meta);
         if ex.meta.is_multicast() && msg.code.is_error() {
             debug!(
@@ -135,6 +144,7 @@ impl Endpoint {
                 source,
                 ifindex: ex.meta.ifindex,
                 kind,
+                budget,
             },
         );
         self.purge_idle_peers(now);
@@ -160,15 +170,23 @@ impl Endpoint {
     }
 
     /// The largest answer the request `id` may get: three times its size when its remote is
-    /// not verified (RFC 9175 §2.4) and the limit applies.
+    /// not verified (RFC 9175 §2.4) and the limit applies, less the empty ACK already sent
+    /// for it.
     fn amplification_limit(&mut self, now: Instant, id: IncomingId) -> Option<usize> {
         let ex = self.incoming.get(&id)?;
         let (remote, len) = (ex.meta.remote, ex.request_len);
         if !self.config.amplification_mitigation || ex.meta.is_multicast() || len == 0 {
             return None;
         }
-        let limit = crate::proto::echo::AMPLIFICATION_FACTOR * len;
+        let sent = if ex.empty_ack_sent { EMPTY_LEN } else { 0 };
+        let limit = (crate::proto::echo::AMPLIFICATION_FACTOR * len).saturating_sub(sent);
         (!self.freshness.is_verified(now, remote)).then_some(limit)
+    }
+
+    /// Whether what goes to `remote` is limited to three times what came from it (RFC 9175
+    /// §2.4): amplification mitigation is on and the remote is not verified.
+    pub(super) fn is_limited(&mut self, now: Instant, remote: SocketAddr) -> bool {
+        self.config.amplification_mitigation && !self.freshness.is_verified(now, remote)
     }
 
     /// Block-wise shaping of the answer to `id`, cut to blocks of at most `16 << szx_cap` bytes.
@@ -240,16 +258,23 @@ impl Endpoint {
         let remote = ex.meta.remote;
         let echo = self.freshness.issue(now, remote);
         if !whole.payload.is_empty() && !whole.options.contains(OptionNumber::BLOCK2) {
+            // With an Echo value when there is room for it; else without: the 14 bytes of the
+            // option are what keeps a 16-byte block from fitting the answer to a short
+            // request (aiocoap's GET of a short path with a 2-byte token: 12 bytes), and a
+            // client that does not follow Echo can still follow smaller blocks.
+            let plain = whole.clone();
             whole.options.set(OptionNumber::ECHO, echo);
-            for szx in (0..self.block_szx(remote)).rev() {
-                let response = self.shape(now, id, szx, whole.clone())?;
-                let (msg, wire) = self.encode_answer(id, response)?;
-                if wire.len() <= limit {
-                    debug!(
-                        "coapio: answer to unverified {remote} cut to {}-byte blocks",
-                        16 << szx
-                    );
-                    return Ok((msg, wire));
+            for candidate in [whole.clone(), plain] {
+                for szx in (0..self.block_szx(remote)).rev() {
+                    let response = self.shape(now, id, szx, candidate.clone())?;
+                    let (msg, wire) = self.encode_answer(id, response)?;
+                    if wire.len() <= limit {
+                        debug!(
+                            "coapio: answer to unverified {remote} cut to {}-byte blocks",
+                            16 << szx
+                        );
+                        return Ok((msg, wire));
+                    }
                 }
             }
         }
@@ -264,7 +289,14 @@ impl Endpoint {
         }
         let mut challenge = Response::new(Code::UNAUTHORIZED);
         challenge.options.set(OptionNumber::ECHO, echo);
-        self.encode_answer(id, challenge)
+        let (msg, wire) = self.encode_answer(id, challenge)?;
+        if wire.len() <= limit {
+            return Ok((msg, wire));
+        }
+        // A request of a few bytes (a bare header and a short token) leaves no room even for
+        // the Echo option: a plain 4.01, no larger than the request, says no.
+        debug!("coapio: no room for an Echo value in the answer to {remote}; plain 4.01");
+        self.encode_answer(id, Response::new(Code::UNAUTHORIZED))
     }
 
     /// Answers a request at once, without involving the application (bad options, overload).
@@ -394,6 +426,7 @@ impl Endpoint {
                 registration: None,
                 request_len: rx.len,
                 security: rx.security,
+                upload: None,
             },
         );
         id
@@ -535,6 +568,7 @@ impl Endpoint {
             None => None,
         };
         let mut block1 = None;
+        let mut completed_upload = None;
         match block_of(m.options, OptionNumber::BLOCK1) {
             Some(Err(())) => return self.reject_request(now, meta, m, rx, Code::BAD_OPTION),
             Some(Ok(b)) => {
@@ -551,6 +585,7 @@ impl Endpoint {
                     UploadStep::Complete(whole, last) => {
                         request = whole;
                         block1 = Some(last);
+                        completed_upload = Some(upload);
                     }
                 }
             }
@@ -582,6 +617,7 @@ impl Endpoint {
             ex.key = key;
             ex.block2 = block2;
             ex.block1 = block1;
+            ex.upload = completed_upload;
             if ex.observe == Some(0) && matches!(request.method, Code::GET | Code::FETCH) {
                 ex.registration = Some(request.clone());
             }

@@ -3,6 +3,7 @@
 
 mod blockwise;
 mod bounds;
+mod echo;
 mod errors;
 mod exchanges;
 mod lossy;

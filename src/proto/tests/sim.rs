@@ -70,6 +70,8 @@ pub(crate) struct Node {
     pub(crate) reply_size: Option<usize>,
     /// Consent to observations (answers carry Observe) and answer `n<handler runs>`.
     pub(crate) observable: bool,
+    /// Answer with what this returns for the request instead (Observe as `observable` says).
+    pub(crate) handler: Option<Handler>,
     /// How often the "handler" ran, by request payload.
     pub(crate) handler_runs: HashMap<Vec<u8>, u32>,
     /// How many of the requests the "handler" saw came protected with OSCORE.
@@ -92,6 +94,9 @@ pub(crate) struct Tapped {
     pub(crate) to: SocketAddr,
     pub(crate) bytes: Vec<u8>,
 }
+
+/// An application's answer to a request, as a node's [`Node::handler`].
+pub(crate) type Handler = Box<dyn FnMut(&Request) -> Response>;
 
 type InFlight = Reverse<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>;
 
@@ -146,6 +151,7 @@ impl Sim {
             answer,
             reply_size: None,
             observable: false,
+            handler: None,
             handler_runs: HashMap::new(),
             protected_requests: 0,
             outcomes: HashMap::new(),
@@ -249,12 +255,16 @@ impl Sim {
                     .or_default() += 1;
                 if let Answer::After(d) = node.answer {
                     let runs: u32 = node.handler_runs.values().sum();
-                    let body = match node.reply_size {
-                        Some(n) => (0..n).map(|i| (i % 251) as u8).collect(),
-                        None if node.observable => format!("n{runs}").into_bytes(),
-                        None => request.payload,
+                    let mut resp = if let Some(handler) = node.handler.as_mut() {
+                        handler(&request)
+                    } else {
+                        let body = match node.reply_size {
+                            Some(n) => (0..n).map(|i| (i % 251) as u8).collect(),
+                            None if node.observable => format!("n{runs}").into_bytes(),
+                            None => request.payload,
+                        };
+                        Response::new(Code::CONTENT).with_payload(body)
                     };
-                    let mut resp = Response::new(Code::CONTENT).with_payload(body);
                     if node.observable {
                         resp.options
                             .set_uint(crate::message::OptionNumber::OBSERVE, 0);

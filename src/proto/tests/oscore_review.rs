@@ -1,0 +1,147 @@
+//! Review tests: mixing protected and unprotected messages of one block-wise operation.
+
+use std::time::Duration;
+
+use super::sim::{Answer, Link, Sim};
+use crate::message::{BlockValue, Code, Message, MessageRef, OptionNumber, Options, Token, Type};
+use crate::oscore::{ContextParams, SecurityContext};
+use crate::proto::Config;
+
+const SECRET: [u8; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+
+fn context(server: bool) -> SecurityContext {
+    let (me, peer) = (vec![], vec![1]);
+    let (sender, recipient) = if server { (peer, me) } else { (me, peer) };
+    SecurityContext::new(ContextParams::new(sender, recipient, SECRET.to_vec())).unwrap()
+}
+
+fn datagram(
+    ty: Type,
+    code: Code,
+    mid: u16,
+    tok: u8,
+    options: Options,
+    payload: Vec<u8>,
+) -> Vec<u8> {
+    Message {
+        ty,
+        code,
+        message_id: mid,
+        token: Token::from_slice(&[tok]).unwrap(),
+        options,
+        payload,
+    }
+    .to_bytes()
+    .unwrap()
+}
+
+fn protect(
+    ctx: &mut SecurityContext,
+    mid: u16,
+    tok: u8,
+    code: Code,
+    o: &Options,
+    p: &[u8],
+) -> Vec<u8> {
+    let (pr, _) = ctx.protect_request(code, o, p).unwrap();
+    datagram(Type::Con, pr.code, mid, tok, pr.options, pr.payload)
+}
+
+fn block1(path: &str, num: u32, more: bool) -> Options {
+    let mut o = Options::new();
+    o.push(OptionNumber::URI_PATH, path);
+    o.set_uint(
+        OptionNumber::BLOCK1,
+        BlockValue::new(num, more, 0).unwrap().to_uint(),
+    );
+    o
+}
+
+/// An unprotected block spliced into a protected Block1 upload from the same address: the
+/// application must not see it as part of an OSCORE-protected request.
+#[test]
+fn unprotected_block_is_not_spliced_into_a_protected_upload() {
+    let mut sim = Sim::new(11, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    sim.nodes[s].ep.add_oscore_context(context(true), None);
+    let (from, to) = (sim.nodes[c].addr, sim.nodes[s].addr);
+    let mut cc = context(false);
+    let b0 = protect(
+        &mut cc,
+        1,
+        1,
+        Code::POST,
+        &block1("up", 0, true),
+        &[b'A'; 16],
+    );
+    sim.inject(from, to, b0);
+    sim.run(Duration::from_secs(5));
+    let evil = datagram(
+        Type::Con,
+        Code::POST,
+        2,
+        2,
+        block1("up", 1, true),
+        vec![b'E'; 16],
+    );
+    sim.inject(from, to, evil);
+    sim.run(sim.elapsed_plus(Duration::from_secs(5)));
+    let b2 = protect(&mut cc, 3, 3, Code::POST, &block1("up", 2, false), b"CCCC");
+    sim.inject(from, to, b2);
+    sim.run(sim.elapsed_plus(Duration::from_secs(5)));
+    let spliced = sim.nodes[s]
+        .handler_runs
+        .keys()
+        .any(|k| k.windows(4).any(|w| w == b"EEEE"));
+    assert!(
+        !(spliced && sim.nodes[s].protected_requests > 0),
+        "application got an OSCORE request containing an unprotected block: {:?}",
+        sim.nodes[s]
+            .handler_runs
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect::<Vec<_>>()
+    );
+}
+
+/// A later block of a representation served to an OSCORE request must not be served from
+/// the block cache to an unprotected request from the same address.
+#[test]
+fn protected_representation_is_not_served_in_the_clear_from_the_block_cache() {
+    let mut sim = Sim::new(12, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    sim.nodes[s].ep.add_oscore_context(context(true), None);
+    sim.nodes[s].reply_size = Some(3000);
+    let (from, to) = (sim.nodes[c].addr, sim.nodes[s].addr);
+    let mut cc = context(false);
+    let mut o = Options::new();
+    o.push(OptionNumber::URI_PATH, "large");
+    let first = protect(&mut cc, 1, 1, Code::GET, &o, &[]);
+    sim.inject(from, to, first);
+    sim.run(Duration::from_secs(5));
+    let representation: Vec<u8> = (0..3000).map(|i| (i % 251) as u8).collect();
+    // The attacker (on path, spoofing the client's address) asks in the clear for block 1.
+    o.set_uint(
+        OptionNumber::BLOCK2,
+        BlockValue::new(1, false, 0).unwrap().to_uint(),
+    );
+    sim.tap.clear();
+    let evil = datagram(Type::Con, Code::GET, 2, 2, o, vec![0; 100]); // big enough for 3x
+    sim.inject(from, to, evil);
+    sim.run(sim.elapsed_plus(Duration::from_secs(5)));
+    // The cached block of the protected answer must not be what answers it: the request
+    // goes to the application, which sees it came unprotected (and may refuse it).
+    let from_cache = sim.tap.iter().filter(|t| t.from == to).any(|t| {
+        let m = MessageRef::decode(&t.bytes).unwrap();
+        m.options.get(OptionNumber::OSCORE).is_none()
+            && m.payload.len() >= 16
+            && representation.windows(16).any(|w| m.payload.starts_with(w))
+            && sim.nodes[s].handler_runs.get(&vec![0u8; 100]).is_none()
+    });
+    assert!(
+        !from_cache,
+        "protected representation served in the clear from the block cache"
+    );
+}

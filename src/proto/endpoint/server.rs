@@ -239,7 +239,15 @@ impl Endpoint {
         };
         let remote = ex.meta.remote;
         let echo = self.freshness.issue(now, remote);
-        if !whole.payload.is_empty() && !whole.options.contains(OptionNumber::BLOCK2) {
+        // An Observe registration is not cut: its observer would then get every later
+        // notification in full, however small the request was (a spoofed registration
+        // would draw a stream of them to its victim). It gets 4.01 with Echo instead, and
+        // registers once the client proves its address.
+        let registration = whole.options.contains(OptionNumber::OBSERVE);
+        if !whole.payload.is_empty()
+            && !whole.options.contains(OptionNumber::BLOCK2)
+            && !registration
+        {
             whole.options.set(OptionNumber::ECHO, echo);
             for szx in (0..self.block_szx(remote)).rev() {
                 let response = self.shape(now, id, szx, whole.clone())?;

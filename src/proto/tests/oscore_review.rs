@@ -276,3 +276,44 @@ mod notifications {
         assert_eq!(s.delivered(), ["v0", "v1"]);
     }
 }
+
+/// RFC 9175 §2.4: an unverified remote gets at most three times what it sent. A spoofed
+/// Observe registration must not turn into a stream of full-size notifications.
+#[test]
+fn notifications_to_an_unverified_remote_are_limited() {
+    let mut sim = Sim::new(13, Link::perfect());
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    sim.nodes[s].observable = true;
+    sim.nodes[s].reply_size = Some(1000);
+    let victim = super::sim::addr(50);
+    let to = sim.nodes[s].addr;
+    let mut o = Options::new();
+    o.push(OptionNumber::URI_PATH, "obs");
+    o.set_uint(OptionNumber::OBSERVE, 0);
+    let reg = datagram(Type::Non, Code::GET, 1, 1, o, vec![0; 60]);
+    let sent = reg.len();
+    sim.inject(victim, to, reg);
+    sim.run(Duration::from_secs(5));
+    for i in 0..5u64 {
+        let now = sim.now;
+        sim.nodes[s].ep.notify(now, "/obs");
+        sim.run(sim.elapsed_plus(Duration::from_secs(1 + i)));
+    }
+    let to_victim: usize = sim
+        .tap
+        .iter()
+        .filter(|t| t.to == victim)
+        .map(|t| t.bytes.len())
+        .sum();
+    let biggest = sim
+        .tap
+        .iter()
+        .filter(|t| t.to == victim)
+        .map(|t| t.bytes.len())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        biggest <= 3 * sent,
+        "a {sent}-byte spoofed registration drew {to_victim} bytes to the victim (largest datagram {biggest})"
+    );
+}

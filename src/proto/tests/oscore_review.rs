@@ -138,7 +138,7 @@ fn protected_representation_is_not_served_in_the_clear_from_the_block_cache() {
         m.options.get(OptionNumber::OSCORE).is_none()
             && m.payload.len() >= 16
             && representation.windows(16).any(|w| m.payload.starts_with(w))
-            && sim.nodes[s].handler_runs.get(&vec![0u8; 100]).is_none()
+            && !sim.nodes[s].handler_runs.contains_key(&vec![0u8; 100])
     });
     assert!(
         !from_cache,

@@ -136,6 +136,7 @@ impl Endpoint {
                 fetch: None,
                 fetches: Vec::new(),
                 security: None,
+                notification_piv: None,
             },
         );
         if let Some(at) = overall {
@@ -454,6 +455,30 @@ impl Endpoint {
         }
     }
 
+    /// Orders the notifications of an OSCORE observation by their Partial IVs (RFC 8613
+    /// §4.1.3.5.2, §7.4.1): one whose Partial IV is not above the highest verified so far is
+    /// a replay (or came late), and is dropped (`None`). Observe's own ordering (24-bit
+    /// values, and anything after 128 seconds) would let a replay through.
+    pub(super) fn oscore_in_order(
+        &mut self,
+        id: RequestId,
+        opened: Result<(Response, Option<u64>), Failure>,
+    ) -> Option<Result<Response, Failure>> {
+        let (response, piv) = match opened {
+            Ok(x) => x,
+            Err(e) => return Some(Err(e)),
+        };
+        if let (Some(piv), Some(req)) = (piv, self.requests.get_mut(&id)) {
+            if response.options.contains(OptionNumber::OBSERVE) {
+                if req.notification_piv.is_some_and(|last| piv <= last) {
+                    return None;
+                }
+                req.notification_piv = Some(piv);
+            }
+        }
+        Some(Ok(response))
+    }
+
     /// Carries the caller's request `user` on in a new message exchange (the next block of a
     /// transfer, or the request again with an Echo value).
     fn continue_call(
@@ -537,6 +562,10 @@ impl Endpoint {
             .map(|security| self.oscore.open_response(security, m));
         if let Some(opened) = opened {
             self.accept_response(now, meta, m);
+            let Some(opened) = self.oscore_in_order(id, opened) else {
+                debug!("coapio: replayed or reordered OSCORE notification from {remote} dropped");
+                return;
+            };
             if opened.is_ok() {
                 self.freshness.verify(now, remote);
             } else if self

@@ -210,6 +210,10 @@ impl Endpoint {
                     .and_then(|r| r.security.as_ref())
                     .map(|security| self.oscore.open_response(security, m));
                 if let Some(opened) = opened {
+                    let Some(opened) = self.oscore_in_order(id, opened) else {
+                        self.acknowledge_request(now, id);
+                        return;
+                    };
                     if opened.is_ok() {
                         self.freshness.verify(now, meta.remote);
                     }

@@ -149,6 +149,9 @@ struct OutRequest {
     fetches: Vec<RequestId>,
     /// For a request protected with OSCORE, once sent: what verifies its responses.
     security: Option<Security>,
+    /// For an observation protected with OSCORE: the highest Partial IV of a verified
+    /// notification (its Notification Number, RFC 8613 §7.4.1).
+    notification_piv: Option<u64>,
 }
 
 /// A caller's request in a later exchange than its first (see [`Endpoint::calls`]).

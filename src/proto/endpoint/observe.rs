@@ -108,6 +108,9 @@ impl Endpoint {
         let (remote, state) = (req.remote, req.state);
         let fresh = match req.last_notification {
             None => true,
+            // Protected with OSCORE: ordered by Partial IV as it was verified (RFC 8613
+            // §7.4.1), which took out the replayed and the late.
+            Some(_) if req.security.is_some() => true,
             Some((v1, t1)) => {
                 let (v1, v2) = (v1 & 0xff_ffff, seq & 0xff_ffff);
                 (v1 < v2 && v2 - v1 < 1 << 23)

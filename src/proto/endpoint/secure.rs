@@ -195,12 +195,13 @@ impl Contexts {
         Err(Error::NoSecurityContext(id))
     }
 
-    /// The response to a protected request, verified and decrypted (RFC 8613 §8.4).
+    /// The response to a protected request, verified and decrypted (RFC 8613 §8.4), and the
+    /// sequence number of its Partial IV if it has one (notifications do).
     pub(super) fn open_response(
         &mut self,
         security: &Security,
         m: &MessageRef<'_>,
-    ) -> Result<Response, Failure> {
+    ) -> Result<(Response, Option<u64>), Failure> {
         #[cfg(feature = "oscore")]
         {
             let (id, binding) = security;
@@ -215,11 +216,14 @@ impl Contexts {
                 .ctx
                 .unprotect_response(binding, m.code, &options, m.payload)
             {
-                Ok(plain) => Ok(Response {
-                    code: plain.code,
-                    options: plain.options,
-                    payload: plain.payload,
-                }),
+                Ok(plain) => Ok((
+                    Response {
+                        code: plain.code,
+                        options: plain.options,
+                        payload: plain.payload,
+                    },
+                    plain.partial_iv_seq,
+                )),
                 Err(e) => {
                     debug!("coapio: OSCORE response failed verification: {e}");
                     Err(Failure::BadResponse(

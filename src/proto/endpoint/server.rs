@@ -257,7 +257,15 @@ impl Endpoint {
         };
         let remote = ex.meta.remote;
         let echo = self.freshness.issue(now, remote);
-        if !whole.payload.is_empty() && !whole.options.contains(OptionNumber::BLOCK2) {
+        // An Observe registration is not cut: its observer would then get every later
+        // notification in full, however small the request was (a spoofed registration
+        // would draw a stream of them to its victim). It gets 4.01 with Echo instead, and
+        // registers once the client proves its address.
+        let registration = whole.options.contains(OptionNumber::OBSERVE);
+        if !whole.payload.is_empty()
+            && !whole.options.contains(OptionNumber::BLOCK2)
+            && !registration
+        {
             // With an Echo value when there is room for it; else without: the 14 bytes of the
             // option are what keeps a 16-byte block from fitting the answer to a short
             // request (aiocoap's GET of a short path with a 2-byte token: 12 bytes), and a
@@ -574,7 +582,10 @@ impl Endpoint {
             Some(Ok(b)) => {
                 // The blocks of one upload share a key that leaves the body out (it is what
                 // is being uploaded) and includes the Request-Tag.
-                let upload = upload_key(request_key(m.code, m.options.iter(), &[]), m.options);
+                let upload = scoped_key(
+                    upload_key(request_key(m.code, m.options.iter(), &[]), m.options),
+                    rx.security.as_ref(),
+                );
                 match self
                     .uploads
                     .on_block(now, meta.remote, upload, request, b, preferred)
@@ -593,9 +604,12 @@ impl Endpoint {
         }
         // What identifies the representation asked for (a FETCH's whole body included), and
         // the block-wise operation it belongs to (its Request-Tag).
-        let key = upload_key(
-            request_key(m.code, m.options.iter(), &request.payload),
-            m.options,
+        let key = scoped_key(
+            upload_key(
+                request_key(m.code, m.options.iter(), &request.payload),
+                m.options,
+            ),
+            rx.security.as_ref(),
         );
         // A later block of a representation served block-wise: from the cache if it is there.
         if let Some(b) = block2.filter(|b| b.num() > 0 && block1.is_none()) {
@@ -627,5 +641,22 @@ impl Endpoint {
             meta: *meta,
             request,
         });
+    }
+}
+
+/// The block-wise key of a request, kept apart per OSCORE context: the blocks of a protected
+/// upload and the cached representation of a protected answer are keyed by the context that
+/// verified the request, so an unprotected request from the same address (anyone who can
+/// send from it) can neither add a block to a protected upload nor be served a block of a
+/// protected representation in the clear.
+fn scoped_key(key: u64, security: Option<&Security>) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    match security {
+        None => key,
+        Some((id, _)) => {
+            let mut h = DefaultHasher::new();
+            (key, "oscore", id).hash(&mut h);
+            h.finish()
+        }
     }
 }

@@ -13,6 +13,8 @@ mod observe_core;
 mod options;
 #[cfg(feature = "oscore")]
 mod oscore;
+#[cfg(feature = "oscore")]
+mod oscore_review;
 mod regressions;
 mod sim;
 mod sustained;

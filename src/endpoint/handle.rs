@@ -309,18 +309,42 @@ impl Endpoint {
 }
 
 /// The OSCORE context of the first pattern that matches `uri`: a whole URI, or a prefix
-/// ending in `*` (aiocoap's credential patterns).
+/// ending in `*` (aiocoap's credential patterns). Both are compared with scheme and host in
+/// lower case and without the scheme's default port, so that `coap://[::1]:5683/x` and
+/// `COAP://[::1]/x` are the same URI to a pattern (a request that a pattern was meant for
+/// must not go out unprotected for a difference of spelling).
 pub(crate) fn oscore_for(
     patterns: &[(String, crate::proto::SecurityId)],
     uri: &str,
 ) -> Option<crate::proto::SecurityId> {
+    let uri = normalized(uri);
     patterns
         .iter()
         .find(|(pattern, _)| match pattern.strip_suffix('*') {
-            Some(prefix) => uri.starts_with(prefix),
-            None => uri == pattern,
+            Some(prefix) => uri.starts_with(&normalized(prefix)),
+            None => uri == normalized(pattern),
         })
         .map(|(_, id)| *id)
+}
+
+/// `uri` with its scheme and authority in lower case and without the default port.
+fn normalized(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let mut authority = authority.to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "coap" => ":5683",
+        "coaps" => ":5684",
+        _ => "",
+    };
+    if !default.is_empty() && authority.ends_with(default) {
+        authority.truncate(authority.len() - default.len());
+    }
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// The destination and parsed form of a request URI.
@@ -349,4 +373,28 @@ pub(crate) fn resolve(uri: &str) -> Result<(SocketAddr, Uri), RequestError> {
     };
     let remote = remote.ok_or_else(|| RequestError::Resolve(format!("{uri}: no address")))?;
     Ok((remote, parsed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::SecurityId;
+
+    #[test]
+    fn oscore_patterns_match_however_the_uri_is_spelled() {
+        let patterns = [
+            ("coap://[::1]/secret".to_owned(), SecurityId(0)),
+            ("coap://Example.COM:5683/*".to_owned(), SecurityId(1)),
+            ("coap://[::1]:5700*".to_owned(), SecurityId(2)),
+        ];
+        let find = |uri| oscore_for(&patterns, uri);
+        assert_eq!(find("coap://[::1]:5683/secret"), Some(SecurityId(0)));
+        assert_eq!(find("COAP://[::1]/secret"), Some(SecurityId(0)));
+        assert_eq!(find("coap://[::1]/secret/more"), None, "a whole URI");
+        assert_eq!(find("coap://example.com/a?b"), Some(SecurityId(1)));
+        assert_eq!(find("coap://EXAMPLE.com:5683/"), Some(SecurityId(1)));
+        assert_eq!(find("coap://example.com:5690/a"), None, "another port");
+        assert_eq!(find("coap://[::1]:5700/x"), Some(SecurityId(2)));
+        assert_eq!(find("coaps://[::1]/secret"), None, "another scheme");
+    }
 }

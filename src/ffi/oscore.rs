@@ -247,6 +247,20 @@ pub(crate) fn install(
             "this configuration's OSCORE contexts are in use by another context: one context per configuration (two would reuse sequence numbers)",
         ));
     }
+    let result = install_contexts(config, ep);
+    if result.is_err() {
+        // Nothing was made: the configuration may be used again.
+        for e in &config.oscore {
+            e.taken.store(false, Ordering::SeqCst);
+        }
+    }
+    result
+}
+
+fn install_contexts(
+    config: &coapio_config,
+    ep: &mut crate::proto::Endpoint,
+) -> Result<Vec<(String, SecurityId)>, coapio_result> {
     #[cfg_attr(not(feature = "oscore"), allow(unused_mut))]
     let mut patterns = Vec::new();
     #[cfg(feature = "oscore")]
@@ -283,6 +297,6 @@ pub(crate) fn install(
         ep.require_oscore(config.require_oscore);
     }
     #[cfg(not(feature = "oscore"))]
-    let _ = ep;
+    let _ = (config, ep);
     Ok(patterns)
 }

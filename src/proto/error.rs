@@ -45,6 +45,12 @@ pub enum Error {
     /// library was built without the `oscore` feature).
     #[error("no OSCORE security context {0:?} in this endpoint")]
     NoSecurityContext(super::SecurityId),
+    /// A request to a multicast group cannot be protected with OSCORE (Group OSCORE is not
+    /// implemented).
+    #[error(
+        "OSCORE cannot protect a request to a multicast group (Group OSCORE is not implemented)"
+    )]
+    OscoreGroup,
     /// OSCORE could not protect the message (RFC 8613).
     #[cfg(feature = "oscore")]
     #[error("OSCORE: {0}")]

@@ -46,6 +46,11 @@ impl Endpoint {
                 .into());
             }
         }
+        if remote.ip().is_multicast() && request.oscore.is_some() {
+            // Its answers would come from servers sharing one pairwise context (reusing the
+            // request's nonce), or from anyone, unverified.
+            return Err(Error::OscoreGroup);
+        }
         if remote.ip().is_multicast() {
             return self.group_request(now, remote, request);
         }
@@ -553,8 +558,7 @@ impl Endpoint {
             }
             return;
         };
-        // A response to a protected request is verified and decrypted first (RFC 8613 §8.4);
-        // one that fails is acknowledged and ends the request.
+        // A response to a protected request is verified and decrypted first (RFC 8613 §8.4).
         let opened = self
             .requests
             .get(&id)
@@ -566,17 +570,16 @@ impl Endpoint {
                 debug!("coapio: replayed or reordered OSCORE notification from {remote} dropped");
                 return;
             };
-            if opened.is_ok() {
-                self.freshness.verify(now, remote);
-            } else if self
-                .requests
-                .get(&id)
-                .is_some_and(|r| r.state == ReqState::Observing)
-            {
-                // A notification that fails verification is dropped; the observation
-                // stays (anyone who knows the token could end it otherwise).
-                debug!("coapio: notification from {remote} failed OSCORE verification");
-                return;
+            match &opened {
+                Ok(_) => self.freshness.verify(now, remote),
+                // A response that fails verification is dropped (RFC 8613 §8.4): the request
+                // goes on waiting (anyone who knows the token could end it otherwise). An
+                // unprotected answer (an error of the server's OSCORE layer) ends it.
+                Err(Failure::BadResponse(why)) => {
+                    debug!("coapio: response from {remote} dropped: {why}");
+                    return;
+                }
+                Err(_) => {}
             }
             let outcome =
                 opened.and_then(|response| match critical_problem(response.options.iter()) {

@@ -214,8 +214,15 @@ impl Endpoint {
                         self.acknowledge_request(now, id);
                         return;
                     };
-                    if opened.is_ok() {
-                        self.freshness.verify(now, meta.remote);
+                    match &opened {
+                        Ok(_) => self.freshness.verify(now, meta.remote),
+                        // Dropped (RFC 8613 §8.4): the request waits on as acknowledged.
+                        Err(Failure::BadResponse(why)) => {
+                            debug!("coapio: response from {} dropped: {why}", meta.remote);
+                            self.acknowledge_request(now, id);
+                            return;
+                        }
+                        Err(_) => {}
                     }
                     let outcome = opened.and_then(|response| {
                         match critical_problem(response.options.iter()) {

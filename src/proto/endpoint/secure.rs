@@ -84,7 +84,9 @@ impl Endpoint {
     /// With `persist`, the context's sequence numbers are stored ahead of use (RFC 8613
     /// Appendix B.1.1, every [`crate::oscore::ContextParams::persist_step`] numbers): the
     /// hook gets the first number that may be used after a restart; until it succeeds,
-    /// protecting beyond the last stored bound fails.
+    /// protecting beyond the last stored bound fails. The hook runs while the endpoint is
+    /// being called (in the facade and the C ABI, under its lock): it must not call back
+    /// into the endpoint. Without a hook nothing is persisted.
     pub fn add_oscore_context(
         &mut self,
         ctx: crate::oscore::SecurityContext,
@@ -123,6 +125,9 @@ impl Contexts {
             return;
         };
         let Some(hook) = slot.persist.as_mut() else {
+            // Nothing to store it in: the context goes on without persistence (a context made
+            // with a persistence step but added without a hook would stop otherwise).
+            slot.ctx.confirm_persisted(bound);
             return;
         };
         match hook(bound) {

@@ -29,6 +29,11 @@ impl Rx {
     }
 }
 
+/// The most OSCORE adds to an answer: the OSCORE option with a Partial IV of its own (up to
+/// 8 bytes with its header), the inner code byte, the payload marker and a 16-byte tag, and
+/// a few bytes of option deltas that move inside.
+const OSCORE_OVERHEAD: usize = 32;
+
 /// The size of an empty ACK.
 const EMPTY_LEN: usize = 4;
 
@@ -210,6 +215,17 @@ impl Endpoint {
         id: IncomingId,
         response: Response,
     ) -> Result<(Message, Vec<u8>), Error> {
+        self.encode_answer_with(id, response, true)
+    }
+
+    /// [`encode_answer`](Self::encode_answer), sealed with OSCORE or (`seal` false, to size
+    /// it without spending a sequence number) not.
+    fn encode_answer_with(
+        &mut self,
+        id: IncomingId,
+        response: Response,
+        seal: bool,
+    ) -> Result<(Message, Vec<u8>), Error> {
         let Some(ex) = self.incoming.get(&id) else {
             return Err(Error::UnknownExchange);
         };
@@ -223,8 +239,8 @@ impl Endpoint {
         let token = ex.token;
         // The answer to a protected request is protected (RFC 8613 §8.3).
         let response = match &ex.security {
-            Some(security) => self.oscore.seal_response(security, response, false)?,
-            None => response,
+            Some(security) if seal => self.oscore.seal_response(security, response, false)?,
+            _ => response,
         };
         let msg = Message {
             ty,
@@ -272,16 +288,26 @@ impl Endpoint {
             // client that does not follow Echo can still follow smaller blocks.
             let plain = whole.clone();
             whole.options.set(OptionNumber::ECHO, echo);
+            // Sized unsealed, with room for what OSCORE adds (its option, the code byte and
+            // a tag of up to 16 bytes), so that only the answer sent spends a sequence number.
+            let sealing = self
+                .incoming
+                .get(&id)
+                .is_some_and(|ex| ex.security.is_some());
+            let room = if sealing { OSCORE_OVERHEAD } else { 0 };
             for candidate in [whole.clone(), plain] {
                 for szx in (0..self.block_szx(remote)).rev() {
                     let response = self.shape(now, id, szx, candidate.clone())?;
-                    let (msg, wire) = self.encode_answer(id, response)?;
-                    if wire.len() <= limit {
+                    let (msg, wire) = self.encode_answer_with(id, response.clone(), false)?;
+                    if wire.len() + room <= limit {
                         debug!(
                             "coapio: answer to unverified {remote} cut to {}-byte blocks",
                             16 << szx
                         );
-                        return Ok((msg, wire));
+                        if !sealing {
+                            return Ok((msg, wire));
+                        }
+                        return self.encode_answer(id, response);
                     }
                 }
             }

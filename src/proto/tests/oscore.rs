@@ -299,3 +299,60 @@ fn a_restarted_server_recovers_its_replay_window_with_echo() {
     sim.run(sim.elapsed_plus(Duration::from_secs(30)));
     assert_eq!(sim.nodes[s].handler_runs[b"open".as_slice()], 1);
 }
+
+#[test]
+fn a_group_request_cannot_be_protected() {
+    let (mut sim, c, _s, ctx) = pair(7);
+    let group: std::net::SocketAddr = "[ff02::fd]:5683".parse().unwrap();
+    let now = sim.now;
+    let r = sim.nodes[c]
+        .ep
+        .request(now, group, Request::get("/x").with_oscore(ctx));
+    assert_eq!(r, Err(crate::proto::Error::OscoreGroup));
+}
+
+/// A context made with a persistence step but added without a hook goes on (unpersisted)
+/// rather than stopping when its first bound is not stored.
+#[test]
+fn a_persistence_step_without_a_hook_does_not_stop_the_context() {
+    let mut sim = Sim::new(8, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    let mut p = ContextParams::new(vec![], vec![1], SECRET.to_vec());
+    p.master_salt = SALT.to_vec();
+    p.persist_step = 10;
+    let ctx = sim.nodes[c]
+        .ep
+        .add_oscore_context(SecurityContext::new(p).unwrap(), None);
+    sim.nodes[s].ep.add_oscore_context(context(true), None);
+    let ids: Vec<_> = (0..40)
+        .map(|i| sim.request(c, s, Request::put("/n", format!("{i}")).with_oscore(ctx)))
+        .collect();
+    sim.run(Duration::from_secs(600));
+    for id in ids {
+        assert!(response(&sim, c, id).is_ok());
+    }
+}
+
+/// An answer cut to fit the amplification limit spends one sequence number (the one it is
+/// sent with), however many sizes were tried.
+#[test]
+fn fitting_an_answer_spends_one_sequence_number() {
+    let (mut sim, c, s, ctx) = pair(9);
+    sim.nodes[s].reply_size = Some(3000);
+    let id = sim.request(c, s, Request::get("/large").with_oscore(ctx));
+    sim.run(Duration::from_secs(5));
+    let _ = id;
+    let first_answer = wire(&sim)
+        .into_iter()
+        .find(|m| m.code == Code::CHANGED || m.code == Code::CONTENT)
+        .expect("an answer");
+    let option = first_answer
+        .options
+        .get(OptionNumber::OSCORE)
+        .unwrap()
+        .to_vec();
+    // Flag byte, then a one-byte Partial IV of the server's first number, 0 (or none at all
+    // when it reused the request's nonce).
+    assert!(option.is_empty() || option == [0x01, 0x00], "{option:02x?}");
+}

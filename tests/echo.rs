@@ -16,7 +16,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coapio::message::{BlockValue, Code, Message, OptionNumber, Token, Type};
@@ -328,30 +328,8 @@ fn libcoap_client_gets_a_large_resource_whole_from_cut_blocks() {
 
 // ---- aiocoap: its client against our server, our client against its challenger ----------
 
-/// The real path of the Python interpreter that has aiocoap, if there is one.
-fn python_with_aiocoap() -> Option<PathBuf> {
-    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let mut probe = Proc::try_spawn(
-                Command::new("python3").args(["-c", "import sys, aiocoap; print(sys.executable)"]),
-            )
-            .ok()?;
-            let status = probe.finish(Duration::from_secs(20));
-            let path = probe.stdout().trim().to_owned();
-            (status.success() && !path.is_empty()).then(|| PathBuf::from(path))
-        })
-        .clone()
-}
-
 fn aiocoap_present() -> Option<PathBuf> {
-    let python = python_with_aiocoap();
-    if python.is_none() {
-        skip_or_fail(
-            "skipped: aiocoap not installed (install with `python3 -m pip install aiocoap`)",
-        );
-    }
-    python
+    peers::python_with("aiocoap", "python3 -m pip install aiocoap")
 }
 
 #[test]

@@ -22,7 +22,7 @@ mod peers;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use coapio::message::Code;
@@ -31,30 +31,14 @@ use coapio::server::get;
 use coapio::Endpoint;
 
 use common::{example_site, free_port, text, tick, Running};
-use peers::{run, skip_or_fail, Proc};
+use peers::{run, Proc};
 
-/// The real path of the Python interpreter that has aiocoap with OSCORE, if there is one.
+/// The Python interpreter that has aiocoap with OSCORE, if there is one.
 fn python() -> Option<PathBuf> {
-    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let python = PYTHON
-        .get_or_init(|| {
-            let mut probe = Proc::try_spawn(Command::new("python3").args([
-                "-c",
-                "import sys, aiocoap.oscore, cbor2, cryptography; print(sys.executable)",
-            ]))
-            .ok()?;
-            let status = probe.finish(Duration::from_secs(30));
-            let path = probe.stdout().trim().to_owned();
-            (status.success() && !path.is_empty()).then(|| PathBuf::from(path))
-        })
-        .clone();
-    if python.is_none() {
-        skip_or_fail(
-            "skipped: aiocoap with OSCORE not installed \
-             (install with `python3 -m pip install 'aiocoap[oscore]'`)",
-        );
-    }
-    python
+    peers::python_with(
+        "aiocoap.oscore, cbor2, cryptography",
+        "python3 -m pip install 'aiocoap[oscore]'",
+    )
 }
 
 fn peer(script: &str) -> String {

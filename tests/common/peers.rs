@@ -25,6 +25,39 @@ pub(crate) fn skip_or_fail(msg: &str) {
     println!("{msg}");
 }
 
+/// The real path of a Python interpreter that can run `import {modules}`, probed once per
+/// test binary and module list; if there is none, says the test is skipped with `install` as
+/// the way to get it (or fails, with `COAPIO_REQUIRE_PEERS=1`).
+///
+/// The real path, not `python3`: a version manager's `python3` may be a shell script that
+/// forks the interpreter, which killing by PID would leave running.
+pub(crate) fn python_with(modules: &str, install: &str) -> Option<std::path::PathBuf> {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static FOUND: OnceLock<Mutex<HashMap<String, Option<std::path::PathBuf>>>> = OnceLock::new();
+    let found = FOUND.get_or_init(Default::default);
+    let python = {
+        let mut found = found.lock().unwrap();
+        found
+            .entry(modules.to_owned())
+            .or_insert_with(|| {
+                let code = format!("import sys, {modules}; print(sys.executable)");
+                let mut probe =
+                    Proc::try_spawn(Command::new("python3").args(["-c", &code])).ok()?;
+                let status = probe.finish(Duration::from_secs(30));
+                let path = probe.stdout().trim().to_owned();
+                (status.success() && !path.is_empty()).then(|| std::path::PathBuf::from(path))
+            })
+            .clone()
+    };
+    if python.is_none() {
+        skip_or_fail(&format!(
+            "skipped: python3 with {modules} not installed (install with `{install}`)"
+        ));
+    }
+    python
+}
+
 /// Runs `fut` to completion on this thread, failing the test after 10 seconds.
 pub(crate) fn run<F: Future>(fut: F) -> F::Output {
     block_on_within(Duration::from_secs(10), fut)

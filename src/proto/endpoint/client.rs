@@ -12,6 +12,16 @@ use crate::proto::{Error, Failure};
 
 use super::*;
 
+/// What became of a response as far as OSCORE is concerned ([`Endpoint::open_protected`]).
+pub(super) enum Opened {
+    /// The request is not protected: the response is taken as it is.
+    Plain,
+    /// Dropped: the request goes on waiting.
+    Dropped,
+    /// The request's outcome.
+    Outcome(Result<Response, Failure>),
+}
+
 impl Endpoint {
     /// Starts a request to `remote`; its outcome comes as [`Event::Response`] or
     /// [`Event::Failed`] with the returned ID. Call [`poll_transmit`](Self::poll_transmit)
@@ -464,6 +474,48 @@ impl Endpoint {
     /// §4.1.3.5.2, §7.4.1): one whose Partial IV is not above the highest verified so far is
     /// a replay (or came late), and is dropped (`None`). Observe's own ordering (24-bit
     /// values, and anything after 128 seconds) would let a replay through.
+    /// A response to a protected request, verified and decrypted first (RFC 8613 §8.4): its
+    /// outcome for the request, or `Dropped` for one that fails verification (the request
+    /// goes on waiting: anyone who knows the token could end it otherwise) or is a replayed
+    /// or reordered notification. An unprotected answer (an error of the server's OSCORE
+    /// layer) ends the request.
+    pub(super) fn open_protected(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        id: RequestId,
+        m: &MessageRef<'_>,
+    ) -> Opened {
+        let Some(opened) = self
+            .requests
+            .get(&id)
+            .and_then(|r| r.security.as_ref())
+            .map(|security| self.oscore.open_response(security, m))
+        else {
+            return Opened::Plain;
+        };
+        let Some(opened) = self.oscore_in_order(id, opened) else {
+            debug!("coapio: replayed or reordered OSCORE notification from {remote} dropped");
+            return Opened::Dropped;
+        };
+        match &opened {
+            Ok(_) => self.freshness.verify(now, remote),
+            Err(Failure::BadResponse(why)) => {
+                debug!("coapio: response from {remote} dropped: {why}");
+                return Opened::Dropped;
+            }
+            Err(_) => {}
+        }
+        Opened::Outcome(opened.and_then(|response| {
+            match critical_problem(response.options.iter()) {
+                Some(_) => Err(Failure::BadResponse(
+                    "unrecognized critical option in the response",
+                )),
+                None => Ok(response),
+            }
+        }))
+    }
+
     pub(super) fn oscore_in_order(
         &mut self,
         id: RequestId,
@@ -558,38 +610,13 @@ impl Endpoint {
             }
             return;
         };
-        // A response to a protected request is verified and decrypted first (RFC 8613 §8.4).
-        let opened = self
-            .requests
-            .get(&id)
-            .and_then(|r| r.security.as_ref())
-            .map(|security| self.oscore.open_response(security, m));
-        if let Some(opened) = opened {
-            self.accept_response(now, meta, m);
-            let Some(opened) = self.oscore_in_order(id, opened) else {
-                debug!("coapio: replayed or reordered OSCORE notification from {remote} dropped");
-                return;
-            };
-            match &opened {
-                Ok(_) => self.freshness.verify(now, remote),
-                // A response that fails verification is dropped (RFC 8613 §8.4): the request
-                // goes on waiting (anyone who knows the token could end it otherwise). An
-                // unprotected answer (an error of the server's OSCORE layer) ends it.
-                Err(Failure::BadResponse(why)) => {
-                    debug!("coapio: response from {remote} dropped: {why}");
-                    return;
-                }
-                Err(_) => {}
+        match self.open_protected(now, remote, id, m) {
+            Opened::Plain => {}
+            Opened::Dropped => return self.accept_response(now, meta, m),
+            Opened::Outcome(outcome) => {
+                self.accept_response(now, meta, m);
+                return self.finish_request(now, id, Some(outcome));
             }
-            let outcome =
-                opened.and_then(|response| match critical_problem(response.options.iter()) {
-                    Some(_) => Err(Failure::BadResponse(
-                        "unrecognized critical option in the response",
-                    )),
-                    None => Ok(response),
-                });
-            self.finish_request(now, id, Some(outcome));
-            return;
         }
         if let Some(bad) = critical_problem(m.options.iter()) {
             debug!("coapio: response from {remote} has unrecognized critical option {bad:?}");

@@ -10,6 +10,7 @@ use crate::message::{encode_empty, peek_header, MessageRef, Type};
 use crate::net::{RecvMeta, Transmit, TransportError, TransportErrorKind};
 use crate::proto::Failure;
 
+use super::client::Opened;
 use super::*;
 
 impl Endpoint {
@@ -202,38 +203,13 @@ impl Endpoint {
                     self.acknowledge_request(now, id);
                     return;
                 }
-                // A response to a protected request is verified and decrypted first
-                // (RFC 8613 §8.4).
-                let opened = self
-                    .requests
-                    .get(&id)
-                    .and_then(|r| r.security.as_ref())
-                    .map(|security| self.oscore.open_response(security, m));
-                if let Some(opened) = opened {
-                    let Some(opened) = self.oscore_in_order(id, opened) else {
-                        self.acknowledge_request(now, id);
-                        return;
-                    };
-                    match &opened {
-                        Ok(_) => self.freshness.verify(now, meta.remote),
-                        // Dropped (RFC 8613 §8.4): the request waits on as acknowledged.
-                        Err(Failure::BadResponse(why)) => {
-                            debug!("coapio: response from {} dropped: {why}", meta.remote);
-                            self.acknowledge_request(now, id);
-                            return;
-                        }
-                        Err(_) => {}
+                match self.open_protected(now, meta.remote, id, m) {
+                    Opened::Plain => {}
+                    // Dropped: the request waits on as acknowledged.
+                    Opened::Dropped => return self.acknowledge_request(now, id),
+                    Opened::Outcome(outcome) => {
+                        return self.finish_request(now, id, Some(outcome));
                     }
-                    let outcome = opened.and_then(|response| {
-                        match critical_problem(response.options.iter()) {
-                            Some(_) => Err(Failure::BadResponse(
-                                "unrecognized critical option in the response",
-                            )),
-                            None => Ok(response),
-                        }
-                    });
-                    self.finish_request(now, id, Some(outcome));
-                    return;
                 }
                 // The response carries the token sent to the remote's address, so the remote
                 // receives what is sent there (RFC 9175 §2.4).

@@ -675,7 +675,7 @@ impl Endpoint {
 /// verified the request, so an unprotected request from the same address (anyone who can
 /// send from it) can neither add a block to a protected upload nor be served a block of a
 /// protected representation in the clear.
-fn scoped_key(key: u64, security: Option<&Security>) -> u64 {
+pub(super) fn scoped_key(key: u64, security: Option<&Security>) -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     match security {
         None => key,

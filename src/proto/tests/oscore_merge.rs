@@ -130,3 +130,57 @@ fn a_protected_notification_is_not_served_in_the_clear_from_the_block_cache() {
     });
     assert!(!leaked, "a protected notification served in the clear");
 }
+
+/// A handler that demands fresh requests (an Echo value it gave, RFC 9175 §2.3), and what it
+/// saw: freshness, protection and payload size.
+fn demanding(seen: Rc<RefCell<Vec<(bool, bool, usize)>>>) -> super::sim::Handler {
+    Box::new(move |req: &Request| {
+        let len = req.payload.len();
+        seen.borrow_mut()
+            .push((req.is_fresh(), req.oscore.is_some(), len));
+        if !req.is_fresh() {
+            return Response::echo_challenge();
+        }
+        Response::new(Code::CHANGED).with_payload(format!("{len} bytes"))
+    })
+}
+
+/// A protected request that the application challenges for freshness (a protected 4.01 with
+/// the Echo inside) is repeated, protected again with the Echo inside, and served; for a
+/// block-wise upload the challenge keeps the upload, so that its last block, repeated with
+/// the Echo, completes it.
+#[test]
+fn a_protected_request_challenged_for_freshness_is_repeated_and_served() {
+    for (i, size) in [4usize, 3000].into_iter().enumerate() {
+        let (mut sim, c, s, ctx) = pair(60 + i as u64);
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        sim.nodes[s].handler = Some(demanding(seen.clone()));
+        let id = sim.request(
+            c,
+            s,
+            Request::put("/door", vec![b'x'; size]).with_oscore(ctx),
+        );
+        sim.run(Duration::from_secs(60));
+        let outcomes = &sim.nodes[c].outcomes[&id];
+        let Some(super::sim::Outcome::Response(_, r)) = outcomes.first() else {
+            panic!("{size}: {outcomes:?}");
+        };
+        assert_eq!(
+            (r.code, r.payload.as_slice()),
+            (Code::CHANGED, format!("{size} bytes").as_bytes()),
+            "{size}"
+        );
+        assert_eq!(
+            *seen.borrow(),
+            [(false, true, size), (true, true, size)],
+            "{size}"
+        );
+        // Nothing went in the clear; no upload is left behind.
+        for t in &sim.tap {
+            let m = MessageRef::decode(&t.bytes).unwrap();
+            assert!(m.code.is_empty() || m.options.get(OptionNumber::OSCORE).is_some());
+        }
+        assert_eq!(sim.nodes[s].ep.stats().uploads, 0, "{size}");
+        assert_eq!(sim.nodes[s].ep.stats().verified_remotes, 1, "{size}");
+    }
+}

@@ -184,3 +184,50 @@ fn a_protected_request_challenged_for_freshness_is_repeated_and_served() {
         assert_eq!(sim.nodes[s].ep.stats().verified_remotes, 1, "{size}");
     }
 }
+
+/// A response to a protected request that fails verification (forged by anyone who saw the
+/// token) is dropped and the request waits for the real one (RFC 8613 §8.4), whether it
+/// comes piggybacked on an ACK or as a separate response.
+#[test]
+fn a_forged_response_to_a_protected_request_is_dropped_and_the_request_waits() {
+    for piggybacked in [true, false] {
+        let mut sim = Sim::new(70, Link::perfect());
+        let c = sim.add(Config::default().with_seed(1), Answer::Never);
+        let s = sim.add(
+            Config::default().with_seed(2),
+            Answer::After(Duration::from_secs(3)),
+        );
+        let ctx = sim.nodes[c].ep.add_oscore_context(context(false), None);
+        sim.nodes[s].ep.add_oscore_context(context(true), None);
+        let id = sim.request(c, s, Request::put("/door", "open").with_oscore(ctx));
+        sim.run(Duration::from_millis(5));
+        let first = MessageRef::decode(&sim.tap[0].bytes).unwrap().to_owned();
+        let mut o = Options::new();
+        o.push(OptionNumber::OSCORE, Vec::new());
+        let forged = Message {
+            ty: if piggybacked { Type::Ack } else { Type::Con },
+            code: Code::CHANGED,
+            message_id: if piggybacked {
+                first.message_id
+            } else {
+                0x4242
+            },
+            token: first.token,
+            options: o,
+            payload: vec![0xa5; 24],
+        }
+        .to_bytes()
+        .unwrap();
+        let (from, to) = (sim.nodes[s].addr, sim.nodes[c].addr);
+        sim.inject(from, to, forged);
+        sim.run(Duration::from_secs(60));
+        let outcomes = &sim.nodes[c].outcomes[&id];
+        assert!(
+            matches!(
+                outcomes.as_slice(),
+                [super::sim::Outcome::Response(_, r)] if r.payload == b"open"
+            ),
+            "piggybacked {piggybacked}: {outcomes:?}"
+        );
+    }
+}

@@ -2315,3 +2315,34 @@ fn oscore_configuration_misuse() {
     );
     coapio_config_free(cfg);
 }
+
+/// A configuration whose OSCORE setup failed (its context directory missing) made nothing:
+/// once the directory is there, the same configuration makes a context.
+#[cfg(feature = "oscore")]
+#[test]
+fn a_configuration_whose_oscore_setup_failed_can_be_used_again() {
+    let dir = std::env::temp_dir().join(format!("coapio-oscore-retry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config(None);
+    ok(coapio_config_add_oscore_dir(
+        cfg,
+        c("coap://x*").as_ptr(),
+        c(dir.to_str().unwrap()).as_ptr(),
+    ));
+    let mut ctx = sentinel();
+    assert_eq!(
+        coapio_context_new(cfg, &mut ctx),
+        COAPIO_RESULT_INVALID_ARGUMENT
+    );
+    let sample =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/oscore-ctx/client");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["secret.json", "settings.json"] {
+        std::fs::copy(sample.join(f), dir.join(f)).unwrap();
+    }
+    let ctx = context(cfg);
+    assert!(!ctx.is_null());
+    coapio_context_free(ctx);
+    coapio_config_free(cfg);
+    let _ = std::fs::remove_dir_all(&dir);
+}

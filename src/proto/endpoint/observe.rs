@@ -9,6 +9,7 @@ use log::debug;
 use crate::message::{Code, Message, OptionNumber, Token, Type};
 use crate::proto::{Error, Failure};
 
+use super::server::scoped_key;
 use super::*;
 
 impl Endpoint {
@@ -277,7 +278,14 @@ impl Endpoint {
             let Some(o) = self.observers.get(key) else {
                 continue;
             };
-            let (meta, request) = (o.meta, o.request());
+            let (meta, mut request) = (o.meta, o.request());
+            // Rendered again for an observer that registered under OSCORE: the application
+            // sees the context that verified the registration (its notifications go out
+            // protected by it), and the notification's later blocks are kept under the key a
+            // protected fetch of them is looked up by, apart from unprotected ones.
+            let security = o.security.as_deref();
+            request.oscore = security.map(|s| s.0);
+            let block_key = scoped_key(representation_key(&request), security);
             let id = IncomingId(self.next_id);
             self.next_id += 1;
             self.incoming.insert(
@@ -290,7 +298,7 @@ impl Endpoint {
                     timer_at: now + lifetime,
                     expires: now + lifetime,
                     empty_ack_sent: true,
-                    key: representation_key(&request),
+                    key: block_key,
                     block2: None,
                     block1: None,
                     observe: None,
@@ -352,7 +360,7 @@ impl Endpoint {
             );
             self.end_inflight_notification(now, *key, o.inflight_con);
             let request = o.request();
-            let block_key = representation_key(&request);
+            let block_key = scoped_key(representation_key(&request), o.security.as_deref());
             let shaped =
                 self.shape_blockwise(now, key.0, block_key, None, None, 6, response.clone());
             let security = o.security.map(|s| *s);

@@ -80,10 +80,13 @@ impl Endpoint {
         let limit = self.amplification_limit(now, id);
         let original = limit.map(|_| response.clone());
         let response = self.shape(now, id, 6, response)?;
+        // Told from the answer before OSCORE seals it: a protected 4.01 + Echo is a 2.04
+        // from outside, its Echo inside.
+        let mut challenge = is_challenge(&response);
         let (mut msg, mut wire) = self.encode_answer(id, response)?;
         if let (Some(limit), Some(original)) = (limit, original) {
             if wire.len() > limit {
-                (msg, wire) = self.fit_answer(now, id, limit, original)?;
+                (msg, wire, challenge) = self.fit_answer(now, id, limit, original)?;
             }
         }
         // What retransmissions of a separate response may still send within the limit.
@@ -93,7 +96,6 @@ impl Endpoint {
             return Err(Error::UnknownExchange);
         };
         let remote = ex.meta.remote;
-        let challenge = msg.code == Code::UNAUTHORIZED && msg.options.contains(OptionNumber::ECHO);
         if let Some(upload) = ex.upload.filter(|_| !challenge) {
             self.uploads.finish(remote, upload);
         }
@@ -260,14 +262,14 @@ impl Endpoint {
     /// every block-wise client follows), with an Echo value the client may send back to be
     /// verified; if even the smallest block is too large, 4.01 Unauthorized with an Echo value
     /// instead, which the client repeats in its request to prove that it receives what is sent
-    /// to its address.
+    /// to its address. The flag says whether the answer is that challenge.
     fn fit_answer(
         &mut self,
         now: Instant,
         id: IncomingId,
         limit: usize,
         mut whole: Response,
-    ) -> Result<(Message, Vec<u8>), Error> {
+    ) -> Result<(Message, Vec<u8>, bool), Error> {
         let Some(ex) = self.incoming.get(&id) else {
             return Err(Error::UnknownExchange);
         };
@@ -305,9 +307,10 @@ impl Endpoint {
                             16 << szx
                         );
                         if !sealing {
-                            return Ok((msg, wire));
+                            return Ok((msg, wire, false));
                         }
-                        return self.encode_answer(id, response);
+                        let (msg, wire) = self.encode_answer(id, response)?;
+                        return Ok((msg, wire, false));
                     }
                 }
             }
@@ -325,12 +328,13 @@ impl Endpoint {
         challenge.options.set(OptionNumber::ECHO, echo);
         let (msg, wire) = self.encode_answer(id, challenge)?;
         if wire.len() <= limit {
-            return Ok((msg, wire));
+            return Ok((msg, wire, true));
         }
         // A request of a few bytes (a bare header and a short token) leaves no room even for
         // the Echo option: a plain 4.01, no larger than the request, says no.
         debug!("coapio: no room for an Echo value in the answer to {remote}; plain 4.01");
-        self.encode_answer(id, Response::new(Code::UNAUTHORIZED))
+        let (msg, wire) = self.encode_answer(id, Response::new(Code::UNAUTHORIZED))?;
+        Ok((msg, wire, false))
     }
 
     /// Answers a request at once, without involving the application (bad options, overload).
@@ -670,12 +674,18 @@ impl Endpoint {
     }
 }
 
+/// Whether an answer is a 4.01 with an Echo value (RFC 9175 §2.2): the client is to repeat
+/// its request with it, so a Block1 upload it ends is kept for the repetition.
+fn is_challenge(response: &Response) -> bool {
+    response.code == Code::UNAUTHORIZED && response.options.contains(OptionNumber::ECHO)
+}
+
 /// The block-wise key of a request, kept apart per OSCORE context: the blocks of a protected
 /// upload and the cached representation of a protected answer are keyed by the context that
 /// verified the request, so an unprotected request from the same address (anyone who can
 /// send from it) can neither add a block to a protected upload nor be served a block of a
 /// protected representation in the clear.
-fn scoped_key(key: u64, security: Option<&Security>) -> u64 {
+pub(super) fn scoped_key(key: u64, security: Option<&Security>) -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     match security {
         None => key,

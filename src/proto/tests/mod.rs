@@ -14,6 +14,8 @@ mod options;
 #[cfg(feature = "oscore")]
 mod oscore;
 #[cfg(feature = "oscore")]
+mod oscore_merge;
+#[cfg(feature = "oscore")]
 mod oscore_review;
 mod regressions;
 mod sim;

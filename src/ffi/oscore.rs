@@ -237,11 +237,16 @@ pub(crate) fn install(
     config: &coapio_config,
     ep: &mut crate::proto::Endpoint,
 ) -> Result<Vec<(String, SecurityId)>, coapio_result> {
-    if config
+    // Take every entry; if another context holds any of them, give back the ones taken here.
+    let was_taken: Vec<bool> = config
         .oscore
         .iter()
-        .any(|e| e.taken.swap(true, Ordering::SeqCst))
-    {
+        .map(|e| e.taken.swap(true, Ordering::SeqCst))
+        .collect();
+    if was_taken.iter().any(|t| *t) {
+        for (e, _) in config.oscore.iter().zip(&was_taken).filter(|(_, t)| !**t) {
+            e.taken.store(false, Ordering::SeqCst);
+        }
         return Err(fail(
             COAPIO_RESULT_INVALID_ARGUMENT,
             "this configuration's OSCORE contexts are in use by another context: one context per configuration (two would reuse sequence numbers)",

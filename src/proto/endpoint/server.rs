@@ -29,6 +29,9 @@ impl Rx {
     }
 }
 
+/// What outer Block1 options make of a protected request ([`Endpoint::outer_blocks`]).
+type OuterBlocks = Result<Option<Vec<u8>>, ()>;
+
 /// The most OSCORE adds to an answer: the OSCORE option with a Partial IV of its own (up to
 /// 8 bytes with its header), the inner code byte, the payload marker and a 16-byte tag, and
 /// a few bytes of option deltas that move inside.
@@ -337,6 +340,66 @@ impl Endpoint {
         Ok((msg, wire, false))
     }
 
+    /// For a protected request with an outer Block1 option (a proxy's blocks): `Ok(None)` when
+    /// there is none, `Err(())` when the block was answered here (2.31 Continue, 4.08, 4.13,
+    /// 4.02), or the whole outer message once its last block came.
+    fn outer_blocks(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) -> OuterBlocks {
+        if !self.oscore.has_contexts() || m.options.get(OptionNumber::OSCORE).is_none() {
+            return Ok(None);
+        }
+        let block = match block_of(m.options, OptionNumber::BLOCK1) {
+            None => return Ok(None),
+            Some(Err(())) => {
+                if m.ty == Type::Con && !meta.is_multicast() {
+                    self.reject_request(now, meta, m, Rx::plain(m), Code::BAD_OPTION);
+                }
+                return Err(());
+            }
+            Some(Ok(b)) => b,
+        };
+        // The blocks share their outer options, the OSCORE option (its Partial IV) among them.
+        let key = {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut h = DefaultHasher::new();
+            let inner = upload_key(request_key(m.code, m.options.iter(), &[]), m.options);
+            ("outer", inner).hash(&mut h);
+            h.finish()
+        };
+        let request = Request {
+            method: m.code,
+            options: m.options.to_owned(),
+            payload: m.payload.to_vec(),
+            confirmable: m.ty == Type::Con,
+            timeout: None,
+            token_length: Some(m.token.len() as u8),
+            oscore: None,
+        };
+        let preferred = self.block_szx(meta.remote);
+        match self
+            .uploads
+            .on_block(now, meta.remote, key, request, block, preferred)
+        {
+            UploadStep::Answer(response) => {
+                self.answer_directly(now, meta, m, Rx::plain(m), response);
+                Err(())
+            }
+            UploadStep::Complete(mut whole, _) => {
+                self.uploads.finish(meta.remote, key);
+                whole.options.remove(OptionNumber::BLOCK1);
+                whole.options.remove(OptionNumber::SIZE1);
+                let message = Message {
+                    ty: m.ty,
+                    code: m.code,
+                    message_id: m.message_id,
+                    token: m.token,
+                    options: whole.options,
+                    payload: whole.payload,
+                };
+                Ok(message.to_bytes().ok())
+            }
+        }
+    }
+
     /// Answers a request at once, without involving the application (bad options, overload).
     pub(super) fn reject_request(
         &mut self,
@@ -518,9 +581,28 @@ impl Endpoint {
                 .set_uint(OptionNumber::MAX_AGE, secs.min(u64::from(u32::MAX)) as u32);
             return self.answer_directly(now, meta, m, Rx::plain(m), response);
         }
+        // The datagram answered is this one, whatever it turns out to be part of.
+        let len = m.wire_len();
+        // Outer Block1 (RFC 8613 §4.1.3.4.2): a protected request that a proxy cut into blocks
+        // is put together before it is verified (its blocks are not protected one by one).
+        let whole_outer;
+        let outer;
+        let m = match self.outer_blocks(now, meta, m) {
+            Err(()) => return,
+            Ok(None) => m,
+            Ok(Some(wire)) => {
+                whole_outer = wire;
+                match MessageRef::decode(&whole_outer) {
+                    Ok(decoded) => {
+                        outer = decoded;
+                        &outer
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
         // OSCORE (RFC 8613 §8.2): a protected request is verified before anything else looks
         // at it, and served as its inner request; nothing unverified reaches the application.
-        let len = m.wire_len();
         let (wire, security, challenge) = match self.open_request(now, meta, m) {
             Received::Plain => (None, None, false),
             Received::Inner(wire, security) => (Some(wire), Some(security), false),

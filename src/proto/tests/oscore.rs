@@ -356,3 +356,59 @@ fn fitting_an_answer_spends_one_sequence_number() {
     // when it reused the request's nonce).
     assert!(option.is_empty() || option == [0x01, 0x00], "{option:02x?}");
 }
+
+/// A proxy may cut a protected request into outer Block1 blocks (RFC 8613 §4.1.3.4.2): the
+/// server puts them together (2.31 Continue for each, unprotected, as a proxy's blocks are),
+/// then verifies the whole and answers it protected.
+#[test]
+fn a_protected_request_a_proxy_cut_into_outer_blocks_is_put_together() {
+    use crate::message::{BlockValue, Options, Token};
+    let mut sim = Sim::new(10, Link::perfect());
+    let server = Config {
+        amplification_mitigation: false,
+        ..Config::default()
+    };
+    let s = sim.add(server, Answer::After(Duration::ZERO));
+    sim.nodes[s].ep.add_oscore_context(context(true), None);
+    let mut client = context(false);
+    let body: Vec<u8> = (0..900).map(|i| (i % 253) as u8).collect();
+    let mut options = Options::new();
+    options.push(OptionNumber::URI_PATH, "upload");
+    let (p, binding) = client.protect_request(Code::PUT, &options, &body).unwrap();
+    let (proxy, to) = (super::sim::addr(50), sim.nodes[s].addr);
+    let chunks: Vec<&[u8]> = p.payload.chunks(256).collect();
+    assert!(chunks.len() >= 4);
+    for (i, chunk) in chunks.iter().enumerate() {
+        let more = i + 1 < chunks.len();
+        let mut outer = p.options.clone();
+        let block = BlockValue::new(i as u32, more, 4).unwrap();
+        outer.push_uint(OptionNumber::BLOCK1, block.to_uint());
+        let msg = Message {
+            ty: Type::Con,
+            code: p.code,
+            message_id: 100 + i as u16,
+            token: Token::from_slice(&[7, i as u8]).unwrap(),
+            options: outer,
+            payload: chunk.to_vec(),
+        };
+        sim.tap.clear();
+        sim.inject(proxy, to, msg.to_bytes().unwrap());
+        sim.run(sim.elapsed_plus(Duration::from_secs(5)));
+        let answer = wire(&sim)
+            .into_iter()
+            .find(|m| m.ty == Type::Ack)
+            .expect("answered");
+        if more {
+            assert_eq!(answer.code, Code::CONTINUE, "block {i}");
+            assert!(!answer.options.contains(OptionNumber::OSCORE));
+        } else {
+            let plain = client
+                .unprotect_response(&binding, answer.code, &answer.options, &answer.payload)
+                .expect("a protected answer that verifies");
+            assert_eq!((plain.code, &plain.payload), (Code::CONTENT, &body));
+        }
+    }
+    assert_eq!(sim.nodes[s].handler_runs[&body], 1);
+    assert_eq!(sim.nodes[s].protected_requests, 1);
+    assert_eq!(sim.nodes[s].ep.stats().uploads, 0, "nothing kept");
+}

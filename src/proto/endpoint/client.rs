@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use log::{debug, trace};
 
-use crate::message::{Code, MessageRef, OptionNumber, Token, Type};
+use crate::message::{Code, Message, MessageRef, OptionNumber, Token, Type};
 use crate::net::RecvMeta;
 use crate::proto::{Error, Failure};
 
@@ -20,6 +20,9 @@ pub(super) enum Opened {
     Dropped,
     /// The request's outcome.
     Outcome(Result<Response, Failure>),
+    /// A block of a protected response a proxy cut into outer blocks: the exchange ends and
+    /// a new one asks for the next block.
+    Continue(Request, Box<OuterDownload>),
 }
 
 impl Endpoint {
@@ -152,6 +155,8 @@ impl Endpoint {
                 fetches: Vec::new(),
                 security: None,
                 notification_piv: None,
+                sealed: None,
+                outer: None,
             },
         );
         if let Some(at) = overall {
@@ -238,7 +243,14 @@ impl Endpoint {
         let Some(req) = self.requests.get_mut(&id) else {
             return true;
         };
-        req.security = security;
+        if security.is_some() {
+            req.sealed = Some(Box::new(Sealed {
+                code: msg.code,
+                options: msg.options.clone(),
+                payload: msg.payload.clone(),
+            }));
+            req.security = security;
+        }
         req.state = ReqState::Outstanding;
         req.mid = Some(mid);
         let retransmit = if ty == Type::Con {
@@ -486,6 +498,36 @@ impl Endpoint {
         id: RequestId,
         m: &MessageRef<'_>,
     ) -> Opened {
+        let Some(req) = self.requests.get(&id).filter(|r| r.security.is_some()) else {
+            return Opened::Plain;
+        };
+        // Outer Block2 (RFC 8613 §4.1.3.4.2): a proxy's blocks of the sealed response (a
+        // Block2 option outside is never the server's, whose Block options are inner).
+        let block2 = m.options.get(OptionNumber::BLOCK2);
+        let whole;
+        let decoded;
+        let m = if block2.is_some() || req.outer.is_some() {
+            match self.outer_block(id, m) {
+                Ok(Ok(wire)) => {
+                    whole = wire;
+                    match MessageRef::decode(&whole) {
+                        Ok(d) => {
+                            decoded = d;
+                            &decoded
+                        }
+                        Err(_) => {
+                            return Opened::Outcome(Err(Failure::BadResponse(
+                                "the blocks of an OSCORE response do not make a message",
+                            )))
+                        }
+                    }
+                }
+                Ok(Err((next, state))) => return Opened::Continue(next, state),
+                Err(why) => return Opened::Outcome(Err(Failure::BadResponse(why))),
+            }
+        } else {
+            m
+        };
         let Some(opened) = self
             .requests
             .get(&id)
@@ -514,6 +556,126 @@ impl Endpoint {
                 None => Ok(response),
             }
         }))
+    }
+
+    /// Takes a block of a protected response cut into outer Block2 blocks: the whole
+    /// response (as a datagram) once its last block came, or the request for the next block
+    /// and the state to go on with.
+    #[allow(clippy::type_complexity)]
+    fn outer_block(
+        &mut self,
+        id: RequestId,
+        m: &MessageRef<'_>,
+    ) -> Result<Result<Vec<u8>, (Request, Box<OuterDownload>)>, &'static str> {
+        let max = self.config.max_body_size;
+        let Some(req) = self.requests.get_mut(&id) else {
+            return Err("no request");
+        };
+        let Some(block) = m
+            .options
+            .get(OptionNumber::BLOCK2)
+            .and_then(|v| crate::message::BlockValue::from_bytes(v).ok())
+        else {
+            return Err("a later block of an OSCORE response without a valid Block2 option");
+        };
+        let mut state = match req.outer.take() {
+            Some(state) => state,
+            None if block.num() == 0 => {
+                let Some(sealed) = req.sealed.clone() else {
+                    return Err("an OSCORE response in blocks to a request not sealed");
+                };
+                let mut options = m.options.to_owned();
+                options.remove(OptionNumber::BLOCK2);
+                options.remove(OptionNumber::SIZE2);
+                Box::new(OuterDownload {
+                    sealed,
+                    code: m.code,
+                    options,
+                    body: Vec::new(),
+                    next: 0,
+                    szx: block.szx(),
+                })
+            }
+            None => return Err("an OSCORE response's first block was not block 0"),
+        };
+        if block.num() != state.next
+            || block.szx() != state.szx
+            || block.offset() != state.body.len()
+        {
+            return Err("an OSCORE response's blocks came out of order");
+        }
+        if state.body.len() + m.payload.len() > max {
+            return Err("an OSCORE response in blocks is larger than max_body_size");
+        }
+        state.body.extend_from_slice(m.payload);
+        if !block.more() {
+            let message = Message {
+                ty: m.ty,
+                code: state.code,
+                message_id: m.message_id,
+                token: m.token,
+                options: state.options,
+                payload: state.body,
+            };
+            return message
+                .to_bytes()
+                .map(Ok)
+                .map_err(|_| "the blocks of an OSCORE response do not make a message");
+        }
+        let Ok(next) = crate::message::BlockValue::new(block.num() + 1, false, block.szx()) else {
+            return Err("an OSCORE response in more blocks than can be numbered");
+        };
+        state.next = next.num();
+        let mut request = Request::new(state.sealed.code);
+        request.options = state.sealed.options.clone();
+        request
+            .options
+            .set_uint(OptionNumber::BLOCK2, next.to_uint());
+        request.payload = state.sealed.payload.clone();
+        request.confirmable = req.request.confirmable;
+        request.token_length = req.request.token_length;
+        Ok(Err((request, state)))
+    }
+
+    /// Ends the exchange `id`, which brought a block of an OSCORE response cut into outer
+    /// blocks, and asks for the next block in a new one that carries on the caller's request.
+    pub(super) fn continue_outer(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        mut request: Request,
+        state: Box<OuterDownload>,
+    ) {
+        let Some(old) = self.requests.get(&id) else {
+            return;
+        };
+        let (user, remote, overall) = (old.caller, old.remote, old.overall);
+        let security = old.security.clone();
+        if overall.is_some_and(|o| o <= now) {
+            return self.finish_request(now, id, Some(Err(Failure::Timeout)));
+        }
+        request.timeout = overall.map(|o| o - now);
+        self.finish_request(now, id, None);
+        match self.start_wire(now, remote, request) {
+            Ok(wire) => {
+                if let Some(r) = self.requests.get_mut(&wire) {
+                    r.caller = user;
+                    r.security = security;
+                    r.outer = Some(state);
+                }
+                self.calls.insert(
+                    user,
+                    Call {
+                        wire,
+                        transfer: None,
+                    },
+                );
+            }
+            Err(e) => self.events.push_back(Event::Failed {
+                id: user,
+                error: Failure::Refused(e),
+            }),
+        }
     }
 
     pub(super) fn oscore_in_order(
@@ -616,6 +778,10 @@ impl Endpoint {
             Opened::Outcome(outcome) => {
                 self.accept_response(now, meta, m);
                 return self.finish_request(now, id, Some(outcome));
+            }
+            Opened::Continue(next, state) => {
+                self.accept_response(now, meta, m);
+                return self.continue_outer(now, id, next, state);
             }
         }
         if let Some(bad) = critical_problem(m.options.iter()) {

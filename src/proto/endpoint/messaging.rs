@@ -210,6 +210,9 @@ impl Endpoint {
                     Opened::Outcome(outcome) => {
                         return self.finish_request(now, id, Some(outcome));
                     }
+                    Opened::Continue(next, state) => {
+                        return self.continue_outer(now, id, next, state);
+                    }
                 }
                 // The response carries the token sent to the remote's address, so the remote
                 // receives what is sent there (RFC 9175 §2.4).

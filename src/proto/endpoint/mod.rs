@@ -152,6 +152,33 @@ struct OutRequest {
     /// For an observation protected with OSCORE: the highest Partial IV of a verified
     /// notification (its Notification Number, RFC 8613 §7.4.1).
     notification_piv: Option<u64>,
+    /// For a protected request: its sealed form (code, outer options, payload), which asks a
+    /// proxy again for the later blocks of a response it cut into outer Block2 blocks.
+    sealed: Option<Box<Sealed>>,
+    /// For an exchange that fetches such a block: what came before it.
+    outer: Option<Box<OuterDownload>>,
+}
+
+/// A request as OSCORE sealed it: code, outer options, payload.
+#[derive(Debug, Clone)]
+struct Sealed {
+    code: Code,
+    options: crate::message::Options,
+    payload: Vec<u8>,
+}
+
+/// A protected response a proxy cut into outer Block2 blocks (RFC 8613 §4.1.3.4.2), being
+/// put together before it is verified.
+#[derive(Debug)]
+struct OuterDownload {
+    sealed: Box<Sealed>,
+    /// The response's code and outer options (those of its first block, without Block2).
+    code: Code,
+    options: crate::message::Options,
+    body: Vec<u8>,
+    /// The block asked for next.
+    next: u32,
+    szx: u8,
 }
 
 /// A caller's request in a later exchange than its first (see [`Endpoint::calls`]).

@@ -412,3 +412,70 @@ fn a_protected_request_a_proxy_cut_into_outer_blocks_is_put_together() {
     assert_eq!(sim.nodes[s].protected_requests, 1);
     assert_eq!(sim.nodes[s].ep.stats().uploads, 0, "nothing kept");
 }
+
+/// A proxy may cut a protected response into outer Block2 blocks (RFC 8613 §4.1.3.4.2): the
+/// client asks for each later block with its sealed request again (the same OSCORE option and
+/// ciphertext, so that the proxy finds its cached response), puts the blocks together, and
+/// only then verifies and decrypts.
+#[test]
+fn a_protected_response_a_proxy_cut_into_outer_blocks_is_put_together() {
+    use crate::message::{BlockValue, Options};
+    let mut sim = Sim::new(11, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let ctx = sim.nodes[c].ep.add_oscore_context(context(false), None);
+    // The "proxy": an address with no node; the test answers for it.
+    let proxy = super::sim::addr(60);
+    let mut server = context(true);
+    let body: Vec<u8> = (0..1500).map(|i| (i % 241) as u8).collect();
+    let now = sim.now;
+    let id = sim.nodes[c]
+        .ep
+        .request(now, proxy, Request::get("/big").with_oscore(ctx))
+        .unwrap();
+    sim.run(sim.elapsed_plus(Duration::from_millis(100)));
+    let first = Message::decode(&sim.tap.last().unwrap().bytes).unwrap();
+    let (plain, binding) = server
+        .unprotect_request(first.code, &first.options, &first.payload)
+        .expect("the client's request verifies");
+    assert_eq!(plain.code, Code::GET);
+    let sealed = server
+        .protect_response(&binding, Code::CONTENT, &Options::new(), &body, false)
+        .unwrap();
+    let chunks: Vec<&[u8]> = sealed.payload.chunks(512).collect();
+    assert!(chunks.len() >= 3);
+    let mut request = first.clone();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > 0 {
+            // The client asks again with its sealed request and Block2 for block i.
+            sim.run(sim.elapsed_plus(Duration::from_millis(100)));
+            request = Message::decode(&sim.tap.last().unwrap().bytes).unwrap();
+            assert_eq!(request.payload, first.payload, "the same ciphertext");
+            assert_eq!(
+                request.options.get(OptionNumber::OSCORE),
+                first.options.get(OptionNumber::OSCORE),
+                "the same OSCORE option"
+            );
+            let b = BlockValue::from_bytes(request.options.get(OptionNumber::BLOCK2).unwrap());
+            assert_eq!(b.unwrap().num(), i as u32);
+        }
+        let mut options = sealed.options.clone();
+        let more = i + 1 < chunks.len();
+        options.push_uint(
+            OptionNumber::BLOCK2,
+            BlockValue::new(i as u32, more, 5).unwrap().to_uint(),
+        );
+        let answer = Message {
+            ty: Type::Ack,
+            code: sealed.code,
+            message_id: request.message_id,
+            token: request.token,
+            options,
+            payload: chunk.to_vec(),
+        };
+        sim.inject(proxy, sim.nodes[c].addr, answer.to_bytes().unwrap());
+    }
+    sim.run(sim.elapsed_plus(Duration::from_secs(1)));
+    let r = response(&sim, c, id).expect("the whole response, verified");
+    assert_eq!((r.code, &r.payload), (Code::CONTENT, &body));
+    assert_eq!(sim.nodes[c].ep.stats().open_requests, 0);
+}

@@ -301,6 +301,9 @@ struct Incoming {
     request_len: usize,
     /// For a request that came protected with OSCORE: what protects its answer.
     security: Option<Security>,
+    /// For a protected request that asked for the first outer block of its answer: that
+    /// block and the key of the sealed answer kept for the later ones.
+    outer_block2: Option<(crate::message::BlockValue, u64)>,
     /// The key of the Block1 upload this request completed, kept until the answer is known
     /// ([`Uploads::finish`]).
     upload: Option<u64>,

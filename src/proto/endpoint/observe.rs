@@ -307,6 +307,7 @@ impl Endpoint {
                     registration: None,
                     request_len: 0,
                     security: None,
+                    outer_block2: None,
                     upload: None,
                 },
             );

@@ -18,6 +18,10 @@ use super::*;
 pub(super) struct Rx {
     len: usize,
     security: Option<Security>,
+    /// For a protected request that asked for the first outer block of its answer (a
+    /// proxy's Block2, RFC 8613 §4.1.3.4.2): that block, and the key its sealed answer is
+    /// kept under for the later ones.
+    outer_block2: Option<(crate::message::BlockValue, u64)>,
 }
 
 impl Rx {
@@ -25,8 +29,23 @@ impl Rx {
         Self {
             len: m.wire_len(),
             security: None,
+            outer_block2: None,
         }
     }
+}
+
+/// What identifies a sealed request, whatever its outer Block2 option: the block cache keeps
+/// its sealed answer under this for the later outer blocks.
+fn outer_key(m: &MessageRef<'_>) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    (
+        "outer block2",
+        request_key(m.code, m.options.iter(), &[]),
+        m.payload,
+    )
+        .hash(&mut h);
+    h.finish()
 }
 
 /// What outer Block1 options make of a protected request ([`Endpoint::outer_blocks`]).
@@ -86,7 +105,7 @@ impl Endpoint {
         // Told from the answer before OSCORE seals it: a protected 4.01 + Echo is a 2.04
         // from outside, its Echo inside.
         let mut challenge = is_challenge(&response);
-        let (mut msg, mut wire) = self.encode_answer(id, response)?;
+        let (mut msg, mut wire) = self.encode_answer(now, id, response)?;
         if let (Some(limit), Some(original)) = (limit, original) {
             if wire.len() > limit {
                 (msg, wire, challenge) = self.fit_answer(now, id, limit, original)?;
@@ -217,16 +236,18 @@ impl Endpoint {
     /// The message that carries the answer to `id`, and its encoding.
     fn encode_answer(
         &mut self,
+        now: Instant,
         id: IncomingId,
         response: Response,
     ) -> Result<(Message, Vec<u8>), Error> {
-        self.encode_answer_with(id, response, true)
+        self.encode_answer_with(now, id, response, true)
     }
 
     /// [`encode_answer`](Self::encode_answer), sealed with OSCORE or (`seal` false, to size
     /// it without spending a sequence number) not.
     fn encode_answer_with(
         &mut self,
+        now: Instant,
         id: IncomingId,
         response: Response,
         seal: bool,
@@ -243,10 +264,22 @@ impl Endpoint {
         };
         let token = ex.token;
         // The answer to a protected request is protected (RFC 8613 §8.3).
-        let response = match &ex.security {
+        let (remote, outer_block2) = (ex.meta.remote, ex.outer_block2);
+        let mut response = match &ex.security {
             Some(security) if seal => self.oscore.seal_response(security, response, false)?,
             _ => response,
         };
+        // A proxy asked for the sealed answer in outer blocks: the first now, the whole kept
+        // for the others.
+        if let Some((block, key)) = outer_block2.filter(|_| seal) {
+            if response.payload.len() > block.size() {
+                let first = crate::message::BlockValue::new(0, false, block.szx()).ok();
+                if let Some(part) = first.and_then(|b| cut_block2(&response, b)) {
+                    self.block_cache.insert(now, (remote, key), response);
+                    response = part;
+                }
+            }
+        }
         let msg = Message {
             ty,
             code: response.code,
@@ -303,7 +336,7 @@ impl Endpoint {
             for candidate in [whole.clone(), plain] {
                 for szx in (0..self.block_szx(remote)).rev() {
                     let response = self.shape(now, id, szx, candidate.clone())?;
-                    let (msg, wire) = self.encode_answer_with(id, response.clone(), false)?;
+                    let (msg, wire) = self.encode_answer_with(now, id, response.clone(), false)?;
                     if wire.len() + room <= limit {
                         debug!(
                             "coapio: answer to unverified {remote} cut to {}-byte blocks",
@@ -312,7 +345,7 @@ impl Endpoint {
                         if !sealing {
                             return Ok((msg, wire, false));
                         }
-                        let (msg, wire) = self.encode_answer(id, response)?;
+                        let (msg, wire) = self.encode_answer(now, id, response)?;
                         return Ok((msg, wire, false));
                     }
                 }
@@ -329,14 +362,14 @@ impl Endpoint {
         }
         let mut challenge = Response::new(Code::UNAUTHORIZED);
         challenge.options.set(OptionNumber::ECHO, echo);
-        let (msg, wire) = self.encode_answer(id, challenge)?;
+        let (msg, wire) = self.encode_answer(now, id, challenge)?;
         if wire.len() <= limit {
             return Ok((msg, wire, true));
         }
         // A request of a few bytes (a bare header and a short token) leaves no room even for
         // the Echo option: a plain 4.01, no larger than the request, says no.
         debug!("coapio: no room for an Echo value in the answer to {remote}; plain 4.01");
-        let (msg, wire) = self.encode_answer(id, Response::new(Code::UNAUTHORIZED))?;
+        let (msg, wire) = self.encode_answer(now, id, Response::new(Code::UNAUTHORIZED))?;
         Ok((msg, wire, false))
     }
 
@@ -527,6 +560,7 @@ impl Endpoint {
                 registration: None,
                 request_len: rx.len,
                 security: rx.security,
+                outer_block2: rx.outer_block2,
                 upload: None,
             },
         );
@@ -601,6 +635,35 @@ impl Endpoint {
                 }
             }
         };
+        // Outer Block2 (RFC 8613 §4.1.3.4.2): a proxy asks for the blocks of a sealed answer
+        // with the sealed request again. Block 0 is served with the request; a later block
+        // comes from the answer kept then (the request cannot be verified twice: its sequence
+        // number is spent).
+        let mut outer_block2 = None;
+        if self.oscore.has_contexts() && m.options.get(OptionNumber::OSCORE).is_some() {
+            match block_of(m.options, OptionNumber::BLOCK2) {
+                None => {}
+                Some(Err(())) => {
+                    if m.ty == Type::Con && !meta.is_multicast() {
+                        self.reject_request(now, meta, m, Rx::plain(m), Code::BAD_OPTION);
+                    }
+                    return;
+                }
+                Some(Ok(b)) if b.num() == 0 => outer_block2 = Some((b, outer_key(m))),
+                Some(Ok(b)) => {
+                    let kept = self
+                        .block_cache
+                        .get(now, &(meta.remote, outer_key(m)))
+                        .map(|whole| cut_block2(whole, b));
+                    let response = match kept {
+                        Some(Some(part)) => part,
+                        Some(None) => Response::new(Code::BAD_OPTION),
+                        None => Response::new(Code::REQUEST_ENTITY_INCOMPLETE),
+                    };
+                    return self.answer_directly(now, meta, m, Rx::plain(m), response);
+                }
+            }
+        }
         // OSCORE (RFC 8613 §8.2): a protected request is verified before anything else looks
         // at it, and served as its inner request; nothing unverified reaches the application.
         let (wire, security, challenge) = match self.open_request(now, meta, m) {
@@ -627,7 +690,11 @@ impl Endpoint {
             },
             None => m,
         };
-        let rx = Rx { len, security };
+        let rx = Rx {
+            len,
+            security,
+            outer_block2,
+        };
         if challenge {
             // Its freshness unknown after a restart (RFC 8613 Appendix B.1.2): a protected
             // 4.01 with an Echo value the client repeats.

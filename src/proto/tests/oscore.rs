@@ -479,3 +479,70 @@ fn a_protected_response_a_proxy_cut_into_outer_blocks_is_put_together() {
     assert_eq!((r.code, &r.payload), (Code::CONTENT, &body));
     assert_eq!(sim.nodes[c].ep.stats().open_requests, 0);
 }
+
+/// A proxy may ask for a protected answer in outer Block2 blocks (RFC 8613 §4.1.3.4.2): the
+/// server answers the sealed request with the first block of its sealed answer, and each
+/// repetition of the sealed request with a later Block2 with that block, from the answer it
+/// kept (the request is not verified, nor served, again).
+#[test]
+fn a_server_serves_its_sealed_answer_in_outer_blocks() {
+    use crate::message::{BlockValue, Options, Token};
+    let mut sim = Sim::new(12, Link::perfect());
+    let server = Config {
+        amplification_mitigation: false,
+        ..Config::default()
+    };
+    let s = sim.add(server, Answer::After(Duration::ZERO));
+    sim.nodes[s].ep.add_oscore_context(context(true), None);
+    sim.nodes[s].reply_size = Some(700);
+    let mut client = context(false);
+    let mut options = Options::new();
+    options.push(OptionNumber::URI_PATH, "big");
+    let (p, binding) = client.protect_request(Code::GET, &options, b"").unwrap();
+    let (proxy, to) = (super::sim::addr(61), sim.nodes[s].addr);
+    let mut sealed = Vec::new();
+    let mut answer_options = None;
+    for num in 0..10u32 {
+        let mut outer = p.options.clone();
+        outer.push_uint(
+            OptionNumber::BLOCK2,
+            BlockValue::new(num, false, 4).unwrap().to_uint(),
+        );
+        let msg = Message {
+            ty: Type::Con,
+            code: p.code,
+            message_id: 200 + num as u16,
+            token: Token::from_slice(&[9, num as u8]).unwrap(),
+            options: outer,
+            payload: p.payload.clone(),
+        };
+        sim.tap.clear();
+        sim.inject(proxy, to, msg.to_bytes().unwrap());
+        sim.run(sim.elapsed_plus(Duration::from_secs(5)));
+        let answer = wire(&sim)
+            .into_iter()
+            .find(|m| m.ty == Type::Ack)
+            .expect("answered");
+        let block =
+            BlockValue::from_bytes(answer.options.get(OptionNumber::BLOCK2).unwrap()).unwrap();
+        assert_eq!((block.num(), block.size()), (num, 256));
+        assert!(answer.payload.len() <= 256);
+        sealed.extend_from_slice(&answer.payload);
+        let mut o = answer.options.clone();
+        o.remove(OptionNumber::BLOCK2);
+        o.remove(OptionNumber::SIZE2);
+        answer_options.get_or_insert((answer.code, o));
+        if !block.more() {
+            break;
+        }
+    }
+    let (code, o) = answer_options.unwrap();
+    let plain = client
+        .unprotect_response(&binding, code, &o, &sealed)
+        .expect("the blocks make the sealed answer");
+    assert_eq!(
+        plain.payload,
+        (0..700).map(|i| (i % 251) as u8).collect::<Vec<_>>()
+    );
+    assert_eq!(sim.nodes[s].protected_requests, 1, "served once");
+}

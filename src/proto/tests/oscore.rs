@@ -546,3 +546,93 @@ fn a_server_serves_its_sealed_answer_in_outer_blocks() {
     );
     assert_eq!(sim.nodes[s].protected_requests, 1, "served once");
 }
+
+/// The answer a proxy cut into outer blocks may itself be the first inner block of a larger
+/// representation (the server's own block-wise, inside OSCORE): once put together and
+/// verified, the client asks for the next inner block with a newly protected request, as it
+/// does for any answer, and the caller gets the whole representation.
+#[test]
+fn an_inner_block_in_outer_blocks_goes_on_with_the_callers_request() {
+    use crate::message::{BlockValue, Options};
+    let mut sim = Sim::new(13, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let ctx = sim.nodes[c].ep.add_oscore_context(context(false), None);
+    let proxy = super::sim::addr(62);
+    let mut server = context(true);
+    let body: Vec<u8> = (0..1500).map(|i| (i % 239) as u8).collect();
+    let now = sim.now;
+    let id = sim.nodes[c]
+        .ep
+        .request(now, proxy, Request::get("/big").with_oscore(ctx))
+        .unwrap();
+    sim.run(sim.elapsed_plus(Duration::from_millis(100)));
+    let first = Message::decode(&sim.tap.last().unwrap().bytes).unwrap();
+    let (_, binding) = server
+        .unprotect_request(first.code, &first.options, &first.payload)
+        .unwrap();
+    // Inner block 0 of 1024 bytes; the proxy cuts its sealed form into 256-byte blocks.
+    let mut inner = Options::new();
+    inner.push_uint(
+        OptionNumber::BLOCK2,
+        BlockValue::new(0, true, 6).unwrap().to_uint(),
+    );
+    let sealed = server
+        .protect_response(&binding, Code::CONTENT, &inner, &body[..1024], false)
+        .unwrap();
+    let chunks: Vec<&[u8]> = sealed.payload.chunks(256).collect();
+    let mut request = first.clone();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > 0 {
+            sim.run(sim.elapsed_plus(Duration::from_millis(100)));
+            request = Message::decode(&sim.tap.last().unwrap().bytes).unwrap();
+        }
+        let mut options = sealed.options.clone();
+        let more = i + 1 < chunks.len();
+        options.push_uint(
+            OptionNumber::BLOCK2,
+            BlockValue::new(i as u32, more, 4).unwrap().to_uint(),
+        );
+        let answer = Message {
+            ty: Type::Ack,
+            code: sealed.code,
+            message_id: request.message_id,
+            token: request.token,
+            options,
+            payload: chunk.to_vec(),
+        };
+        sim.inject(proxy, sim.nodes[c].addr, answer.to_bytes().unwrap());
+    }
+    sim.run(sim.elapsed_plus(Duration::from_millis(100)));
+    // The next inner block, asked for with a request protected anew.
+    let next = Message::decode(&sim.tap.last().unwrap().bytes).unwrap();
+    assert_ne!(
+        next.payload, first.payload,
+        "a new request, not the sealed one again"
+    );
+    let (plain, binding) = server
+        .unprotect_request(next.code, &next.options, &next.payload)
+        .expect("the request for the next inner block verifies");
+    let b = BlockValue::from_bytes(plain.options.get(OptionNumber::BLOCK2).unwrap()).unwrap();
+    assert_eq!(b.num(), 1);
+    let mut inner = Options::new();
+    inner.push_uint(
+        OptionNumber::BLOCK2,
+        BlockValue::new(1, false, 6).unwrap().to_uint(),
+    );
+    let sealed = server
+        .protect_response(&binding, Code::CONTENT, &inner, &body[1024..], false)
+        .unwrap();
+    let answer = Message {
+        ty: Type::Ack,
+        code: sealed.code,
+        message_id: next.message_id,
+        token: next.token,
+        options: sealed.options,
+        payload: sealed.payload,
+    };
+    sim.inject(proxy, sim.nodes[c].addr, answer.to_bytes().unwrap());
+    sim.run(sim.elapsed_plus(Duration::from_secs(1)));
+    let r = response(&sim, c, id).expect("the whole representation");
+    assert_eq!((r.code, &r.payload), (Code::CONTENT, &body));
+    assert_eq!(sim.nodes[c].ep.stats().open_requests, 0);
+}

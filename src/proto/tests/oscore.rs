@@ -636,3 +636,76 @@ fn an_inner_block_in_outer_blocks_goes_on_with_the_callers_request() {
     assert_eq!((r.code, &r.payload), (Code::CONTENT, &body));
     assert_eq!(sim.nodes[c].ep.stats().open_requests, 0);
 }
+
+/// A later outer block asked for by a proxy no longer verified (RFC 9175 §2.4) gets 4.01 with
+/// an Echo value; the proxy's repetition with that value verifies it and gets the block.
+#[test]
+fn a_later_outer_block_follows_the_echo_of_the_amplification_limit() {
+    use crate::message::{BlockValue, Options, Token};
+    let mut sim = Sim::new(14, Link::perfect());
+    let server = Config {
+        verified_lifetime: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let s = sim.add(server, Answer::After(Duration::ZERO));
+    sim.nodes[s].ep.add_oscore_context(context(true), None);
+    sim.nodes[s].reply_size = Some(700);
+    let (proxy, to) = (super::sim::addr(63), sim.nodes[s].addr);
+    let mut mid = 300u16;
+    let mut ask = |sim: &mut Sim, code: Code, options: Options, payload: Vec<u8>| {
+        mid += 1;
+        let msg = Message {
+            ty: Type::Con,
+            code,
+            message_id: mid,
+            token: Token::from_slice(&[5, mid as u8]).unwrap(),
+            options,
+            payload,
+        };
+        sim.tap.clear();
+        sim.inject(proxy, to, msg.to_bytes().unwrap());
+        sim.run(sim.elapsed_plus(Duration::from_millis(100)));
+        wire(sim)
+            .into_iter()
+            .find(|m| m.ty == Type::Ack)
+            .expect("answered")
+    };
+    // The proxy proves its address (an unprotected request repeated with its Echo value).
+    let mut plain = Options::new();
+    plain.push(OptionNumber::URI_PATH, "big");
+    let challenge = ask(&mut sim, Code::GET, plain.clone(), Vec::new());
+    let echo = challenge
+        .options
+        .get(OptionNumber::ECHO)
+        .expect("Echo")
+        .to_vec();
+    plain.set(OptionNumber::ECHO, echo);
+    assert_eq!(
+        ask(&mut sim, Code::GET, plain, Vec::new()).code,
+        Code::CONTENT
+    );
+    // Block 0 of the sealed answer while it is verified; block 1 after that has passed.
+    let mut client = context(false);
+    let mut options = Options::new();
+    options.push(OptionNumber::URI_PATH, "big");
+    let (p, _) = client.protect_request(Code::GET, &options, b"").unwrap();
+    let block = |num| {
+        let mut o = p.options.clone();
+        o.push_uint(
+            OptionNumber::BLOCK2,
+            BlockValue::new(num, false, 4).unwrap().to_uint(),
+        );
+        o
+    };
+    let first = ask(&mut sim, p.code, block(0), p.payload.clone());
+    assert!(first.options.contains(OptionNumber::BLOCK2), "{first:?}");
+    sim.now += Duration::from_secs(10);
+    let limited = ask(&mut sim, p.code, block(1), p.payload.clone());
+    assert_eq!(limited.code, Code::UNAUTHORIZED);
+    let mut again = block(1);
+    let echo = limited.options.get(OptionNumber::ECHO).expect("Echo");
+    again.set(OptionNumber::ECHO, echo);
+    let answer = ask(&mut sim, p.code, again, p.payload.clone());
+    let b = BlockValue::from_bytes(answer.options.get(OptionNumber::BLOCK2).expect("a block"));
+    assert_eq!(b.unwrap().num(), 1);
+}

@@ -589,6 +589,7 @@ impl Endpoint {
                 options.remove(OptionNumber::SIZE2);
                 Box::new(OuterDownload {
                     sealed,
+                    original: req.request.clone(),
                     code: m.code,
                     options,
                     body: Vec::new(),
@@ -609,6 +610,10 @@ impl Endpoint {
         }
         state.body.extend_from_slice(m.payload);
         if !block.more() {
+            // The exchange's own request is the sealed one asked again: the response answers
+            // the caller's.
+            let state = *state;
+            req.request = state.original;
             let message = Message {
                 ty: m.ty,
                 code: state.code,
@@ -655,6 +660,12 @@ impl Endpoint {
             return self.finish_request(now, id, Some(Err(Failure::Timeout)));
         }
         request.timeout = overall.map(|o| o - now);
+        // A block-wise transfer (inner) that the caller's request is part of goes on.
+        let transfer = self
+            .calls
+            .get_mut(&user)
+            .filter(|c| c.wire == id)
+            .and_then(|c| c.transfer.take());
         self.finish_request(now, id, None);
         match self.start_wire(now, remote, request) {
             Ok(wire) => {
@@ -663,13 +674,7 @@ impl Endpoint {
                     r.security = security;
                     r.outer = Some(state);
                 }
-                self.calls.insert(
-                    user,
-                    Call {
-                        wire,
-                        transfer: None,
-                    },
-                );
+                self.calls.insert(user, Call { wire, transfer });
             }
             Err(e) => self.events.push_back(Event::Failed {
                 id: user,

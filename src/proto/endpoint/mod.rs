@@ -172,6 +172,9 @@ struct Sealed {
 #[derive(Debug)]
 struct OuterDownload {
     sealed: Box<Sealed>,
+    /// The request the exchanges carry for the caller (unsealed): the whole response is
+    /// its answer (an inner Block2 in it goes on from it, an Echo repeats it).
+    original: Request,
     /// The response's code and outer options (those of its first block, without Block2).
     code: Code,
     options: crate::message::Options,

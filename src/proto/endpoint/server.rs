@@ -651,6 +651,12 @@ impl Endpoint {
                 }
                 Some(Ok(b)) if b.num() == 0 => outer_block2 = Some((b, outer_key(m))),
                 Some(Ok(b)) => {
+                    // An Echo value this endpoint gave (the amplification limit's 4.01 to an
+                    // earlier try) verifies the proxy's address, as for any request.
+                    let echo = m.options.get(OptionNumber::ECHO);
+                    if echo.is_some_and(|v| self.freshness.check(now, meta.remote, v).is_some()) {
+                        self.freshness.verify(now, meta.remote);
+                    }
                     let kept = self
                         .block_cache
                         .get(now, &(meta.remote, outer_key(m)))

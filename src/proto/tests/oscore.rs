@@ -546,3 +546,166 @@ fn a_server_serves_its_sealed_answer_in_outer_blocks() {
     );
     assert_eq!(sim.nodes[s].protected_requests, 1, "served once");
 }
+
+/// The answer a proxy cut into outer blocks may itself be the first inner block of a larger
+/// representation (the server's own block-wise, inside OSCORE): once put together and
+/// verified, the client asks for the next inner block with a newly protected request, as it
+/// does for any answer, and the caller gets the whole representation.
+#[test]
+fn an_inner_block_in_outer_blocks_goes_on_with_the_callers_request() {
+    use crate::message::{BlockValue, Options};
+    let mut sim = Sim::new(13, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let ctx = sim.nodes[c].ep.add_oscore_context(context(false), None);
+    let proxy = super::sim::addr(62);
+    let mut server = context(true);
+    let body: Vec<u8> = (0..1500).map(|i| (i % 239) as u8).collect();
+    let now = sim.now;
+    let id = sim.nodes[c]
+        .ep
+        .request(now, proxy, Request::get("/big").with_oscore(ctx))
+        .unwrap();
+    sim.run(sim.elapsed_plus(Duration::from_millis(100)));
+    let first = Message::decode(&sim.tap.last().unwrap().bytes).unwrap();
+    let (_, binding) = server
+        .unprotect_request(first.code, &first.options, &first.payload)
+        .unwrap();
+    // Inner block 0 of 1024 bytes; the proxy cuts its sealed form into 256-byte blocks.
+    let mut inner = Options::new();
+    inner.push_uint(
+        OptionNumber::BLOCK2,
+        BlockValue::new(0, true, 6).unwrap().to_uint(),
+    );
+    let sealed = server
+        .protect_response(&binding, Code::CONTENT, &inner, &body[..1024], false)
+        .unwrap();
+    let chunks: Vec<&[u8]> = sealed.payload.chunks(256).collect();
+    let mut request = first.clone();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > 0 {
+            sim.run(sim.elapsed_plus(Duration::from_millis(100)));
+            request = Message::decode(&sim.tap.last().unwrap().bytes).unwrap();
+        }
+        let mut options = sealed.options.clone();
+        let more = i + 1 < chunks.len();
+        options.push_uint(
+            OptionNumber::BLOCK2,
+            BlockValue::new(i as u32, more, 4).unwrap().to_uint(),
+        );
+        let answer = Message {
+            ty: Type::Ack,
+            code: sealed.code,
+            message_id: request.message_id,
+            token: request.token,
+            options,
+            payload: chunk.to_vec(),
+        };
+        sim.inject(proxy, sim.nodes[c].addr, answer.to_bytes().unwrap());
+    }
+    sim.run(sim.elapsed_plus(Duration::from_millis(100)));
+    // The next inner block, asked for with a request protected anew.
+    let next = Message::decode(&sim.tap.last().unwrap().bytes).unwrap();
+    assert_ne!(
+        next.payload, first.payload,
+        "a new request, not the sealed one again"
+    );
+    let (plain, binding) = server
+        .unprotect_request(next.code, &next.options, &next.payload)
+        .expect("the request for the next inner block verifies");
+    let b = BlockValue::from_bytes(plain.options.get(OptionNumber::BLOCK2).unwrap()).unwrap();
+    assert_eq!(b.num(), 1);
+    let mut inner = Options::new();
+    inner.push_uint(
+        OptionNumber::BLOCK2,
+        BlockValue::new(1, false, 6).unwrap().to_uint(),
+    );
+    let sealed = server
+        .protect_response(&binding, Code::CONTENT, &inner, &body[1024..], false)
+        .unwrap();
+    let answer = Message {
+        ty: Type::Ack,
+        code: sealed.code,
+        message_id: next.message_id,
+        token: next.token,
+        options: sealed.options,
+        payload: sealed.payload,
+    };
+    sim.inject(proxy, sim.nodes[c].addr, answer.to_bytes().unwrap());
+    sim.run(sim.elapsed_plus(Duration::from_secs(1)));
+    let r = response(&sim, c, id).expect("the whole representation");
+    assert_eq!((r.code, &r.payload), (Code::CONTENT, &body));
+    assert_eq!(sim.nodes[c].ep.stats().open_requests, 0);
+}
+
+/// A later outer block asked for by a proxy no longer verified (RFC 9175 §2.4) gets 4.01 with
+/// an Echo value; the proxy's repetition with that value verifies it and gets the block.
+#[test]
+fn a_later_outer_block_follows_the_echo_of_the_amplification_limit() {
+    use crate::message::{BlockValue, Options, Token};
+    let mut sim = Sim::new(14, Link::perfect());
+    let server = Config {
+        verified_lifetime: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let s = sim.add(server, Answer::After(Duration::ZERO));
+    sim.nodes[s].ep.add_oscore_context(context(true), None);
+    sim.nodes[s].reply_size = Some(700);
+    let (proxy, to) = (super::sim::addr(63), sim.nodes[s].addr);
+    let mut mid = 300u16;
+    let mut ask = |sim: &mut Sim, code: Code, options: Options, payload: Vec<u8>| {
+        mid += 1;
+        let msg = Message {
+            ty: Type::Con,
+            code,
+            message_id: mid,
+            token: Token::from_slice(&[5, mid as u8]).unwrap(),
+            options,
+            payload,
+        };
+        sim.tap.clear();
+        sim.inject(proxy, to, msg.to_bytes().unwrap());
+        sim.run(sim.elapsed_plus(Duration::from_millis(100)));
+        wire(sim)
+            .into_iter()
+            .find(|m| m.ty == Type::Ack)
+            .expect("answered")
+    };
+    // The proxy proves its address (an unprotected request repeated with its Echo value).
+    let mut plain = Options::new();
+    plain.push(OptionNumber::URI_PATH, "big");
+    let challenge = ask(&mut sim, Code::GET, plain.clone(), Vec::new());
+    let echo = challenge
+        .options
+        .get(OptionNumber::ECHO)
+        .expect("Echo")
+        .to_vec();
+    plain.set(OptionNumber::ECHO, echo);
+    assert_eq!(
+        ask(&mut sim, Code::GET, plain, Vec::new()).code,
+        Code::CONTENT
+    );
+    // Block 0 of the sealed answer while it is verified; block 1 after that has passed.
+    let mut client = context(false);
+    let mut options = Options::new();
+    options.push(OptionNumber::URI_PATH, "big");
+    let (p, _) = client.protect_request(Code::GET, &options, b"").unwrap();
+    let block = |num| {
+        let mut o = p.options.clone();
+        o.push_uint(
+            OptionNumber::BLOCK2,
+            BlockValue::new(num, false, 4).unwrap().to_uint(),
+        );
+        o
+    };
+    let first = ask(&mut sim, p.code, block(0), p.payload.clone());
+    assert!(first.options.contains(OptionNumber::BLOCK2), "{first:?}");
+    sim.now += Duration::from_secs(10);
+    let limited = ask(&mut sim, p.code, block(1), p.payload.clone());
+    assert_eq!(limited.code, Code::UNAUTHORIZED);
+    let mut again = block(1);
+    let echo = limited.options.get(OptionNumber::ECHO).expect("Echo");
+    again.set(OptionNumber::ECHO, echo);
+    let answer = ask(&mut sim, p.code, again, p.payload.clone());
+    let b = BlockValue::from_bytes(answer.options.get(OptionNumber::BLOCK2).expect("a block"));
+    assert_eq!(b.unwrap().num(), 1);
+}

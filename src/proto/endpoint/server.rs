@@ -428,7 +428,8 @@ impl Endpoint {
                     options: whole.options,
                     payload: whole.payload,
                 };
-                Ok(message.to_bytes().ok())
+                // Blocks that do not make a message (options too long) are dropped.
+                message.to_bytes().map(Some).map_err(|_| ())
             }
         }
     }

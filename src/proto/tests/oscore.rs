@@ -413,20 +413,24 @@ fn a_protected_request_a_proxy_cut_into_outer_blocks_is_put_together() {
     assert_eq!(sim.nodes[s].ep.stats().uploads, 0, "nothing kept");
 }
 
-/// A proxy may cut a protected response into outer Block2 blocks (RFC 8613 §4.1.3.4.2): the
-/// client asks for each later block with its sealed request again (the same OSCORE option and
-/// ciphertext, so that the proxy finds its cached response), puts the blocks together, and
-/// only then verifies and decrypts.
-#[test]
-fn a_protected_response_a_proxy_cut_into_outer_blocks_is_put_together() {
-    use crate::message::{BlockValue, Options};
-    let mut sim = Sim::new(11, Link::perfect());
+/// A client that sent a protected GET of `/big` to a "proxy" (an address with no node: the
+/// test answers for it), with the server's context, the request as sent and its binding.
+struct BehindProxy {
+    sim: Sim,
+    c: usize,
+    id: crate::proto::RequestId,
+    proxy: std::net::SocketAddr,
+    server: SecurityContext,
+    first: Message,
+    binding: crate::oscore::RequestBinding,
+}
+
+fn behind_a_proxy(seed: u64, proxy: u16) -> BehindProxy {
+    let mut sim = Sim::new(seed, Link::perfect());
     let c = sim.add(Config::default(), Answer::Never);
     let ctx = sim.nodes[c].ep.add_oscore_context(context(false), None);
-    // The "proxy": an address with no node; the test answers for it.
-    let proxy = super::sim::addr(60);
+    let proxy = super::sim::addr(proxy);
     let mut server = context(true);
-    let body: Vec<u8> = (0..1500).map(|i| (i % 241) as u8).collect();
     let now = sim.now;
     let id = sim.nodes[c]
         .ep
@@ -438,6 +442,34 @@ fn a_protected_response_a_proxy_cut_into_outer_blocks_is_put_together() {
         .unprotect_request(first.code, &first.options, &first.payload)
         .expect("the client's request verifies");
     assert_eq!(plain.code, Code::GET);
+    BehindProxy {
+        sim,
+        c,
+        id,
+        proxy,
+        server,
+        first,
+        binding,
+    }
+}
+
+/// A proxy may cut a protected response into outer Block2 blocks (RFC 8613 §4.1.3.4.2): the
+/// client asks for each later block with its sealed request again (the same OSCORE option and
+/// ciphertext, so that the proxy finds its cached response), puts the blocks together, and
+/// only then verifies and decrypts.
+#[test]
+fn a_protected_response_a_proxy_cut_into_outer_blocks_is_put_together() {
+    use crate::message::{BlockValue, Options};
+    let BehindProxy {
+        mut sim,
+        c,
+        id,
+        proxy,
+        mut server,
+        first,
+        binding,
+    } = behind_a_proxy(11, 60);
+    let body: Vec<u8> = (0..1500).map(|i| (i % 241) as u8).collect();
     let sealed = server
         .protect_response(&binding, Code::CONTENT, &Options::new(), &body, false)
         .unwrap();
@@ -554,22 +586,16 @@ fn a_server_serves_its_sealed_answer_in_outer_blocks() {
 #[test]
 fn an_inner_block_in_outer_blocks_goes_on_with_the_callers_request() {
     use crate::message::{BlockValue, Options};
-    let mut sim = Sim::new(13, Link::perfect());
-    let c = sim.add(Config::default(), Answer::Never);
-    let ctx = sim.nodes[c].ep.add_oscore_context(context(false), None);
-    let proxy = super::sim::addr(62);
-    let mut server = context(true);
+    let BehindProxy {
+        mut sim,
+        c,
+        id,
+        proxy,
+        mut server,
+        first,
+        binding,
+    } = behind_a_proxy(13, 62);
     let body: Vec<u8> = (0..1500).map(|i| (i % 239) as u8).collect();
-    let now = sim.now;
-    let id = sim.nodes[c]
-        .ep
-        .request(now, proxy, Request::get("/big").with_oscore(ctx))
-        .unwrap();
-    sim.run(sim.elapsed_plus(Duration::from_millis(100)));
-    let first = Message::decode(&sim.tap.last().unwrap().bytes).unwrap();
-    let (_, binding) = server
-        .unprotect_request(first.code, &first.options, &first.payload)
-        .unwrap();
     // Inner block 0 of 1024 bytes; the proxy cuts its sealed form into 256-byte blocks.
     let mut inner = Options::new();
     inner.push_uint(

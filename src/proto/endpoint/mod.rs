@@ -77,6 +77,10 @@ pub struct Endpoint {
     /// a cancellation or an event costs O(1).
     calls: HashMap<RequestId, Call>,
     uploads: Uploads,
+    /// Protected requests a proxy cut into outer Block1 blocks, put together before they can
+    /// be verified (RFC 8613 §4.1.3.4.2): a budget of their own (an eighth of the uploads'),
+    /// so that strangers' blocks push out only each other, not verified uploads.
+    outer_uploads: Uploads,
     block_cache: BlockCache,
     observers: Observers,
     /// Responses to multicast requests waiting for their leisure to pass.
@@ -408,6 +412,12 @@ impl Endpoint {
             config.upload_memory_per_remote,
             config.exchange_lifetime(),
         );
+        let outer_uploads = Uploads::new(
+            config.max_body_size,
+            config.upload_memory / 8,
+            config.upload_memory_per_remote / 8,
+            config.exchange_lifetime(),
+        );
         let block_cache = BlockCache::new(config.block_cache, config.exchange_lifetime());
         let rng = Rng::new(config.seed);
         // The key of Echo values must not follow from anything sent (tokens come from `rng`,
@@ -446,6 +456,7 @@ impl Endpoint {
             events: VecDeque::new(),
             calls: HashMap::new(),
             uploads,
+            outer_uploads,
             block_cache,
             observers: Observers::default(),
             delayed: HashMap::new(),
@@ -688,8 +699,8 @@ impl Endpoint {
             timers: self.timers.len(),
             queued_transmits: self.transmits.len(),
             transfers: self.calls.values().filter(|c| c.transfer.is_some()).count(),
-            uploads: self.uploads.len(),
-            upload_bytes: self.uploads.bytes(),
+            uploads: self.uploads.len() + self.outer_uploads.len(),
+            upload_bytes: self.uploads.bytes() + self.outer_uploads.bytes(),
             cached_representations: self.block_cache.len(),
             observers: self.observers.len(),
             observer_bytes: self.observers.bytes(),

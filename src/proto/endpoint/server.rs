@@ -409,7 +409,7 @@ impl Endpoint {
         };
         let preferred = self.block_szx(meta.remote);
         match self
-            .uploads
+            .outer_uploads
             .on_block(now, meta.remote, key, request, block, preferred)
         {
             UploadStep::Answer(response) => {
@@ -417,7 +417,7 @@ impl Endpoint {
                 Err(())
             }
             UploadStep::Complete(mut whole, _) => {
-                self.uploads.finish(meta.remote, key);
+                self.outer_uploads.finish(meta.remote, key);
                 whole.options.remove(OptionNumber::BLOCK1);
                 whole.options.remove(OptionNumber::SIZE1);
                 let message = Message {

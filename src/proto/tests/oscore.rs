@@ -735,3 +735,73 @@ fn a_later_outer_block_follows_the_echo_of_the_amplification_limit() {
     let b = BlockValue::from_bytes(answer.options.get(OptionNumber::BLOCK2).expect("a block"));
     assert_eq!(b.unwrap().num(), 1);
 }
+
+/// Outer Block1 blocks are put together before they can be verified, so anyone can send them:
+/// they have a budget of their own, and a flood of them from strangers leaves a verified
+/// upload in progress alone.
+#[test]
+fn strangers_outer_blocks_do_not_push_out_other_uploads() {
+    use crate::message::{BlockValue, Token};
+    use crate::proto::{Endpoint, RecvMeta};
+    use std::sync::Arc;
+    let config = Config {
+        upload_memory: 64 << 10,
+        upload_memory_per_remote: 64 << 10,
+        amplification_mitigation: false,
+        ..Config::default()
+    };
+    let mut ep = Endpoint::new(Arc::new(config));
+    ep.add_oscore_context(context(true), None);
+    let t0 = std::time::Instant::now();
+    let answer = |ep: &mut Endpoint, from: std::net::SocketAddr, msg: Message| {
+        ep.handle_datagram(t0, &RecvMeta::new(from), &msg.to_bytes().unwrap());
+        while let Some(ev) = ep.poll_event() {
+            if let crate::proto::Event::Request { id, .. } = ev {
+                ep.respond(t0, id, crate::proto::Response::new(Code::CHANGED))
+                    .unwrap();
+            }
+        }
+        let mut buf = Vec::new();
+        let mut code = None;
+        while ep.poll_transmit(t0, &mut buf).is_some() {
+            code = Message::decode(&buf).ok().map(|m| m.code);
+        }
+        code
+    };
+    let block = |num, more, options: &crate::message::Options, mid: u16| {
+        let mut options = options.clone();
+        options.push_uint(
+            OptionNumber::BLOCK1,
+            BlockValue::new(num, more, 6).unwrap().to_uint(),
+        );
+        Message {
+            ty: Type::Con,
+            code: Code::PUT,
+            message_id: mid,
+            token: Token::from_slice(&[1]).unwrap(),
+            options,
+            payload: vec![7; 1024],
+        }
+    };
+    // A plain upload in progress.
+    let legit = super::sim::addr(1);
+    let mut plain = crate::message::Options::new();
+    plain.push(OptionNumber::URI_PATH, "file");
+    assert_eq!(
+        answer(&mut ep, legit, block(0, true, &plain, 1)),
+        Some(Code::CONTINUE)
+    );
+    // 500 strangers each start an "outer" upload with a made-up OSCORE option.
+    for i in 0..500u16 {
+        let mut fake = crate::message::Options::new();
+        fake.push(OptionNumber::OSCORE, [0x09, (i >> 8) as u8, i as u8, 0x01]);
+        let stranger = super::sim::addr(1000 + i);
+        answer(&mut ep, stranger, block(0, true, &fake, i));
+    }
+    assert!(ep.stats().upload_bytes <= (64 << 10) + (64 << 10) / 8 + 2048);
+    // The plain upload goes on.
+    assert_eq!(
+        answer(&mut ep, legit, block(1, false, &plain, 2)),
+        Some(Code::CHANGED)
+    );
+}

@@ -243,11 +243,13 @@ impl Endpoint {
         let Some(req) = self.requests.get_mut(&id) else {
             return true;
         };
+        let (code, token) = (msg.code, msg.token);
         if security.is_some() {
+            // Kept (moved, not copied) for a proxy's outer blocks of the answer.
             req.sealed = Some(Box::new(Sealed {
                 code: msg.code,
-                options: msg.options.clone(),
-                payload: msg.payload.clone(),
+                options: msg.options,
+                payload: msg.payload,
             }));
             req.security = security;
         }
@@ -267,10 +269,7 @@ impl Endpoint {
             self.timers.schedule(deadline, TimerKey::Deadline(id));
             None
         };
-        debug!(
-            "coapio: sending {ty:?} {} request {id:?} to {remote} (MID {mid}, {:?})",
-            msg.code, msg.token
-        );
+        debug!("coapio: sending {ty:?} {code} request {id:?} to {remote} (MID {mid}, {token:?})");
         self.peer(now, remote).outstanding += 1;
         self.insert_outgoing(
             now,
@@ -429,7 +428,8 @@ impl Endpoint {
             let mut again = request;
             again.options.set(OptionNumber::ECHO, echo);
             again.timeout = overall.map(|o| o - now);
-            return self.continue_call(now, user, remote, again, transfer);
+            self.continue_call(now, user, remote, again, transfer);
+            return;
         }
         let transfer = match transfer {
             Some(t) => Some(t),
@@ -667,19 +667,12 @@ impl Endpoint {
             .filter(|c| c.wire == id)
             .and_then(|c| c.transfer.take());
         self.finish_request(now, id, None);
-        match self.start_wire(now, remote, request) {
-            Ok(wire) => {
-                if let Some(r) = self.requests.get_mut(&wire) {
-                    r.caller = user;
-                    r.security = security;
-                    r.outer = Some(state);
-                }
-                self.calls.insert(user, Call { wire, transfer });
-            }
-            Err(e) => self.events.push_back(Event::Failed {
-                id: user,
-                error: Failure::Refused(e),
-            }),
+        if let Some(r) = self
+            .continue_call(now, user, remote, request, transfer)
+            .and_then(|wire| self.requests.get_mut(&wire))
+        {
+            r.security = security;
+            r.outer = Some(state);
         }
     }
 
@@ -704,7 +697,8 @@ impl Endpoint {
     }
 
     /// Carries the caller's request `user` on in a new message exchange (the next block of a
-    /// transfer, or the request again with an Echo value).
+    /// transfer, the request again with an Echo value, a proxy's next outer block); returns
+    /// the new exchange.
     fn continue_call(
         &mut self,
         now: Instant,
@@ -712,7 +706,7 @@ impl Endpoint {
         remote: SocketAddr,
         request: Request,
         transfer: Option<ClientTransfer>,
-    ) {
+    ) -> Option<RequestId> {
         match self.start_wire(now, remote, request) {
             Ok(wire) => {
                 trace!("coapio: request {user:?} continues as {wire:?}");
@@ -720,11 +714,15 @@ impl Endpoint {
                     r.caller = user;
                 }
                 self.calls.insert(user, Call { wire, transfer });
+                Some(wire)
             }
-            Err(e) => self.events.push_back(Event::Failed {
-                id: user,
-                error: Failure::Refused(e),
-            }),
+            Err(e) => {
+                self.events.push_back(Event::Failed {
+                    id: user,
+                    error: Failure::Refused(e),
+                });
+                None
+            }
         }
     }
 

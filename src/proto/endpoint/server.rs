@@ -37,14 +37,18 @@ impl Rx {
 /// What identifies a sealed request, whatever its outer Block2 option: the block cache keeps
 /// its sealed answer under this for the later outer blocks.
 fn outer_key(m: &MessageRef<'_>) -> u64 {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut h = DefaultHasher::new();
-    (
+    hashed((
         "outer block2",
         request_key(m.code, m.options.iter(), &[]),
         m.payload,
-    )
-        .hash(&mut h);
+    ))
+}
+
+/// A 64-bit key for `value` (the keys of the block cache and the uploads).
+fn hashed(value: impl std::hash::Hash) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    value.hash(&mut h);
     h.finish()
 }
 
@@ -373,11 +377,17 @@ impl Endpoint {
         Ok((msg, wire, false))
     }
 
-    /// For a protected request with an outer Block1 option (a proxy's blocks): `Ok(None)` when
-    /// there is none, `Err(())` when the block was answered here (2.31 Continue, 4.08, 4.13,
+    /// For a `protected` request (one with an OSCORE option, to an endpoint with contexts) with
+    /// an outer Block1 option (a proxy's blocks): `Ok(None)` when there is none, `Err(())` when the block was answered here (2.31 Continue, 4.08, 4.13,
     /// 4.02), or the whole outer message once its last block came.
-    fn outer_blocks(&mut self, now: Instant, meta: &RecvMeta, m: &MessageRef<'_>) -> OuterBlocks {
-        if !self.oscore.has_contexts() || m.options.get(OptionNumber::OSCORE).is_none() {
+    fn outer_blocks(
+        &mut self,
+        now: Instant,
+        meta: &RecvMeta,
+        m: &MessageRef<'_>,
+        protected: bool,
+    ) -> OuterBlocks {
+        if !protected {
             return Ok(None);
         }
         let block = match block_of(m.options, OptionNumber::BLOCK1) {
@@ -390,14 +400,9 @@ impl Endpoint {
             }
             Some(Ok(b)) => b,
         };
-        // The blocks share their outer options, the OSCORE option (its Partial IV) among them.
-        let key = {
-            use std::hash::{DefaultHasher, Hash, Hasher};
-            let mut h = DefaultHasher::new();
-            let inner = upload_key(request_key(m.code, m.options.iter(), &[]), m.options);
-            ("outer", inner).hash(&mut h);
-            h.finish()
-        };
+        // The blocks share their outer options, the OSCORE option (its Partial IV) among them;
+        // `outer_uploads` holds only such uploads.
+        let key = upload_key(request_key(m.code, m.options.iter(), &[]), m.options);
         let request = Request {
             method: m.code,
             options: m.options.to_owned(),
@@ -596,9 +601,9 @@ impl Endpoint {
         // An OSCORE request looks like a POST from outside, but its replay window (RFC 8613
         // §7.4) already keeps it from running twice: it is served unremembered too (a
         // retransmission of it whose answer was lost then gets 4.01 "Replay detected").
-        let replay_protected =
-            self.oscore.has_contexts() && m.options.get(OptionNumber::OSCORE).is_some();
-        if !remembered && !is_idempotent(m.code) && !replay_protected {
+        // (Looked up once: the outer block-wise steps below need it too.)
+        let protected = self.oscore.has_contexts() && m.options.get(OptionNumber::OSCORE).is_some();
+        if !remembered && !is_idempotent(m.code) && !protected {
             // No room to remember it: decline rather than forget older work. §4.5 lets an
             // idempotent request be served unremembered (it may run twice harmlessly).
             let retry = self
@@ -622,7 +627,7 @@ impl Endpoint {
         // is put together before it is verified (its blocks are not protected one by one).
         let whole_outer;
         let outer;
-        let m = match self.outer_blocks(now, meta, m) {
+        let m = match self.outer_blocks(now, meta, m, protected) {
             Err(()) => return,
             Ok(None) => m,
             Ok(Some(wire)) => {
@@ -641,7 +646,7 @@ impl Endpoint {
         // comes from the answer kept then (the request cannot be verified twice: its sequence
         // number is spent).
         let mut outer_block2 = None;
-        if self.oscore.has_contexts() && m.options.get(OptionNumber::OSCORE).is_some() {
+        if protected {
             match block_of(m.options, OptionNumber::BLOCK2) {
                 None => {}
                 Some(Err(())) => {
@@ -842,13 +847,8 @@ fn is_challenge(response: &Response) -> bool {
 /// send from it) can neither add a block to a protected upload nor be served a block of a
 /// protected representation in the clear.
 pub(super) fn scoped_key(key: u64, security: Option<&Security>) -> u64 {
-    use std::hash::{DefaultHasher, Hash, Hasher};
     match security {
         None => key,
-        Some((id, _)) => {
-            let mut h = DefaultHasher::new();
-            (key, "oscore", id).hash(&mut h);
-            h.finish()
-        }
+        Some((id, _)) => hashed((key, "oscore", id)),
     }
 }

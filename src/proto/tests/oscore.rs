@@ -805,3 +805,53 @@ fn strangers_outer_blocks_do_not_push_out_other_uploads() {
         Some(Code::CHANGED)
     );
 }
+
+/// A protected observation kept for a day of virtual time, a notification every two minutes
+/// over a lossy link, beside protected polls: every notification that arrives is verified and
+/// in order, none twice, the state of both endpoints stays what one observation needs, and the
+/// observation is still there at the end.
+#[test]
+fn a_protected_observation_lasts_a_day() {
+    let mut sim = Sim::new(14, Link::lossy(0.05));
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    let ctx = sim.nodes[c].ep.add_oscore_context(context(false), None);
+    sim.nodes[s].ep.add_oscore_context(context(true), None);
+    sim.nodes[s].observable = true;
+    let id = sim.request(c, s, Request::get("/obs").with_oscore(ctx).observe());
+    sim.run(Duration::from_secs(60));
+    let rounds = 24 * 30;
+    for round in 0..rounds {
+        let now = sim.now;
+        sim.nodes[s].ep.notify(now, "/obs");
+        if round % 10 == 0 {
+            sim.request(c, s, Request::get("/poll").with_oscore(ctx));
+        }
+        sim.run(sim.elapsed_plus(Duration::from_secs(120)));
+    }
+    let got = &sim.nodes[c].notifications[&id];
+    let numbers: Vec<u32> = got
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(&r.payload)
+                .trim_start_matches('n')
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice"
+    );
+    assert!(
+        numbers.len() > rounds * 8 / 10,
+        "{} of {rounds}",
+        numbers.len()
+    );
+    let (cs, ss) = (sim.nodes[c].ep.stats(), sim.nodes[s].ep.stats());
+    assert_eq!((cs.open_requests, ss.observers), (1, 1), "{cs:?} {ss:?}");
+    assert!(
+        ss.pending_incoming == 0 && cs.transfers == 0,
+        "{cs:?} {ss:?}"
+    );
+}

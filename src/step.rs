@@ -8,14 +8,19 @@ use std::time::Instant;
 use log::{debug, trace};
 
 use crate::proto::Endpoint;
-use crate::transport::{error_kind, Transport};
+use crate::transport::{error_kind, RecvBatch, SendBatch, Transport};
 
 /// Datagrams handled per call before returning, so that one busy socket cannot starve the
 /// caller's other work; the descriptor stays readable and the caller comes back.
 pub(crate) const BATCH: usize = 256;
 
-/// Receive buffer size: the largest UDP payload there is.
-pub(crate) const RECV_BUF: usize = 65_536;
+/// The buffers a driver keeps from step to step: the datagrams received and to be sent, a
+/// batch of each (allocated once).
+#[derive(Debug, Default)]
+pub(crate) struct Buffers {
+    recv: RecvBatch,
+    send: SendBatch,
+}
 
 /// Feeds everything the transport has into the endpoint, fires due timers and sends what the
 /// endpoint has to send. Returns whether the batch limit cut receiving short (call again).
@@ -24,20 +29,19 @@ pub(crate) fn process(
     ep: &mut Endpoint,
     transport: &dyn Transport,
     now: Instant,
-    out: &mut Vec<u8>,
-    inbuf: &mut [u8],
+    bufs: &mut Buffers,
 ) -> bool {
-    process_with_budget(ep, transport, now, out, inbuf, BATCH).1
+    process_with_budget(ep, transport, now, bufs, BATCH).1
 }
 
-/// As [`process`], receiving at most `budget` datagrams (at most [`BATCH`]); returns how many
-/// it received and whether it stopped because of the limit (call again).
+/// As [`process`], receiving at most `budget` datagrams (at most [`BATCH`], give or take a
+/// batch); returns how many it received and whether it stopped because of the limit (call
+/// again).
 pub(crate) fn process_with_budget(
     ep: &mut Endpoint,
     transport: &dyn Transport,
     now: Instant,
-    out: &mut Vec<u8>,
-    inbuf: &mut [u8],
+    bufs: &mut Buffers,
     budget: usize,
 ) -> (usize, bool) {
     if transport.poll_timeout().is_some_and(|t| t <= now) {
@@ -46,11 +50,25 @@ pub(crate) fn process_with_budget(
     drain_errors(ep, transport, now);
     let mut more = true;
     let mut received = 0;
-    for _ in 0..budget.min(BATCH) {
-        match transport.try_recv(inbuf) {
-            Ok((n, meta)) => {
-                received += 1;
-                ep.handle_datagram(now, &meta, &inbuf[..n]);
+    let budget = budget.min(BATCH);
+    // Bounded in calls too: a socket that keeps failing cannot hold the step.
+    for _ in 0..BATCH {
+        if received >= budget {
+            break;
+        }
+        match transport.try_recv_batch(&mut bufs.recv) {
+            Ok(n) => {
+                received += n;
+                for i in 0..n {
+                    if let Some((datagram, meta)) = bufs.recv.get(i) {
+                        ep.handle_datagram(now, meta, datagram);
+                    }
+                }
+                if n < bufs.recv.capacity() {
+                    // A short batch: nothing more was waiting.
+                    more = false;
+                    break;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 more = false;
@@ -58,8 +76,8 @@ pub(crate) fn process_with_budget(
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                // A socket error (an ICMP error surfacing on receive): its details are on the
-                // error queue.
+                // A socket error (an ICMP error surfacing on receive): the transport noted it,
+                // and its details are on the error queue.
                 trace!("coapio: receive error {e}");
                 drain_errors(ep, transport, now);
             }
@@ -71,7 +89,7 @@ pub(crate) fn process_with_budget(
     if ep.poll_timeout().is_some_and(|t| t <= now) {
         ep.handle_timeout(now);
     }
-    flush(ep, transport, now, out);
+    flush(ep, transport, now, bufs);
     (received, more)
 }
 
@@ -91,32 +109,53 @@ fn drain_errors(ep: &mut Endpoint, transport: &dyn Transport, now: Instant) {
 /// Sends everything the endpoint has queued. A send that fails with a network error fails
 /// the requests to that remote at once (one too large to send fails only its own message); a full socket buffer drops the datagram (a
 /// Confirmable message is retransmitted anyway).
-pub(crate) fn flush(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, out: &mut Vec<u8>) {
-    send_all(ep, transport, now, out);
+pub(crate) fn flush(
+    ep: &mut Endpoint,
+    transport: &dyn Transport,
+    now: Instant,
+    bufs: &mut Buffers,
+) {
+    send_all(ep, transport, now, &mut bufs.send);
     // Sending can surface errors too (simple6 sees an earlier ICMP error on send); failing
     // requests for them may queue nothing new, but take them at once.
     drain_errors(ep, transport, now);
-    send_all(ep, transport, now, out);
+    send_all(ep, transport, now, &mut bufs.send);
 }
 
-fn send_all(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, out: &mut Vec<u8>) {
+fn send_all(ep: &mut Endpoint, transport: &dyn Transport, now: Instant, batch: &mut SendBatch) {
     while let Some((remote, in_use)) = ep.poll_remote_use() {
         transport.set_in_use(remote, in_use);
     }
-    while let Some(t) = ep.poll_transmit(now, out) {
-        match transport.try_send(&t, &out[..t.size]) {
-            Ok(()) => trace!("coapio: sent {} bytes to {}", t.size, t.destination),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                debug!(
-                    "coapio: socket buffer full; dropped a datagram to {}",
-                    t.destination
-                );
-            }
-            Err(e) => {
-                debug!("coapio: sending to {} failed: {e}", t.destination);
-                if let Some(errno) = e.raw_os_error() {
-                    let datagram = &out[..t.size];
-                    ep.handle_send_error(now, t.destination, datagram, error_kind(errno));
+    loop {
+        batch.clear();
+        while let Some(true) = batch.push_with(|buf| ep.poll_transmit(now, buf)) {}
+        if batch.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < batch.len() {
+            match transport.try_send_batch(batch, i) {
+                Ok(n) => {
+                    trace!("coapio: sent {n} datagrams");
+                    // At least one, unless the transport breaks its contract.
+                    i += n.max(1);
+                }
+                Err(e) => {
+                    let Some((t, datagram)) = batch.get(i) else {
+                        break;
+                    };
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        debug!(
+                            "coapio: socket buffer full; dropped a datagram to {}",
+                            t.destination
+                        );
+                    } else {
+                        debug!("coapio: sending to {} failed: {e}", t.destination);
+                        if let Some(errno) = e.raw_os_error() {
+                            ep.handle_send_error(now, t.destination, datagram, error_kind(errno));
+                        }
+                    }
+                    i += 1;
                 }
             }
         }
@@ -198,21 +237,21 @@ mod tests {
             calls: calls.clone(),
         };
         let mut ep = Endpoint::new(Arc::new(Config::default()));
-        let mut out = Vec::new();
+        let mut bufs = Buffers::default();
         let now = Instant::now();
         let (a, b): (SocketAddr, SocketAddr) =
             ("[::1]:5683".parse().unwrap(), "[::1]:5684".parse().unwrap());
         let r1 = ep.request(now, a, Request::get("/obs").observe()).unwrap();
         let r2 = ep.request(now, a, Request::get("/x")).unwrap();
         let r3 = ep.request(now, b, Request::get("/x")).unwrap();
-        flush(&mut ep, &transport, now, &mut out);
+        flush(&mut ep, &transport, now, &mut bufs);
         assert_eq!(*lock(&calls), [(a, true), (b, true)]);
         ep.cancel(now, r2);
-        flush(&mut ep, &transport, now, &mut out);
+        flush(&mut ep, &transport, now, &mut bufs);
         assert_eq!(lock(&calls).len(), 2, "a still has its observation");
         ep.cancel(now, r1);
         ep.cancel(now, r3);
-        flush(&mut ep, &transport, now, &mut out);
+        flush(&mut ep, &transport, now, &mut bufs);
         assert_eq!(lock(&calls)[2..], [(a, false), (b, false)]);
     }
 }

@@ -102,7 +102,12 @@ fn udp6_reports_a_closed_port_at_once() {
         client
             .try_send(&transmit(target, None, None, 1), b"x")
             .unwrap();
-        let err = within_a_second(|| client.try_recv_error());
+        // As a driver does when the descriptor becomes readable: receive, which notes the
+        // error the ICMP message left pending, then read the error queue.
+        let err = within_a_second(|| {
+            let _ = client.try_recv(&mut [0u8; 64]);
+            client.try_recv_error()
+        });
         assert_eq!(err.remote, target);
         assert_eq!(err.kind, TransportErrorKind::PortUnreachable);
         assert!(start.elapsed() < Duration::from_millis(500));
@@ -351,4 +356,98 @@ fn simple6_reads_its_remotes_in_turn() {
         position < 4,
         "B's one datagram came only after {position} of A's"
     );
+}
+
+/// udp6 takes datagrams in batches (one `recvmmsg`) and sends them in batches (one
+/// `sendmmsg`): more than a batch arrive whole, in order, each with its sender and arrival
+/// address, and a batch sent from a given source arrives from there.
+#[test]
+fn udp6_receives_and_sends_in_batches() {
+    use coapio::transport::{RecvBatch, SendBatch, BATCH};
+    let server = Udp6::bind("[::]:0".parse().unwrap()).unwrap();
+    let port = server.local_addr().unwrap().port();
+    let to: SocketAddr = ("127.0.0.2".parse::<std::net::IpAddr>().unwrap(), port).into();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let total = BATCH + BATCH / 2;
+    for i in 0..total {
+        client.send_to(&vec![i as u8; 1 + i * 37], to).unwrap();
+    }
+    let mut batch = RecvBatch::new();
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.len() < total && start.elapsed() < Duration::from_secs(1) {
+        match server.try_recv_batch(&mut batch) {
+            Ok(n) => {
+                assert!(n <= BATCH);
+                for i in 0..n {
+                    let (bytes, meta) = batch.get(i).unwrap();
+                    assert_eq!(meta.remote, client.local_addr().unwrap());
+                    assert_eq!(meta.local, Some(to.ip()));
+                    got.push(bytes.to_vec());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let expected: Vec<Vec<u8>> = (0..total).map(|i| vec![i as u8; 1 + i * 37]).collect();
+    assert_eq!(got, expected);
+    assert!(batch.get(batch.len()).is_none());
+
+    // The replies, one batch, from the address the datagrams arrived at.
+    let mut out = SendBatch::new();
+    let dest = client.local_addr().unwrap();
+    for i in 0..BATCH {
+        let added = out.push_with(|buf| {
+            buf.clear();
+            buf.extend_from_slice(&[i as u8; 3]);
+            Some(transmit(dest, Some(to.ip()), None, 3))
+        });
+        assert_eq!(added, Some(true));
+    }
+    assert!(out.is_full());
+    assert_eq!(out.push_with(|_| unreachable!()), None);
+    let mut sent = 0;
+    while sent < out.len() {
+        sent += server.try_send_batch(&out, sent).unwrap();
+    }
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    for i in 0..BATCH {
+        let mut buf = [0u8; 16];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&[i as u8; 3][..], to));
+    }
+}
+
+/// An ICMP error about a datagram sent in a batch surfaces at the next receive and is then
+/// read with its remote; no error queue is read when nothing failed.
+#[test]
+fn udp6_batch_errors_are_noted_and_read() {
+    use coapio::transport::{RecvBatch, SendBatch};
+    let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = closed.local_addr().unwrap();
+    drop(closed);
+    let client = Udp6::bind("[::]:0".parse().unwrap()).unwrap();
+    assert!(client.try_recv_error().unwrap().is_none());
+    let mut out = SendBatch::new();
+    out.push_with(|buf| {
+        buf.clear();
+        buf.push(1);
+        Some(transmit(target, None, None, 1))
+    });
+    assert_eq!(client.try_send_batch(&out, 0).unwrap(), 1);
+    let mut batch = RecvBatch::new();
+    let err = within_a_second(|| {
+        let _ = client.try_recv_batch(&mut batch);
+        client.try_recv_error()
+    });
+    assert_eq!(
+        (err.remote, err.kind),
+        (target, TransportErrorKind::PortUnreachable)
+    );
+    assert!(client.try_recv_error().unwrap().is_none());
 }

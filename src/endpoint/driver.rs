@@ -54,6 +54,9 @@ pub(super) struct Engine {
     /// `None` once the endpoint is shut down (the socket is closed then).
     io: Option<Async<Box<dyn Transport>>>,
     timer: Timer,
+    /// What `timer` is set for, so that it is set again only when the deadline changes
+    /// (setting it wakes the reactor).
+    armed: Option<Instant>,
     site: Option<Site>,
     handlers: FuturesUnordered<Abortable<HandlerFuture>>,
     /// The running handlers' abort handles, by exchange.
@@ -64,8 +67,7 @@ pub(super) struct Engine {
     /// EXCHANGE_LIFETIME and NON_LIFETIME of the configuration.
     lifetimes: [Duration; 2],
     waker: Waker,
-    out: Vec<u8>,
-    inbuf: Box<[u8]>,
+    bufs: crate::step::Buffers,
 }
 
 impl Engine {
@@ -78,14 +80,14 @@ impl Engine {
         Self {
             io: Some(io),
             timer: Timer::never(),
+            armed: None,
             site,
             handlers: FuturesUnordered::new(),
             running: HashMap::new(),
             expiry: [VecDeque::new(), VecDeque::new()],
             lifetimes,
             waker,
-            out: Vec::with_capacity(2048),
-            inbuf: vec![0; crate::step::RECV_BUF].into_boxed_slice(),
+            bufs: crate::step::Buffers::default(),
         }
     }
 
@@ -167,8 +169,7 @@ impl Engine {
                     &mut st.ep,
                     &**io.get_ref(),
                     now,
-                    &mut self.out,
-                    &mut self.inbuf,
+                    &mut self.bufs,
                     budget,
                 );
                 budget = budget.saturating_sub(handled);
@@ -190,16 +191,21 @@ impl Engine {
                         }
                     }
                 }
-                crate::step::flush(&mut st.ep, &**io.get_ref(), now, &mut self.out);
+                crate::step::flush(&mut st.ep, &**io.get_ref(), now, &mut self.bufs);
                 (more, crate::step::next_deadline(&st.ep, &**io.get_ref()))
             };
             // The handlers are user code: they run with no lock held, so they may call any
-            // method of the endpoint.
-            let spawned = !requests.is_empty();
+            // method of the endpoint. Each is polled once at once; one that answers then is
+            // answered in this round, the others join the running handlers.
+            let mut answered = Vec::new();
             if let Some(site) = &self.site {
                 for (id, meta, request) in requests {
                     let lifetime = usize::from(!request.confirmable);
-                    let fut = site.handle(ServerRequest::new(request, meta));
+                    let mut fut = site.handle(ServerRequest::new(request, meta));
+                    if let Poll::Ready(response) = fut.as_mut().poll(&mut cx) {
+                        answered.push((id, response));
+                        continue;
+                    }
                     let (handle, registration) = AbortHandle::new_pair();
                     let fut: HandlerFuture = Box::pin(async move { (id, fut.await) });
                     self.handlers.push(Abortable::new(fut, registration));
@@ -210,11 +216,26 @@ impl Engine {
                     self.expiry[lifetime].push_back((at, id));
                 }
             }
+            let deadline = if answered.is_empty() {
+                deadline
+            } else {
+                let mut st = shared.lock();
+                let Some(io) = self.io.as_ref().filter(|_| !st.stopped) else {
+                    drop(st);
+                    self.close();
+                    return Step::Stopped;
+                };
+                let now = Instant::now();
+                for (id, response) in answered {
+                    if let Err(e) = st.ep.respond(now, id, response) {
+                        debug!("coapio: a handler's response could not be sent: {e}");
+                    }
+                }
+                crate::step::flush(&mut st.ep, &**io.get_ref(), now, &mut self.bufs);
+                crate::step::next_deadline(&st.ep, &**io.get_ref())
+            };
             if budget == 0 || more {
                 break;
-            }
-            if spawned {
-                continue;
             }
             let Some(io) = self.io.as_ref() else {
                 return Step::Stopped;
@@ -230,12 +251,20 @@ impl Engine {
             };
             match deadline {
                 Some(at) => {
-                    self.timer.set_at(at);
+                    if self.armed != Some(at) {
+                        self.timer.set_at(at);
+                        self.armed = Some(at);
+                    }
                     if Pin::new(&mut self.timer).poll(&mut cx).is_ready() {
+                        self.armed = None;
                         continue;
                     }
                 }
-                None => self.timer = Timer::never(),
+                None if self.armed.is_some() => {
+                    self.timer = Timer::never();
+                    self.armed = None;
+                }
+                None => {}
             }
             return Step::Idle;
         }
@@ -253,6 +282,7 @@ impl Engine {
         self.running.clear();
         self.expiry = [VecDeque::new(), VecDeque::new()];
         self.timer = Timer::never();
+        self.armed = None;
     }
 }
 

@@ -79,8 +79,7 @@ pub(crate) struct Core {
     /// The open requests and where each one's outcome goes. (Which remotes are in use, for
     /// [`Transport::set_in_use`], the core says: `crate::step` passes it on.)
     outcomes: HashMap<RequestId, Outcome>,
-    out: Vec<u8>,
-    inbuf: Box<[u8]>,
+    bufs: crate::step::Buffers,
     /// The URI patterns of the OSCORE contexts that protect requests.
     oscore: Vec<(String, proto::SecurityId)>,
 }
@@ -326,9 +325,12 @@ impl Inner {
     pub(crate) fn after_call(&self, core: &mut Core) {
         let now = Instant::now();
         let Core {
-            ep, transport, out, ..
+            ep,
+            transport,
+            bufs,
+            ..
         } = core;
-        crate::step::flush(ep, transport.as_ref(), now, out);
+        crate::step::flush(ep, transport.as_ref(), now, bufs);
         self.arm(crate::step::next_deadline(ep, transport.as_ref()));
         // Sending can end a request at once (an ICMP error read while flushing): make the
         // descriptor readable so that mode B's loop calls process and sees it now.
@@ -357,13 +359,7 @@ impl Inner {
             let core = &mut *core;
             let now = Instant::now();
             core.answer_handlers(&mut cx, now);
-            crate::step::process(
-                &mut core.ep,
-                core.transport.as_ref(),
-                now,
-                &mut core.out,
-                &mut core.inbuf,
-            );
+            crate::step::process(&mut core.ep, core.transport.as_ref(), now, &mut core.bufs);
         }
         let mut worked = false;
         while self.callbacks_allowed() {
@@ -391,7 +387,7 @@ impl Inner {
             let core = &mut *core;
             let now = Instant::now();
             core.answer_handlers(&mut cx, now);
-            crate::step::flush(&mut core.ep, core.transport.as_ref(), now, &mut core.out);
+            crate::step::flush(&mut core.ep, core.transport.as_ref(), now, &mut core.bufs);
             self.arm(crate::step::next_deadline(
                 &core.ep,
                 core.transport.as_ref(),
@@ -622,8 +618,7 @@ pub extern "C" fn coapio_context_new(
                 outcomes: HashMap::new(),
                 #[cfg(feature = "dtls")]
                 secure,
-                out: Vec::with_capacity(2048),
-                inbuf: vec![0; crate::step::RECV_BUF].into_boxed_slice(),
+                bufs: crate::step::Buffers::default(),
             }),
             dispatch: Arc::new(Mutex::new(VecDeque::new())),
             poller,

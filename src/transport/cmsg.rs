@@ -14,6 +14,16 @@ impl CmsgBuf {
     }
 }
 
+/// A control-message buffer for one `IPV6_PKTINFO` (received or sent), aligned for `cmsghdr`.
+#[repr(C, align(8))]
+pub(crate) struct SmallCmsgBuf(pub(crate) [u8; 64]);
+
+impl SmallCmsgBuf {
+    pub(crate) const fn new() -> Self {
+        Self([0; 64])
+    }
+}
+
 /// One received control message: level, type and data.
 #[derive(Debug)]
 pub(crate) struct Cmsg<'a> {
@@ -34,49 +44,72 @@ impl Cmsg<'_> {
     }
 }
 
-/// The control messages of a `msghdr` that `recvmsg` filled in.
+/// The control messages of a `msghdr` that `recvmsg` filled in, walked in place.
 ///
 /// # Safety
 ///
 /// `hdr.msg_control` must point to a buffer of at least `hdr.msg_controllen` bytes that
 /// `recvmsg` wrote, and stay valid and unmodified while the result is used.
-// msg_controllen is usize on glibc and u32 elsewhere: the casts are needed off glibc.
+// msg_controllen is usize on glibc and u32 elsewhere: the cast is needed off glibc.
 #[allow(clippy::unnecessary_cast)]
-pub(crate) unsafe fn received(hdr: &libc::msghdr) -> Vec<Cmsg<'_>> {
-    let mut out = Vec::new();
-    if hdr.msg_control.is_null() || (hdr.msg_controllen as usize) < size_of::<libc::cmsghdr>() {
-        return out;
+pub(crate) unsafe fn received(hdr: &libc::msghdr) -> Cmsgs<'_> {
+    let ok =
+        !hdr.msg_control.is_null() && (hdr.msg_controllen as usize) >= size_of::<libc::cmsghdr>();
+    Cmsgs {
+        hdr,
+        // SAFETY: hdr describes a valid control buffer (caller's contract).
+        next: if ok {
+            unsafe { libc::CMSG_FIRSTHDR(hdr) }
+        } else {
+            std::ptr::null_mut()
+        },
     }
-    let start = hdr.msg_control as usize;
-    let end = start + hdr.msg_controllen as usize;
-    // SAFETY: hdr describes a valid control buffer (caller's contract).
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(hdr) };
-    while !cmsg.is_null() {
-        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR only return headers that start inside the buffer.
+}
+
+/// The iterator of [`received`].
+pub(crate) struct Cmsgs<'a> {
+    hdr: &'a libc::msghdr,
+    next: *mut libc::cmsghdr,
+}
+
+impl<'a> Iterator for Cmsgs<'a> {
+    type Item = Cmsg<'a>;
+
+    // msg_controllen is usize on glibc and u32 elsewhere: the casts are needed off glibc.
+    #[allow(clippy::unnecessary_cast)]
+    fn next(&mut self) -> Option<Cmsg<'a>> {
+        let cmsg = self.next;
+        if cmsg.is_null() {
+            return None;
+        }
+        let end = self.hdr.msg_control as usize + self.hdr.msg_controllen as usize;
+        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR only return headers that start inside the buffer
+        // (the contract of `received`).
         let c = unsafe { &*cmsg };
         // SAFETY: as above; CMSG_DATA points just past the header.
         let data = unsafe { libc::CMSG_DATA(cmsg) } as usize;
         let header_len = data - cmsg as usize;
         let len = (c.cmsg_len as usize).saturating_sub(header_len);
         if data + len > end {
-            break;
+            self.next = std::ptr::null_mut();
+            return None;
         }
-        // SAFETY: [data, data + len) lies inside the control buffer, checked just above.
+        // SAFETY: hdr and cmsg are valid as above.
+        self.next = unsafe { libc::CMSG_NXTHDR(self.hdr, cmsg) };
+        // SAFETY: [data, data + len) lies inside the control buffer, checked just above, which
+        // lives as long as 'a.
         let bytes = unsafe { std::slice::from_raw_parts(data as *const u8, len) };
-        out.push(Cmsg {
+        Some(Cmsg {
             level: c.cmsg_level,
             ty: c.cmsg_type,
             data: bytes,
-        });
-        // SAFETY: hdr and cmsg are valid as above.
-        cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };
+        })
     }
-    out
 }
 
 /// Writes one `IPV6_PKTINFO` control message into `buf` and returns its length (for
 /// `msg_controllen`).
-pub(crate) fn pktinfo6(buf: &mut CmsgBuf, addr: Ipv6Addr, ifindex: u32) -> usize {
+pub(crate) fn pktinfo6(buf: &mut SmallCmsgBuf, addr: Ipv6Addr, ifindex: u32) -> usize {
     let info = libc::in6_pktinfo {
         ipi6_addr: libc::in6_addr {
             s6_addr: addr.octets(),
@@ -115,14 +148,14 @@ mod tests {
 
     #[test]
     fn pktinfo_round_trips_through_the_iterator() {
-        let mut buf = CmsgBuf::new();
+        let mut buf = SmallCmsgBuf::new();
         let addr: Ipv6Addr = "fe80::1".parse().unwrap();
         let len = pktinfo6(&mut buf, addr, 7);
         let mut hdr = unsafe_zeroed_msghdr();
         hdr.msg_control = buf.0.as_mut_ptr().cast();
         hdr.msg_controllen = len as _;
         // SAFETY: hdr points at `buf`, which pktinfo6 filled and which outlives `msgs`.
-        let msgs = unsafe { received(&hdr) };
+        let msgs: Vec<_> = unsafe { received(&hdr) }.collect();
         assert_eq!(msgs.len(), 1);
         assert_eq!(
             (msgs[0].level, msgs[0].ty),

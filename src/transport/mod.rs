@@ -21,6 +21,7 @@ use std::os::fd::AsFd;
 use crate::net::{RecvMeta, Transmit, TransportError};
 
 mod addr;
+mod batch;
 #[cfg(target_os = "linux")]
 mod cmsg;
 mod simple6;
@@ -28,6 +29,7 @@ mod simple_server;
 #[cfg(target_os = "linux")]
 mod udp6;
 
+pub use batch::{RecvBatch, SendBatch, BATCH};
 pub use simple6::Simple6;
 pub use simple_server::{SimpleServer, ANY_ADDRESS_REFUSED};
 #[cfg(target_os = "linux")]
@@ -51,8 +53,10 @@ pub struct Capabilities {
 /// A non-blocking datagram transport with one readiness file descriptor.
 ///
 /// The descriptor ([`AsFd`]) becomes readable when [`try_recv`](Self::try_recv) or
-/// [`try_recv_error`](Self::try_recv_error) has something; callers drain errors first, then
-/// datagrams, until both report nothing.
+/// [`try_recv_error`](Self::try_recv_error) has something. Callers take datagrams in batches
+/// ([`try_recv_batch`](Self::try_recv_batch)) until a batch comes back short, and errors
+/// whenever they ask: a transport notes the errors it sees while receiving and sending, so
+/// that asking costs nothing (no system call) when there are none.
 pub trait Transport: AsFd + Send + Sync + fmt::Debug + 'static {
     /// What this transport can do.
     fn capabilities(&self) -> Capabilities;
@@ -79,6 +83,50 @@ pub trait Transport: AsFd + Send + Sync + fmt::Debug + 'static {
     ///
     /// [`io::ErrorKind::WouldBlock`] when the socket buffer is full; other socket errors.
     fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()>;
+
+    /// Receives up to [`RecvBatch::capacity`] datagrams into `batch` (emptied first) and
+    /// returns how many. A batch that comes back short means nothing more was waiting.
+    ///
+    /// The default takes them one [`try_recv`](Self::try_recv) at a time; udp6 takes them with
+    /// one `recvmmsg`. An error after some datagrams ends the batch early; it is for the
+    /// transport to keep it for [`try_recv_error`](Self::try_recv_error) if it matters.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_recv`](Self::try_recv), when not even one datagram was received.
+    fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.clear();
+        while let Some(slot) = batch.next_slot() {
+            match self.try_recv(slot) {
+                Ok((n, meta)) => batch.push(n, meta),
+                Err(e) if batch.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(batch.len())
+    }
+
+    /// Sends the datagrams of `batch` from the `from`th on, in order, and returns how many it
+    /// sent (at least one). The caller calls again for the rest: the first of them is the one
+    /// whose error the next call reports.
+    ///
+    /// The default sends them one [`try_send`](Self::try_send) at a time; udp6 with one
+    /// `sendmmsg`.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send`](Self::try_send), for the `from`th datagram: it was not sent.
+    fn try_send_batch(&self, batch: &SendBatch, from: usize) -> io::Result<usize> {
+        let mut sent = 0;
+        while let Some((transmit, contents)) = batch.get(from + sent) {
+            match self.try_send(transmit, contents) {
+                Ok(()) => sent += 1,
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(sent)
+    }
 
     /// Takes one error the network reported for a remote (an ICMP error), if any.
     ///
@@ -141,6 +189,12 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()> {
         (**self).try_send(transmit, contents)
+    }
+    fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        (**self).try_recv_batch(batch)
+    }
+    fn try_send_batch(&self, batch: &SendBatch, from: usize) -> io::Result<usize> {
+        (**self).try_send_batch(batch, from)
     }
     fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
         (**self).try_recv_error()

@@ -14,13 +14,14 @@ use std::io;
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{debug, trace};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::addr::{canonical, canonical_ip, ip_to_v6, to_v6};
-use super::cmsg::{self, CmsgBuf};
-use super::{error_kind, Capabilities, Transport};
+use super::cmsg::{self, CmsgBuf, SmallCmsgBuf};
+use super::{error_kind, Capabilities, RecvBatch, SendBatch, Transport, BATCH};
 use crate::net::{RecvMeta, Transmit, TransportError};
 
 /// Options for [`Udp6::bind_with`].
@@ -36,6 +37,10 @@ pub struct Udp6Options {
 #[derive(Debug)]
 pub struct Udp6 {
     socket: Socket,
+    /// Whether the error queue may hold something: set when a receive or send failed with an
+    /// error (a queued ICMP error also makes the next receive or send fail, once), cleared
+    /// when reading the queue found it empty. The queue is read only when this is set.
+    errors: AtomicBool,
 }
 
 fn setsockopt_int(
@@ -146,7 +151,20 @@ impl Udp6 {
                 .as_socket()
                 .map_or_else(|| "?".into(), |a| a.to_string())
         );
-        Ok(Self { socket })
+        Ok(Self {
+            socket,
+            errors: AtomicBool::new(false),
+        })
+    }
+
+    /// Notes that the error queue may hold something (see [`Udp6::errors`]).
+    fn note_error(&self, e: &io::Error) {
+        if !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ) {
+            self.errors.store(true, Ordering::Relaxed);
+        }
     }
 
     fn join(&self, group: IpAddr, ifindex: u32) -> io::Result<()> {
@@ -181,7 +199,11 @@ impl Udp6 {
         // duration of the call.
         let n = unsafe { libc::recvmsg(self.socket.as_raw_fd(), &mut hdr, flags) };
         if n < 0 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            if flags & libc::MSG_ERRQUEUE == 0 {
+                self.note_error(&e);
+            }
+            return Err(e);
         }
         // The returned header refers to `name`, which moves with the return value: callers
         // only read the lengths and flags from it, and the name from the returned copy.
@@ -228,19 +250,10 @@ impl Transport for Udp6 {
             let Some(remote) = from_storage(&name, hdr.msg_namelen) else {
                 continue;
             };
-            let mut meta = RecvMeta::new(remote);
             hdr.msg_control = ctrl.0.as_mut_ptr().cast();
             // SAFETY: hdr.msg_control points at `ctrl`, which recvmsg filled with
             // hdr.msg_controllen bytes and which lives until the end of this iteration.
-            for c in unsafe { cmsg::received(&hdr) } {
-                if (c.level, c.ty) == (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) {
-                    if let Some(info) = c.read::<libc::in6_pktinfo>() {
-                        let local =
-                            canonical_ip(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
-                        meta = meta.with_local(local, Some(info.ipi6_ifindex));
-                    }
-                }
-            }
+            let meta = unsafe { meta_of(remote, &hdr) };
             trace!(
                 "coapio: udp6 received {n} bytes from {remote} at {:?}",
                 meta.local
@@ -250,35 +263,8 @@ impl Transport for Udp6 {
     }
 
     fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()> {
-        let dest = to_v6(transmit.destination);
-        let mut name = to_sockaddr_in6(dest);
-        let mut iov = libc::iovec {
-            iov_base: contents.as_ptr() as *mut libc::c_void,
-            iov_len: contents.len(),
-        };
-        let mut ctrl = CmsgBuf::new();
-        let mut hdr = cmsg::unsafe_zeroed_msghdr();
-        hdr.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
-        hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        // A source is only usable when it has the destination's family: Linux takes an
-        // IPv4-mapped IPV6_PKTINFO for IPv4 destinations.
-        let dest_is_v4 = transmit.destination.is_ipv4();
-        let source = transmit
-            .source
-            .filter(|s| canonical_ip(*s).is_ipv4() == dest_is_v4);
-        if source.is_some() || (transmit.ifindex.is_some() && !dest_is_v4) {
-            let addr = source.map_or(Ipv6Addr::UNSPECIFIED, ip_to_v6);
-            let ifindex = if dest_is_v4 {
-                0
-            } else {
-                transmit.ifindex.unwrap_or(0)
-            };
-            let len = cmsg::pktinfo6(&mut ctrl, addr, ifindex);
-            hdr.msg_control = ctrl.0.as_mut_ptr().cast();
-            hdr.msg_controllen = len as _;
-        }
+        let mut parts = SendParts::new();
+        let hdr = parts.header(transmit, contents);
         // With IP(V6)_RECVERR, an ICMP error about an earlier datagram (to another remote,
         // maybe) is also left pending on the socket, and the next sendmsg fails with it
         // without sending anything. That error is read, with its real remote, from the
@@ -294,6 +280,7 @@ impl Transport for Udp6 {
                 return Ok(());
             }
             let err = io::Error::last_os_error();
+            self.note_error(&err);
             let errno = err.raw_os_error();
             let maybe_pending = matches!(
                 errno,
@@ -313,7 +300,126 @@ impl Transport for Udp6 {
         self.join(group, ifindex)
     }
 
+    fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.clear();
+        // SAFETY (for the zeroed values): sockaddr_in6, mmsghdr and iovec are plain C structs
+        // for which all-zero bytes are valid.
+        let mut names: [libc::sockaddr_in6; BATCH] = unsafe { mem::zeroed() };
+        let mut ctrls = [const { SmallCmsgBuf::new() }; BATCH];
+        let mut iovs: [libc::iovec; BATCH] = unsafe { mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+        let mut count = 0;
+        for (((slot, iov), (name, ctrl)), msg) in batch
+            .slots_mut()
+            .zip(&mut iovs)
+            .zip(names.iter_mut().zip(&mut ctrls))
+            .zip(&mut msgs)
+        {
+            *iov = libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: slot.len(),
+            };
+            let hdr = &mut msg.msg_hdr;
+            hdr.msg_name = (name as *mut libc::sockaddr_in6).cast();
+            hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            hdr.msg_iov = iov;
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+            hdr.msg_controllen = ctrl.0.len() as _;
+            count += 1;
+        }
+        // SAFETY: each of the `count` headers points at a live name, iovec (itself at a slot
+        // of `batch`) and control buffer of the stated lengths, all of which outlive the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.socket.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                count as libc::c_uint,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            self.note_error(&e);
+            return Err(e);
+        }
+        for (i, msg) in msgs.iter().enumerate().take(n as usize) {
+            let hdr = &msg.msg_hdr;
+            let len = msg.msg_len as usize;
+            if hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                debug!("coapio: udp6 dropped a datagram larger than its buffer");
+                continue;
+            }
+            // SAFETY: the kernel wrote an AF_INET6 name (the socket is IPv6) into names[i].
+            let remote = from_in6(&names[i], hdr.msg_namelen);
+            let Some(remote) = remote else { continue };
+            // SAFETY: hdr's control pointer is ctrls[i], which recvmmsg filled with
+            // msg_controllen bytes and which lives until the end of this function.
+            let meta = unsafe { meta_of(remote, hdr) };
+            trace!("coapio: udp6 received {len} bytes from {remote}");
+            batch.push_at(i, len, meta);
+        }
+        if batch.is_empty() && n > 0 {
+            // Everything received was dropped: look again, as try_recv does.
+            return self.try_recv_batch(batch);
+        }
+        Ok(batch.len())
+    }
+
+    fn try_send_batch(&self, batch: &SendBatch, from: usize) -> io::Result<usize> {
+        let mut parts = [const { SendParts::new() }; BATCH];
+        // SAFETY: mmsghdr is a plain C struct for which all-zero bytes are valid.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+        let mut count = 0;
+        for (i, (p, msg)) in parts.iter_mut().zip(&mut msgs).enumerate() {
+            let Some((transmit, contents)) = batch.get(from + i) else {
+                break;
+            };
+            msg.msg_hdr = p.header(transmit, contents);
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        // SAFETY: each of the `count` headers points at the name, iovec and control buffer in
+        // `parts` (not moved since) and at datagram bytes in `batch`, all live for the call;
+        // sendmmsg does not write through msg_iov.
+        let n = unsafe {
+            libc::sendmmsg(
+                self.socket.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                count as libc::c_uint,
+                0,
+            )
+        };
+        if n > 0 {
+            return Ok(n as usize);
+        }
+        // The first datagram failed: send it alone, which tells a pending error about some
+        // other datagram from this one's own.
+        let err = io::Error::last_os_error();
+        self.note_error(&err);
+        let (transmit, contents) = batch.get(from).expect("counted above");
+        self.try_send(transmit, contents).map(|()| 1)
+    }
+
     fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
+        if !self.errors.swap(false, Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let found = self.read_error_queue();
+        if matches!(found, Ok(Some(_))) {
+            // There may be more: look again next time.
+            self.errors.store(true, Ordering::Relaxed);
+        }
+        found
+    }
+}
+
+impl Udp6 {
+    /// Takes one entry of the socket's error queue, if any.
+    fn read_error_queue(&self) -> io::Result<Option<TransportError>> {
         loop {
             let mut ctrl = CmsgBuf::new();
             let mut scratch = [0u8; 64];
@@ -326,8 +432,8 @@ impl Transport for Udp6 {
             let remote = from_storage(&name, hdr.msg_namelen);
             hdr.msg_control = ctrl.0.as_mut_ptr().cast();
             // SAFETY: as in try_recv.
-            let errors = unsafe { cmsg::received(&hdr) };
-            let ee = errors.iter().find_map(|c| match (c.level, c.ty) {
+            let mut errors = unsafe { cmsg::received(&hdr) };
+            let ee = errors.find_map(|c| match (c.level, c.ty) {
                 (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) | (libc::IPPROTO_IP, libc::IP_RECVERR) => {
                     c.read::<libc::sock_extended_err>()
                 }
@@ -345,5 +451,94 @@ impl Transport for Udp6 {
                 _ => trace!("coapio: udp6 skipped an error-queue entry it could not read"),
             }
         }
+    }
+}
+
+/// The metadata of a datagram from `remote`: its local address and interface from the
+/// `IPV6_PKTINFO` control message, when there is one.
+///
+/// # Safety
+///
+/// As [`cmsg::received`]: `hdr`'s control buffer is one `recvmsg` filled and still live.
+unsafe fn meta_of(remote: SocketAddr, hdr: &libc::msghdr) -> RecvMeta {
+    let mut meta = RecvMeta::new(remote);
+    // SAFETY: the caller's contract.
+    for c in unsafe { cmsg::received(hdr) } {
+        if (c.level, c.ty) == (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) {
+            if let Some(info) = c.read::<libc::in6_pktinfo>() {
+                let local = canonical_ip(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                meta = meta.with_local(local, Some(info.ipi6_ifindex));
+            }
+        }
+    }
+    meta
+}
+
+/// A received `sockaddr_in6` as a socket address (IPv4-mapped made plain IPv4).
+fn from_in6(a: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
+    (libc::c_int::from(a.sin6_family) == libc::AF_INET6
+        && len as usize >= size_of::<libc::sockaddr_in6>())
+    .then(|| {
+        canonical(SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(a.sin6_addr.s6_addr),
+            u16::from_be(a.sin6_port),
+            a.sin6_flowinfo,
+            a.sin6_scope_id,
+        )))
+    })
+}
+
+/// What a `msghdr` for sending one datagram points at: the destination, the iovec and the
+/// `IPV6_PKTINFO` that chooses the source. It must stay where it is while the header is used.
+struct SendParts {
+    name: libc::sockaddr_in6,
+    iov: libc::iovec,
+    ctrl: SmallCmsgBuf,
+}
+
+impl SendParts {
+    const fn new() -> Self {
+        Self {
+            // SAFETY: sockaddr_in6 is a plain C struct for which all-zero bytes are valid.
+            name: unsafe { mem::zeroed() },
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            ctrl: SmallCmsgBuf::new(),
+        }
+    }
+
+    /// Fills the parts for `transmit` and returns the header that points at them and at
+    /// `contents`.
+    fn header(&mut self, transmit: &Transmit, contents: &[u8]) -> libc::msghdr {
+        self.name = to_sockaddr_in6(to_v6(transmit.destination));
+        self.iov = libc::iovec {
+            iov_base: contents.as_ptr() as *mut libc::c_void,
+            iov_len: contents.len(),
+        };
+        let mut hdr = cmsg::unsafe_zeroed_msghdr();
+        hdr.msg_name = (&mut self.name as *mut libc::sockaddr_in6).cast();
+        hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        hdr.msg_iov = &mut self.iov;
+        hdr.msg_iovlen = 1;
+        // A source is only usable when it has the destination's family: Linux takes an
+        // IPv4-mapped IPV6_PKTINFO for IPv4 destinations.
+        let dest_is_v4 = transmit.destination.is_ipv4();
+        let source = transmit
+            .source
+            .filter(|s| canonical_ip(*s).is_ipv4() == dest_is_v4);
+        if source.is_some() || (transmit.ifindex.is_some() && !dest_is_v4) {
+            let addr = source.map_or(Ipv6Addr::UNSPECIFIED, ip_to_v6);
+            let ifindex = if dest_is_v4 {
+                0
+            } else {
+                transmit.ifindex.unwrap_or(0)
+            };
+            let len = cmsg::pktinfo6(&mut self.ctrl, addr, ifindex);
+            hdr.msg_control = self.ctrl.0.as_mut_ptr().cast();
+            hdr.msg_controllen = len as _;
+        }
+        hdr
     }
 }

@@ -68,6 +68,10 @@ pub(super) struct Engine {
     lifetimes: [Duration; 2],
     waker: Waker,
     bufs: crate::step::Buffers,
+    /// Handlers' answers and new requests of a round (empty between rounds; kept for their
+    /// room).
+    answered: Vec<(IncomingId, Response)>,
+    requests: Vec<(IncomingId, crate::net::RecvMeta, crate::proto::Request)>,
 }
 
 impl Engine {
@@ -88,6 +92,8 @@ impl Engine {
             lifetimes,
             waker,
             bufs: crate::step::Buffers::default(),
+            answered: Vec::new(),
+            requests: Vec::new(),
         }
     }
 
@@ -138,7 +144,7 @@ impl Engine {
         for _ in 0..ROUNDS {
             let now = Instant::now();
             let expired = self.expire_handlers(now);
-            let mut answered = Vec::new();
+            let mut answered = std::mem::take(&mut self.answered);
             while let Poll::Ready(Some(done)) = self.handlers.poll_next_unpin(&mut cx) {
                 if let Ok((id, response)) = done {
                     self.running.remove(&id);
@@ -146,7 +152,7 @@ impl Engine {
                 }
             }
             let now = Instant::now();
-            let mut requests = Vec::new();
+            let mut requests = std::mem::take(&mut self.requests);
             let (more, deadline) = {
                 let mut st = shared.lock();
                 let Some(io) = self.io.as_ref().filter(|_| !st.stopped) else {
@@ -160,7 +166,7 @@ impl Engine {
                         debug!("coapio: answered {id:?} 5.03: its handler took too long");
                     }
                 }
-                for (id, response) in answered {
+                for (id, response) in answered.drain(..) {
                     if let Err(e) = st.ep.respond(now, id, response) {
                         debug!("coapio: a handler's response could not be sent: {e}");
                     }
@@ -197,9 +203,8 @@ impl Engine {
             // The handlers are user code: they run with no lock held, so they may call any
             // method of the endpoint. Each is polled once at once; one that answers then is
             // answered in this round, the others join the running handlers.
-            let mut answered = Vec::new();
             if let Some(site) = &self.site {
-                for (id, meta, request) in requests {
+                for (id, meta, request) in requests.drain(..) {
                     let lifetime = usize::from(!request.confirmable);
                     let mut fut = site.handle(ServerRequest::new(request, meta));
                     if let Poll::Ready(response) = fut.as_mut().poll(&mut cx) {
@@ -216,6 +221,9 @@ impl Engine {
                     self.expiry[lifetime].push_back((at, id));
                 }
             }
+            // Kept for the next round, with their room (no allocation per round).
+            requests.clear();
+            self.requests = requests;
             let deadline = if answered.is_empty() {
                 deadline
             } else {
@@ -226,7 +234,7 @@ impl Engine {
                     return Step::Stopped;
                 };
                 let now = Instant::now();
-                for (id, response) in answered {
+                for (id, response) in answered.drain(..) {
                     if let Err(e) = st.ep.respond(now, id, response) {
                         debug!("coapio: a handler's response could not be sent: {e}");
                     }
@@ -234,6 +242,7 @@ impl Engine {
                 crate::step::flush(&mut st.ep, &**io.get_ref(), now, &mut self.bufs);
                 crate::step::next_deadline(&st.ep, &**io.get_ref())
             };
+            self.answered = answered;
             if budget == 0 || more {
                 break;
             }

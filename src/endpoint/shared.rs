@@ -79,7 +79,9 @@ pub(super) struct State {
     pub(super) driver_attached: bool,
     /// [`Endpoint::shutdown`](super::Endpoint::shutdown) was called.
     pub(super) stopped: bool,
-    /// Wakers to wake once the state lock is released.
+    /// A waker to wake once the state lock is released (most locks wake one or none, so it
+    /// needs no allocation), and any further ones.
+    wake_first: Option<Waker>,
     wakes: Vec<Waker>,
 }
 
@@ -113,6 +115,7 @@ impl Shared {
                     driver_waker: None,
                     driver_attached: false,
                     stopped: false,
+                    wake_first: None,
                     wakes: Vec::new(),
                 }),
                 engine: Mutex::new(engine(waker)),
@@ -179,11 +182,14 @@ impl DerefMut for Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        let wakes = match self.0.as_mut() {
-            Some(st) => std::mem::take(&mut st.wakes),
+        let (first, wakes) = match self.0.as_mut() {
+            Some(st) => (st.wake_first.take(), std::mem::take(&mut st.wakes)),
             None => return,
         };
         drop(self.0.take());
+        if let Some(w) = first {
+            w.wake();
+        }
         for w in wakes {
             w.wake();
         }
@@ -210,8 +216,10 @@ impl Wake for EngineWaker {
 impl State {
     /// Wakes `waker` once the lock is released.
     pub(super) fn wake(&mut self, waker: Option<Waker>) {
-        if let Some(w) = waker {
-            self.wakes.push(w);
+        match (waker, &self.wake_first) {
+            (Some(w), None) => self.wake_first = Some(w),
+            (Some(w), Some(_)) => self.wakes.push(w),
+            (None, _) => {}
         }
     }
 
@@ -293,6 +301,7 @@ mod tests {
             driver_waker: None,
             driver_attached: false,
             stopped: false,
+            wake_first: None,
             wakes: Vec::new(),
         };
         st.slots.insert(id, Slot::default());

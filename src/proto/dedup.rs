@@ -23,14 +23,15 @@ pub(crate) enum Replay {
     Nothing,
     /// The empty ACK with the message's ID.
     EmptyAck,
-    /// This datagram (a piggybacked response, or a response to a NON request).
-    Bytes(Box<[u8]>),
+    /// This datagram (a piggybacked response, or a response to a NON request), in the buffer
+    /// it was encoded in (kept as it is: no copy to shrink it).
+    Bytes(Vec<u8>),
 }
 
 impl Replay {
     fn heap_bytes(&self) -> usize {
         match self {
-            Self::Bytes(b) => b.len(),
+            Self::Bytes(b) => b.capacity(),
             _ => 0,
         }
     }
@@ -343,7 +344,7 @@ mod tests {
             None
         ));
         assert!(d.insert(now, key(2), Lifetime::Non, Replay::Nothing, 0, None, None));
-        d.set_replay(now, &key(1), Replay::Bytes(vec![0; 100].into()));
+        d.set_replay(now, &key(1), Replay::Bytes(vec![0; 100]));
         assert_eq!(d.bytes(), 2 * ENTRY_COST + 100);
         d.purge(now + LIFE / 2);
         assert!(d.get(now, &key(2)).is_none());

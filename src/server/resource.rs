@@ -18,8 +18,9 @@ use crate::proto::Response;
 /// The future [`super::Site::handle`] returns.
 pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
 
-/// A stored handler: called with the request, gives the response's future.
-type Handler = Arc<dyn Fn(ServerRequest) -> ResponseFuture + Send + Sync>;
+/// A stored handler: called with the request and what to name it by if it panics (method
+/// and resource path), gives the response's future.
+type Handler = Arc<dyn Fn(ServerRequest, (Code, Arc<str>)) -> ResponseFuture + Send + Sync>;
 
 /// Converts what a handler returns into the response that is sent.
 ///
@@ -96,6 +97,8 @@ pub struct Resource {
     hidden: bool,
     listed_when: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     pub(crate) links: Option<Arc<dyn Fn() -> Vec<String> + Send + Sync>>,
+    /// The path it is served at, once a site has it (for log messages).
+    pub(crate) path: Arc<str>,
 }
 
 impl Resource {
@@ -118,9 +121,17 @@ impl Resource {
         Fut: Future<Output = R> + Send + 'static,
         R: IntoResponse,
     {
-        let handler: Handler = Arc::new(move |req| {
+        // One box per request: the handler's future, its conversion and the catching of a
+        // panic in either.
+        let handler: Handler = Arc::new(move |req, (method, path)| {
             let fut = handler(req);
-            Box::pin(async move { fut.await.into_response() })
+            Box::pin(async move {
+                let answer = AssertUnwindSafe(async move { fut.await.into_response() });
+                answer.catch_unwind().await.unwrap_or_else(|_| {
+                    log::error!("coapio: the {method} handler of {path} panicked");
+                    Response::new(Code::INTERNAL_SERVER_ERROR)
+                })
+            })
         });
         self.handlers.insert(code, handler);
         self
@@ -313,16 +324,11 @@ impl Resource {
             return Box::pin(future::ready(Response::new(Code::METHOD_NOT_ALLOWED)));
         };
         let method = request.method();
-        let path = request.path();
-        match panic::catch_unwind(AssertUnwindSafe(|| handler(request))) {
-            Ok(fut) => Box::pin(AssertUnwindSafe(fut).catch_unwind().map(move |r| {
-                r.unwrap_or_else(|_| {
-                    log::error!("coapio: the {method} handler of {path} panicked");
-                    Response::new(Code::INTERNAL_SERVER_ERROR)
-                })
-            })),
+        let name = (method, self.path.clone());
+        match panic::catch_unwind(AssertUnwindSafe(|| handler(request, name))) {
+            Ok(fut) => fut,
             Err(_) => {
-                log::error!("coapio: the {method} handler of {path} panicked");
+                log::error!("coapio: the {method} handler of {} panicked", self.path);
                 Box::pin(future::ready(Response::new(Code::INTERNAL_SERVER_ERROR)))
             }
         }

@@ -332,9 +332,10 @@ impl fmt::Debug for Site {
 }
 
 /// Parses a registration path into its segments and the entry to store.
-fn register(path: &str, resource: Resource) -> (Vec<Vec<u8>>, Registered) {
+fn register(path: &str, mut resource: Resource) -> (Vec<Vec<u8>>, Registered) {
     let segments = parse_path(path).unwrap_or_else(|e| panic!("coapio: {e}"));
     let href = path_of(&segments);
+    resource.path = href.as_str().into();
     (segments, Registered { href, resource })
 }
 

@@ -577,7 +577,7 @@ impl Endpoint {
                 } => {
                     buf.extend_from_slice(&wire);
                     if let Some(key) = dedup_key {
-                        self.dedup.set_replay(now, &key, Replay::Bytes(wire.into()));
+                        self.dedup.set_replay(now, &key, Replay::Bytes(wire));
                     }
                     (to, source, ifindex)
                 }

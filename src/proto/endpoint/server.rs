@@ -104,16 +104,25 @@ impl Endpoint {
         // Amplification mitigation (RFC 9175 §2.4): the whole answer is kept aside while its
         // size is not known to be within the limit.
         let limit = self.amplification_limit(now, id);
-        let original = limit.map(|_| response.clone());
+        // Kept (copied) only when the answer might not fit: most answers are far below.
+        let bound = self
+            .incoming
+            .get(&id)
+            .filter(|ex| ex.security.is_none())
+            .map_or(usize::MAX, |ex| size_bound(&response, ex.token.len()));
+        let original = limit
+            .filter(|&limit| bound > limit)
+            .map(|_| response.clone());
         let response = self.shape(now, id, 6, response)?;
         // Told from the answer before OSCORE seals it: a protected 4.01 + Echo is a 2.04
         // from outside, its Echo inside.
         let mut challenge = is_challenge(&response);
         let (mut msg, mut wire) = self.encode_answer(now, id, response)?;
-        if let (Some(limit), Some(original)) = (limit, original) {
-            if wire.len() > limit {
-                (msg, wire, challenge) = self.fit_answer(now, id, limit, original)?;
-            }
+        if let Some(limit) = limit.filter(|&limit| wire.len() > limit) {
+            // `size_bound` is above any answer's encoded size, so the original was kept; a
+            // bare 4.01 challenge otherwise, rather than an answer over the limit.
+            let original = original.unwrap_or_else(|| Response::new(Code::UNAUTHORIZED));
+            (msg, wire, challenge) = self.fit_answer(now, id, limit, original)?;
         }
         // What retransmissions of a separate response may still send within the limit.
         let budget = limit.map(|limit| limit.saturating_sub(wire.len()));
@@ -851,4 +860,13 @@ pub(super) fn scoped_key(key: u64, security: Option<&Security>) -> u64 {
         None => key,
         Some((id, _)) => hashed((key, "oscore", id)),
     }
+}
+
+/// At least the encoded size of any unprotected answer made of `response` with a token of
+/// `token_len` bytes: header, token, options, payload marker and payload, and room for the
+/// options block-wise serving may add (Block2 and ETag, 5 + 10 bytes with their option
+/// headers; Size2 too, 6 more, when the payload is longer than the smallest block).
+fn size_bound(response: &Response, token_len: usize) -> usize {
+    let added = if response.payload.len() > 16 { 21 } else { 15 };
+    4 + token_len + response.options.encoded_len() + 1 + response.payload.len() + added
 }

@@ -486,6 +486,33 @@ fn closed_port_fails_at_once_with_port_unreachable() {
     client.stop();
 }
 
+/// The same when the request to the closed port goes out in one batch with another (one
+/// `sendmmsg`, which the ICMP error can cut short and lose its error): it still fails at
+/// once, not at its first retransmission seconds later.
+#[test]
+fn closed_port_fails_at_once_in_a_batch_too() {
+    let client = udp6_client();
+    let live = UdpSocket::bind("[::1]:0").unwrap();
+    let dead = free_port("::1");
+    let start = Instant::now();
+    let first = client.ep.request(
+        &format!("coap://[::1]:{dead}/hello"),
+        Request::get("/hello"),
+    );
+    let second = client
+        .ep
+        .send(live.local_addr().unwrap(), Request::get("/x"));
+    let r = run(first);
+    let took = start.elapsed();
+    assert_eq!(
+        r.unwrap_err(),
+        RequestError::Transport(TransportErrorKind::PortUnreachable)
+    );
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    drop(second);
+    client.stop();
+}
+
 #[test]
 fn dropping_the_response_future_stops_retransmission() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -451,3 +451,45 @@ fn udp6_batch_errors_are_noted_and_read() {
     );
     assert!(client.try_recv_error().unwrap().is_none());
 }
+
+/// A batch whose first datagram draws an ICMP error: the kernel can stop `sendmmsg` after the
+/// first datagram and drop that error, which still sits on the error queue (and keeps the
+/// descriptor signalling). The transport reads the queue after such a partial batch.
+#[test]
+fn udp6_partial_batch_errors_are_not_lost() {
+    use coapio::transport::{RecvBatch, SendBatch};
+    let closed = UdpSocket::bind("[::1]:0").unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let live = UdpSocket::bind("[::1]:0").unwrap();
+    let client = Udp6::bind("[::]:0".parse().unwrap()).unwrap();
+    let mut out = SendBatch::new();
+    for to in [dead, live.local_addr().unwrap(), live.local_addr().unwrap()] {
+        out.push_with(|buf| {
+            buf.clear();
+            buf.push(1);
+            Some(transmit(to, None, None, 1))
+        });
+    }
+    let mut sent = 0;
+    let mut errors = Vec::new();
+    while sent < out.len() {
+        match client.try_send_batch(&out, sent) {
+            Ok(n) => sent += n,
+            Err(_) => sent += 1,
+        }
+        errors.extend(client.try_recv_error().unwrap());
+    }
+    let mut batch = RecvBatch::new();
+    let start = Instant::now();
+    while errors.is_empty() && start.elapsed() < Duration::from_secs(1) {
+        let _ = client.try_recv_batch(&mut batch);
+        errors.extend(client.try_recv_error().unwrap());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (errors[0].remote, errors[0].kind),
+        (dead, TransportErrorKind::PortUnreachable)
+    );
+}

@@ -7,7 +7,7 @@
 //! registers the transport's readiness, the timer and the handlers' futures with one waker
 //! of the endpoint's own, which wakes whoever drives at the moment.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -60,7 +60,7 @@ pub(super) struct Engine {
     site: Option<Site>,
     handlers: FuturesUnordered<Abortable<HandlerFuture>>,
     /// The running handlers' abort handles, by exchange.
-    running: HashMap<IncomingId, AbortHandle>,
+    running: crate::proto::IdMap<IncomingId, AbortHandle>,
     /// When each handler's exchange is forgotten by the core (CON and NON, each in order of
     /// arrival and so of deadline); entries of finished handlers are skipped and compacted.
     expiry: [VecDeque<(Instant, IncomingId)>; 2],
@@ -87,7 +87,7 @@ impl Engine {
             armed: None,
             site,
             handlers: FuturesUnordered::new(),
-            running: HashMap::new(),
+            running: crate::proto::IdMap::default(),
             expiry: [VecDeque::new(), VecDeque::new()],
             lifetimes,
             waker,
@@ -153,6 +153,7 @@ impl Engine {
             }
             let now = Instant::now();
             let mut requests = std::mem::take(&mut self.requests);
+            let mut events_left;
             let (more, deadline) = {
                 let mut st = shared.lock();
                 let Some(io) = self.io.as_ref().filter(|_| !st.stopped) else {
@@ -198,6 +199,8 @@ impl Engine {
                     }
                 }
                 crate::step::flush(&mut st.ep, &**io.get_ref(), now, &mut self.bufs);
+                // Sending can end requests (a send error): their events are for this step.
+                events_left = st.ep.has_events();
                 (more, crate::step::next_deadline(&st.ep, &**io.get_ref()))
             };
             // The handlers are user code: they run with no lock held, so they may call any
@@ -240,11 +243,15 @@ impl Engine {
                     }
                 }
                 crate::step::flush(&mut st.ep, &**io.get_ref(), now, &mut self.bufs);
+                events_left = st.ep.has_events();
                 crate::step::next_deadline(&st.ep, &**io.get_ref())
             };
             self.answered = answered;
             if budget == 0 || more {
                 break;
+            }
+            if events_left {
+                continue;
             }
             let Some(io) = self.io.as_ref() else {
                 return Step::Stopped;

@@ -6,7 +6,7 @@
 //! timerfd armed to the protocol core's next deadline, so it becomes readable when there is
 //! I/O or a deadline has passed, as libcoap's `coap_context_get_coap_fd` does.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -24,7 +24,7 @@ use super::server::{CResource, Dispatch};
 use crate::endpoint::TransportKind;
 use crate::error::RequestError;
 use crate::message::Code;
-use crate::proto::{self, Event, IncomingId, Request, RequestId, Response};
+use crate::proto::{self, Event, IdMap, IncomingId, Request, RequestId, Response};
 use crate::server::{ServerRequest, Site};
 use crate::transport::Transport;
 
@@ -78,7 +78,7 @@ pub(crate) struct Core {
     pub(crate) secure: Option<crate::dtls::SecureRemotes>,
     /// The open requests and where each one's outcome goes. (Which remotes are in use, for
     /// [`Transport::set_in_use`], the core says: `crate::step` passes it on.)
-    outcomes: HashMap<RequestId, Outcome>,
+    outcomes: IdMap<RequestId, Outcome>,
     bufs: crate::step::Buffers,
     /// The URI patterns of the OSCORE contexts that protect requests.
     oscore: Vec<(String, proto::SecurityId)>,
@@ -208,6 +208,10 @@ pub(crate) struct Inner {
     pub(crate) dispatch: Arc<Mutex<VecDeque<Dispatch>>>,
     pub(crate) poller: Poller,
     timerfd: OwnedFd,
+    /// What the timerfd is set for, so that it is set again only when the deadline changes.
+    armed: Mutex<Option<Instant>>,
+    /// Whether the poller was notified since its notifications were last consumed.
+    notified: AtomicBool,
     stop: AtomicBool,
     /// Set by `coapio_context_free`: a `run` in progress (the context was freed from a
     /// callback) returns at once.
@@ -238,7 +242,7 @@ impl Wake for NotifyWaker {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         if let Some(inner) = self.0.upgrade() {
-            let _ = inner.poller.notify();
+            inner.notify();
         }
     }
 }
@@ -279,8 +283,22 @@ fn timerfd() -> std::io::Result<OwnedFd> {
 }
 
 impl Inner {
-    /// Arms the timerfd for `deadline` (disarms it for `None`).
+    /// Makes the poller's descriptor readable: there is work for `process`.
+    pub(crate) fn notify(&self) {
+        let _ = self.poller.notify();
+        // After the notification, so that whoever sees the flag finds it to consume.
+        self.notified.store(true, Ordering::SeqCst);
+    }
+
+    /// Arms the timerfd for `deadline` (disarms it for `None`), unless it already is.
     fn arm(&self, deadline: Option<Instant>) {
+        {
+            let mut armed = lock(&self.armed);
+            if *armed == deadline {
+                return;
+            }
+            *armed = deadline;
+        }
         let value = match deadline {
             None => libc::timespec {
                 tv_sec: 0,
@@ -307,13 +325,26 @@ impl Inner {
         unsafe { libc::timerfd_settime(self.timerfd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
     }
 
-    /// Consumes the readiness of the timerfd and the poller's notifications.
+    /// Consumes the readiness of the timerfd (when its deadline has come) and the poller's
+    /// notifications (when there were any): no system call when neither.
     fn clear_readiness(&self) {
-        let mut buf = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into a local buffer from a non-blocking timerfd.
-        unsafe { libc::read(self.timerfd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        let mut events = Events::new();
-        let _ = self.poller.wait(&mut events, Some(Duration::ZERO));
+        let now = Instant::now();
+        let mut armed = lock(&self.armed);
+        if armed.is_some_and(|at| at <= now) {
+            let mut buf = [0u8; 8];
+            // SAFETY: reads at most 8 bytes into a local buffer from a non-blocking timerfd.
+            let n =
+                unsafe { libc::read(self.timerfd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n == 8 {
+                // It fired and is disarmed now.
+                *armed = None;
+            }
+        }
+        drop(armed);
+        if self.notified.swap(false, Ordering::SeqCst) {
+            let mut events = Events::new();
+            let _ = self.poller.wait(&mut events, Some(Duration::ZERO));
+        }
     }
 
     fn waker(self: &Arc<Self>) -> Waker {
@@ -335,7 +366,7 @@ impl Inner {
         // Sending can end a request at once (an ICMP error read while flushing): make the
         // descriptor readable so that mode B's loop calls process and sees it now.
         if ep.has_events() {
-            let _ = self.poller.notify();
+            self.notify();
         }
     }
 
@@ -395,7 +426,7 @@ impl Inner {
             // Sending can end requests (an error about their remote): their callbacks are
             // due, so the descriptor must wake the caller even if this was the last round.
             if core.ep.has_events() {
-                let _ = self.poller.notify();
+                self.notify();
             }
         }
         while self.callbacks_allowed() {
@@ -615,7 +646,7 @@ pub extern "C" fn coapio_context_new(
                 site: None,
                 resources: Vec::new(),
                 handlers: FuturesUnordered::new(),
-                outcomes: HashMap::new(),
+                outcomes: IdMap::default(),
                 #[cfg(feature = "dtls")]
                 secure,
                 bufs: crate::step::Buffers::default(),
@@ -623,6 +654,8 @@ pub extern "C" fn coapio_context_new(
             dispatch: Arc::new(Mutex::new(VecDeque::new())),
             poller,
             timerfd,
+            armed: Mutex::new(None),
+            notified: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             freed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -647,7 +680,7 @@ pub extern "C" fn coapio_context_free(ctx: *mut coapio_context) {
             // SAFETY: made by coapio_context_new and freed once (caller's contract).
             let ctx = unsafe { Box::from_raw(ctx) };
             ctx.inner.freed.store(true, Ordering::SeqCst);
-            let _ = ctx.inner.poller.notify();
+            ctx.inner.notify();
             drop(ctx);
         }
     });
@@ -677,7 +710,7 @@ impl Drop for CtxRef {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.0.failed.store(true, Ordering::SeqCst);
-            let _ = self.0.poller.notify();
+            self.0.notify();
         }
     }
 }
@@ -751,7 +784,7 @@ pub extern "C" fn coapio_context_stop(ctx: *const coapio_context) -> coapio_resu
             Err(e) => return e,
         };
         inner.stop.store(true, Ordering::SeqCst);
-        let _ = inner.poller.notify();
+        inner.notify();
         COAPIO_RESULT_OK
     })
 }

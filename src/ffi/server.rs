@@ -273,7 +273,7 @@ pub extern "C" fn coapio_context_notify(
         };
         let n = lock(&inner.core).ep.notify(std::time::Instant::now(), path);
         if n > 0 {
-            let _ = inner.poller.notify();
+            inner.notify();
         }
         if !out_count.is_null() {
             // SAFETY: out_count is non-NULL and writable (caller's contract).
@@ -337,7 +337,7 @@ pub extern "C" fn coapio_context_end_observations(
                 Err(e) => return fail(COAPIO_RESULT_INVALID_ARGUMENT, e.to_string()),
             };
         if n > 0 {
-            let _ = inner.poller.notify();
+            inner.notify();
         }
         if !out_count.is_null() {
             // SAFETY: out_count is non-NULL and writable (caller's contract).
@@ -540,7 +540,7 @@ pub extern "C" fn coapio_responder_respond(
             .take()
             .is_some_and(|tx| tx.send(response).is_ok());
         if let Some(inner) = responder.inner.upgrade() {
-            let _ = inner.poller.notify();
+            inner.notify();
         }
         if sent {
             COAPIO_RESULT_OK
@@ -563,7 +563,7 @@ pub extern "C" fn coapio_responder_free(responder: *mut coapio_responder) {
             let inner = r.inner.clone();
             drop(r);
             if let Some(inner) = inner.upgrade() {
-                let _ = inner.poller.notify();
+                inner.notify();
             }
         }
     });

@@ -180,6 +180,16 @@ pub struct Message {
 }
 
 impl Message {
+    /// The size of its encoding in bytes, for a buffer of exactly that size.
+    pub fn encoded_len(&self) -> usize {
+        let payload = if self.payload.is_empty() {
+            0
+        } else {
+            1 + self.payload.len()
+        };
+        4 + self.token.len() + self.options.encoded_len() + payload
+    }
+
     /// A message with no token, options or payload.
     pub const fn new(ty: Type, code: Code, message_id: u16) -> Self {
         Self {
@@ -254,6 +264,7 @@ mod tests {
             let wire = msg.to_bytes().unwrap();
             let m = MessageRef::decode(&wire).unwrap();
             assert_eq!(m.wire_len(), wire.len());
+            assert_eq!(msg.encoded_len(), wire.len());
             assert_eq!(m.options.as_bytes().len(), options.encoded_len());
         }
     }

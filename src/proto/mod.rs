@@ -17,11 +17,14 @@ mod dedup;
 mod echo;
 mod endpoint;
 mod error;
+mod ids;
 mod mids;
 mod observers;
 mod rng;
 mod timers;
 mod types;
+
+pub(crate) use ids::IdMap;
 
 #[cfg(test)]
 mod tests;

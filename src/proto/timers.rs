@@ -1,9 +1,13 @@
 //! The endpoint's timers: one heap of deadlines, each naming what it is for.
 //!
-//! Timers are never removed from the heap; each owner keeps the deadline it is waiting for, and
-//! a timer that fires for a deadline its owner no longer has is simply dropped. A stale timer
-//! can therefore make [`super::Endpoint::poll_timeout`] early, never late.
+//! Timers are not removed from the heap when their owner stops waiting (an answer sent, an ACK
+//! received); each owner keeps the deadline it is waiting for, and a timer that fires for a
+//! deadline its owner no longer has is simply dropped. [`super::Endpoint::poll_timeout`] drops
+//! such stale timers from the top of the heap before it answers ([`Timers::next_live`]), so a
+//! request answered at once leaves no wake-up behind; deeper stale timers go when they reach
+//! the top.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
@@ -26,24 +30,36 @@ pub(crate) enum TimerKey {
     MidsFree(SocketAddr),
 }
 
+/// The heap is in a `RefCell` so that [`Timers::next_live`] can drop stale timers from behind
+/// the shared reference of [`super::Endpoint::poll_timeout`]; no borrow outlives a method.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    heap: RefCell<BinaryHeap<Reverse<(Instant, TimerKey)>>>,
 }
 
 impl Timers {
     pub(crate) fn schedule(&mut self, at: Instant, key: TimerKey) {
-        self.heap.push(Reverse((at, key)));
+        self.heap.get_mut().push(Reverse((at, key)));
     }
 
-    pub(crate) fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+    /// The earliest deadline for which `live` says yes, after dropping the stale timers
+    /// before it (those for which it says no).
+    pub(crate) fn next_live(&self, live: impl Fn(Instant, TimerKey) -> bool) -> Option<Instant> {
+        let mut heap = self.heap.borrow_mut();
+        while let Some(&Reverse((at, key))) = heap.peek() {
+            if live(at, key) {
+                return Some(at);
+            }
+            heap.pop();
+        }
+        None
     }
 
     /// The earliest timer due at `now`, removed from the heap.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKey)> {
-        if self.next()? <= now {
-            self.heap.pop().map(|Reverse(t)| t)
+        let heap = self.heap.get_mut();
+        if heap.peek()?.0 .0 <= now {
+            heap.pop().map(|Reverse(t)| t)
         } else {
             None
         }
@@ -51,10 +67,12 @@ impl Timers {
 
     /// Keeps only the timers for which `live` says yes.
     pub(crate) fn retain(&mut self, mut live: impl FnMut(Instant, TimerKey) -> bool) {
-        self.heap.retain(|Reverse((at, key))| live(*at, *key));
+        self.heap
+            .get_mut()
+            .retain(|Reverse((at, key))| live(*at, *key));
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.borrow().len()
     }
 }

@@ -341,6 +341,12 @@ impl Transport for Udp6 {
         };
         if n < 0 {
             let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                // Woken with nothing to read: the wake-up may have been an entry on the error
+                // queue whose pending error a partial `sendmmsg` swallowed (the kernel keeps
+                // no error after the first datagram); look there once.
+                self.errors.store(true, Ordering::Relaxed);
+            }
             self.note_error(&e);
             return Err(e);
         }
@@ -360,11 +366,13 @@ impl Transport for Udp6 {
             trace!("coapio: udp6 received {len} bytes from {remote}");
             batch.push_at(i, len, meta);
         }
-        if batch.is_empty() && n > 0 {
-            // Everything received was dropped: look again, as try_recv does.
-            return self.try_recv_batch(batch);
+        // What was received counts, dropped or not: a batch cut short by drops is not a sign
+        // that nothing more is waiting.
+        if batch.is_empty() {
+            // Everything received was dropped: the caller sees nothing and comes back.
+            return Err(io::ErrorKind::Interrupted.into());
         }
-        Ok(batch.len())
+        Ok(n as usize)
     }
 
     fn try_send_batch(&self, batch: &SendBatch, from: usize) -> io::Result<usize> {
@@ -394,13 +402,28 @@ impl Transport for Udp6 {
             )
         };
         if n > 0 {
+            if (n as usize) < count {
+                // The kernel drops the error that stopped a partial `sendmmsg` (it keeps none
+                // after the first datagram): if it was a pending ICMP error, its entry is on
+                // the error queue, so look there.
+                self.errors.store(true, Ordering::Relaxed);
+            }
             return Ok(n as usize);
         }
-        // The first datagram failed: send it alone, which tells a pending error about some
-        // other datagram from this one's own.
         let err = io::Error::last_os_error();
         self.note_error(&err);
-        let (transmit, contents) = batch.get(from).expect("counted above");
+        let maybe_pending = matches!(
+            err.raw_os_error(),
+            Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN)
+        );
+        if !maybe_pending {
+            return Err(err);
+        }
+        // The first datagram failed with what may be an error about some other datagram:
+        // send it alone, which tells the two apart.
+        let Some((transmit, contents)) = batch.get(from) else {
+            return Err(err);
+        };
         self.try_send(transmit, contents).map(|()| 1)
     }
 
@@ -409,8 +432,9 @@ impl Transport for Udp6 {
             return Ok(None);
         }
         let found = self.read_error_queue();
-        if matches!(found, Ok(Some(_))) {
-            // There may be more: look again next time.
+        if !matches!(found, Ok(None)) {
+            // An entry (there may be more), or the queue could not be read: look again next
+            // time. Only an empty queue clears the flag.
             self.errors.store(true, Ordering::Relaxed);
         }
         found

@@ -401,7 +401,22 @@ impl Endpoint {
     /// The next instant at which [`handle_timeout`](Self::handle_timeout) has work, if any.
     /// It may be early (then the call does nothing), never late.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        // A timer is live when firing it would do something (see `handle_timeout`): stale
+        // ones at the top (a request answered, a message acknowledged) are dropped here, so
+        // that the caller does not wake up for them.
+        self.timers.next_live(|at, key| match key {
+            TimerKey::Incoming(id) => self.incoming.get(&id).is_some_and(|ex| ex.timer_at == at),
+            TimerKey::Retransmit(remote, mid) => self
+                .outgoing
+                .get(&(remote, mid))
+                .is_some_and(|out| out.retransmit.as_ref().is_some_and(|rt| rt.next_at == at)),
+            TimerKey::Deadline(id) => self
+                .requests
+                .get(&id)
+                .is_some_and(|r| r.deadline == Some(at) || r.overall == Some(at)),
+            TimerKey::Leisure(key) => self.delayed.contains_key(&key),
+            TimerKey::MidsFree(_) => true,
+        })
     }
 
     /// Does what is due at `now`: retransmissions, giving up on requests, empty ACKs.

@@ -23,6 +23,7 @@ use super::observers::Observers;
 use super::rng::Rng;
 use super::timers::{TimerKey, Timers};
 use super::types::{Event, IncomingId, Request, RequestId, Response};
+use super::IdMap;
 
 mod client;
 mod fresh;
@@ -62,10 +63,10 @@ pub struct Endpoint {
     idle: VecDeque<(SocketAddr, Instant)>,
     /// Peers with `users > 0`.
     active_peers: usize,
-    requests: HashMap<RequestId, OutRequest>,
+    requests: IdMap<RequestId, OutRequest>,
     by_token: HashMap<(SocketAddr, Token), RequestId>,
     outgoing: HashMap<(SocketAddr, u16), Outgoing>,
-    incoming: HashMap<IncomingId, Incoming>,
+    incoming: IdMap<IncomingId, Incoming>,
     dedup: Dedup,
     timers: Timers,
     transmits: VecDeque<Queued>,
@@ -75,7 +76,7 @@ pub struct Endpoint {
     /// the caller's ID: the exchange in flight for it and the transfer's state. Each
     /// exchange knows its caller ([`OutRequest::caller`]), so the two point at each other and
     /// a cancellation or an event costs O(1).
-    calls: HashMap<RequestId, Call>,
+    calls: IdMap<RequestId, Call>,
     uploads: Uploads,
     /// Protected requests a proxy cut into outer Block1 blocks, put together before they can
     /// be verified (RFC 8613 §4.1.3.4.2): a budget of their own (an eighth of the uploads'),
@@ -84,7 +85,7 @@ pub struct Endpoint {
     block_cache: BlockCache,
     observers: Observers,
     /// Responses to multicast requests waiting for their leisure to pass.
-    delayed: HashMap<u64, Queued>,
+    delayed: IdMap<u64, Queued>,
     /// Requests sent to a multicast group, by token: responses come from any server.
     group_requests: HashMap<Token, RequestId>,
     /// Messages waiting for a free message ID, in all peers' `waiting` queues.
@@ -447,19 +448,19 @@ impl Endpoint {
             peers: HashMap::new(),
             idle: VecDeque::new(),
             active_peers: 0,
-            requests: HashMap::new(),
+            requests: IdMap::default(),
             by_token: HashMap::new(),
             outgoing: HashMap::new(),
-            incoming: HashMap::new(),
+            incoming: IdMap::default(),
             timers: Timers::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            calls: HashMap::new(),
+            calls: IdMap::default(),
             uploads,
             outer_uploads,
             block_cache,
             observers: Observers::default(),
-            delayed: HashMap::new(),
+            delayed: IdMap::default(),
             group_requests: HashMap::new(),
             waiting_for_mids: 0,
             remote_use: BTreeMap::new(),

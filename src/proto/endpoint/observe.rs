@@ -447,7 +447,7 @@ impl Endpoint {
             options: response.options,
             payload: response.payload,
         };
-        let mut wire = Vec::with_capacity(16 + msg.payload.len());
+        let mut wire = Vec::with_capacity(msg.encoded_len());
         if msg.encode(&mut wire).is_err() {
             return;
         }

@@ -119,9 +119,17 @@ impl Endpoint {
         let mut challenge = is_challenge(&response);
         let (mut msg, mut wire) = self.encode_answer(now, id, response)?;
         if let Some(limit) = limit.filter(|&limit| wire.len() > limit) {
-            // `size_bound` is above any answer's encoded size, so the original was kept; a
-            // bare 4.01 challenge otherwise, rather than an answer over the limit.
-            let original = original.unwrap_or_else(|| Response::new(Code::UNAUTHORIZED));
+            // `size_bound` is above any answer's encoded size, so the original was kept. Were
+            // it not, a bare 4.01 challenge rather than an answer over the limit (marked as a
+            // registration when it was one, so that the observer is not kept either).
+            debug_assert!(original.is_some(), "size_bound below an answer's size");
+            let original = original.unwrap_or_else(|| {
+                let mut challenge = Response::new(Code::UNAUTHORIZED);
+                if msg.options.contains(OptionNumber::OBSERVE) {
+                    challenge.options.set_uint(OptionNumber::OBSERVE, 0);
+                }
+                challenge
+            });
             (msg, wire, challenge) = self.fit_answer(now, id, limit, original)?;
         }
         // What retransmissions of a separate response may still send within the limit.
@@ -301,7 +309,7 @@ impl Endpoint {
             options: response.options,
             payload: response.payload,
         };
-        let mut wire = Vec::with_capacity(16 + msg.payload.len());
+        let mut wire = Vec::with_capacity(msg.encoded_len());
         msg.encode(&mut wire)?;
         Ok((msg, wire))
     }
@@ -864,9 +872,69 @@ pub(super) fn scoped_key(key: u64, security: Option<&Security>) -> u64 {
 
 /// At least the encoded size of any unprotected answer made of `response` with a token of
 /// `token_len` bytes: header, token, options, payload marker and payload, and room for the
-/// options block-wise serving may add (Block2 and ETag, 5 + 10 bytes with their option
-/// headers; Size2 too, 6 more, when the payload is longer than the smallest block).
+/// options block-wise serving may add, each with its option header: a Block1 echo (at most
+/// 5 bytes) whatever the payload; Block2 (5), ETag (5) and Size2 (6) too when the payload is
+/// longer than the smallest block and may be cut (cutting only shortens the payload).
+/// Adding options shortens the headers of the options after them, never lengthens them.
 fn size_bound(response: &Response, token_len: usize) -> usize {
     let added = if response.payload.len() > 16 { 21 } else { 15 };
     4 + token_len + response.options.encoded_len() + 1 + response.payload.len() + added
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::BlockValue;
+    use crate::proto::Config;
+    use std::sync::Arc;
+
+    /// `size_bound` is at least the encoded size of every unprotected answer, whatever
+    /// block-wise serving adds (Block1 echo, Block2, ETag, Size2) for requests with and
+    /// without Block1/Block2 of every size, and payloads around every block size.
+    #[test]
+    fn size_bound_is_above_every_answer() {
+        let remote: SocketAddr = "[2001:db8::1]:5683".parse().unwrap();
+        let now = Instant::now();
+        let mut ep = Endpoint::new(Arc::new(Config::default()));
+        let mut mid = 0u16;
+        let block = |szx: u8, num: u32| BlockValue::new(num, false, szx).unwrap().to_uint();
+        let mut cases = 0;
+        for token_len in [0usize, 8] {
+            for request_blocks in [None, Some((true, 0u8)), Some((false, 0)), Some((false, 6))] {
+                for size in [0usize, 5, 16, 17, 64, 1023, 1024, 1025, 3000] {
+                    mid = mid.wrapping_add(1);
+                    let mut m = Message::new(Type::Con, Code::PUT, mid);
+                    m.token = Token::from_slice(&[7u8; 8][..token_len]).unwrap();
+                    m.options.push(OptionNumber::URI_PATH, "r");
+                    match request_blocks {
+                        Some((true, szx)) => {
+                            m.options.push_uint(OptionNumber::BLOCK1, block(szx, 0));
+                            m.payload = vec![1; 16];
+                        }
+                        Some((false, szx)) => {
+                            m.options.push_uint(OptionNumber::BLOCK2, block(szx, 0))
+                        }
+                        None => {}
+                    }
+                    ep.handle_datagram(now, &RecvMeta::new(remote), &m.to_bytes().unwrap());
+                    let Some(Event::Request { id, .. }) = ep.poll_event() else {
+                        panic!("no request for {request_blocks:?}");
+                    };
+                    let mut response = Response::content(vec![b'x'; size]);
+                    response.options.set_uint(OptionNumber::MAX_AGE, 60);
+                    let bound = size_bound(&response, token_len);
+                    let shaped = ep.shape(now, id, 6, response).unwrap();
+                    let (_, wire) = ep.encode_answer(now, id, shaped).unwrap();
+                    assert!(
+                        wire.len() <= bound,
+                        "{} > {bound} for {request_blocks:?}, payload {size}, token {token_len}",
+                        wire.len()
+                    );
+                    ep.incoming.remove(&id);
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 72);
+    }
 }

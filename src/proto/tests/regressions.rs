@@ -400,3 +400,53 @@ fn r7_many_con_notifications_in_flight() {
     );
     assert_eq!(s.stats().remotes, 1);
 }
+
+/// A request answered at once and a request acknowledged at once leave no timer behind
+/// (issue 12): `poll_timeout` was the empty-ACK delay or the retransmission time of work
+/// already done, a wake-up for nothing that also moved the driver's timer at every request.
+#[test]
+fn work_done_at_once_leaves_no_wake_up_behind() {
+    let t0 = Instant::now();
+    let (client, server) = (ad(1), ad(2));
+    let mut s = Endpoint::new(Arc::new(Config::default()));
+    let mut c = Endpoint::new(Arc::new(Config::default()));
+    for round in 0..3u16 {
+        let now = t0 + Duration::from_millis(u64::from(round));
+        let id = c.request(now, server, Request::get("/a")).unwrap();
+        assert!(
+            c.poll_timeout().is_some(),
+            "the request is retransmitted if lost"
+        );
+        for (_, wire) in out(&mut c, now) {
+            s.handle_datagram(now, &RecvMeta::new(client), &wire);
+        }
+        let incoming = evs(&mut s)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Request { id, .. } => Some(id),
+                _ => None,
+            })
+            .expect("the request arrives");
+        assert!(
+            s.poll_timeout().is_some(),
+            "its empty ACK is due if not answered"
+        );
+        s.respond(now, incoming, Response::content("hi")).unwrap();
+        assert_eq!(
+            s.poll_timeout(),
+            None,
+            "answered: nothing left to wake up for"
+        );
+        for (_, wire) in out(&mut s, now) {
+            c.handle_datagram(now, &RecvMeta::new(server), &wire);
+        }
+        assert!(evs(&mut c)
+            .iter()
+            .any(|e| matches!(e, Event::Response { id: got, .. } if *got == id)));
+        assert_eq!(
+            c.poll_timeout(),
+            None,
+            "acknowledged: nothing to retransmit"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! coapio's client under load: keeps W Confirmable GETs in flight against any CoAP server
-//! through the Rust API (`Endpoint::send` futures, the driver on a thread of its own) and
+//! through the Rust API (`Endpoint::send` futures, the driver beside them on one thread) and
 //! reports requests per second, latency and CPU per request, in the line format of the other
 //! load generators (`benches/peers/bare_udp.c`).
 //!
@@ -12,8 +12,8 @@
 //! message ID towards one server twice within EXCHANGE_LIFETIME (247 s), so after 60 000
 //! requests the benchmark moves to a new endpoint (a new port), as a real client with this
 //! much traffic would spread it over several. It stops after `--requests` answers or
-//! `--seconds`; CPU time is the whole process's (user + system, both threads), and the
-//! server's from `/proc/PID/stat`.
+//! `--seconds`; CPU time is the whole process's (user + system, async-io's thread too), and
+//! the server's from `/proc/PID/stat`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -79,39 +79,43 @@ fn main() -> ExitCode {
                     return;
                 }
             };
-            let runner = std::thread::spawn(move || async_io::block_on(driver));
             let share = (requests - latencies.len()).min(60_000);
-            let mut inflight = FuturesUnordered::new();
-            let (mut issued, mut done) = (0usize, 0usize);
-            while done < share {
-                while issued < share && inflight.len() < window && Instant::now() < stop_at {
-                    let sent = Instant::now();
-                    let response = client.send(target, Request::get(&path));
-                    inflight.push(async move { (sent, response.await) });
-                    issued += 1;
-                }
-                let Some((sent, result)) = inflight.next().await else {
-                    break;
-                };
-                done += 1;
-                match result {
-                    Ok(r) if r.code.is_success() => latencies.push(sent.elapsed()),
-                    Ok(r) => {
-                        failed += 1;
-                        if failed == 1 {
-                            eprintln!("client_load: answered {}", r.code);
+            let load = async {
+                let mut inflight = FuturesUnordered::new();
+                let (mut issued, mut done) = (0usize, 0usize);
+                while done < share {
+                    while issued < share && inflight.len() < window && Instant::now() < stop_at {
+                        let sent = Instant::now();
+                        let response = client.send(target, Request::get(&path));
+                        inflight.push(async move { (sent, response.await) });
+                        issued += 1;
+                    }
+                    let Some((sent, result)) = inflight.next().await else {
+                        break;
+                    };
+                    done += 1;
+                    match result {
+                        Ok(r) if r.code.is_success() => latencies.push(sent.elapsed()),
+                        Ok(r) => {
+                            failed += 1;
+                            if failed == 1 {
+                                eprintln!("client_load: answered {}", r.code);
+                            }
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            if failed == 1 {
+                                eprintln!("client_load: {e}");
+                            }
                         }
                     }
-                    Err(e) => {
-                        failed += 1;
-                        if failed == 1 {
-                            eprintln!("client_load: {e}");
-                        }
-                    }
                 }
-            }
+            };
+            // The driver runs beside the load on this thread, as a task of a single-threaded
+            // executor would; it ends with the load.
+            futures::pin_mut!(load);
+            let _ = futures::future::select(driver, load).await;
             client.shutdown();
-            let _ = runner.join();
         }
     });
     let elapsed = start.elapsed().as_secs_f64();

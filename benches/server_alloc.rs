@@ -13,7 +13,7 @@
 //! one remote (the server remembers them for EXCHANGE_LIFETIME).
 //!
 //! **Client:** a coapio client endpoint keeps WINDOW requests in flight (`Endpoint::send`
-//! futures in a `FuturesUnordered`, its driver on a thread of its own) against a plain UDP responder thread that answers every
+//! futures in a `FuturesUnordered`, its driver beside them on the same thread) against a plain UDP responder thread that answers every
 //! Confirmable GET with a piggybacked 2.05; counted as the server is.
 //!
 //! The first tenth of the requests warms up (caches, buffers, maps grow); the rest is counted.
@@ -196,33 +196,41 @@ fn load_client(requests: usize, window: usize) -> bool {
                 .config(config)
                 .build()
                 .expect("client");
-            let runner = std::thread::spawn(move || async_io::block_on(driver));
             let batch = (requests - sent).min(60_000);
-            let mut inflight = FuturesUnordered::new();
-            let mut issued = 0usize;
-            while answered < sent + batch {
-                while issued < batch && inflight.len() < window {
-                    inflight.push(client.send(target, Request::get("/hello")));
-                    issued += 1;
-                }
-                match inflight.next().await {
-                    Some(Ok(r)) if r.code == Code::CONTENT => {
-                        answered += 1;
-                        if answered == warmup {
-                            start = counters();
-                            t0 = Instant::now();
+            let until = sent + batch;
+            let load = async {
+                let mut inflight = FuturesUnordered::new();
+                let mut issued = 0usize;
+                while answered < until {
+                    while issued < batch && inflight.len() < window {
+                        inflight.push(client.send(target, Request::get("/hello")));
+                        issued += 1;
+                    }
+                    match inflight.next().await {
+                        Some(Ok(r)) if r.code == Code::CONTENT => {
+                            answered += 1;
+                            if answered == warmup {
+                                start = counters();
+                                t0 = Instant::now();
+                            }
                         }
+                        Some(other) => {
+                            eprintln!("client: a request failed: {other:?}");
+                            return false;
+                        }
+                        None => break,
                     }
-                    Some(other) => {
-                        eprintln!("client: a request failed: {other:?}");
-                        return false;
-                    }
-                    None => break,
                 }
+                true
+            };
+            // The driver beside the load on this thread; it ends with the load.
+            futures::pin_mut!(load);
+            match futures::future::select(driver, load).await {
+                futures::future::Either::Right((true, _)) => {}
+                _ => return false,
             }
             sent += batch;
             client.shutdown();
-            let _ = runner.join();
         }
         report(
             "client",

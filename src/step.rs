@@ -59,7 +59,7 @@ pub(crate) fn process_with_budget(
         match transport.try_recv_batch(&mut bufs.recv) {
             Ok(n) => {
                 received += n;
-                for i in 0..n {
+                for i in 0..bufs.recv.len() {
                     if let Some((datagram, meta)) = bufs.recv.get(i) {
                         ep.handle_datagram(now, meta, datagram);
                     }

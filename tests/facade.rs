@@ -491,17 +491,20 @@ fn closed_port_fails_at_once_with_port_unreachable() {
 /// once, not at its first retransmission seconds later.
 #[test]
 fn closed_port_fails_at_once_in_a_batch_too() {
-    let client = udp6_client();
+    let (ep, driver) = Endpoint::builder()
+        .transport(TransportKind::Udp6)
+        .build()
+        .unwrap();
     let live = UdpSocket::bind("[::1]:0").unwrap();
     let dead = free_port("::1");
     let start = Instant::now();
-    let first = client.ep.request(
-        &format!("coap://[::1]:{dead}/hello"),
+    // Both are in the core before the driver's first step, which sends them in one batch.
+    let first = ep.send(
+        format!("[::1]:{dead}").parse().unwrap(),
         Request::get("/hello"),
     );
-    let second = client
-        .ep
-        .send(live.local_addr().unwrap(), Request::get("/x"));
+    let second = ep.send(live.local_addr().unwrap(), Request::get("/x"));
+    let client = Running::spawn((ep, driver));
     let r = run(first);
     let took = start.elapsed();
     assert_eq!(

@@ -480,6 +480,12 @@ impl Inner {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut events = Events::new();
         let _ = self.poller.wait(&mut events, timeout);
+        if timeout.is_some() {
+            // The poller's own timer for that timeout may still fire (this wait can end
+            // early) and make its descriptor readable; the next `process` consumes it as it
+            // does notifications, so that a loop polling the descriptor does not spin.
+            self.notified.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Runs until stopped, `limit` passes, or `done` says so.

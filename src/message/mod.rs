@@ -236,6 +236,30 @@ impl Message {
     }
 }
 
+/// Encodes a message from borrowed parts into `buf` (what [`Message::encode`] writes, with no
+/// [`Message`] built), with room made for exactly its size first.
+///
+/// # Errors
+///
+/// As [`Message::encode`].
+pub fn encode_parts(
+    (ty, code, message_id, token): (Type, Code, u16, &Token),
+    options: &Options,
+    payload: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let payload_len = if payload.is_empty() {
+        0
+    } else {
+        1 + payload.len()
+    };
+    buf.reserve(4 + token.len() + options.encoded_len() + payload_len);
+    codec::write_header(buf, ty, code, message_id, token);
+    codec::write_options(buf, options.iter())?;
+    codec::write_payload(buf, payload);
+    Ok(())
+}
+
 /// Encodes an empty message (an empty ACK, a Reset or a ping) in 4 bytes.
 pub fn encode_empty(ty: Type, message_id: u16, buf: &mut Vec<u8>) {
     codec::write_header(buf, ty, Code::EMPTY, message_id, &Token::EMPTY);

@@ -85,7 +85,9 @@ pub trait Transport: AsFd + Send + Sync + fmt::Debug + 'static {
     fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()>;
 
     /// Receives up to [`RecvBatch::capacity`] datagrams into `batch` (emptied first) and
-    /// returns how many. A batch that comes back short means nothing more was waiting.
+    /// returns how many it took from the socket; [`RecvBatch::len`] of them are in the batch
+    /// (fewer when some were dropped, as too large or from no address). A count below the
+    /// capacity means nothing more was waiting.
     ///
     /// The default takes them one [`try_recv`](Self::try_recv) at a time; udp6 takes them with
     /// one `recvmmsg`. An error after some datagrams ends the batch early; it is for the

@@ -41,6 +41,8 @@ pub struct Udp6 {
     /// error (a queued ICMP error also makes the next receive or send fail, once), cleared
     /// when reading the queue found it empty. The queue is read only when this is set.
     errors: AtomicBool,
+    /// Receives in a row that found nothing (see `try_recv_batch`).
+    empty_receives: std::sync::atomic::AtomicU8,
 }
 
 fn setsockopt_int(
@@ -154,6 +156,7 @@ impl Udp6 {
         Ok(Self {
             socket,
             errors: AtomicBool::new(false),
+            empty_receives: std::sync::atomic::AtomicU8::new(0),
         })
     }
 
@@ -341,15 +344,19 @@ impl Transport for Udp6 {
         };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                // Woken with nothing to read: the wake-up may have been an entry on the error
-                // queue whose pending error a partial `sendmmsg` swallowed (the kernel keeps
-                // no error after the first datagram); look there once.
+            if e.kind() == io::ErrorKind::WouldBlock
+                && self.empty_receives.fetch_add(1, Ordering::Relaxed) >= 1
+            {
+                // A second receive in a row that found nothing: if the descriptor keeps waking
+                // its caller for an error-queue entry whose pending error was lost somewhere
+                // (as a partial `sendmmsg` loses it, handled there), look at the queue.
+                self.empty_receives.store(0, Ordering::Relaxed);
                 self.errors.store(true, Ordering::Relaxed);
             }
             self.note_error(&e);
             return Err(e);
         }
+        self.empty_receives.store(0, Ordering::Relaxed);
         for (i, msg) in msgs.iter().enumerate().take(n as usize) {
             let hdr = &msg.msg_hdr;
             let len = msg.msg_len as usize;

@@ -223,36 +223,50 @@ impl Endpoint {
         } else {
             Type::Non
         };
-        // Protected (OSCORE) as it goes out: each message with a sequence number of its own.
-        let (msg, security) = match self
-            .oscore
-            .request_message(&req.request, ty, mid, req.token)
-        {
-            Ok(x) => x,
-            Err(e) => {
-                debug!("coapio: request {id:?} cannot be sent: {e}");
-                self.finish_request(now, id, Some(Err(Failure::Refused(e))));
+        let mut wire = Vec::new();
+        let (code, token) = (req.request.method, req.token);
+        if req.request.oscore.is_none() {
+            // Encoded straight from the request (no copy of its options and payload).
+            let r = &req.request;
+            let header = (ty, r.method, mid, &req.token);
+            if crate::message::encode_parts(header, &r.options, &r.payload, &mut wire).is_err() {
+                // `request` checked the option lengths; nothing else can fail.
                 return true;
             }
-        };
-        let mut wire = Vec::new();
-        if msg.encode(&mut wire).is_err() {
-            // `request` checked the option lengths; nothing else can fail.
-            return true;
+        } else {
+            // Protected (OSCORE) as it goes out: each message with a sequence number of its
+            // own.
+            let (msg, security) =
+                match self
+                    .oscore
+                    .request_message(&req.request, ty, mid, req.token)
+                {
+                    Ok(x) => x,
+                    Err(e) => {
+                        debug!("coapio: request {id:?} cannot be sent: {e}");
+                        self.finish_request(now, id, Some(Err(Failure::Refused(e))));
+                        return true;
+                    }
+                };
+            if msg.encode(&mut wire).is_err() {
+                return true;
+            }
+            let Some(req) = self.requests.get_mut(&id) else {
+                return true;
+            };
+            if security.is_some() {
+                // Kept (moved, not copied) for a proxy's outer blocks of the answer.
+                req.sealed = Some(Box::new(Sealed {
+                    code: msg.code,
+                    options: msg.options,
+                    payload: msg.payload,
+                }));
+                req.security = security;
+            }
         }
         let Some(req) = self.requests.get_mut(&id) else {
             return true;
         };
-        let (code, token) = (msg.code, msg.token);
-        if security.is_some() {
-            // Kept (moved, not copied) for a proxy's outer blocks of the answer.
-            req.sealed = Some(Box::new(Sealed {
-                code: msg.code,
-                options: msg.options,
-                payload: msg.payload,
-            }));
-            req.security = security;
-        }
         req.state = ReqState::Outstanding;
         req.mid = Some(mid);
         let retransmit = if ty == Type::Con {

@@ -367,56 +367,51 @@ impl Endpoint {
         );
     }
 
-    /// Drops stale timers once they outnumber the live ones, so that a flood of requests
-    /// answered at once cannot grow the heap beyond a multiple of the live state.
-    pub(super) fn compact_timers(&mut self) {
-        let live =
-            self.outgoing.len() + self.requests.len() + self.incoming.len() + self.delayed.len();
-        if self.timers.len() <= 2 * live + 1024 {
-            return;
-        }
-        let (outgoing, requests, incoming, delayed, peers) = (
-            &self.outgoing,
-            &self.requests,
-            &self.incoming,
-            &self.delayed,
-            &self.peers,
-        );
-        self.timers.retain(|at, key| match key {
-            TimerKey::Retransmit(remote, mid) => outgoing
-                .get(&(remote, mid))
-                .and_then(|o| o.retransmit)
-                .is_some_and(|rt| rt.next_at == at),
-            TimerKey::Deadline(id) => requests
-                .get(&id)
-                .is_some_and(|r| r.deadline == Some(at) || r.overall == Some(at)),
-            TimerKey::Incoming(id) => incoming.get(&id).is_some_and(|e| e.timer_at == at),
-            TimerKey::Leisure(key) => delayed.contains_key(&key),
-            TimerKey::MidsFree(remote) => {
-                peers.get(&remote).is_some_and(|p| p.mid_timer == Some(at))
-            }
-        });
-    }
-
-    /// The next instant at which [`handle_timeout`](Self::handle_timeout) has work, if any.
-    /// It may be early (then the call does nothing), never late.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        // A timer is live when firing it would do something (see `handle_timeout`): stale
-        // ones at the top (a request answered, a message acknowledged) are dropped here, so
-        // that the caller does not wake up for them.
-        self.timers.next_live(|at, key| match key {
-            TimerKey::Incoming(id) => self.incoming.get(&id).is_some_and(|ex| ex.timer_at == at),
+    /// Whether the timer `key` at `at` is live: firing it would do something (the checks of
+    /// [`handle_timeout`](Self::handle_timeout) and its callees); a stale one (a request
+    /// answered, a message acknowledged, a deadline moved) would do nothing.
+    fn timer_is_live(&self, at: Instant, key: TimerKey) -> bool {
+        match key {
             TimerKey::Retransmit(remote, mid) => self
                 .outgoing
                 .get(&(remote, mid))
-                .is_some_and(|out| out.retransmit.as_ref().is_some_and(|rt| rt.next_at == at)),
+                .and_then(|o| o.retransmit)
+                .is_some_and(|rt| rt.next_at == at),
             TimerKey::Deadline(id) => self
                 .requests
                 .get(&id)
                 .is_some_and(|r| r.deadline == Some(at) || r.overall == Some(at)),
+            TimerKey::Incoming(id) => self.incoming.get(&id).is_some_and(|e| e.timer_at == at),
             TimerKey::Leisure(key) => self.delayed.contains_key(&key),
-            TimerKey::MidsFree(_) => true,
-        })
+            TimerKey::MidsFree(remote) => self
+                .peers
+                .get(&remote)
+                .is_some_and(|p| p.mid_timer == Some(at)),
+        }
+    }
+
+    /// Drops stale timers: from the top of the heap always, so that
+    /// [`poll_timeout`](Self::poll_timeout) names a deadline that is still wanted (a request
+    /// answered at once leaves no wake-up behind); all of them once they outnumber the live
+    /// ones, so that a flood of requests answered at once cannot grow the heap beyond a
+    /// multiple of the live state. Called at the end of the calls that end work.
+    pub(super) fn compact_timers(&mut self) {
+        let mut timers = std::mem::take(&mut self.timers);
+        timers.pop_while(|at, key| !self.timer_is_live(at, key));
+        let live =
+            self.outgoing.len() + self.requests.len() + self.incoming.len() + self.delayed.len();
+        if timers.len() > 2 * live + 1024 {
+            timers.retain(|at, key| self.timer_is_live(at, key));
+        }
+        self.timers = timers;
+    }
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout) has work, if any.
+    /// It may be early (then the call does nothing), never late: stale timers are dropped
+    /// from the top of the heap by the calls that end work, so after an answer, an ACK or a
+    /// cancellation it is the next deadline still wanted.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
     }
 
     /// Does what is due at `now`: retransmissions, giving up on requests, empty ACKs.
@@ -564,7 +559,13 @@ impl Endpoint {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         loop {
             buf.clear();
-            let (destination, source, ifindex) = match self.transmits.pop_front()? {
+            let Some(queued) = self.transmits.pop_front() else {
+                // Everything is out: whatever ended since (a cancellation, an answer) leaves
+                // no stale timer at the top for `poll_timeout`.
+                self.compact_timers();
+                return None;
+            };
+            let (destination, source, ifindex) = match queued {
                 Queued::Empty {
                     to,
                     ty,

@@ -256,7 +256,16 @@ impl Engine {
             let Some(io) = self.io.as_ref() else {
                 return Step::Stopped;
             };
-            match io.poll_readable(&mut cx) {
+            // The socket was drained this round (`more` is false): a readiness reported now is
+            // most often the one that woke this step, already consumed. Asked again, the
+            // reactor registers the waker and answers Pending unless something new came (a
+            // datagram that came meanwhile still wakes the step: re-registering re-arms the
+            // descriptor), which saves a receive that would find nothing.
+            let mut readable = io.poll_readable(&mut cx);
+            if matches!(readable, Poll::Ready(Ok(()))) {
+                readable = io.poll_readable(&mut cx);
+            }
+            match readable {
                 Poll::Ready(Ok(())) => continue,
                 Poll::Ready(Err(e)) => return Step::Failed(e),
                 Poll::Pending => {}

@@ -12,8 +12,10 @@
 # Sections:
 #   server    the servers - coapio (examples/server, /hello), bare (bare_udp server, /hello),
 #             libcoap (coap-server-notls, /time) - pinned to core 0, loaded by `bare_udp
-#             client` pinned to core 1, window 1 and 64: requests/s, p50/p99 latency, server
-#             and client CPU per request.
+#             client` pinned to core 1, window 1 and 64, a fresh server for each: requests/s,
+#             p50/p99 latency, server and client CPU per request; and coapio's window-1
+#             server once more at window 64 while it remembers the first run's exchanges
+#             (coapio+mem).
 #   syscalls  each server once more at window 1 and 64, its system calls counted by the
 #             kernel's tracepoints (`perf stat -e syscalls:sys_enter_*`, which does not slow
 #             it down, unlike strace): per answered request, all of them; receive = recvmsg +
@@ -235,14 +237,22 @@ echo "# server: each server pinned to core 0, load: bare_udp client pinned to co
 for name in coapio bare libcoap; do
   if ! have "$bare"; then skip "$name" "$bare"; continue; fi
   if ! have "$(server_needs "$name")"; then skip "$name" "$(server_needs "$name")"; continue; fi
-  port=$(free_port)
-  server_cmd "$name" "$port"
-  start_server 0 "${srv[@]}"
   for window in 1 64; do
+    # A fresh server for each window, so that every row starts from the same state.
+    port=$(free_port)
+    server_cmd "$name" "$port"
+    start_server 0 "${srv[@]}"
     row "$name" taskset -c 1 "$bare" client --target "127.0.0.1:$port" --path "$srv_path" \
       --window "$window" --requests "$requests" --seconds "$seconds" --server-pid "$server_pid"
+    if [ "$name" = coapio ] && [ "$window" = 1 ]; then
+      # The same server once more at window 64, while it still remembers the exchanges of
+      # the window-1 run (RFC 7252 section 4.5: for EXCHANGE_LIFETIME, 247 s).
+      row "coapio+mem" taskset -c 1 "$bare" client --target "127.0.0.1:$port" \
+        --path "$srv_path" --window 64 --requests "$requests" --seconds "$seconds" \
+        --server-pid "$server_pid"
+    fi
+    stop_server
   done
-  stop_server
 done
 
 # ---- b. syscalls ----

@@ -141,6 +141,16 @@ impl Transport for DtlsTransport {
             }
             // Plain CoAP where only DTLS is taken: dropped.
         }
+        // What the last datagrams decrypted is handed out before saying "call again": the
+        // socket's readiness does not show it, so a caller that takes `Interrupted` for
+        // "nothing more" must find the queue empty.
+        let mut st = lock(&self.state);
+        while let Some((from, plain)) = st.dtls.poll_plaintext() {
+            if plain.len() <= buf.len() {
+                buf[..plain.len()].copy_from_slice(&plain);
+                return Ok((plain.len(), RecvMeta::new(from)));
+            }
+        }
         Err(io::ErrorKind::Interrupted.into())
     }
 

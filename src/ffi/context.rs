@@ -480,12 +480,6 @@ impl Inner {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut events = Events::new();
         let _ = self.poller.wait(&mut events, timeout);
-        if timeout.is_some() {
-            // The poller's own timer for that timeout may still fire (this wait can end
-            // early) and make its descriptor readable; the next `process` consumes it as it
-            // does notifications, so that a loop polling the descriptor does not spin.
-            self.notified.store(true, Ordering::SeqCst);
-        }
     }
 
     /// Runs until stopped, `limit` passes, or `done` says so.
@@ -498,19 +492,31 @@ impl Inner {
         stoppable: bool,
         done: impl Fn() -> bool,
     ) -> Result<(), coapio_result> {
-        loop {
-            self.process()?;
+        let mut waited = false;
+        let result = loop {
+            if let Err(e) = self.process() {
+                break Err(e);
+            }
             if done() || self.freed.load(Ordering::SeqCst) {
-                return Ok(());
+                break Ok(());
             }
             if stoppable && self.stop.swap(false, Ordering::SeqCst) {
-                return Ok(());
+                break Ok(());
             }
             if limit.is_some_and(|l| Instant::now() >= l) {
-                return Ok(());
+                break Ok(());
             }
             self.wait(limit);
+            waited = true;
+        };
+        if waited {
+            // The poller's own timer for the last wait's timeout may still fire (the wait can
+            // end early) and make its descriptor readable after this returns; the next
+            // `process` consumes it as it does notifications, so that a mode-B loop polling
+            // the descriptor does not spin. (Within this loop each wait resets that timer.)
+            self.notified.store(true, Ordering::SeqCst);
         }
+        result
     }
 
     pub(crate) fn in_callback(&self) -> bool {

@@ -242,7 +242,7 @@ impl Message {
 /// # Errors
 ///
 /// As [`Message::encode`].
-pub fn encode_parts(
+pub(crate) fn encode_parts(
     (ty, code, message_id, token): (Type, Code, u16, &Token),
     options: &Options,
     payload: &[u8],

@@ -41,7 +41,8 @@ pub struct Udp6 {
     /// error (a queued ICMP error also makes the next receive or send fail, once), cleared
     /// when reading the queue found it empty. The queue is read only when this is set.
     errors: AtomicBool,
-    /// Receives in a row that found nothing (see `try_recv_batch`).
+    /// Receives that found nothing since the error queue was last looked at for them (see
+    /// `try_recv_batch`).
     empty_receives: std::sync::atomic::AtomicU8,
 }
 
@@ -347,16 +348,16 @@ impl Transport for Udp6 {
             if e.kind() == io::ErrorKind::WouldBlock
                 && self.empty_receives.fetch_add(1, Ordering::Relaxed) >= 1
             {
-                // A second receive in a row that found nothing: if the descriptor keeps waking
-                // its caller for an error-queue entry whose pending error was lost somewhere
-                // (as a partial `sendmmsg` loses it, handled there), look at the queue.
+                // Every second receive that found nothing (the drivers rarely make one: they
+                // stop at a short batch): if the descriptor keeps waking its caller for an
+                // error-queue entry whose pending error was lost somewhere (as a partial
+                // `sendmmsg` loses it, handled there), look at the queue.
                 self.empty_receives.store(0, Ordering::Relaxed);
                 self.errors.store(true, Ordering::Relaxed);
             }
             self.note_error(&e);
             return Err(e);
         }
-        self.empty_receives.store(0, Ordering::Relaxed);
         for (i, msg) in msgs.iter().enumerate().take(n as usize) {
             let hdr = &msg.msg_hdr;
             let len = msg.msg_len as usize;

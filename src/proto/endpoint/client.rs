@@ -224,7 +224,7 @@ impl Endpoint {
             Type::Non
         };
         let mut wire = Vec::new();
-        let (code, token) = (req.request.method, req.token);
+        let (mut code, token) = (req.request.method, req.token);
         if req.request.oscore.is_none() {
             // Encoded straight from the request (no copy of its options and payload).
             let r = &req.request;
@@ -251,6 +251,7 @@ impl Endpoint {
             if msg.encode(&mut wire).is_err() {
                 return true;
             }
+            code = msg.code;
             let Some(req) = self.requests.get_mut(&id) else {
                 return true;
             };

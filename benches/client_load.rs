@@ -28,13 +28,9 @@ use coapio::Endpoint;
 mod cpu;
 use cpu::cpu_time;
 
-fn value(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
+#[path = "support/args.rs"]
+mod args;
+use args::{arg, value};
 
 fn main() -> ExitCode {
     let Some(target) = value("--target").and_then(|t| t.parse::<SocketAddr>().ok()) else {
@@ -42,11 +38,9 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let path = value("--path").unwrap_or_else(|| "/hello".into());
-    let number =
-        |name: &str, default: u64| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
-    let window = number("--window", 1).clamp(1, 4096) as usize;
-    let requests = number("--requests", 300_000).max(1) as usize;
-    let seconds = number("--seconds", 10).max(1);
+    let window = arg("--window", 1).clamp(1, 4096);
+    let requests = arg("--requests", 300_000).max(1);
+    let seconds = arg("--seconds", 10).max(1) as u64;
     let server_pid = value("--server-pid").and_then(|v| v.parse::<u32>().ok());
     let me = std::process::id();
 

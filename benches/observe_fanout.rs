@@ -28,14 +28,9 @@ use coapio::Endpoint;
 #[path = "support/cpu.rs"]
 mod cpu;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/args.rs"]
+mod args;
+use args::arg;
 
 fn main() -> ExitCode {
     let observers = arg("--observers", 1000).clamp(1, 60_000);

@@ -70,6 +70,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "load_common.h"
+
 #define MAX_DGRAM 2048
 #define LOST_AFTER_NS 2000000000LL
 
@@ -88,17 +90,6 @@ static void usage(void) {
             "       bare_udp client --target ADDR:PORT [--path /hello] [--window W] "
             "[--requests N] [--seconds S] [--server-pid PID] [--sockets K]\n");
     exit(2);
-}
-
-static long long parse_num(const char *flag, const char *v, long long lo, long long hi) {
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (errno || end == v || *end) {
-        fprintf(stderr, "%s %s: not a number\n", flag, v);
-        exit(2);
-    }
-    return n < lo ? lo : n > hi ? hi : n;
 }
 
 /* "1.2.3.4:5683" or "[::1]:5683" */
@@ -135,45 +126,6 @@ bad:
     exit(2);
 }
 
-static int64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-/* User + system CPU time of process pid in microseconds (/proc/PID/stat), or -1. */
-static long long proc_cpu_us(long pid) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    /* Fields after the command name, which is in parentheses and may hold spaces. */
-    char *p = strrchr(buf, ')');
-    if (!p) return -1;
-    p += 2;
-    unsigned long long utime = 0, stime = 0;
-    /* state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime */
-    if (sscanf(p, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &utime, &stime) != 2)
-        return -1;
-    long hz = sysconf(_SC_CLK_TCK);
-    if (hz <= 0) hz = 100;
-    return (long long)((utime + stime) * 1000000ULL / (unsigned long long)hz);
-}
-
-static long long self_cpu_us(void) {
-    struct rusage r;
-    getrusage(RUSAGE_SELF, &r);
-    return (long long)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1000000LL + r.ru_utime.tv_usec +
-           r.ru_stime.tv_usec;
-}
-
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
 
 /* ---------------------------------------------------------------- server */
 
@@ -606,27 +558,7 @@ static int run_client(int argc, char **argv) {
     const int64_t end = now_ns();
     long long cli_after = self_cpu_us();
     long long srv_after = server_pid > 0 ? proc_cpu_us(server_pid) : -1;
-    double secs = (double)(end - start) / 1e9;
-    qsort(lat, (size_t)answered, sizeof *lat, cmp_u32);
-    uint32_t p50 = 0, p99 = 0;
-    if (answered > 0) {
-        size_t i50 = (size_t)((double)answered * 0.50), i99 = (size_t)((double)answered * 0.99);
-        if (i50 >= (size_t)answered) i50 = (size_t)answered - 1;
-        if (i99 >= (size_t)answered) i99 = (size_t)answered - 1;
-        p50 = lat[i50];
-        p99 = lat[i99];
-    }
-    double per = answered > 0 ? (double)answered : 1.0;
-    char srv[32];
-    if (srv_before >= 0 && srv_after >= 0)
-        snprintf(srv, sizeof srv, "%.1fus", (double)(srv_after - srv_before) / per);
-    else
-        snprintf(srv, sizeof srv, "-");
-    printf("window=%d answered=%lld seconds=%.2f req/s=%.0f p50=%uus p99=%uus "
-           "server_cpu_per_req=%s client_cpu_per_req=%.1fus\n",
-           W, answered, secs, (double)answered / secs, p50, p99, srv,
-           (double)(cli_after - cli_before) / per);
-    fflush(stdout);
+    print_result(W, answered, end - start, lat, srv_before, srv_after, cli_before, cli_after);
     if (lost || stray)
         fprintf(stderr,
                 "bare_udp client: lost=%lld stray=%lld (sent=%lld, unanswered at the end=%lld, "

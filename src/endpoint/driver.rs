@@ -54,8 +54,8 @@ pub(super) struct Engine {
     /// `None` once the endpoint is shut down (the socket is closed then).
     io: Option<Async<Box<dyn Transport>>>,
     timer: Timer,
-    /// What `timer` is set for, so that it is set again only when the deadline changes
-    /// (setting it wakes the reactor).
+    /// What `timer` is set for (never later than the next deadline), so that it is set again
+    /// only when the deadline comes earlier (setting it wakes the reactor).
     armed: Option<Instant>,
     site: Option<Site>,
     handlers: FuturesUnordered<Abortable<HandlerFuture>>,
@@ -274,22 +274,18 @@ impl Engine {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            match deadline {
-                Some(at) => {
-                    if self.armed != Some(at) {
-                        self.timer.set_at(at);
-                        self.armed = Some(at);
-                    }
-                    if Pin::new(&mut self.timer).poll(&mut cx).is_ready() {
-                        self.armed = None;
-                        continue;
-                    }
-                }
-                None if self.armed.is_some() => {
-                    self.timer = Timer::never();
-                    self.armed = None;
-                }
-                None => {}
+            // The timer is set again only when the deadline comes earlier than what it is set
+            // for. One set for earlier than needed (the deadline moved later: a response
+            // came, a request was answered) wakes this step once for nothing and is then set
+            // for the real deadline; that costs less than setting it at every change, which
+            // a client's every request makes (each setting wakes the reactor).
+            if let Some(at) = deadline.filter(|&at| self.armed.is_none_or(|armed| at < armed)) {
+                self.timer.set_at(at);
+                self.armed = Some(at);
+            }
+            if self.armed.is_some() && Pin::new(&mut self.timer).poll(&mut cx).is_ready() {
+                self.armed = None;
+                continue;
             }
             return Step::Idle;
         }

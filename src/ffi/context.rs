@@ -290,29 +290,27 @@ impl Inner {
         self.notified.store(true, Ordering::SeqCst);
     }
 
-    /// Arms the timerfd for `deadline` (disarms it for `None`), unless it already is.
+    /// Arms the timerfd for `deadline` when that is earlier than what it is armed for (or it
+    /// is not armed). One armed for earlier than needed makes the descriptor readable once
+    /// for nothing, and `process` then arms it for the real deadline: cheaper than a system
+    /// call at every change of the deadline (a client's every request changes it).
     fn arm(&self, deadline: Option<Instant>) {
+        let Some(at) = deadline else {
+            return;
+        };
         {
             let mut armed = lock(&self.armed);
-            if *armed == deadline {
+            if armed.is_some_and(|armed| armed <= at) {
                 return;
             }
-            *armed = deadline;
+            *armed = Some(at);
         }
-        let value = match deadline {
-            None => libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            Some(at) => {
-                let d = at
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_nanos(1));
-                libc::timespec {
-                    tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-                    tv_nsec: d.subsec_nanos() as libc::c_long,
-                }
-            }
+        let d = at
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_nanos(1));
+        let value = libc::timespec {
+            tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
         };
         let spec = libc::itimerspec {
             it_interval: libc::timespec {

@@ -208,7 +208,8 @@ pub(crate) struct Inner {
     pub(crate) dispatch: Arc<Mutex<VecDeque<Dispatch>>>,
     pub(crate) poller: Poller,
     timerfd: OwnedFd,
-    /// What the timerfd is set for, so that it is set again only when the deadline changes.
+    /// What the timerfd is set for (never later than the next deadline), so that it is set
+    /// again only when the deadline comes earlier.
     armed: Mutex<Option<Instant>>,
     /// Whether the poller was notified since its notifications were last consumed.
     notified: AtomicBool,
@@ -298,13 +299,12 @@ impl Inner {
         let Some(at) = deadline else {
             return;
         };
-        {
-            let mut armed = lock(&self.armed);
-            if armed.is_some_and(|armed| armed <= at) {
-                return;
-            }
-            *armed = Some(at);
+        // Held until the timerfd is set, so that `armed` and the timerfd always agree.
+        let mut armed = lock(&self.armed);
+        if armed.is_some_and(|armed| armed <= at) {
+            return;
         }
+        *armed = Some(at);
         let d = at
             .saturating_duration_since(Instant::now())
             .max(Duration::from_nanos(1));
@@ -321,6 +321,7 @@ impl Inner {
         };
         // SAFETY: a valid timerfd and a valid itimerspec; the old value is not asked for.
         unsafe { libc::timerfd_settime(self.timerfd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        drop(armed);
     }
 
     /// Consumes the readiness of the timerfd (when its deadline has come) and the poller's

@@ -327,22 +327,10 @@ static void fresh_socket(struct csock *c, const struct sockaddr_storage *addr, s
 }
 
 static int run_client(int argc, char **argv) {
-    const char *target_s = NULL, *path = "/hello";
-    long long window = 1, requests = 100000, seconds = 10, server_pid = -1, nsockets = 1;
-    for (int i = 0; i < argc; i += 2) {
-        if (i + 1 >= argc) usage();
-        const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--target")) target_s = v;
-        else if (!strcmp(k, "--path")) path = v;
-        else if (!strcmp(k, "--window")) window = parse_num(k, v, 1, 4096);
-        else if (!strcmp(k, "--requests")) requests = parse_num(k, v, 1, 10000000);
-        else if (!strcmp(k, "--seconds")) seconds = parse_num(k, v, 1, 600);
-        else if (!strcmp(k, "--server-pid")) server_pid = parse_num(k, v, 1, 1LL << 30);
-        else if (!strcmp(k, "--sockets")) nsockets = parse_num(k, v, 1, MAX_SOCKETS);
-        else usage();
-    }
-    if (!target_s) usage();
-    if (nsockets > window) nsockets = window; /* every socket has at least one slot */
+    struct load_args args = parse_load_args(argc, argv, 0, MAX_SOCKETS, usage);
+    const char *target_s = args.target, *path = args.path;
+    long long window = args.window, requests = args.requests, seconds = args.seconds,
+              server_pid = args.server_pid, nsockets = args.sockets;
 
     struct sockaddr_storage addr;
     socklen_t alen = parse_addr(target_s, &addr);

@@ -67,6 +67,33 @@ static int cmp_u32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* The load clients' flags: --target --path --window --requests --seconds --server-pid
+ * --sockets, from argv[first] on, each with a value. */
+struct load_args {
+    const char *target, *path;
+    long long window, requests, seconds, server_pid, sockets;
+};
+
+static struct load_args parse_load_args(int argc, char **argv, int first, long long max_sockets,
+                                        void (*usage)(void)) {
+    struct load_args a = {NULL, "/hello", 1, 100000, 10, -1, 1};
+    for (int i = first; i < argc; i += 2) {
+        if (i + 1 >= argc) usage();
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--target")) a.target = v;
+        else if (!strcmp(k, "--path")) a.path = v;
+        else if (!strcmp(k, "--window")) a.window = parse_num(k, v, 1, 4096);
+        else if (!strcmp(k, "--requests")) a.requests = parse_num(k, v, 1, 10000000);
+        else if (!strcmp(k, "--seconds")) a.seconds = parse_num(k, v, 1, 600);
+        else if (!strcmp(k, "--server-pid")) a.server_pid = parse_num(k, v, 1, 1LL << 30);
+        else if (!strcmp(k, "--sockets")) a.sockets = parse_num(k, v, 1, max_sockets);
+        else usage();
+    }
+    if (!a.target) usage();
+    if (a.sockets > a.window) a.sockets = a.window; /* every socket has at least one slot */
+    return a;
+}
+
 /* Prints the result line: window, answered, seconds, requests/s, p50/p99 latency (from lat,
  * the first `answered` latencies in microseconds, sorted here) and the server's and the
  * client's CPU per answered request (the server's as "-" when either reading is -1). */

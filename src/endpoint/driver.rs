@@ -21,7 +21,7 @@ use futures::future::{AbortHandle, Abortable};
 use futures::stream::{FuturesUnordered, StreamExt};
 use log::debug;
 
-use super::shared::{HandleToken, Shared};
+use super::shared::{HandleToken, Locked, Shared, State};
 use crate::message::Code;
 use crate::proto::{Event, IncomingId, Response};
 use crate::server::{ServerRequest, Site};
@@ -35,6 +35,15 @@ pub(crate) const BUDGET: usize = 128;
 const ROUNDS: usize = 8;
 
 type HandlerFuture = Pin<Box<dyn Future<Output = (IncomingId, Response)> + Send>>;
+
+/// Hands the handlers' answers to the core (emptying `answered`).
+fn respond_all(st: &mut State, now: Instant, answered: &mut Vec<(IncomingId, Response)>) {
+    for (id, response) in answered.drain(..) {
+        if let Err(e) = st.ep.respond(now, id, response) {
+            debug!("coapio: a handler's response could not be sent: {e}");
+        }
+    }
+}
 
 /// How a step of the engine ended.
 #[derive(Debug)]
@@ -155,10 +164,10 @@ impl Engine {
             let mut requests = std::mem::take(&mut self.requests);
             let mut events_left;
             let (more, deadline) = {
-                let mut st = shared.lock();
-                let Some(io) = self.io.as_ref().filter(|_| !st.stopped) else {
-                    drop(st);
-                    self.close();
+                let Some(mut st) = self.lock_running(shared) else {
+                    return Step::Stopped;
+                };
+                let Some(io) = self.io.as_ref() else {
                     return Step::Stopped;
                 };
                 for id in expired {
@@ -167,11 +176,7 @@ impl Engine {
                         debug!("coapio: answered {id:?} 5.03: its handler took too long");
                     }
                 }
-                for (id, response) in answered.drain(..) {
-                    if let Err(e) = st.ep.respond(now, id, response) {
-                        debug!("coapio: a handler's response could not be sent: {e}");
-                    }
-                }
+                respond_all(&mut st, now, &mut answered);
                 let (handled, more) = crate::step::process_with_budget(
                     &mut st.ep,
                     &**io.get_ref(),
@@ -230,18 +235,14 @@ impl Engine {
             let deadline = if answered.is_empty() {
                 deadline
             } else {
-                let mut st = shared.lock();
-                let Some(io) = self.io.as_ref().filter(|_| !st.stopped) else {
-                    drop(st);
-                    self.close();
+                let Some(mut st) = self.lock_running(shared) else {
+                    return Step::Stopped;
+                };
+                let Some(io) = self.io.as_ref() else {
                     return Step::Stopped;
                 };
                 let now = Instant::now();
-                for (id, response) in answered.drain(..) {
-                    if let Err(e) = st.ep.respond(now, id, response) {
-                        debug!("coapio: a handler's response could not be sent: {e}");
-                    }
-                }
+                respond_all(&mut st, now, &mut answered);
                 crate::step::flush(&mut st.ep, &**io.get_ref(), now, &mut self.bufs);
                 events_left = st.ep.has_events();
                 crate::step::next_deadline(&st.ep, &**io.get_ref())
@@ -292,6 +293,18 @@ impl Engine {
         // Out of budget with work left: come back after the executor ran other tasks.
         self.waker.wake_by_ref();
         Step::Yielded
+    }
+
+    /// Takes the state lock while the endpoint runs; after a shutdown, closes the engine
+    /// and returns `None`.
+    fn lock_running<'s>(&mut self, shared: &'s Shared) -> Option<Locked<'s>> {
+        let st = shared.lock();
+        if self.io.is_some() && !st.stopped {
+            return Some(st);
+        }
+        drop(st);
+        self.close();
+        None
     }
 
     /// Closes the transport and drops the handlers (after a shutdown).
@@ -368,7 +381,7 @@ impl Future for Driver {
             st.driver_waker = Some(cx.waker().clone());
         }
         let step = this.shared.try_drive();
-        let idle_client = |st: &super::shared::State| {
+        let idle_client = |st: &State| {
             !this.server
                 && this.handles.strong_count() == 0
                 && st.slots.is_empty()

@@ -92,39 +92,6 @@ static void usage(void) {
     exit(2);
 }
 
-/* "1.2.3.4:5683" or "[::1]:5683" */
-static socklen_t parse_addr(const char *s, struct sockaddr_storage *out) {
-    char host[128];
-    const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof host) goto bad;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = 0;
-    char *h = host;
-    size_t hl = strlen(h);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h[hl - 1] = 0;
-        h++;
-    }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || port < 0 || port > 65535) goto bad;
-    memset(out, 0, sizeof *out);
-    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
-    if (inet_pton(AF_INET, h, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)port);
-        return sizeof *v4;
-    }
-    if (inet_pton(AF_INET6, h, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)port);
-        return sizeof *v6;
-    }
-bad:
-    fprintf(stderr, "bad address %s (want ADDR:PORT)\n", s);
-    exit(2);
-}
 
 
 /* ---------------------------------------------------------------- server */

@@ -74,37 +74,12 @@ static void usage(void) {
 }
 
 /* "1.2.3.4:5683" or "[::1]:5683" into a libcoap address */
-static void parse_addr(const char *s, coap_address_t *out) {
-    char host[128];
-    const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof host) goto bad;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = 0;
-    char *h = host;
-    size_t hl = strlen(h);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h[hl - 1] = 0;
-        h++;
-    }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || port < 0 || port > 65535) goto bad;
+static void parse_coap_addr(const char *s, coap_address_t *out) {
+    struct sockaddr_storage ss;
+    socklen_t len = parse_addr(s, &ss);
     coap_address_init(out);
-    if (inet_pton(AF_INET, h, &out->addr.sin.sin_addr) == 1) {
-        out->addr.sin.sin_family = AF_INET;
-        out->addr.sin.sin_port = htons((uint16_t)port);
-        out->size = sizeof out->addr.sin;
-        return;
-    }
-    if (inet_pton(AF_INET6, h, &out->addr.sin6.sin6_addr) == 1) {
-        out->addr.sin6.sin6_family = AF_INET6;
-        out->addr.sin6.sin6_port = htons((uint16_t)port);
-        out->size = sizeof out->addr.sin6;
-        return;
-    }
-bad:
-    fprintf(stderr, "bad address %s (want ADDR:PORT)\n", s);
-    exit(2);
+    memcpy(&out->addr, &ss, len);
+    out->size = len;
 }
 
 
@@ -313,7 +288,7 @@ int main(int argc, char **argv) {
 
     coap_startup();
     coap_set_log_level(LOG_WARNING);
-    parse_addr(target_s, &L.dst);
+    parse_coap_addr(target_s, &L.dst);
     L.ctx = coap_new_context(NULL);
     if (!L.ctx) {
         fprintf(stderr, "coap_new_context failed\n");

@@ -12,7 +12,7 @@ use crate::transport::{error_kind, RecvBatch, SendBatch, Transport};
 
 /// Datagrams handled per call before returning, so that one busy socket cannot starve the
 /// caller's other work; the descriptor stays readable and the caller comes back.
-pub(crate) const BATCH: usize = 256;
+pub(crate) const MAX_PER_STEP: usize = 256;
 
 /// The buffers a driver keeps from step to step: the datagrams received and to be sent, a
 /// batch of each (allocated once).
@@ -31,10 +31,10 @@ pub(crate) fn process(
     now: Instant,
     bufs: &mut Buffers,
 ) -> bool {
-    process_with_budget(ep, transport, now, bufs, BATCH).1
+    process_with_budget(ep, transport, now, bufs, MAX_PER_STEP).1
 }
 
-/// As [`process`], receiving at most `budget` datagrams (at most [`BATCH`], give or take a
+/// As [`process`], receiving at most `budget` datagrams (at most [`MAX_PER_STEP`], give or take a
 /// batch); returns how many it received and whether it stopped because of the limit (call
 /// again).
 pub(crate) fn process_with_budget(
@@ -50,9 +50,9 @@ pub(crate) fn process_with_budget(
     drain_errors(ep, transport, now);
     let mut more = true;
     let mut received = 0;
-    let budget = budget.min(BATCH);
+    let budget = budget.min(MAX_PER_STEP);
     // Bounded in calls too: a socket that keeps failing cannot hold the step.
-    for _ in 0..BATCH {
+    for _ in 0..MAX_PER_STEP {
         if received >= budget {
             break;
         }
@@ -94,7 +94,7 @@ pub(crate) fn process_with_budget(
 }
 
 fn drain_errors(ep: &mut Endpoint, transport: &dyn Transport, now: Instant) {
-    for _ in 0..BATCH {
+    for _ in 0..MAX_PER_STEP {
         match transport.try_recv_error() {
             Ok(Some(err)) => ep.handle_transport_error(now, &err),
             Ok(None) => return,

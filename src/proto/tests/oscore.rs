@@ -490,21 +490,9 @@ fn a_protected_response_a_proxy_cut_into_outer_blocks_is_put_together() {
             let b = BlockValue::from_bytes(request.options.get(OptionNumber::BLOCK2).unwrap());
             assert_eq!(b.unwrap().num(), i as u32);
         }
-        let mut options = sealed.options.clone();
         let more = i + 1 < chunks.len();
-        options.push_uint(
-            OptionNumber::BLOCK2,
-            BlockValue::new(i as u32, more, 5).unwrap().to_uint(),
-        );
-        let answer = Message {
-            ty: Type::Ack,
-            code: sealed.code,
-            message_id: request.message_id,
-            token: request.token,
-            options,
-            payload: chunk.to_vec(),
-        };
-        sim.inject(proxy, sim.nodes[c].addr, answer.to_bytes().unwrap());
+        let answer = outer_block2(&sealed, &request, i, more, 5, chunk);
+        sim.inject(proxy, sim.nodes[c].addr, answer);
     }
     sim.run(sim.elapsed_plus(Duration::from_secs(1)));
     let r = response(&sim, c, id).expect("the whole response, verified");
@@ -612,21 +600,9 @@ fn an_inner_block_in_outer_blocks_goes_on_with_the_callers_request() {
             sim.run(sim.elapsed_plus(Duration::from_millis(100)));
             request = Message::decode(&sim.tap.last().unwrap().bytes).unwrap();
         }
-        let mut options = sealed.options.clone();
         let more = i + 1 < chunks.len();
-        options.push_uint(
-            OptionNumber::BLOCK2,
-            BlockValue::new(i as u32, more, 4).unwrap().to_uint(),
-        );
-        let answer = Message {
-            ty: Type::Ack,
-            code: sealed.code,
-            message_id: request.message_id,
-            token: request.token,
-            options,
-            payload: chunk.to_vec(),
-        };
-        sim.inject(proxy, sim.nodes[c].addr, answer.to_bytes().unwrap());
+        let answer = outer_block2(&sealed, &request, i, more, 4, chunk);
+        sim.inject(proxy, sim.nodes[c].addr, answer);
     }
     sim.run(sim.elapsed_plus(Duration::from_millis(100)));
     // The next inner block, asked for with a request protected anew.
@@ -854,4 +830,28 @@ fn a_protected_observation_lasts_a_day() {
         ss.pending_incoming == 0 && cs.transfers == 0,
         "{cs:?} {ss:?}"
     );
+}
+
+/// A proxy's ACK to `request` carrying outer Block2 number `num` (SZX `szx`, `more` to
+/// follow) of the `sealed` answer: `chunk` of its payload (RFC 8613 §4.1.3.4.2).
+fn outer_block2(
+    sealed: &crate::oscore::Protected,
+    request: &Message,
+    num: usize,
+    more: bool,
+    szx: u8,
+    chunk: &[u8],
+) -> Vec<u8> {
+    let mut options = sealed.options.clone();
+    let block = crate::message::BlockValue::new(num as u32, more, szx).unwrap();
+    options.push_uint(OptionNumber::BLOCK2, block.to_uint());
+    let answer = Message {
+        ty: Type::Ack,
+        code: sealed.code,
+        message_id: request.message_id,
+        token: request.token,
+        options,
+        payload: chunk.to_vec(),
+    };
+    answer.to_bytes().unwrap()
 }

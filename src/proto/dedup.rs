@@ -57,6 +57,13 @@ pub(crate) struct Entry {
     pub(crate) ifindex: Option<u32>,
 }
 
+impl Entry {
+    /// What this entry is charged: its fixed cost, its replay and its reservation.
+    fn cost(&self) -> usize {
+        ENTRY_COST + self.replay.heap_bytes() + self.reserved as usize
+    }
+}
+
 pub(crate) type Key = (SocketAddr, u16);
 
 /// What one entry costs besides its replay bytes: the map slot (key, value, control byte,
@@ -124,6 +131,7 @@ impl Dedup {
 
     /// Whether an entry for a message from `remote`, with `reserve` bytes for its answer,
     /// would fit now.
+    #[cfg(test)]
     pub(crate) fn has_room(&self, remote: SocketAddr, reserve: usize) -> bool {
         let used = self.per_remote.get(&remote).copied().unwrap_or(0);
         let cost = ENTRY_COST + reserve;
@@ -161,30 +169,49 @@ impl Dedup {
         source: Option<IpAddr>,
         ifindex: Option<u32>,
     ) -> bool {
-        self.remove(&key);
-        if !self.has_room(key.0, reserve) {
+        // One lookup in each map: an entry still there for `key` (expired, not yet purged)
+        // gives its bytes back before the new one is weighed.
+        let slot = self.map.entry(key);
+        let old = match &slot {
+            MapEntry::Occupied(o) => o.get().cost(),
+            MapEntry::Vacant(_) => 0,
+        };
+        let remote = self.per_remote.entry(key.0).or_insert(0);
+        let used = remote.saturating_sub(old);
+        self.bytes = self.bytes.saturating_sub(old);
+        let need = ENTRY_COST + reserve;
+        if self.bytes + need > self.budget || used + need > self.quota {
+            if let MapEntry::Occupied(o) = slot {
+                o.remove();
+            }
+            if used == 0 {
+                self.per_remote.remove(&key.0);
+            } else {
+                *remote = used;
+            }
             self.refused += 1;
             return false;
         }
-        let reserve = reserve.min(u32::MAX as usize);
-        let cost = ENTRY_COST + replay.heap_bytes() + reserve;
         self.generation = self.generation.wrapping_add(1);
-        let generation = self.generation;
         let which = lifetime as usize;
-        let expires = now + self.lifetimes[which];
-        self.map.insert(
-            key,
-            Entry {
-                expires,
-                generation,
-                reserved: reserve as u32,
-                replay,
-                source,
-                ifindex,
-            },
-        );
-        self.queues[which].push_back((key, expires, generation));
-        self.charge(key.0, cost as isize);
+        let entry = Entry {
+            expires: now + self.lifetimes[which],
+            generation: self.generation,
+            reserved: reserve.min(u32::MAX as usize) as u32,
+            replay,
+            source,
+            ifindex,
+        };
+        let cost = entry.cost();
+        self.queues[which].push_back((key, entry.expires, entry.generation));
+        match slot {
+            MapEntry::Occupied(mut o) => *o.get_mut() = entry,
+            MapEntry::Vacant(v) => {
+                v.insert(entry);
+            }
+        }
+        *remote = used + cost;
+        self.bytes += cost;
         true
     }
 
@@ -225,13 +252,6 @@ impl Dedup {
         }
     }
 
-    fn remove(&mut self, key: &Key) {
-        if let Some(e) = self.map.remove(key) {
-            let cost = ENTRY_COST + e.replay.heap_bytes() + e.reserved as usize;
-            self.charge(key.0, -(cost as isize));
-        }
-    }
-
     /// Drops the entries that have expired by `now`.
     pub(crate) fn purge(&mut self, now: Instant) {
         for which in 0..2 {
@@ -240,12 +260,11 @@ impl Dedup {
                     break;
                 }
                 self.queues[which].pop_front();
-                if self
-                    .map
-                    .get(&key)
-                    .is_some_and(|e| e.generation == generation)
-                {
-                    self.remove(&key);
+                if let MapEntry::Occupied(o) = self.map.entry(key) {
+                    if o.get().generation == generation {
+                        let cost = o.remove().cost();
+                        self.charge(key.0, -(cost as isize));
+                    }
                 }
             }
         }

@@ -125,21 +125,6 @@ impl ServerRequest {
     pub const fn is_confirmable(&self) -> bool {
         self.request.confirmable
     }
-
-    /// Returns the request's path as the router matches it: the raw Uri-Path values, with
-    /// a lone empty segment meaning the root.
-    pub(crate) fn raw_segments(&self) -> Vec<Vec<u8>> {
-        let mut segments: Vec<Vec<u8>> = self
-            .request
-            .options
-            .get_all(OptionNumber::URI_PATH)
-            .map(<[u8]>::to_vec)
-            .collect();
-        if segments.len() == 1 && segments[0].is_empty() {
-            segments.clear();
-        }
-        segments
-    }
 }
 
 fn uint_format(options: &Options, number: OptionNumber) -> Option<ContentFormat> {
@@ -199,12 +184,10 @@ mod tests {
         root.options.push(OptionNumber::URI_PATH, "");
         let root = request(root);
         assert!(root.path_segments().is_empty());
-        assert!(root.raw_segments().is_empty());
         assert_eq!(root.path(), "/");
 
         let trailing = request(Request::get("/a/"));
         assert_eq!(trailing.path_segments(), ["a", ""]);
-        assert_eq!(trailing.raw_segments(), [b"a".to_vec(), Vec::new()]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! [`Site`]: the paths a server serves, the resource behind each, and the built-in
 //! `/.well-known/core`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::{self, Future};
 use std::panic::{self, AssertUnwindSafe};
@@ -14,8 +14,8 @@ use super::{Resource, ServerRequest};
 use crate::message::{uri, Code, ContentFormat, OptionNumber, Options};
 use crate::proto::Response;
 
-/// The path of the resource directory of RFC 6690, as Uri-Path segments.
-const WELL_KNOWN_CORE: [&[u8]; 2] = [b".well-known", b"core"];
+/// The path of the resource directory of RFC 6690, as a [path key](path_key).
+const WELL_KNOWN_CORE: &[u8] = b"\x0b.well-known\x04core";
 
 /// The resources a server serves, by path: the routing table that the endpoint's driver
 /// consults for every request it receives.
@@ -101,10 +101,10 @@ pub struct Site {
 
 #[derive(Clone, Default)]
 struct Inner {
-    /// Resources registered with `resource`, by decoded path segments.
-    exact: BTreeMap<Vec<Vec<u8>>, Registered>,
-    /// Resources registered with `subtree`, by decoded path segments.
-    subtrees: BTreeMap<Vec<Vec<u8>>, Registered>,
+    /// Resources registered with `resource`, by [path key](path_key).
+    exact: HashMap<Box<[u8]>, Registered>,
+    /// Resources registered with `subtree`, by [path key](path_key).
+    subtrees: HashMap<Box<[u8]>, Registered>,
 }
 
 /// A resource and its path as a link target.
@@ -139,10 +139,8 @@ impl Site {
     /// Panics if `path` is not a valid path reference or contains a query (`?`) or a
     /// fragment (`#`).
     pub fn resource(mut self, path: &str, resource: Resource) -> Self {
-        let (segments, registered) = register(path, resource);
-        Arc::make_mut(&mut self.inner)
-            .exact
-            .insert(segments, registered);
+        let (key, registered) = register(path, resource);
+        Arc::make_mut(&mut self.inner).exact.insert(key, registered);
         self
     }
 
@@ -158,10 +156,10 @@ impl Site {
     ///
     /// As [`Site::resource`].
     pub fn subtree(mut self, path: &str, resource: Resource) -> Self {
-        let (segments, registered) = register(path, resource);
+        let (key, registered) = register(path, resource);
         Arc::make_mut(&mut self.inner)
             .subtrees
-            .insert(segments, registered);
+            .insert(key, registered);
         self
     }
 
@@ -190,8 +188,7 @@ impl Site {
         &self,
         request: ServerRequest,
     ) -> Pin<Box<dyn Future<Output = Response> + Send + 'static>> {
-        let segments = request.raw_segments();
-        let response = match self.route(&segments) {
+        let response = match self.route(&request.request.options) {
             Route::Resource(resource) => {
                 let registers = request.request.options.get_uint(OptionNumber::OBSERVE) == Some(0);
                 let fut = resource.dispatch(request);
@@ -222,18 +219,59 @@ impl Site {
         Box::pin(future::ready(response))
     }
 
-    /// Finds what answers a request for the path `segments`.
-    fn route(&self, segments: &[Vec<u8>]) -> Route<'_> {
-        if let Some(r) = self.inner.exact.get(segments) {
-            return Route::Resource(&r.resource);
+    /// Finds what answers a request for the path in the Uri-Path `options`, reading them in
+    /// place (a path key of up to 256 bytes is built on the stack).
+    fn route(&self, options: &Options) -> Route<'_> {
+        let path = || options.get_all(OptionNumber::URI_PATH);
+        // A lone empty Uri-Path is the root, as no Uri-Path is (RFC 7252 section 6.5).
+        let root = path().nth(1).is_none() && path().next().is_some_and(<[u8]>::is_empty);
+        let total: usize = if root {
+            0
+        } else {
+            path().map(|s| 1 + s.len()).sum()
+        };
+        let mut stack = [0; 256];
+        let mut heap = Vec::new();
+        let buf = if total <= stack.len() {
+            &mut stack[..total]
+        } else {
+            heap.resize(total, 0);
+            &mut heap[..]
+        };
+        // A segment longer than 255 bytes is in no registered path: only the subtrees above
+        // it can answer.
+        let mut len = 0;
+        let mut complete = true;
+        for segment in path().take_while(|_| !root) {
+            let Ok(n) = u8::try_from(segment.len()) else {
+                complete = false;
+                break;
+            };
+            buf[len] = n;
+            buf[len + 1..len + 1 + segment.len()].copy_from_slice(segment);
+            len += 1 + segment.len();
         }
-        if segments == WELL_KNOWN_CORE && !self.inner.subtrees.contains_key(segments) {
-            return Route::WellKnownCore;
+        let key = &buf[..len];
+        if complete {
+            if let Some(r) = self.inner.exact.get(key) {
+                return Route::Resource(&r.resource);
+            }
+            if key == WELL_KNOWN_CORE && !self.inner.subtrees.contains_key(key) {
+                return Route::WellKnownCore;
+            }
         }
-        (0..=segments.len())
-            .rev()
-            .find_map(|n| self.inner.subtrees.get(&segments[..n]))
-            .map_or(Route::NotFound, |r| Route::Resource(&r.resource))
+        // The subtree with the longest path that holds this one: the keys of the path's
+        // leading segments are prefixes of its key.
+        let mut found = None;
+        let mut at = 0;
+        while !self.inner.subtrees.is_empty() {
+            found = self.inner.subtrees.get(&key[..at]).or(found);
+            if at == len {
+                break;
+            }
+            at += 1 + usize::from(key[at]);
+        }
+        found.map_or(Route::NotFound, |r| Route::Resource(&r.resource))
     }
 
     /// Answers a request to the built-in `/.well-known/core`.
@@ -269,19 +307,19 @@ impl Site {
     fn links(&self) -> Vec<(String, &Attrs)> {
         let inner = &*self.inner;
         let mut links = BTreeMap::new();
-        let mut add = |segments: &[Vec<u8>], href: String, attrs| {
-            if segments != WELL_KNOWN_CORE {
-                links.entry(segments.to_vec()).or_insert((href, attrs));
+        let mut add = |key: &[u8], href: String, attrs| {
+            if key != WELL_KNOWN_CORE {
+                links.entry(key_segments(key)).or_insert((href, attrs));
             }
         };
-        for (segments, r) in &inner.exact {
+        for (key, r) in &inner.exact {
             if r.resource.is_listed() {
-                add(segments, r.href.clone(), &r.resource.attrs);
+                add(key, r.href.clone(), &r.resource.attrs);
             }
         }
-        for (segments, r) in &inner.subtrees {
-            if !inner.exact.contains_key(segments) && r.resource.is_listed() {
-                add(segments, r.href.clone(), &r.resource.attrs);
+        for (key, r) in &inner.subtrees {
+            if !inner.exact.contains_key(key) && r.resource.is_listed() {
+                add(key, r.href.clone(), &r.resource.attrs);
             }
         }
         for r in inner.exact.values().chain(inner.subtrees.values()) {
@@ -290,8 +328,8 @@ impl Site {
             };
             for child in children() {
                 match child_segments(&r.href, &child) {
-                    Some(segments) if !inner.exact.contains_key(&segments) => {
-                        add(&segments, path_of(&segments), &r.resource.attrs);
+                    Some(segments) if !inner.exact.contains_key(&*path_key(&segments)) => {
+                        add(&path_key(&segments), path_of(&segments), &r.resource.attrs);
                     }
                     Some(_) => {}
                     None => log::warn!(
@@ -331,12 +369,37 @@ impl fmt::Debug for Site {
     }
 }
 
-/// Parses a registration path into its segments and the entry to store.
-fn register(path: &str, mut resource: Resource) -> (Vec<Vec<u8>>, Registered) {
+/// Parses a registration path into its key and the entry to store.
+fn register(path: &str, mut resource: Resource) -> (Box<[u8]>, Registered) {
     let segments = parse_path(path).unwrap_or_else(|e| panic!("coapio: {e}"));
     let href = path_of(&segments);
     resource.path = href.as_str().into();
-    (segments, Registered { href, resource })
+    (path_key(&segments), Registered { href, resource })
+}
+
+/// A path as one byte string, by which a site finds its resources: each decoded segment
+/// behind its length in one byte. The segments of a valid path are at most 255 bytes long
+/// (RFC 7252's Uri-Path length, which [`parse_path`] checks), so no two paths share a key,
+/// and the key of a path's leading segments is a prefix of its key.
+fn path_key(segments: &[Vec<u8>]) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(segments.iter().map(|s| 1 + s.len()).sum());
+    for segment in segments {
+        let len = u8::try_from(segment.len()).expect("a checked path segment fits a byte");
+        key.push(len);
+        key.extend_from_slice(segment);
+    }
+    key.into()
+}
+
+/// The segments of a [path key](path_key).
+fn key_segments(mut key: &[u8]) -> Vec<Vec<u8>> {
+    let mut segments = Vec::new();
+    while let Some((&len, rest)) = key.split_first() {
+        let (segment, rest) = rest.split_at(usize::from(len).min(rest.len()));
+        segments.push(segment.to_vec());
+        key = rest;
+    }
+    segments
 }
 
 /// Parses a path reference into decoded segments.
@@ -484,6 +547,39 @@ mod tests {
         assert_eq!(got("/large-createx"), "catch-all");
         assert_eq!(got("/"), "catch-all");
         assert_eq!(got("/other/path"), "catch-all");
+    }
+
+    #[test]
+    fn long_paths_and_segments_beyond_a_path_key() {
+        // A path whose key does not fit the stack buffer, and a segment longer than any
+        // registered path can have (Uri-Path is at most 255 bytes, but a datagram may
+        // carry more): the first routes exactly, the second only to a subtree above it.
+        let long: String = (0..40).map(|i| format!("/segment{i}")).collect();
+        let site = Site::new()
+            .resource(&long, named("long"))
+            .subtree("/files", named("files"))
+            .resource("/x", named("x"));
+        let got = |req: Request| text(&call(&site, req)).to_owned();
+        assert_eq!(got(Request::get(&long)), "long");
+        let mut beyond = Request::get("/files");
+        beyond.options.push(OptionNumber::URI_PATH, [b'a'; 300]);
+        beyond.options.push(OptionNumber::URI_PATH, "deeper");
+        assert_eq!(got(beyond), "files");
+        let mut unrouted = Request::new(Code::GET);
+        unrouted.options.push(OptionNumber::URI_PATH, [b'x'; 256]);
+        assert_eq!(call(&site, unrouted).code, Code::NOT_FOUND);
+    }
+
+    #[test]
+    fn path_keys_round_trip_and_keep_prefixes() {
+        let segments = [b"a".to_vec(), Vec::new(), vec![0xff; 255]];
+        let key = path_key(&segments);
+        assert_eq!(key_segments(&key), segments);
+        assert!(key.starts_with(&path_key(&segments[..2])));
+        assert_eq!(
+            &*path_key(&[b".well-known".to_vec(), b"core".to_vec()]),
+            WELL_KNOWN_CORE
+        );
     }
 
     #[test]

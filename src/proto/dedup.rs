@@ -169,25 +169,18 @@ impl Dedup {
         source: Option<IpAddr>,
         ifindex: Option<u32>,
     ) -> bool {
-        // One lookup in each map: an entry still there for `key` (expired, not yet purged)
-        // gives its bytes back before the new one is weighed.
-        let slot = self.map.entry(key);
-        let old = match &slot {
-            MapEntry::Occupied(o) => o.get().cost(),
-            MapEntry::Vacant(_) => 0,
-        };
-        let remote = self.per_remote.entry(key.0).or_insert(0);
-        let used = remote.saturating_sub(old);
-        self.bytes = self.bytes.saturating_sub(old);
+        // An entry still there for `key` (expired, not yet purged) gives its bytes back
+        // before the new one is weighed. The maps are only read until the entry fits, so a
+        // refused message (a flood against a full cache) grows nothing.
+        let old = self.map.get(&key).map_or(0, Entry::cost);
+        let charged = self.per_remote.get(&key.0).copied().unwrap_or(0);
+        debug_assert!(charged >= old && self.bytes >= old, "dedup bytes drift");
+        let used = charged.saturating_sub(old);
         let need = ENTRY_COST + reserve;
-        if self.bytes + need > self.budget || used + need > self.quota {
-            if let MapEntry::Occupied(o) = slot {
-                o.remove();
-            }
-            if used == 0 {
-                self.per_remote.remove(&key.0);
-            } else {
-                *remote = used;
+        if self.bytes - old + need > self.budget || used + need > self.quota {
+            if old != 0 {
+                self.map.remove(&key);
+                self.charge(key.0, -(old as isize));
             }
             self.refused += 1;
             return false;
@@ -204,14 +197,8 @@ impl Dedup {
         };
         let cost = entry.cost();
         self.queues[which].push_back((key, entry.expires, entry.generation));
-        match slot {
-            MapEntry::Occupied(mut o) => *o.get_mut() = entry,
-            MapEntry::Vacant(v) => {
-                v.insert(entry);
-            }
-        }
-        *remote = used + cost;
-        self.bytes += cost;
+        self.map.insert(key, entry);
+        self.charge(key.0, cost as isize - old as isize);
         true
     }
 
@@ -260,10 +247,13 @@ impl Dedup {
                     break;
                 }
                 self.queues[which].pop_front();
-                if let MapEntry::Occupied(o) = self.map.entry(key) {
-                    if o.get().generation == generation {
-                        let cost = o.remove().cost();
-                        self.charge(key.0, -(cost as isize));
+                if self
+                    .map
+                    .get(&key)
+                    .is_some_and(|e| e.generation == generation)
+                {
+                    if let Some(e) = self.map.remove(&key) {
+                        self.charge(key.0, -(e.cost() as isize));
                     }
                 }
             }
@@ -318,6 +308,54 @@ mod tests {
         d.purge(now + LIFE);
         assert_eq!((d.len(), d.bytes()), (0, 0));
         assert!(d.per_remote.is_empty());
+    }
+
+    #[test]
+    fn an_expired_entry_left_in_place_is_given_back_whether_or_not_its_successor_fits() {
+        let now = Instant::now();
+        let later = now + LIFE + Duration::from_secs(1);
+        let mut d = Dedup::new(2 * ENTRY_COST + 100, usize::MAX, LIFE, LIFE);
+        let replay = Replay::Bytes(vec![0; 100]);
+        assert!(d.insert(now, key(1), Lifetime::Exchange, replay, 0, None, None));
+        assert_eq!(d.bytes(), ENTRY_COST + 100);
+        // Not purged: the new entry for the same key replaces it and is charged alone.
+        assert!(d.insert(
+            later,
+            key(1),
+            Lifetime::Exchange,
+            Replay::Nothing,
+            0,
+            None,
+            None
+        ));
+        assert_eq!(d.bytes(), ENTRY_COST);
+        // Expired again, and the successor (too large a reservation) is refused: the old
+        // entry is gone all the same, and nothing is left charged.
+        let last = later + LIFE + Duration::from_secs(1);
+        assert!(!d.insert(
+            last,
+            key(1),
+            Lifetime::Exchange,
+            Replay::Nothing,
+            1000,
+            None,
+            None
+        ));
+        assert_eq!((d.len(), d.bytes()), (0, 0));
+        assert!(d.per_remote.is_empty());
+        // A refusal of a new remote leaves no trace in the maps either.
+        assert!(!d.insert(
+            last,
+            key(2),
+            Lifetime::Exchange,
+            Replay::Nothing,
+            1000,
+            None,
+            None
+        ));
+        assert!(d.per_remote.is_empty() && d.map.is_empty());
+        d.purge(last + LIFE * 2);
+        assert_eq!(d.bytes(), 0);
     }
 
     #[test]

@@ -105,6 +105,9 @@ struct Inner {
     exact: HashMap<Box<[u8]>, Registered>,
     /// Resources registered with `subtree`, by [path key](path_key).
     subtrees: HashMap<Box<[u8]>, Registered>,
+    /// The longest key in `subtrees`: no longer prefix of a request's path is looked up
+    /// (a path of thousands of empty segments costs one lookup per segment up to here).
+    subtree_key_max: usize,
 }
 
 /// A resource and its path as a link target.
@@ -157,9 +160,9 @@ impl Site {
     /// As [`Site::resource`].
     pub fn subtree(mut self, path: &str, resource: Resource) -> Self {
         let (key, registered) = register(path, resource);
-        Arc::make_mut(&mut self.inner)
-            .subtrees
-            .insert(key, registered);
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.subtree_key_max = inner.subtree_key_max.max(key.len());
+        inner.subtrees.insert(key, registered);
         self
     }
 
@@ -264,7 +267,7 @@ impl Site {
         // leading segments are prefixes of its key.
         let mut found = None;
         let mut at = 0;
-        while !self.inner.subtrees.is_empty() {
+        while !self.inner.subtrees.is_empty() && at <= self.inner.subtree_key_max {
             found = self.inner.subtrees.get(&key[..at]).or(found);
             if at == len {
                 break;
@@ -306,23 +309,27 @@ impl Site {
     /// the resource that serves it wins.
     fn links(&self) -> Vec<(String, &Attrs)> {
         let inner = &*self.inner;
+        // Resources in path order, exact ones first: the closures run in that order, and
+        // where two list one child, the same one wins every time.
+        let exact = sorted_by_path(&inner.exact);
+        let subtrees = sorted_by_path(&inner.subtrees);
         let mut links = BTreeMap::new();
         let mut add = |key: &[u8], href: String, attrs| {
             if key != WELL_KNOWN_CORE {
                 links.entry(key_segments(key)).or_insert((href, attrs));
             }
         };
-        for (key, r) in &inner.exact {
+        for &(key, r) in &exact {
             if r.resource.is_listed() {
                 add(key, r.href.clone(), &r.resource.attrs);
             }
         }
-        for (key, r) in &inner.subtrees {
+        for &(key, r) in &subtrees {
             if !inner.exact.contains_key(key) && r.resource.is_listed() {
                 add(key, r.href.clone(), &r.resource.attrs);
             }
         }
-        for r in inner.exact.values().chain(inner.subtrees.values()) {
+        for (_, r) in exact.into_iter().chain(subtrees) {
             let Some(children) = &r.resource.links else {
                 continue;
             };
@@ -389,6 +396,14 @@ fn path_key(segments: &[Vec<u8>]) -> Box<[u8]> {
         key.extend_from_slice(segment);
     }
     key.into()
+}
+
+/// The entries of `map` in path order (segment by segment, so a parent comes right before
+/// its children).
+fn sorted_by_path<V>(map: &HashMap<Box<[u8]>, V>) -> Vec<(&[u8], &V)> {
+    let mut entries: Vec<_> = map.iter().map(|(k, v)| (&**k, v)).collect();
+    entries.sort_by_cached_key(|(key, _)| key_segments(key));
+    entries
 }
 
 /// The segments of a [path key](path_key).
@@ -568,6 +583,39 @@ mod tests {
         let mut unrouted = Request::new(Code::GET);
         unrouted.options.push(OptionNumber::URI_PATH, [b'x'; 256]);
         assert_eq!(call(&site, unrouted).code, Code::NOT_FOUND);
+    }
+
+    #[test]
+    fn thousands_of_empty_segments_route_to_the_subtree_above() {
+        let site = Site::new()
+            .subtree("/", named("catch-all"))
+            .subtree("/a", named("a"));
+        let mut empty = Request::new(Code::GET);
+        for _ in 0..20_000 {
+            empty.options.push(OptionNumber::URI_PATH, "");
+        }
+        assert_eq!(text(&call(&site, empty.clone())), "catch-all");
+        let mut under_a = Request::get("/a");
+        under_a.options.push(OptionNumber::URI_PATH, "");
+        assert_eq!(text(&call(&site, under_a)), "a");
+    }
+
+    #[test]
+    fn a_child_listed_twice_takes_the_first_resource_in_path_order() {
+        // Registered in many orders (and kept in a hash map), the same parent wins.
+        for n in 0..8 {
+            let mut site = Site::new();
+            for i in (0..8).map(|k| (k + n) % 8) {
+                site = site.resource(
+                    &format!("/p{i}"),
+                    named("p")
+                        .rt(&format!("from-p{i}"))
+                        .links(|| vec!["/x".into()]),
+                );
+            }
+            let body = discover(&site, "?href=/x");
+            assert_eq!(body, r#"</x>;rt="from-p0""#);
+        }
     }
 
     #[test]

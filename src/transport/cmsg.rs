@@ -1,8 +1,9 @@
 //! Control messages (ancillary data) of `recvmsg`/`sendmsg`: a correctly aligned buffer, an
-//! iterator over the messages a `recvmsg` returned, and the `IPV6_PKTINFO` a `sendmsg` carries.
+//! iterator over the messages a `recvmsg` returned, and the `IPV6_PKTINFO` (or, on an IPv4
+//! socket, `IP_PKTINFO`) a `sendmsg` carries.
 
 use std::mem;
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A control-message buffer aligned for `cmsghdr`.
 #[repr(C, align(8))]
@@ -116,7 +117,31 @@ pub(crate) fn pktinfo6(buf: &mut SmallCmsgBuf, addr: Ipv6Addr, ifindex: u32) -> 
         },
         ipi6_ifindex: ifindex,
     };
-    let data_len = size_of::<libc::in6_pktinfo>() as u32;
+    write_one(buf, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info)
+}
+
+/// Writes one `IP_PKTINFO` control message choosing the source address `addr` (the IPv4
+/// socket's counterpart of [`pktinfo6`]) into `buf` and returns its length.
+pub(crate) fn pktinfo4(buf: &mut SmallCmsgBuf, addr: Ipv4Addr) -> usize {
+    let info = libc::in_pktinfo {
+        ipi_ifindex: 0,
+        ipi_spec_dst: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    };
+    write_one(buf, libc::IPPROTO_IP, libc::IP_PKTINFO, info)
+}
+
+/// Writes one control message of `level` and `ty` carrying `value` into `buf` and returns
+/// its length (for `msg_controllen`).
+fn write_one<T: Copy>(
+    buf: &mut SmallCmsgBuf,
+    level: libc::c_int,
+    ty: libc::c_int,
+    value: T,
+) -> usize {
+    let data_len = size_of::<T>() as u32;
     // SAFETY: CMSG_SPACE and CMSG_LEN are pure arithmetic.
     let (space, len) = unsafe { (libc::CMSG_SPACE(data_len), libc::CMSG_LEN(data_len)) };
     let space = space as usize;
@@ -128,10 +153,10 @@ pub(crate) fn pktinfo6(buf: &mut SmallCmsgBuf, addr: Ipv6Addr, ifindex: u32) -> 
     // with `data_len` bytes of data; we write only inside it.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&hdr);
-        (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
-        (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+        (*cmsg).cmsg_level = level;
+        (*cmsg).cmsg_type = ty;
         (*cmsg).cmsg_len = len as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in6_pktinfo>(), info);
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<T>(), value);
     }
     space
 }
@@ -164,5 +189,27 @@ mod tests {
         let info: libc::in6_pktinfo = msgs[0].read().unwrap();
         assert_eq!(Ipv6Addr::from(info.ipi6_addr.s6_addr), addr);
         assert_eq!(info.ipi6_ifindex, 7);
+    }
+
+    #[test]
+    fn pktinfo4_round_trips_through_the_iterator() {
+        let mut buf = SmallCmsgBuf::new();
+        let len = pktinfo4(&mut buf, Ipv4Addr::new(127, 0, 0, 2));
+        let mut hdr = unsafe_zeroed_msghdr();
+        hdr.msg_control = buf.0.as_mut_ptr().cast();
+        hdr.msg_controllen = len as _;
+        // SAFETY: hdr points at `buf`, which pktinfo4 filled and which outlives `msgs`.
+        let msgs: Vec<_> = unsafe { received(&hdr) }.collect();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(
+            (msgs[0].level, msgs[0].ty),
+            (libc::IPPROTO_IP, libc::IP_PKTINFO)
+        );
+        let info: libc::in_pktinfo = msgs[0].read().unwrap();
+        assert_eq!(
+            Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)),
+            Ipv4Addr::new(127, 0, 0, 2)
+        );
+        assert_eq!(info.ipi_ifindex, 0);
     }
 }

@@ -236,7 +236,8 @@ pub(crate) fn error_kind(errno: i32) -> crate::net::TransportErrorKind {
     match errno {
         libc::ECONNREFUSED => K::PortUnreachable,
         libc::EHOSTUNREACH | libc::EHOSTDOWN => K::HostUnreachable,
-        libc::ENETUNREACH | libc::ENETDOWN => K::NetworkUnreachable,
+        // EAFNOSUPPORT: an IPv6 destination where the system has no IPv6 (udp6's fallback).
+        libc::ENETUNREACH | libc::ENETDOWN | libc::EAFNOSUPPORT => K::NetworkUnreachable,
         libc::EACCES | libc::EPERM => K::Prohibited,
         libc::EMSGSIZE => K::MessageTooLarge,
         other => K::Other(other),

@@ -9,6 +9,12 @@
 //! `IP_RECVERR` queue ICMP errors on the socket's error queue, where
 //! [`Transport::try_recv_error`] reads them; a pending error makes the descriptor readable, so
 //! callers drain errors before data.
+//!
+//! Where IPv6 is switched off altogether (the kernel refuses `AF_INET6` sockets with
+//! `EAFNOSUPPORT`, as with `ipv6.disable=1`), udp6 opens an IPv4 socket instead, with the same
+//! features on IPv4 (`IP_PKTINFO`, `IP_RECVERR`), says so in a warning, and binds `[::]` as
+//! `0.0.0.0`; IPv6 remotes are then unreachable (a send to one fails with
+//! [`io::ErrorKind::AddrNotAvailable`]).
 
 use std::io;
 use std::mem;
@@ -37,6 +43,8 @@ pub struct Udp6Options {
 #[derive(Debug)]
 pub struct Udp6 {
     socket: Socket,
+    /// Whether the socket is an IPv4 one, because the system has no IPv6.
+    ipv4_only: bool,
     /// Whether the error queue may hold something: set when a receive or send failed with an
     /// error (a queued ICMP error also makes the next receive or send fail, once), cleared
     /// when reading the queue found it empty. The queue is read only when this is set.
@@ -130,23 +138,47 @@ impl Udp6 {
     ///
     /// As [`Udp6::bind`]; `SO_REUSEPORT` errors too when it was asked for.
     pub fn bind_with(addr: SocketAddr, options: &Udp6Options) -> io::Result<Self> {
-        let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
-        socket.set_only_v6(false)?;
+        let (socket, ipv4_only) = match Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))
+        {
+            Ok(socket) => (socket, false),
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                log::warn!(
+                    "coapio: udp6: this system has no IPv6 ({e}); using an IPv4 socket, so \
+                     only IPv4 remotes can be reached"
+                );
+                let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+                (socket, true)
+            }
+            Err(e) => return Err(e),
+        };
+        let (pktinfo, local) = if ipv4_only {
+            (
+                (libc::IPPROTO_IP, libc::IP_PKTINFO),
+                SocketAddr::V4(ipv4_bind_address(addr)?),
+            )
+        } else {
+            socket.set_only_v6(false)?;
+            (
+                (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+                SocketAddr::V6(to_v6(addr)),
+            )
+        };
         socket.set_nonblocking(true)?;
         if options.reuse_port {
             socket.set_reuse_port(true)?;
         }
-        setsockopt_int(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        setsockopt_int(&socket, pktinfo.0, pktinfo.1, 1)?;
         // Errors are a capability, not a requirement: a kernel without them still works.
-        for (level, name) in [
-            (libc::IPPROTO_IPV6, libc::IPV6_RECVERR),
-            (libc::IPPROTO_IP, libc::IP_RECVERR),
-        ] {
+        let mut recverr = vec![(libc::IPPROTO_IP, libc::IP_RECVERR)];
+        if !ipv4_only {
+            recverr.insert(0, (libc::IPPROTO_IPV6, libc::IPV6_RECVERR));
+        }
+        for (level, name) in recverr {
             if let Err(e) = setsockopt_int(&socket, level, name, 1) {
                 debug!("coapio: udp6 cannot enable ICMP error reports ({name}): {e}");
             }
         }
-        socket.bind(&SocketAddr::V6(to_v6(addr)).into())?;
+        socket.bind(&local.into())?;
         debug!(
             "coapio: udp6 bound to {}",
             socket
@@ -156,9 +188,16 @@ impl Udp6 {
         );
         Ok(Self {
             socket,
+            ipv4_only,
             errors: AtomicBool::new(false),
             empty_receives: std::sync::atomic::AtomicU8::new(0),
         })
+    }
+
+    /// Whether this transport fell back to an IPv4 socket because the system has no IPv6
+    /// (see the module documentation).
+    pub fn is_ipv4_only(&self) -> bool {
+        self.ipv4_only
     }
 
     /// Notes that the error queue may hold something (see [`Udp6::errors`]).
@@ -172,7 +211,8 @@ impl Udp6 {
     }
 
     fn join(&self, group: IpAddr, ifindex: u32) -> io::Result<()> {
-        match group {
+        match canonical_ip(group) {
+            IpAddr::V6(_) if self.ipv4_only => Err(no_ipv6(group)),
             IpAddr::V6(g) => self.socket.join_multicast_v6(&g, ifindex),
             IpAddr::V4(g) => self
                 .socket
@@ -268,7 +308,7 @@ impl Transport for Udp6 {
 
     fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()> {
         let mut parts = SendParts::new();
-        let hdr = parts.header(transmit, contents);
+        let hdr = parts.header(transmit, contents, self.ipv4_only)?;
         // With IP(V6)_RECVERR, an ICMP error about an earlier datagram (to another remote,
         // maybe) is also left pending on the socket, and the next sendmsg fails with it
         // without sending anything. That error is read, with its real remote, from the
@@ -365,8 +405,7 @@ impl Transport for Udp6 {
                 debug!("coapio: udp6 dropped a datagram larger than its buffer");
                 continue;
             }
-            // SAFETY: the kernel wrote an AF_INET6 name (the socket is IPv6) into names[i].
-            let remote = from_in6(&names[i], hdr.msg_namelen);
+            let remote = from_name(&names[i], hdr.msg_namelen);
             let Some(remote) = remote else { continue };
             // SAFETY: hdr's control pointer is ctrls[i], which recvmmsg filled with
             // msg_controllen bytes and which lives until the end of this function.
@@ -392,7 +431,12 @@ impl Transport for Udp6 {
             let Some((transmit, contents)) = batch.get(from + i) else {
                 break;
             };
-            msg.msg_hdr = p.header(transmit, contents);
+            match p.header(transmit, contents, self.ipv4_only) {
+                Ok(hdr) => msg.msg_hdr = hdr,
+                // The first datagram's error is this call's; a later one's, the next call's.
+                Err(e) if i == 0 => return Err(e),
+                Err(_) => break,
+            }
             count += 1;
         }
         if count == 0 {
@@ -496,28 +540,71 @@ unsafe fn meta_of(remote: SocketAddr, hdr: &libc::msghdr) -> RecvMeta {
     let mut meta = RecvMeta::new(remote);
     // SAFETY: the caller's contract.
     for c in unsafe { cmsg::received(hdr) } {
-        if (c.level, c.ty) == (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) {
-            if let Some(info) = c.read::<libc::in6_pktinfo>() {
-                let local = canonical_ip(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
-                meta = meta.with_local(local, Some(info.ipi6_ifindex));
+        match (c.level, c.ty) {
+            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                if let Some(info) = c.read::<libc::in6_pktinfo>() {
+                    let local = canonical_ip(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                    meta = meta.with_local(local, Some(info.ipi6_ifindex));
+                }
             }
+            // The IPv4 socket's (see the module documentation): ipi_addr is where the
+            // datagram was sent to.
+            (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                if let Some(info) = c.read::<libc::in_pktinfo>() {
+                    let local = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                    let ifindex = u32::try_from(info.ipi_ifindex).ok();
+                    meta = meta.with_local(IpAddr::V4(local), ifindex);
+                }
+            }
+            _ => {}
         }
     }
     meta
 }
 
-/// A received `sockaddr_in6` as a socket address (IPv4-mapped made plain IPv4).
-fn from_in6(a: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
-    (libc::c_int::from(a.sin6_family) == libc::AF_INET6
-        && len as usize >= size_of::<libc::sockaddr_in6>())
-    .then(|| {
-        canonical(SocketAddr::V6(SocketAddrV6::new(
-            Ipv6Addr::from(a.sin6_addr.s6_addr),
-            u16::from_be(a.sin6_port),
-            a.sin6_flowinfo,
-            a.sin6_scope_id,
-        )))
-    })
+/// A received name (in a `sockaddr_in6`'s room) as a socket address (IPv4-mapped made plain
+/// IPv4): a `sockaddr_in6` from the IPv6 socket, a `sockaddr_in` from the IPv4 one.
+fn from_name(a: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
+    match libc::c_int::from(a.sin6_family) {
+        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
+            Some(canonical(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            ))))
+        }
+        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the kernel wrote a sockaddr_in, which is smaller than
+            // a sockaddr_in6 and needs no stricter alignment.
+            let a = unsafe { &*(a as *const libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Where an IPv4 socket binds for `addr`: itself, `0.0.0.0` for `[::]`, the IPv4 address of
+/// an IPv4-mapped one; an IPv6 address cannot be bound without IPv6.
+fn ipv4_bind_address(addr: SocketAddr) -> io::Result<SocketAddrV4> {
+    match canonical(addr) {
+        SocketAddr::V4(v4) => Ok(v4),
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
+            Ok(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, v6.port()))
+        }
+        SocketAddr::V6(v6) => Err(no_ipv6(IpAddr::V6(*v6.ip()))),
+    }
+}
+
+/// The error for an IPv6 address given to udp6 on a system without IPv6.
+fn no_ipv6(addr: IpAddr) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrNotAvailable,
+        format!("{addr} is an IPv6 address, and this system has no IPv6 (udp6 uses IPv4)"),
+    )
 }
 
 /// What a `msghdr` for sending one datagram points at: the destination, the iovec and the
@@ -542,35 +629,67 @@ impl SendParts {
     }
 
     /// Fills the parts for `transmit` and returns the header that points at them and at
-    /// `contents`.
-    fn header(&mut self, transmit: &Transmit, contents: &[u8]) -> libc::msghdr {
-        self.name = to_sockaddr_in6(to_v6(transmit.destination));
+    /// `contents`; on the IPv4 socket of a system without IPv6 (`ipv4_only`), an IPv6
+    /// destination is an error (`EAFNOSUPPORT`).
+    fn header(
+        &mut self,
+        transmit: &Transmit,
+        contents: &[u8],
+        ipv4_only: bool,
+    ) -> io::Result<libc::msghdr> {
+        let mut hdr = cmsg::unsafe_zeroed_msghdr();
+        let destination = canonical(transmit.destination);
+        let dest_is_v4 = destination.is_ipv4();
+        // A source is only usable when it has the destination's family.
+        let source = transmit
+            .source
+            .map(canonical_ip)
+            .filter(|s| s.is_ipv4() == dest_is_v4);
+        if ipv4_only {
+            let SocketAddr::V4(dest) = destination else {
+                // What the kernel says of an IPv6 destination on an IPv4 socket: the core
+                // fails the remote's requests at once ("network unreachable").
+                trace!("coapio: udp6 has no IPv6 to send to {destination}");
+                return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+            };
+            // SAFETY: a sockaddr_in fits in the sockaddr_in6's room and needs no stricter
+            // alignment; all-zero bytes are a valid sockaddr_in.
+            let name = unsafe {
+                &mut *(&mut self.name as *mut libc::sockaddr_in6).cast::<libc::sockaddr_in>()
+            };
+            *name = unsafe { mem::zeroed() };
+            name.sin_family = libc::AF_INET as libc::sa_family_t;
+            name.sin_port = dest.port().to_be();
+            name.sin_addr.s_addr = u32::from(*dest.ip()).to_be();
+            hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            if let Some(IpAddr::V4(source)) = source {
+                let len = cmsg::pktinfo4(&mut self.ctrl, source);
+                hdr.msg_control = self.ctrl.0.as_mut_ptr().cast();
+                hdr.msg_controllen = len as _;
+            }
+        } else {
+            self.name = to_sockaddr_in6(to_v6(destination));
+            hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            // Linux takes an IPv4-mapped IPV6_PKTINFO for IPv4 destinations.
+            if source.is_some() || (transmit.ifindex.is_some() && !dest_is_v4) {
+                let addr = source.map_or(Ipv6Addr::UNSPECIFIED, ip_to_v6);
+                let ifindex = if dest_is_v4 {
+                    0
+                } else {
+                    transmit.ifindex.unwrap_or(0)
+                };
+                let len = cmsg::pktinfo6(&mut self.ctrl, addr, ifindex);
+                hdr.msg_control = self.ctrl.0.as_mut_ptr().cast();
+                hdr.msg_controllen = len as _;
+            }
+        }
         self.iov = libc::iovec {
             iov_base: contents.as_ptr() as *mut libc::c_void,
             iov_len: contents.len(),
         };
-        let mut hdr = cmsg::unsafe_zeroed_msghdr();
         hdr.msg_name = (&mut self.name as *mut libc::sockaddr_in6).cast();
-        hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
         hdr.msg_iov = &mut self.iov;
         hdr.msg_iovlen = 1;
-        // A source is only usable when it has the destination's family: Linux takes an
-        // IPv4-mapped IPV6_PKTINFO for IPv4 destinations.
-        let dest_is_v4 = transmit.destination.is_ipv4();
-        let source = transmit
-            .source
-            .filter(|s| canonical_ip(*s).is_ipv4() == dest_is_v4);
-        if source.is_some() || (transmit.ifindex.is_some() && !dest_is_v4) {
-            let addr = source.map_or(Ipv6Addr::UNSPECIFIED, ip_to_v6);
-            let ifindex = if dest_is_v4 {
-                0
-            } else {
-                transmit.ifindex.unwrap_or(0)
-            };
-            let len = cmsg::pktinfo6(&mut self.ctrl, addr, ifindex);
-            hdr.msg_control = self.ctrl.0.as_mut_ptr().cast();
-            hdr.msg_controllen = len as _;
-        }
-        hdr
+        Ok(hdr)
     }
 }

@@ -211,7 +211,8 @@ enum coapio_transport
    */
   COAPIO_TRANSPORT_UDP6 = 1,
   /*
-   A connected socket per remote; client only.
+   A connected socket per remote, for clients; it serves only the remotes it sent
+   requests to (role reversal), and has no bind address.
    */
   COAPIO_TRANSPORT_SIMPLE6 = 2,
   /*
@@ -691,6 +692,10 @@ coapio_result coapio_config_require_oscore(coapio_config *config, bool on);
  `COAPIO_METHOD_MASK_*`) go to `callback`; others get 4.05. Registering a path again
  replaces it. `/.well-known/core` lists the resources (see
  `coapio_context_set_resource_attr`).
+
+ On a simple6 context the resources are served to the remotes it has sockets for, the
+ ones it sent requests to (role reversal: a device that registered with a server answers
+ that server's requests); nobody else can reach them.
  */
 coapio_result coapio_context_add_resource(coapio_context *ctx,
                                           const char *path,

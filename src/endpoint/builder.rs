@@ -22,7 +22,8 @@ use crate::transport::Transport;
 pub enum TransportKind {
     /// One dual-stack socket with PKTINFO and ICMP errors (Linux; the default there).
     Udp6,
-    /// A connected socket per remote; client only (the default client elsewhere).
+    /// A connected socket per remote, for clients (the default client elsewhere); with a
+    /// site it serves only the remotes it talks to (role reversal).
     Simple6,
     /// A server bound to one concrete address (the default server elsewhere).
     SimpleSocketServer,
@@ -239,7 +240,12 @@ impl Builder {
     /// # Errors
     ///
     /// The transport's errors of binding; [`io::ErrorKind::InvalidInput`] for simple6 with a
-    /// site (it cannot serve) and for simplesocketserver on an any-address.
+    /// [`bind`](Self::bind) address (it has no address of its own) and for simplesocketserver
+    /// on an any-address.
+    ///
+    /// simple6 with a [`site`](Self::site) serves the requests of the remotes it has talked
+    /// to, over the sockets it opened for them (role reversal: a device behind simple6 that
+    /// registered with a server answers that server's requests); nobody else can reach it.
     pub fn build(self) -> io::Result<(Endpoint, Driver)> {
         let server = self.site.is_some();
         let transport: Box<dyn Transport> = match self.custom {
@@ -249,11 +255,21 @@ impl Builder {
                     .transport
                     .or_else(TransportKind::from_env)
                     .unwrap_or_else(|| TransportKind::default_for(server));
+                if let (TransportKind::Simple6, Some(addr)) = (kind, self.bind) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "simple6 cannot bind {addr}: it opens one socket per remote, on a \
+                             port of the system's choosing; use udp6 or simplesocketserver to \
+                             serve on a known address"
+                        ),
+                    ));
+                }
                 let default_port = if server { 5683 } else { 0 };
                 let bind = self
                     .bind
                     .unwrap_or_else(|| SocketAddr::from(([0u16; 8], default_port)));
-                open_transport(kind, bind, server, self.reuse_port)?
+                open_transport(kind, bind, self.reuse_port)?
             }
         };
         for (group, ifindex) in &self.groups {
@@ -338,7 +354,6 @@ impl Default for Builder {
 pub(crate) fn open_transport(
     kind: TransportKind,
     bind: SocketAddr,
-    server: bool,
     reuse_port: bool,
 ) -> io::Result<Box<dyn Transport>> {
     Ok(match kind {
@@ -354,12 +369,8 @@ pub(crate) fn open_transport(
                 "the udp6 transport needs Linux; use simple6 or simplesocketserver",
             ))
         }
-        TransportKind::Simple6 if server => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "simple6 is a client transport and cannot serve resources; use udp6 or simplesocketserver",
-            ))
-        }
+        // With a site, simple6 serves the requests of the remotes it has sockets for (role
+        // reversal), which needs nothing of it at opening.
         TransportKind::Simple6 => Box::new(crate::transport::Simple6::new()?),
         TransportKind::SimpleSocketServer => Box::new(crate::transport::SimpleServer::bind(bind)?),
     })

@@ -17,7 +17,8 @@ pub enum coapio_transport {
     COAPIO_TRANSPORT_DEFAULT = 0,
     /// One dual-stack socket with PKTINFO and ICMP errors (Linux).
     COAPIO_TRANSPORT_UDP6 = 1,
-    /// A connected socket per remote; client only.
+    /// A connected socket per remote, for clients; it serves only the remotes it sent
+    /// requests to (role reversal), and has no bind address.
     COAPIO_TRANSPORT_SIMPLE6 = 2,
     /// A server bound to one concrete address.
     COAPIO_TRANSPORT_SIMPLESOCKETSERVER = 3,

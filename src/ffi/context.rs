@@ -575,10 +575,10 @@ pub extern "C" fn coapio_context_new(
         if kind == TransportKind::Simple6 && config.as_ref().is_some_and(|c| c.bind.is_some()) {
             return fail(
                 COAPIO_RESULT_INVALID_ARGUMENT,
-                "simple6 is a client transport with a socket per remote: it has no bind address; use udp6 or simplesocketserver to serve",
+                "simple6 opens one socket per remote, on a port of the system's choosing: it has no bind address; use udp6 or simplesocketserver to serve on a known address",
             );
         }
-        let transport = match crate::endpoint::open_transport(kind, bind, false, reuse_port) {
+        let transport = match crate::endpoint::open_transport(kind, bind, reuse_port) {
             Ok(t) => t,
             Err(e) => {
                 return fail(

@@ -141,6 +141,10 @@ fn build_site(
 /// `COAPIO_METHOD_MASK_*`) go to `callback`; others get 4.05. Registering a path again
 /// replaces it. `/.well-known/core` lists the resources (see
 /// `coapio_context_set_resource_attr`).
+///
+/// On a simple6 context the resources are served to the remotes it has sockets for, the
+/// ones it sent requests to (role reversal: a device that registered with a server answers
+/// that server's requests); nobody else can reach them.
 #[no_mangle]
 pub extern "C" fn coapio_context_add_resource(
     ctx: *mut coapio_context,
@@ -166,12 +170,6 @@ pub extern "C" fn coapio_context_add_resource(
             return fail(COAPIO_RESULT_INVALID_ARGUMENT, e);
         }
         let mut core = lock(&inner.core);
-        if !core.transport.capabilities().server {
-            return fail(
-                COAPIO_RESULT_INVALID_ARGUMENT,
-                "this context's transport (simple6) cannot serve resources; use udp6 or simplesocketserver",
-            );
-        }
         core.resources.retain(|r| r.path != path);
         core.resources.push(CResource {
             path: path.to_string(),

@@ -8,7 +8,7 @@
 //! | transport | platforms | client | server | reply from the arrival address | ICMP errors |
 //! |---|---|---|---|---|---|
 //! | [`Udp6`] | Linux | yes | yes | yes (PKTINFO) | yes (error queue) |
-//! | [`Simple6`] | any Unix | yes | no | n/a | yes (`ECONNREFUSED`) |
+//! | [`Simple6`] | any Unix | yes | only the remotes it talks to (role reversal) | n/a | yes (`ECONNREFUSED`) |
 //! | [`SimpleServer`] | any Unix | yes | yes, one address | yes (bound there) | no |
 //!
 //! This module and the C ABI are the only places with `unsafe` code.

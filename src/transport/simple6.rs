@@ -3,7 +3,22 @@
 //! Connecting a socket to its remote lets the kernel filter what arrives and report ICMP errors
 //! as `ECONNREFUSED` on that socket, with no `recvmsg` and no ancillary data; responses
 //! therefore come from exactly the address that was asked. One internal poller over all of
-//! them is the transport's readiness descriptor. It cannot serve: it has no port of its own.
+//! them is the transport's readiness descriptor.
+//!
+//! # Role reversal
+//!
+//! simple6 has no port of its own that others could find, but a remote it has a socket for
+//! may send requests back over that socket: a device that registered with a CoRE Resource
+//! Directory or an LwM2M server is asked by that server, at the address it registered from.
+//! Such requests are delivered like any datagram, and an endpoint with a site serves them and
+//! answers over the same socket. A socket only ever receives from its own remote (the kernel
+//! drops the rest), so nobody else reaches the site. The socket stays open while the remote is
+//! in use or for the idle time after its last datagram (see below), received requests
+//! counting as datagrams: a server that keeps asking keeps it open.
+//!
+//! Remotes are reported by address: a remote named by a host name in a URI is the address
+//! the name resolved to (the one the socket is connected to), in [`RecvMeta::remote`] as in
+//! every other transport.
 //!
 //! # Socket lifetime
 //!

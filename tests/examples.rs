@@ -3,16 +3,12 @@
 //!
 //! `cargo test` builds the examples; this test runs those binaries (next to the test's own).
 
+mod common;
+use common::example;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    dir.join("examples").join(name)
-}
 
 /// Kills the child (by its PID) when dropped.
 struct Guard(Child);

@@ -7,18 +7,11 @@
 //! Needs root (`ip netns add`); without it the test says it is skipped. No traffic leaves the
 //! namespaces, which are deleted at the end.
 
-use std::path::PathBuf;
+mod common;
+use common::example;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.ancestors()
-        .nth(2)
-        .expect("target dir")
-        .join("examples")
-        .join(name)
-}
 
 fn ip(args: &[&str]) -> bool {
     Command::new("ip")

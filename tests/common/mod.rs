@@ -168,6 +168,13 @@ pub(crate) fn free_port(ip: &str) -> u16 {
         .port()
 }
 
+/// The path of the example program `name`, which `cargo test` builds next to the tests.
+pub(crate) fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    dir.join("examples").join(name)
+}
+
 /// A response's payload as text.
 pub(crate) fn text(r: &Response) -> String {
     String::from_utf8_lossy(&r.payload).into_owned()

@@ -364,10 +364,11 @@ pub(crate) fn open_transport(
         }
         #[cfg(not(target_os = "linux"))]
         TransportKind::Udp6 => {
+            let _ = reuse_port;
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "the udp6 transport needs Linux; use simple6 or simplesocketserver",
-            ))
+            ));
         }
         // With a site, simple6 serves the requests of the remotes it has sockets for (role
         // reversal), which needs nothing of it at opening.

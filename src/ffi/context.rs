@@ -2,12 +2,13 @@
 //! (`coapio_context_run`, mode A) or by the application's own event loop (mode B: one file
 //! descriptor, a timeout, and `coapio_context_process`).
 //!
-//! The descriptor is a `polling::Poller` (epoll) holding the transport's descriptor and a
-//! timerfd armed to the protocol core's next deadline, so it becomes readable when there is
-//! I/O or a deadline has passed, as libcoap's `coap_context_get_coap_fd` does.
+//! The descriptor is a `polling::Poller` (epoll on Linux, kqueue on macOS and the BSDs)
+//! holding the transport's descriptor and a timer armed to the protocol core's next deadline
+//! (a timerfd, or a kqueue timer: [`super::timer`]), so it becomes readable when there is I/O
+//! or a deadline has passed, as libcoap's `coap_context_get_coap_fd` does.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
@@ -21,6 +22,7 @@ use super::base::{fail, guard, guard_void};
 use super::client::{coapio_response, coapio_response_callback};
 use super::config::coapio_config;
 use super::server::{CResource, Dispatch};
+use super::timer::DeadlineTimer;
 use crate::endpoint::TransportKind;
 use crate::error::RequestError;
 use crate::message::Code;
@@ -207,8 +209,8 @@ pub(crate) struct Inner {
     pub(crate) core: Mutex<Core>,
     pub(crate) dispatch: Arc<Mutex<VecDeque<Dispatch>>>,
     pub(crate) poller: Poller,
-    timerfd: OwnedFd,
-    /// What the timerfd is set for (never later than the next deadline), so that it is set
+    timer: DeadlineTimer,
+    /// What the timer is set for (never later than the next deadline), so that it is set
     /// again only when the deadline comes earlier.
     armed: Mutex<Option<Instant>>,
     /// Whether the poller was notified since its notifications were last consumed.
@@ -228,7 +230,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let core = self.core.get_mut().unwrap_or_else(|e| e.into_inner());
         let _ = self.poller.delete(core.transport.as_fd());
-        let _ = self.poller.delete(&self.timerfd);
+        self.timer.remove(&self.poller);
     }
 }
 
@@ -268,21 +270,6 @@ impl std::fmt::Debug for coapio_context {
     }
 }
 
-fn timerfd() -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the returned descriptor is checked and then owned.
-    let fd = unsafe {
-        libc::timerfd_create(
-            libc::CLOCK_MONOTONIC,
-            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 impl Inner {
     /// Makes the poller's descriptor readable: there is work for `process`.
     pub(crate) fn notify(&self) {
@@ -291,7 +278,7 @@ impl Inner {
         self.notified.store(true, Ordering::SeqCst);
     }
 
-    /// Arms the timerfd for `deadline` when that is earlier than what it is armed for (or it
+    /// Arms the timer for `deadline` when that is earlier than what it is armed for (or it
     /// is not armed). One armed for earlier than needed makes the descriptor readable once
     /// for nothing, and `process` then arms it for the real deadline: cheaper than a system
     /// call at every change of the deadline (a client's every request changes it).
@@ -299,45 +286,25 @@ impl Inner {
         let Some(at) = deadline else {
             return;
         };
-        // Held until the timerfd is set, so that `armed` and the timerfd always agree.
+        // Held until the timer is set, so that `armed` and the timer always agree.
         let mut armed = lock(&self.armed);
         if armed.is_some_and(|armed| armed <= at) {
             return;
         }
         *armed = Some(at);
-        let d = at
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_nanos(1));
-        let value = libc::timespec {
-            tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: d.subsec_nanos() as libc::c_long,
-        };
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: value,
-        };
-        // SAFETY: a valid timerfd and a valid itimerspec; the old value is not asked for.
-        unsafe { libc::timerfd_settime(self.timerfd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        self.timer
+            .set(&self.poller, at.saturating_duration_since(Instant::now()));
         drop(armed);
     }
 
-    /// Consumes the readiness of the timerfd (when its deadline has come) and the poller's
+    /// Consumes the readiness of the timer (when its deadline has come) and the poller's
     /// notifications (when there were any): no system call when neither.
     fn clear_readiness(&self) {
         let now = Instant::now();
         let mut armed = lock(&self.armed);
-        if armed.is_some_and(|at| at <= now) {
-            let mut buf = [0u8; 8];
-            // SAFETY: reads at most 8 bytes into a local buffer from a non-blocking timerfd.
-            let n =
-                unsafe { libc::read(self.timerfd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n == 8 {
-                // It fired and is disarmed now.
-                *armed = None;
-            }
+        if armed.is_some_and(|at| at <= now) && self.timer.consume(&self.poller) {
+            // It fired and is disarmed now.
+            *armed = None;
         }
         drop(armed);
         if self.notified.swap(false, Ordering::SeqCst) {
@@ -616,28 +583,24 @@ pub extern "C" fn coapio_context_new(
         if proto_config.seed == 0 {
             proto_config.seed = os_seed();
         }
-        let (poller, timerfd) = match Poller::new().and_then(|p| Ok((p, timerfd()?))) {
+        let (poller, timer) = match Poller::new().and_then(|p| {
+            let timer = DeadlineTimer::new(&p)?;
+            Ok((p, timer))
+        }) {
             Ok(x) => x,
             Err(e) => return fail(COAPIO_RESULT_IO, format!("cannot create the poller: {e}")),
         };
-        // SAFETY: both descriptors are deleted from the poller in Inner::drop, before they
-        // are closed (the transport and the timerfd are fields of Inner).
+        // SAFETY: the transport's descriptor is deleted from the poller in Inner::drop, before
+        // it is closed (the transport is a field of Inner).
         let added = unsafe {
-            poller
-                .add_with_mode(
-                    transport.as_fd().as_raw_fd(),
-                    PollEvent::readable(0),
-                    PollMode::Level,
-                )
-                .and_then(|()| {
-                    poller.add_with_mode(
-                        timerfd.as_raw_fd(),
-                        PollEvent::readable(1),
-                        PollMode::Level,
-                    )
-                })
+            poller.add_with_mode(
+                transport.as_fd().as_raw_fd(),
+                PollEvent::readable(0),
+                PollMode::Level,
+            )
         };
         if let Err(e) = added {
+            timer.remove(&poller);
             return fail(COAPIO_RESULT_IO, format!("cannot watch the socket: {e}"));
         }
         let local = transport.local_addr().ok();
@@ -664,7 +627,7 @@ pub extern "C" fn coapio_context_new(
             }),
             dispatch: Arc::new(Mutex::new(VecDeque::new())),
             poller,
-            timerfd,
+            timer,
             armed: Mutex::new(None),
             notified: AtomicBool::new(false),
             stop: AtomicBool::new(false),

@@ -27,6 +27,7 @@ mod config;
 mod context;
 mod oscore;
 mod server;
+mod timer;
 
 pub use base::*;
 pub use client::*;

@@ -20,6 +20,7 @@ use std::os::fd::AsFd;
 
 use crate::net::{RecvMeta, Transmit, TransportError};
 
+#[cfg(target_os = "linux")]
 mod addr;
 mod batch;
 #[cfg(target_os = "linux")]

@@ -504,9 +504,21 @@ coapio_result coapio_context_stop(const coapio_context *ctx);
 /*
  Mode B: the one descriptor to watch for readability in the application's event loop; it
  becomes readable when there is I/O or a deadline has passed. Then call
- `coapio_context_process`. Returns -1 for a NULL or failed context.
+ `coapio_context_process`. Returns -1 for a NULL or failed context, and on Windows, where
+ the thing to watch is a socket: see `coapio_context_get_socket`.
  */
 int32_t coapio_context_get_fd(const coapio_context *ctx);
+
+/*
+ Mode B, on every platform: what to watch for readability, as an integer wide enough for
+ a Windows `SOCKET`; `UINTPTR_MAX` (Windows' `INVALID_SOCKET`) for a NULL or failed
+ context. On Unix it is the descriptor `coapio_context_get_fd` returns. On Windows it is
+ the transport's socket (for `select`, `WSAPoll`, libuv's `uv_poll_init_socket`, GLib's
+ socket sources): it becomes readable when there is I/O or another thread woke the
+ context, but not when a deadline passes, so wait at most
+ `coapio_context_next_timeout_ms` there; never read from it yourself.
+ */
+size_t coapio_context_get_socket(const coapio_context *ctx);
 
 /*
  Mode B, for loops with their own timers: milliseconds until `coapio_context_process`

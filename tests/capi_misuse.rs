@@ -429,12 +429,18 @@ fn null_pointers_are_refused_everywhere() {
     assert_eq!(coapio_context_run(null_mut(), 0), NULL);
     assert_eq!(coapio_context_stop(null()), NULL);
     assert_eq!(coapio_context_get_fd(null()), -1);
+    assert_eq!(coapio_context_get_socket(null()), usize::MAX);
     assert_eq!(coapio_context_next_timeout_ms(null()), -1);
     assert_eq!(coapio_context_process(null_mut()), NULL);
     let mut port = 7u16;
     assert_eq!(coapio_context_local_port(null(), &mut port), NULL);
     let ctx = context(cfg);
     coapio_config_free(cfg);
+    // On Unix the socket to watch is the descriptor.
+    assert_eq!(
+        coapio_context_get_socket(ctx),
+        coapio_context_get_fd(ctx) as usize
+    );
     assert_eq!(coapio_context_local_port(ctx, null_mut()), NULL);
     assert_eq!(port, 7);
 

@@ -13,7 +13,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -98,9 +97,17 @@ impl DtlsTransport {
     }
 }
 
-impl AsFd for DtlsTransport {
-    fn as_fd(&self) -> BorrowedFd<'_> {
+#[cfg(unix)]
+impl std::os::fd::AsFd for DtlsTransport {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.inner.as_fd()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for DtlsTransport {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.inner.as_socket()
     }
 }
 

@@ -320,7 +320,7 @@ impl Builder {
             cap(ep.config().non_lifetime()),
         ];
         let local = transport.local_addr().ok();
-        let io = Async::new(transport)?;
+        let io = Async::new(crate::transport::Io(transport))?;
         let server = self.site.is_some();
         let site = self.site;
         let shared = Shared::new(ep, |waker| Engine::new(io, site, lifetimes, waker));

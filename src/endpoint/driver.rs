@@ -25,7 +25,7 @@ use super::shared::{HandleToken, Locked, Shared, State};
 use crate::message::Code;
 use crate::proto::{Event, IncomingId, Response};
 use crate::server::{ServerRequest, Site};
-use crate::transport::Transport;
+use crate::transport::Io;
 
 /// Datagrams, events and new handlers taken in one step before it yields to the executor
 /// (wakes itself and returns `Pending`), so that a flood cannot starve other tasks.
@@ -61,7 +61,7 @@ pub(super) enum Step {
 /// The endpoint's I/O side, behind the drive lock.
 pub(super) struct Engine {
     /// `None` once the endpoint is shut down (the socket is closed then).
-    io: Option<Async<Box<dyn Transport>>>,
+    io: Option<Async<Io>>,
     timer: Timer,
     /// What `timer` is set for (never later than the next deadline), so that it is set again
     /// only when the deadline comes earlier (setting it wakes the reactor).
@@ -85,7 +85,7 @@ pub(super) struct Engine {
 
 impl Engine {
     pub(super) fn new(
-        io: Async<Box<dyn Transport>>,
+        io: Async<Io>,
         site: Option<Site>,
         lifetimes: [Duration; 2],
         waker: Waker,

@@ -4,11 +4,15 @@
 //!
 //! The descriptor is a `polling::Poller` (epoll on Linux, kqueue on macOS and the BSDs)
 //! holding the transport's descriptor and a timer armed to the protocol core's next deadline
-//! (a timerfd, or a kqueue timer: [`super::timer`]), so it becomes readable when there is I/O
-//! or a deadline has passed, as libcoap's `coap_context_get_coap_fd` does.
+//! (a timerfd, or a kqueue timer), so it becomes readable when there is I/O or a deadline has
+//! passed, as libcoap's `coap_context_get_coap_fd` does. On Windows it is the transport's
+//! socket, which deadlines do not make readable ([`super::readiness`]).
 
 use std::collections::VecDeque;
+#[cfg(unix)]
 use std::os::fd::{AsFd, AsRawFd};
+#[cfg(windows)]
+use std::os::windows::io::AsRawSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
@@ -21,8 +25,8 @@ use super::base::coapio_result::{self, *};
 use super::base::{fail, guard, guard_void};
 use super::client::{coapio_response, coapio_response_callback};
 use super::config::coapio_config;
+use super::readiness::DeadlineTimer;
 use super::server::{CResource, Dispatch};
-use super::timer::DeadlineTimer;
 use crate::endpoint::TransportKind;
 use crate::error::RequestError;
 use crate::message::Code;
@@ -210,6 +214,9 @@ pub(crate) struct Inner {
     pub(crate) dispatch: Arc<Mutex<VecDeque<Dispatch>>>,
     pub(crate) poller: Poller,
     timer: DeadlineTimer,
+    /// Windows: what wakes a mode-B loop ([`super::readiness::Bell`]).
+    #[cfg(windows)]
+    bell: super::readiness::Bell,
     /// What the timer is set for (never later than the next deadline), so that it is set
     /// again only when the deadline comes earlier.
     armed: Mutex<Option<Instant>>,
@@ -229,7 +236,10 @@ pub(crate) struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let core = self.core.get_mut().unwrap_or_else(|e| e.into_inner());
+        #[cfg(unix)]
         let _ = self.poller.delete(core.transport.as_fd());
+        #[cfg(windows)]
+        let _ = self.poller.delete(core.transport.as_socket());
         self.timer.remove(&self.poller);
     }
 }
@@ -274,6 +284,8 @@ impl Inner {
     /// Makes the poller's descriptor readable: there is work for `process`.
     pub(crate) fn notify(&self) {
         let _ = self.poller.notify();
+        #[cfg(windows)]
+        self.bell.ring();
         // After the notification, so that whoever sees the flag finds it to consume.
         self.notified.store(true, Ordering::SeqCst);
     }
@@ -300,6 +312,8 @@ impl Inner {
     /// Consumes the readiness of the timer (when its deadline has come) and the poller's
     /// notifications (when there were any): no system call when neither.
     fn clear_readiness(&self) {
+        #[cfg(windows)]
+        self.bell.reset();
         let now = Instant::now();
         let mut armed = lock(&self.armed);
         if armed.is_some_and(|at| at <= now) && self.timer.consume(&self.poller) {
@@ -592,17 +606,27 @@ pub extern "C" fn coapio_context_new(
         };
         // SAFETY: the transport's descriptor is deleted from the poller in Inner::drop, before
         // it is closed (the transport is a field of Inner).
-        let added = unsafe {
-            poller.add_with_mode(
-                transport.as_fd().as_raw_fd(),
-                PollEvent::readable(0),
-                PollMode::Level,
-            )
-        };
+        #[cfg(unix)]
+        let source = transport.as_fd().as_raw_fd();
+        #[cfg(windows)]
+        let source = transport.as_socket().as_raw_socket();
+        let added =
+            unsafe { poller.add_with_mode(source, PollEvent::readable(0), PollMode::Level) };
         if let Err(e) = added {
             timer.remove(&poller);
             return fail(COAPIO_RESULT_IO, format!("cannot watch the socket: {e}"));
         }
+        #[cfg(windows)]
+        let bell = match super::readiness::Bell::new(transport.as_socket()) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = poller.delete(transport.as_socket());
+                return fail(
+                    COAPIO_RESULT_IO,
+                    format!("cannot make the wake-up socket: {e}"),
+                );
+            }
+        };
         let local = transport.local_addr().ok();
         let mut ep = proto::Endpoint::new(Arc::new(proto_config));
         let oscore = match &config {
@@ -628,6 +652,8 @@ pub extern "C" fn coapio_context_new(
             dispatch: Arc::new(Mutex::new(VecDeque::new())),
             poller,
             timer,
+            #[cfg(windows)]
+            bell,
             armed: Mutex::new(None),
             notified: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -765,16 +791,46 @@ pub extern "C" fn coapio_context_stop(ctx: *const coapio_context) -> coapio_resu
 
 /// Mode B: the one descriptor to watch for readability in the application's event loop; it
 /// becomes readable when there is I/O or a deadline has passed. Then call
-/// `coapio_context_process`. Returns -1 for a NULL or failed context.
+/// `coapio_context_process`. Returns -1 for a NULL or failed context, and on Windows, where
+/// the thing to watch is a socket: see `coapio_context_get_socket`.
 #[no_mangle]
 pub extern "C" fn coapio_context_get_fd(ctx: *const coapio_context) -> i32 {
     let mut fd = -1;
+    #[cfg(unix)]
     guard_void(|| {
         if let Ok(inner) = ctx_arg(ctx) {
             fd = inner.poller.as_raw_fd();
         }
     });
+    #[cfg(windows)]
+    let _ = (ctx, &mut fd);
     fd
+}
+
+/// Mode B, on every platform: what to watch for readability, as an integer wide enough for
+/// a Windows `SOCKET`; `UINTPTR_MAX` (Windows' `INVALID_SOCKET`) for a NULL or failed
+/// context. On Unix it is the descriptor `coapio_context_get_fd` returns. On Windows it is
+/// the transport's socket (for `select`, `WSAPoll`, libuv's `uv_poll_init_socket`, GLib's
+/// socket sources): it becomes readable when there is I/O or another thread woke the
+/// context, but not when a deadline passes, so wait at most
+/// `coapio_context_next_timeout_ms` there; never read from it yourself.
+#[no_mangle]
+pub extern "C" fn coapio_context_get_socket(ctx: *const coapio_context) -> usize {
+    let mut source = usize::MAX;
+    guard_void(|| {
+        if let Ok(inner) = ctx_arg(ctx) {
+            #[cfg(unix)]
+            {
+                source = inner.poller.as_raw_fd() as usize;
+            }
+            #[cfg(windows)]
+            {
+                let core = lock(&inner.core);
+                source = core.transport.as_socket().as_raw_socket() as usize;
+            }
+        }
+    });
+    source
 }
 
 /// Mode B, for loops with their own timers: milliseconds until `coapio_context_process`

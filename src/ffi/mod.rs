@@ -26,8 +26,8 @@ mod client;
 mod config;
 mod context;
 mod oscore;
+mod readiness;
 mod server;
-mod timer;
 
 pub use base::*;
 pub use client::*;

@@ -1,7 +1,7 @@
 //! Address helpers shared by the transports: IPv4-mapped IPv6 addresses to and from plain
 //! IPv4, so that the protocol core sees a remote as the address the user wrote.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
 /// `::ffff:a.b.c.d` → `a.b.c.d`; everything else unchanged.
 pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
@@ -30,7 +30,8 @@ pub(crate) fn to_v6(addr: SocketAddr) -> SocketAddrV6 {
 }
 
 /// The IPv6 form of an IP address, IPv4 as `::ffff:a.b.c.d`.
-pub(crate) fn ip_to_v6(ip: IpAddr) -> Ipv6Addr {
+#[cfg(target_os = "linux")]
+pub(crate) fn ip_to_v6(ip: IpAddr) -> std::net::Ipv6Addr {
     match ip {
         IpAddr::V6(v6) => v6,
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),

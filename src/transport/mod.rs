@@ -16,11 +16,10 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 
 use crate::net::{RecvMeta, Transmit, TransportError};
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 mod addr;
 mod batch;
 #[cfg(target_os = "linux")]
@@ -31,8 +30,17 @@ mod simple_server;
 mod udp6;
 
 pub use batch::{RecvBatch, SendBatch, BATCH};
+
 pub use simple6::Simple6;
 pub use simple_server::{SimpleServer, ANY_ADDRESS_REFUSED};
+/// What a transport's readiness is: a descriptor on Unix ([`std::os::fd::AsFd`]), a socket
+/// on Windows ([`std::os::windows::io::AsSocket`]), as `async-io` and `polling` wait on them.
+#[cfg(unix)]
+pub use std::os::fd::AsFd as AsSource;
+/// What a transport's readiness is: a descriptor on Unix ([`std::os::fd::AsFd`]), a socket
+/// on Windows ([`std::os::windows::io::AsSocket`]), as `async-io` and `polling` wait on them.
+#[cfg(windows)]
+pub use std::os::windows::io::AsSocket as AsSource;
 #[cfg(target_os = "linux")]
 pub use udp6::{Udp6, Udp6Options};
 
@@ -51,14 +59,15 @@ pub struct Capabilities {
     pub icmp_errors: bool,
 }
 
-/// A non-blocking datagram transport with one readiness file descriptor.
+/// A non-blocking datagram transport with one readiness file descriptor (a socket on
+/// Windows).
 ///
-/// The descriptor ([`AsFd`]) becomes readable when [`try_recv`](Self::try_recv) or
+/// The descriptor ([`AsSource`]) becomes readable when [`try_recv`](Self::try_recv) or
 /// [`try_recv_error`](Self::try_recv_error) has something. Callers take datagrams in batches
 /// ([`try_recv_batch`](Self::try_recv_batch)) until a batch comes back short, and errors
 /// whenever they ask: a transport notes the errors it sees while receiving and sending, so
 /// that asking costs nothing (no system call) when there are none.
-pub trait Transport: AsFd + Send + Sync + fmt::Debug + 'static {
+pub trait Transport: AsSource + Send + Sync + fmt::Debug + 'static {
     /// What this transport can do.
     fn capabilities(&self) -> Capabilities;
 
@@ -180,39 +189,80 @@ pub trait Transport: AsFd + Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// The methods of a wrapper's `Transport` impl, each passed on to `**self`.
+macro_rules! forward_transport {
+    () => {
+        fn capabilities(&self) -> Capabilities {
+            (**self).capabilities()
+        }
+        fn local_addr(&self) -> io::Result<SocketAddr> {
+            (**self).local_addr()
+        }
+        fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
+            (**self).try_recv(buf)
+        }
+        fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()> {
+            (**self).try_send(transmit, contents)
+        }
+        fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+            (**self).try_recv_batch(batch)
+        }
+        fn try_send_batch(&self, batch: &SendBatch, from: usize) -> io::Result<usize> {
+            (**self).try_send_batch(batch, from)
+        }
+        fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
+            (**self).try_recv_error()
+        }
+        fn set_in_use(&self, remote: SocketAddr, in_use: bool) {
+            (**self).set_in_use(remote, in_use);
+        }
+        fn join_multicast(&self, group: std::net::IpAddr, ifindex: u32) -> io::Result<()> {
+            (**self).join_multicast(group, ifindex)
+        }
+        fn poll_timeout(&self) -> Option<std::time::Instant> {
+            (**self).poll_timeout()
+        }
+        fn handle_timeout(&self, now: std::time::Instant) {
+            (**self).handle_timeout(now);
+        }
+    };
+}
+
+// Boxed transports are transports (a `Box<dyn Transport>` on Unix; on Windows std makes only
+// a box of a sized socket type a socket).
+#[cfg(unix)]
 impl<T: Transport + ?Sized> Transport for Box<T> {
-    fn capabilities(&self) -> Capabilities {
-        (**self).capabilities()
+    forward_transport!();
+}
+
+#[cfg(windows)]
+impl<T: Transport> Transport for Box<T> {
+    forward_transport!();
+}
+
+/// A boxed transport that `async-io` can wait on (`Async<Io>`): std implements the readiness
+/// traits for `Box<T: ?Sized>` on Unix only.
+#[derive(Debug)]
+pub(crate) struct Io(pub(crate) Box<dyn Transport>);
+
+impl std::ops::Deref for Io {
+    type Target = dyn Transport;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
     }
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        (**self).local_addr()
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for Io {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
     }
-    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
-        (**self).try_recv(buf)
-    }
-    fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()> {
-        (**self).try_send(transmit, contents)
-    }
-    fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
-        (**self).try_recv_batch(batch)
-    }
-    fn try_send_batch(&self, batch: &SendBatch, from: usize) -> io::Result<usize> {
-        (**self).try_send_batch(batch, from)
-    }
-    fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
-        (**self).try_recv_error()
-    }
-    fn set_in_use(&self, remote: SocketAddr, in_use: bool) {
-        (**self).set_in_use(remote, in_use);
-    }
-    fn join_multicast(&self, group: std::net::IpAddr, ifindex: u32) -> io::Result<()> {
-        (**self).join_multicast(group, ifindex)
-    }
-    fn poll_timeout(&self) -> Option<std::time::Instant> {
-        (**self).poll_timeout()
-    }
-    fn handle_timeout(&self, now: std::time::Instant) {
-        (**self).handle_timeout(now);
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for Io {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.0.as_socket()
     }
 }
 
@@ -227,20 +277,64 @@ pub const ALL_COAP_NODES: [std::net::IpAddr; 3] = [
 pub fn interface_index(name: &str) -> Option<u32> {
     let name = std::ffi::CString::new(name).ok()?;
     // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    #[cfg(unix)]
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    // SAFETY: as above.
+    #[cfg(windows)]
+    let index = unsafe {
+        windows_sys::Win32::NetworkManagement::IpHelper::if_nametoindex(name.as_ptr().cast())
+    };
     (index != 0).then_some(index)
 }
 
-/// Maps an OS error number to the kind of a [`TransportError`].
+/// Maps an OS error number (`errno`, or a Winsock error code on Windows) to the kind of a
+/// [`TransportError`].
 pub(crate) fn error_kind(errno: i32) -> crate::net::TransportErrorKind {
     use crate::net::TransportErrorKind as K;
-    match errno {
-        libc::ECONNREFUSED => K::PortUnreachable,
-        libc::EHOSTUNREACH | libc::EHOSTDOWN => K::HostUnreachable,
-        // EAFNOSUPPORT: an IPv6 destination where the system has no IPv6 (udp6's fallback).
-        libc::ENETUNREACH | libc::ENETDOWN | libc::EAFNOSUPPORT => K::NetworkUnreachable,
-        libc::EACCES | libc::EPERM => K::Prohibited,
-        libc::EMSGSIZE => K::MessageTooLarge,
-        other => K::Other(other),
+    use os_errors::*;
+    let is = |codes: &[i32]| codes.contains(&errno);
+    if is(PORT_UNREACHABLE) {
+        K::PortUnreachable
+    } else if is(HOST_UNREACHABLE) {
+        K::HostUnreachable
+    } else if is(NETWORK_UNREACHABLE) {
+        K::NetworkUnreachable
+    } else if is(PROHIBITED) {
+        K::Prohibited
+    } else if is(TOO_LARGE) {
+        K::MessageTooLarge
+    } else {
+        K::Other(errno)
     }
+}
+
+/// The OS error numbers the transports tell apart.
+#[cfg(unix)]
+pub(crate) mod os_errors {
+    pub(crate) const PORT_UNREACHABLE: &[i32] = &[libc::ECONNREFUSED];
+    pub(crate) const HOST_UNREACHABLE: &[i32] = &[libc::EHOSTUNREACH, libc::EHOSTDOWN];
+    /// EAFNOSUPPORT: an IPv6 destination where the system has no IPv6 (udp6's fallback).
+    pub(crate) const NETWORK_UNREACHABLE: &[i32] =
+        &[libc::ENETUNREACH, libc::ENETDOWN, libc::EAFNOSUPPORT];
+    pub(crate) const PROHIBITED: &[i32] = &[libc::EACCES, libc::EPERM];
+    pub(crate) const TOO_LARGE: &[i32] = &[libc::EMSGSIZE];
+    /// Out of descriptors.
+    pub(crate) const EMFILE: i32 = libc::EMFILE;
+}
+
+/// The OS error numbers the transports tell apart: Winsock's codes, which are what
+/// `raw_os_error` gives for socket errors on Windows. A UDP socket reports an ICMP port
+/// unreachable as WSAECONNRESET, and a time exceeded (TTL) as WSAENETRESET.
+#[cfg(windows)]
+pub(crate) mod os_errors {
+    use windows_sys::Win32::Networking::WinSock as ws;
+    pub(crate) const PORT_UNREACHABLE: &[i32] = &[ws::WSAECONNRESET, ws::WSAECONNREFUSED];
+    pub(crate) const HOST_UNREACHABLE: &[i32] =
+        &[ws::WSAEHOSTUNREACH, ws::WSAEHOSTDOWN, ws::WSAENETRESET];
+    pub(crate) const NETWORK_UNREACHABLE: &[i32] =
+        &[ws::WSAENETUNREACH, ws::WSAENETDOWN, ws::WSAEAFNOSUPPORT];
+    pub(crate) const PROHIBITED: &[i32] = &[ws::WSAEACCES];
+    pub(crate) const TOO_LARGE: &[i32] = &[ws::WSAEMSGSIZE];
+    /// Out of sockets.
+    pub(crate) const EMFILE: i32 = ws::WSAEMFILE;
 }

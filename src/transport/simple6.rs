@@ -40,12 +40,14 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::net::SocketAddr;
+#[cfg(unix)]
+use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use log::debug;
+#[cfg(unix)]
 use polling::{Event, PollMode, Poller};
 use socket2::{MaybeUninitSlice, SockRef};
 
@@ -55,7 +57,12 @@ use crate::net::{RecvMeta, Transmit, TransportError};
 /// The simple6 transport (see the module documentation).
 #[derive(Debug)]
 pub struct Simple6 {
+    /// The internal poller over the remotes' connected sockets: the readiness descriptor.
+    #[cfg(unix)]
     poller: Poller,
+    /// Windows: the one socket, for every remote (see the module documentation).
+    #[cfg(windows)]
+    shared: windows::Shared,
     inner: Mutex<Inner>,
     max_sockets: usize,
     idle: Duration,
@@ -72,11 +79,14 @@ struct Inner {
     last_sweep: Option<Instant>,
     /// Sockets the internal poller found readable, to be read in turn: one datagram from
     /// each before any is asked again, so one busy remote cannot hold the others back.
+    #[cfg(unix)]
     ready: VecDeque<usize>,
 }
 
+/// A remote simple6 talks to: its socket (Unix), and when it was last used.
 #[derive(Debug)]
 struct Conn {
+    #[cfg(unix)]
     socket: UdpSocket,
     remote: SocketAddr,
     last_used: Instant,
@@ -128,7 +138,10 @@ impl Simple6 {
     /// The error of creating the internal poller.
     pub fn with_limits(max_sockets: usize, idle: Duration) -> io::Result<Self> {
         Ok(Self {
+            #[cfg(unix)]
             poller: Poller::new()?,
+            #[cfg(windows)]
+            shared: windows::Shared::new()?,
             inner: Mutex::new(Inner::default()),
             max_sockets: max_sockets.max(1),
             idle,
@@ -142,6 +155,7 @@ impl Simple6 {
     fn close(&self, inner: &mut Inner, key: usize) {
         if let Some(conn) = inner.sockets.remove(&key) {
             inner.by_remote.remove(&conn.remote);
+            #[cfg(unix)]
             let _ = self.poller.delete(&conn.socket);
             debug!("coapio: simple6 closed the socket for {}", conn.remote);
         }
@@ -207,30 +221,35 @@ impl Simple6 {
 
     fn open(&self, inner: &mut Inner, remote: SocketAddr, now: Instant) -> io::Result<usize> {
         self.make_room(inner, now)?;
-        let local: SocketAddr = if remote.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let socket = UdpSocket::bind(local)?;
-        socket.connect(remote)?;
-        socket.set_nonblocking(true)?;
         let key = inner.next_key;
-        inner.next_key += 1;
-        // SAFETY: the socket is deleted from the poller (in `close` or `Drop`) before it is
-        // closed.
-        unsafe {
-            self.poller
-                .add_with_mode(&socket, Event::readable(key), PollMode::Level)?
+        #[cfg(unix)]
+        let socket = {
+            let local: SocketAddr = if remote.is_ipv4() {
+                (Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let socket = UdpSocket::bind(local)?;
+            socket.connect(remote)?;
+            socket.set_nonblocking(true)?;
+            // SAFETY: the socket is deleted from the poller (in `close` or `Drop`) before it
+            // is closed.
+            unsafe {
+                self.poller
+                    .add_with_mode(&socket, Event::readable(key), PollMode::Level)?
+            };
+            debug!(
+                "coapio: simple6 opened {} for {remote}",
+                socket.local_addr()?
+            );
+            socket
         };
-        debug!(
-            "coapio: simple6 opened {} for {remote}",
-            socket.local_addr()?
-        );
+        inner.next_key += 1;
         inner.by_remote.insert(remote, key);
         inner.sockets.insert(
             key,
             Conn {
+                #[cfg(unix)]
                 socket,
                 remote,
                 last_used: now,
@@ -250,16 +269,25 @@ impl Drop for Simple6 {
     }
 }
 
-impl AsFd for Simple6 {
-    fn as_fd(&self) -> BorrowedFd<'_> {
+#[cfg(unix)]
+impl std::os::fd::AsFd for Simple6 {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.poller.as_fd()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for Simple6 {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.shared.as_socket()
     }
 }
 
 impl Transport for Simple6 {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            icmp_errors: true,
+            // Windows: one socket for every remote cannot tell whose an ICMP error is.
+            icmp_errors: cfg!(unix),
             ..Capabilities::default()
         }
     }
@@ -272,6 +300,17 @@ impl Transport for Simple6 {
         ))
     }
 
+    #[cfg(windows)]
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
+        self.shared.recv(buf, |remote| {
+            let mut inner = self.lock();
+            let key = inner.by_remote.get(&remote).copied();
+            let conn = key.and_then(|k| inner.sockets.get_mut(&k));
+            conn.map(|c| c.last_used = Instant::now()).is_some()
+        })
+    }
+
+    #[cfg(unix)]
     fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
         let mut inner = self.lock();
         let now = Instant::now();
@@ -315,7 +354,7 @@ impl Transport for Simple6 {
                 Err(e) => {
                     // Fail the requests to this remote at once, as for an ICMP error, rather
                     // than retransmitting into the same refusal.
-                    let errno = e.raw_os_error().unwrap_or(libc::EMFILE);
+                    let errno = e.raw_os_error().unwrap_or(super::os_errors::EMFILE);
                     inner
                         .errors
                         .push_back(TransportError::new(remote, error_kind(errno)));
@@ -327,7 +366,11 @@ impl Transport for Simple6 {
             return Err(io::ErrorKind::NotConnected.into());
         };
         conn.last_used = now;
-        match conn.socket.send(contents) {
+        #[cfg(unix)]
+        let sent = conn.socket.send(contents);
+        #[cfg(windows)]
+        let sent = self.shared.send(contents, remote);
+        match sent {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
             // An earlier ICMP error surfaces here: report it for the remote, as a receive would.
@@ -361,6 +404,103 @@ impl Transport for Simple6 {
             {
                 conn.last_used = conn.last_used.max(now);
             }
+        }
+    }
+}
+
+/// simple6 on Windows: one unconnected socket for every remote (dual-stack, or IPv4 where
+/// the system has no IPv6). The poller of the Unix version cannot be waited on there
+/// (`async-io` and C event loops wait on sockets), so the remotes share the one socket that
+/// is the readiness source, and datagrams from anyone simple6 has not sent to are dropped,
+/// as a connected socket would drop them. A UDP socket on Windows reports an ICMP port
+/// unreachable as `WSAECONNRESET` on a later receive without saying for whom: those are
+/// skipped, and requests to a closed port time out there instead of failing at once.
+#[cfg(windows)]
+mod windows {
+    use std::io;
+    use std::net::{SocketAddr, UdpSocket};
+    use std::os::windows::io::{AsSocket, BorrowedSocket};
+
+    use log::{debug, trace};
+    use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+    use super::recv_checked;
+    use crate::net::RecvMeta;
+
+    #[derive(Debug)]
+    pub(super) struct Shared {
+        socket: UdpSocket,
+        /// Whether the socket is IPv6 (dual-stack): IPv4 remotes are then IPv4-mapped.
+        v6: bool,
+    }
+
+    impl Shared {
+        pub(super) fn new() -> io::Result<Self> {
+            let dual = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).and_then(|s| {
+                s.set_only_v6(false)?;
+                s.bind(&SocketAddr::from(([0u16; 8], 0)).into())?;
+                Ok(s)
+            });
+            let (socket, v6) = match dual {
+                Ok(s) => (s, true),
+                Err(e) => {
+                    debug!("coapio: simple6 has no IPv6 socket ({e}); IPv4 only");
+                    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+                    s.bind(&SocketAddr::from(([0u8; 4], 0)).into())?;
+                    (s, false)
+                }
+            };
+            socket.set_nonblocking(true)?;
+            Ok(Self {
+                socket: socket.into(),
+                v6,
+            })
+        }
+
+        /// Receives the next datagram from a remote that `known` accepts.
+        pub(super) fn recv(
+            &self,
+            buf: &mut [u8],
+            known: impl Fn(SocketAddr) -> bool,
+        ) -> io::Result<(usize, RecvMeta)> {
+            loop {
+                match recv_checked(SockRef::from(&self.socket), buf) {
+                    Ok(Some((n, Some(from)))) => {
+                        let from = super::super::addr::canonical(from);
+                        if known(from) {
+                            return Ok((n, RecvMeta::new(from)));
+                        }
+                        trace!("coapio: simple6 dropped a datagram from {from}, not a remote of its own");
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                    // An ICMP error about an earlier datagram, for an unknown remote.
+                    Err(e)
+                        if e.raw_os_error().is_some_and(|c| {
+                            !matches!(
+                                super::error_kind(c),
+                                crate::net::TransportErrorKind::Other(_)
+                            )
+                        }) =>
+                    {
+                        trace!("coapio: simple6 skipped an ICMP error: {e}")
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+
+        pub(super) fn send(&self, contents: &[u8], remote: SocketAddr) -> io::Result<usize> {
+            let to = if self.v6 {
+                SocketAddr::V6(super::super::addr::to_v6(remote))
+            } else {
+                remote
+            };
+            self.socket.send_to(contents, to)
+        }
+
+        pub(super) fn as_socket(&self) -> BorrowedSocket<'_> {
+            self.socket.as_socket()
         }
     }
 }

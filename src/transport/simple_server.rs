@@ -1,5 +1,5 @@
 //! simplesocketserver: a server bound to one concrete address, with plain `recvfrom` and
-//! `sendto`, for any Unix.
+//! `sendto`, for any Unix and Windows.
 //!
 //! Because the socket is bound to one address, replies leave from the address requests were
 //! sent to without any ancillary data. Binding it to an any-address (`0.0.0.0`, `[::]`) is
@@ -8,12 +8,11 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd};
 
 use socket2::SockRef;
 
 use super::simple6::recv_checked;
-use super::{Capabilities, Transport};
+use super::{error_kind, Capabilities, Transport};
 use crate::net::{RecvMeta, Transmit};
 
 /// The message users of aiocoap know, followed by what to do instead.
@@ -50,9 +49,17 @@ impl SimpleServer {
     }
 }
 
-impl AsFd for SimpleServer {
-    fn as_fd(&self) -> BorrowedFd<'_> {
+#[cfg(unix)]
+impl std::os::fd::AsFd for SimpleServer {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.socket.as_fd()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for SimpleServer {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.socket.as_socket()
     }
 }
 
@@ -75,8 +82,15 @@ impl Transport for SimpleServer {
                     return Ok((n, RecvMeta::new(from).with_local(self.local.ip(), None)))
                 }
                 Ok(_) => continue,
-                // An ICMP error from an earlier send; this transport cannot say for whom.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                // An ICMP error from an earlier send (ECONNREFUSED; WSAECONNRESET or
+                // WSAENETRESET on Windows): this transport cannot say for whom.
+                Err(e)
+                    if e.raw_os_error().is_some_and(|c| {
+                        !matches!(error_kind(c), crate::net::TransportErrorKind::Other(_))
+                    }) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e),
             }
         }

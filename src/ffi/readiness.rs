@@ -1,10 +1,21 @@
-//! The deadline timer in a context's poller: what makes the descriptor of mode B readable
-//! when the protocol core's next deadline comes. A timerfd on Linux and Android (added to the
-//! epoll set like any descriptor); a kqueue timer (`EVFILT_TIMER`) on macOS and the BSDs,
-//! where the poller is a kqueue and the timer lives inside it.
+//! What makes the thing mode B hands out readable, per platform.
 //!
-//! Either way the timer is one-shot: [`DeadlineTimer::set`] (re)arms it, and
-//! [`DeadlineTimer::consume`] takes a fired timer's readiness off the descriptor.
+//! On Unix that is the context's poller (epoll, kqueue), holding the transport's descriptor
+//! and a [`DeadlineTimer`] armed to the protocol core's next deadline: a timerfd on Linux and
+//! Android (added to the epoll set like any descriptor), a kqueue timer (`EVFILT_TIMER`) on
+//! macOS and the BSDs, where the timer lives inside the kqueue. Either way the timer is
+//! one-shot: [`DeadlineTimer::set`] (re)arms it, and [`DeadlineTimer::consume`] takes a fired
+//! timer's readiness off the descriptor.
+//!
+//! On Windows a poller (an I/O completion port) is nothing a C event loop can wait on, but
+//! every loop there can wait on a socket (`select`, `WSAPoll`, libuv's `uv_poll_init_socket`,
+//! GLib's socket sources): mode B hands out the transport's own socket. Deadlines do not make
+//! it readable (there is no timer to put in it; the loop waits with
+//! `coapio_context_next_timeout_ms` as its timeout), and a wake-up from another thread (a
+//! responder answering, `coapio_context_stop`, a handler future) rings a [`Bell`]: an empty
+//! datagram from a loopback socket of the context's own to the transport's socket, which the
+//! transport drops (simple6 takes datagrams only from its remotes; the core ignores a
+//! datagram too short for a CoAP header). No thread is started on any platform.
 
 use std::io;
 use std::time::Duration;
@@ -12,6 +23,7 @@ use std::time::Duration;
 use polling::Poller;
 
 /// The poller key of the timer's events (the transport's is 0).
+#[cfg(unix)]
 pub(crate) const TIMER_KEY: usize = 1;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -135,6 +147,88 @@ mod imp {
         pub(crate) fn remove(&self, poller: &Poller) {
             let _ = poller.delete_filter(timer(Duration::ZERO));
         }
+    }
+}
+
+/// Windows: no timer in the readiness source (see the module documentation); mode A waits
+/// with a timeout.
+#[cfg(windows)]
+mod imp {
+    use std::io;
+    use std::time::Duration;
+
+    use polling::Poller;
+
+    pub(crate) struct DeadlineTimer;
+
+    impl DeadlineTimer {
+        pub(crate) fn new(_poller: &Poller) -> io::Result<Self> {
+            Ok(Self)
+        }
+
+        pub(crate) fn set(&self, _poller: &Poller, _after: Duration) {}
+
+        /// Nothing to consume: a deadline is due when its time has come.
+        pub(crate) fn consume(&self, _poller: &Poller) -> bool {
+            true
+        }
+
+        pub(crate) fn remove(&self, _poller: &Poller) {}
+    }
+}
+
+/// Windows: wakes a mode-B loop waiting on the transport's socket (see the module
+/// documentation). Rung at most once until [`Bell::reset`], so that a burst of wake-ups
+/// sends one datagram.
+#[cfg(windows)]
+pub(crate) struct Bell {
+    socket: std::net::UdpSocket,
+    to: std::net::SocketAddr,
+    rung: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(windows)]
+impl Bell {
+    /// A bell for the socket `target` (the transport's), reached over loopback.
+    pub(crate) fn new(target: std::os::windows::io::BorrowedSocket<'_>) -> io::Result<Self> {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+        let local = socket2::SockRef::from(&target)
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("the transport's socket has no IP address"))?;
+        let loopback = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            other => other,
+        };
+        let to = SocketAddr::new(loopback(local.ip()), local.port());
+        let from = SocketAddr::new(
+            if to.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            },
+            0,
+        );
+        let socket = std::net::UdpSocket::bind(from)?;
+        socket.set_nonblocking(true)?;
+        Ok(Self {
+            socket,
+            to,
+            rung: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Makes the transport's socket readable, unless that is done and not yet consumed.
+    pub(crate) fn ring(&self) {
+        if !self.rung.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let _ = self.socket.send_to(&[], self.to);
+        }
+    }
+
+    /// Called before the transport's socket is read: a wake-up after this rings again.
+    pub(crate) fn reset(&self) {
+        self.rung.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -357,19 +357,7 @@ pub(crate) fn open_transport(
     reuse_port: bool,
 ) -> io::Result<Box<dyn Transport>> {
     Ok(match kind {
-        #[cfg(target_os = "linux")]
-        TransportKind::Udp6 => {
-            let options = crate::transport::Udp6Options { reuse_port };
-            Box::new(crate::transport::Udp6::bind_with(bind, &options)?)
-        }
-        #[cfg(not(target_os = "linux"))]
-        TransportKind::Udp6 => {
-            let _ = reuse_port;
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the udp6 transport needs Linux; use simple6 or simplesocketserver",
-            ));
-        }
+        TransportKind::Udp6 => crate::transport::open_udp6(bind, reuse_port)?,
         // With a site, simple6 serves the requests of the remotes it has sockets for (role
         // reversal), which needs nothing of it at opening.
         TransportKind::Simple6 => Box::new(crate::transport::Simple6::new()?),

@@ -30,7 +30,7 @@ pub(crate) fn to_v6(addr: SocketAddr) -> SocketAddrV6 {
 }
 
 /// The IPv6 form of an IP address, IPv4 as `::ffff:a.b.c.d`.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_vendor = "apple", target_os = "freebsd"))]
 pub(crate) fn ip_to_v6(ip: IpAddr) -> std::net::Ipv6Addr {
     match ip {
         IpAddr::V6(v6) => v6,

@@ -3,7 +3,9 @@
 //! socket, `IP_PKTINFO`) a `sendmsg` carries.
 
 use std::mem;
-use std::net::{Ipv4Addr, Ipv6Addr};
+#[cfg(target_os = "linux")]
+use std::net::Ipv4Addr;
+use std::net::Ipv6Addr;
 
 /// A control-message buffer aligned for `cmsghdr`.
 #[repr(C, align(8))]
@@ -122,6 +124,7 @@ pub(crate) fn pktinfo6(buf: &mut SmallCmsgBuf, addr: Ipv6Addr, ifindex: u32) -> 
 
 /// Writes one `IP_PKTINFO` control message choosing the source address `addr` (the IPv4
 /// socket's counterpart of [`pktinfo6`]) into `buf` and returns its length.
+#[cfg(target_os = "linux")]
 pub(crate) fn pktinfo4(buf: &mut SmallCmsgBuf, addr: Ipv4Addr) -> usize {
     let info = libc::in_pktinfo {
         ipi_ifindex: 0,
@@ -192,6 +195,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn pktinfo4_round_trips_through_the_iterator() {
         let mut buf = SmallCmsgBuf::new();
         let len = pktinfo4(&mut buf, Ipv4Addr::new(127, 0, 0, 2));

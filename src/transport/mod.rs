@@ -8,8 +8,14 @@
 //! | transport | platforms | client | server | reply from the arrival address | ICMP errors |
 //! |---|---|---|---|---|---|
 //! | [`Udp6`] | Linux | yes | yes | yes (PKTINFO) | yes (error queue) |
-//! | [`Simple6`] | any Unix | yes | only the remotes it talks to (role reversal) | n/a | yes (`ECONNREFUSED`) |
-//! | [`SimpleServer`] | any Unix | yes | yes, one address | yes (bound there) | no |
+//! | [`Udp6`] | macOS, FreeBSD | yes | yes | IPv6 yes (PKTINFO); IPv4: routing's choice | no |
+//! | [`Simple6`] | Unix | yes | only the remotes it talks to (role reversal) | n/a | yes (`ECONNREFUSED` on the remote's socket) |
+//! | [`Simple6`] | Windows | yes | only the remotes it talks to | n/a | no (one shared socket) |
+//! | [`SimpleServer`] | Unix, Windows | yes | yes, one address | yes (bound there) | no |
+//!
+//! The default is udp6 on Linux and, elsewhere, simple6 for a client and simplesocketserver
+//! for a server, as in aiocoap ([`crate::TransportKind`] and `COAPIO_TRANSPORT` choose
+//! another). Only Linux runs the tests; the other platforms are type-checked (`.ci/xcheck`).
 //!
 //! This module and the C ABI are the only places with `unsafe` code.
 
@@ -19,14 +25,19 @@ use std::net::SocketAddr;
 
 use crate::net::{RecvMeta, Transmit, TransportError};
 
-#[cfg(any(target_os = "linux", windows))]
+#[cfg(any(
+    target_os = "linux",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    windows
+))]
 mod addr;
 mod batch;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_vendor = "apple", target_os = "freebsd"))]
 mod cmsg;
 mod simple6;
 mod simple_server;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_vendor = "apple", target_os = "freebsd"))]
 mod udp6;
 
 pub use batch::{RecvBatch, SendBatch, BATCH};
@@ -41,8 +52,30 @@ pub use std::os::fd::AsFd as AsSource;
 /// on Windows ([`std::os::windows::io::AsSocket`]), as `async-io` and `polling` wait on them.
 #[cfg(windows)]
 pub use std::os::windows::io::AsSocket as AsSource;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_vendor = "apple", target_os = "freebsd"))]
 pub use udp6::{Udp6, Udp6Options};
+
+/// Opens udp6 bound to `bind` (with `SO_REUSEPORT` when `reuse_port`), where the platform
+/// has it (Linux, macOS, FreeBSD).
+///
+/// # Errors
+///
+/// Udp6's errors of binding; [`io::ErrorKind::Unsupported`] on other platforms.
+pub(crate) fn open_udp6(bind: SocketAddr, reuse_port: bool) -> io::Result<Box<dyn Transport>> {
+    #[cfg(any(target_os = "linux", target_vendor = "apple", target_os = "freebsd"))]
+    return Ok(Box::new(Udp6::bind_with(
+        bind,
+        &Udp6Options { reuse_port },
+    )?));
+    #[cfg(not(any(target_os = "linux", target_vendor = "apple", target_os = "freebsd")))]
+    {
+        let _ = (bind, reuse_port);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the udp6 transport needs Linux, macOS or FreeBSD; use simple6 or simplesocketserver",
+        ))
+    }
+}
 
 /// What a transport can do.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! udp6: one dual-stack UDP socket for client and server, with the local address of every
-//! datagram (PKTINFO) and ICMP errors from the error queue (Linux).
+//! datagram (PKTINFO) and, on Linux, ICMP errors from the error queue.
 //!
 //! The socket is bound to an IPv6 address (normally `[::]`) with `IPV6_V6ONLY` off, so IPv4
 //! peers arrive as IPv4-mapped addresses; the transport hands them to the core as plain IPv4
@@ -10,7 +10,15 @@
 //! [`Transport::try_recv_error`] reads them; a pending error makes the descriptor readable, so
 //! callers drain errors before data.
 //!
-//! Where IPv6 is switched off altogether (the kernel refuses `AF_INET6` sockets with
+//! On macOS and FreeBSD udp6 has what those kernels offer (RFC 3542's `IPV6_RECVPKTINFO` and
+//! `IPV6_PKTINFO`): the local address of every datagram, and replies to IPv6 remotes sent
+//! from it. It has no error queue there (ICMP errors on an unconnected socket are not
+//! reported: requests to a closed port time out), receives and sends one datagram per call
+//! (no `recvmmsg`/`sendmmsg`), and replies to IPv4 remotes leave from the address routing
+//! picks (an IPv4-mapped `IPV6_PKTINFO` is Linux's). It is not the default there (simple6
+//! and simplesocketserver are, as in aiocoap), and it has been type-checked, not run.
+//!
+//! Where IPv6 is switched off altogether (Linux) (the kernel refuses `AF_INET6` sockets with
 //! `EAFNOSUPPORT`, as with `ipv6.disable=1`), udp6 opens an IPv4 socket instead, with the same
 //! features on IPv4 (`IP_PKTINFO`, `IP_RECVERR`), says so in a warning, and binds `[::]` as
 //! `0.0.0.0`; IPv6 remotes are then unreachable (a send to one fails with
@@ -27,8 +35,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::addr::{canonical, canonical_ip, ip_to_v6, to_v6};
 use super::cmsg::{self, CmsgBuf, SmallCmsgBuf};
-use super::{error_kind, Capabilities, RecvBatch, SendBatch, Transport, BATCH};
-use crate::net::{RecvMeta, Transmit, TransportError};
+#[cfg(target_os = "linux")]
+use super::{error_kind, RecvBatch, SendBatch, BATCH};
+use super::{Capabilities, Transport};
+#[cfg(target_os = "linux")]
+use crate::net::TransportError;
+use crate::net::{RecvMeta, Transmit};
 
 /// Options for [`Udp6::bind_with`].
 #[derive(Clone, Debug, Default)]
@@ -45,12 +57,14 @@ pub struct Udp6 {
     socket: Socket,
     /// Whether the socket is an IPv4 one, because the system has no IPv6.
     ipv4_only: bool,
-    /// Whether the error queue may hold something: set when a receive or send failed with an
+    /// (Linux) Whether the error queue may hold something: set when a receive or send failed with an
     /// error (a queued ICMP error also makes the next receive or send fail, once), cleared
     /// when reading the queue found it empty. The queue is read only when this is set.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     errors: AtomicBool,
     /// Receives that found nothing since the error queue was last looked at for them (see
     /// `try_recv_batch`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     empty_receives: std::sync::atomic::AtomicU8,
 }
 
@@ -75,6 +89,32 @@ fn setsockopt_int(
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Asks for the local address and interface of every datagram received (on the IPv4 socket
+/// of a system without IPv6, IPv4's `IP_PKTINFO`).
+fn enable_pktinfo(socket: &Socket, ipv4_only: bool) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if ipv4_only {
+        return setsockopt_int(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+    }
+    debug_assert!(!ipv4_only);
+    setsockopt_int(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
+}
+
+/// Has ICMP errors queued on the socket's error queue (Linux). They are a capability, not a
+/// requirement: a kernel without them still works.
+#[cfg(target_os = "linux")]
+fn enable_error_queue(socket: &Socket, ipv4_only: bool) {
+    let mut levels = vec![(libc::IPPROTO_IP, libc::IP_RECVERR)];
+    if !ipv4_only {
+        levels.insert(0, (libc::IPPROTO_IPV6, libc::IPV6_RECVERR));
+    }
+    for (level, name) in levels {
+        if let Err(e) = setsockopt_int(socket, level, name, 1) {
+            debug!("coapio: udp6 cannot enable ICMP error reports ({name}): {e}");
+        }
     }
 }
 
@@ -141,6 +181,7 @@ impl Udp6 {
         let (socket, ipv4_only) = match Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))
         {
             Ok(socket) => (socket, false),
+            #[cfg(target_os = "linux")]
             Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
                 log::warn!(
                     "coapio: udp6: this system has no IPv6 ({e}); using an IPv4 socket, so \
@@ -151,33 +192,19 @@ impl Udp6 {
             }
             Err(e) => return Err(e),
         };
-        let (pktinfo, local) = if ipv4_only {
-            (
-                (libc::IPPROTO_IP, libc::IP_PKTINFO),
-                SocketAddr::V4(ipv4_bind_address(addr)?),
-            )
+        let local = if ipv4_only {
+            SocketAddr::V4(ipv4_bind_address(addr)?)
         } else {
             socket.set_only_v6(false)?;
-            (
-                (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
-                SocketAddr::V6(to_v6(addr)),
-            )
+            SocketAddr::V6(to_v6(addr))
         };
         socket.set_nonblocking(true)?;
         if options.reuse_port {
             socket.set_reuse_port(true)?;
         }
-        setsockopt_int(&socket, pktinfo.0, pktinfo.1, 1)?;
-        // Errors are a capability, not a requirement: a kernel without them still works.
-        let mut recverr = vec![(libc::IPPROTO_IP, libc::IP_RECVERR)];
-        if !ipv4_only {
-            recverr.insert(0, (libc::IPPROTO_IPV6, libc::IPV6_RECVERR));
-        }
-        for (level, name) in recverr {
-            if let Err(e) = setsockopt_int(&socket, level, name, 1) {
-                debug!("coapio: udp6 cannot enable ICMP error reports ({name}): {e}");
-            }
-        }
+        enable_pktinfo(&socket, ipv4_only)?;
+        #[cfg(target_os = "linux")]
+        enable_error_queue(&socket, ipv4_only);
         socket.bind(&local.into())?;
         debug!(
             "coapio: udp6 bound to {}",
@@ -220,12 +247,17 @@ impl Udp6 {
         }
     }
 
+    /// Receives one datagram, or (Linux, `errqueue`) one entry of the error queue.
     fn recvmsg(
         &self,
         buf: &mut [u8],
-        flags: libc::c_int,
+        errqueue: bool,
         ctrl: &mut CmsgBuf,
     ) -> io::Result<(usize, libc::msghdr, libc::sockaddr_storage)> {
+        #[cfg(target_os = "linux")]
+        let flags = if errqueue { libc::MSG_ERRQUEUE } else { 0 };
+        #[cfg(not(target_os = "linux"))]
+        let flags = 0;
         // SAFETY: sockaddr_storage is a plain C struct for which all-zero bytes are valid.
         let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
         let mut iov = libc::iovec {
@@ -244,7 +276,7 @@ impl Udp6 {
         let n = unsafe { libc::recvmsg(self.socket.as_raw_fd(), &mut hdr, flags) };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if flags & libc::MSG_ERRQUEUE == 0 {
+            if !errqueue {
                 self.note_error(&e);
             }
             return Err(e);
@@ -268,7 +300,7 @@ impl Transport for Udp6 {
             server: true,
             multicast: true,
             local_addr_info: true,
-            icmp_errors: true,
+            icmp_errors: cfg!(target_os = "linux"),
         }
     }
 
@@ -283,7 +315,7 @@ impl Transport for Udp6 {
     fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
         loop {
             let mut ctrl = CmsgBuf::new();
-            let (n, mut hdr, name) = self.recvmsg(buf, 0, &mut ctrl)?;
+            let (n, mut hdr, name) = self.recvmsg(buf, false, &mut ctrl)?;
             if hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 debug!(
                     "coapio: udp6 dropped a datagram larger than {} bytes",
@@ -344,6 +376,7 @@ impl Transport for Udp6 {
         self.join(group, ifindex)
     }
 
+    #[cfg(target_os = "linux")]
     fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
         batch.clear();
         // SAFETY (for the zeroed values): sockaddr_in6, mmsghdr and iovec are plain C structs
@@ -422,6 +455,7 @@ impl Transport for Udp6 {
         Ok(n as usize)
     }
 
+    #[cfg(target_os = "linux")]
     fn try_send_batch(&self, batch: &SendBatch, from: usize) -> io::Result<usize> {
         let mut parts = [const { SendParts::new() }; BATCH];
         // SAFETY: mmsghdr is a plain C struct for which all-zero bytes are valid.
@@ -479,6 +513,7 @@ impl Transport for Udp6 {
         self.try_send(transmit, contents).map(|()| 1)
     }
 
+    #[cfg(target_os = "linux")]
     fn try_recv_error(&self) -> io::Result<Option<TransportError>> {
         if !self.errors.swap(false, Ordering::Relaxed) {
             return Ok(None);
@@ -493,14 +528,14 @@ impl Transport for Udp6 {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Udp6 {
     /// Takes one entry of the socket's error queue, if any.
     fn read_error_queue(&self) -> io::Result<Option<TransportError>> {
         loop {
             let mut ctrl = CmsgBuf::new();
             let mut scratch = [0u8; 64];
-            let (_, mut hdr, name) = match self.recvmsg(&mut scratch, libc::MSG_ERRQUEUE, &mut ctrl)
-            {
+            let (_, mut hdr, name) = match self.recvmsg(&mut scratch, true, &mut ctrl) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(e),
@@ -549,6 +584,7 @@ unsafe fn meta_of(remote: SocketAddr, hdr: &libc::msghdr) -> RecvMeta {
             }
             // The IPv4 socket's (see the module documentation): ipi_addr is where the
             // datagram was sent to.
+            #[cfg(target_os = "linux")]
             (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
                 if let Some(info) = c.read::<libc::in_pktinfo>() {
                     let local = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
@@ -564,6 +600,7 @@ unsafe fn meta_of(remote: SocketAddr, hdr: &libc::msghdr) -> RecvMeta {
 
 /// A received name (in a `sockaddr_in6`'s room) as a socket address (IPv4-mapped made plain
 /// IPv4): a `sockaddr_in6` from the IPv6 socket, a `sockaddr_in` from the IPv4 one.
+#[cfg(target_os = "linux")]
 fn from_name(a: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
     match libc::c_int::from(a.sin6_family) {
         libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
@@ -645,6 +682,7 @@ impl SendParts {
             .source
             .map(canonical_ip)
             .filter(|s| s.is_ipv4() == dest_is_v4);
+        #[cfg(target_os = "linux")]
         if ipv4_only {
             let SocketAddr::V4(dest) = destination else {
                 // What the kernel says of an IPv6 destination on an IPv4 socket: the core
@@ -657,6 +695,7 @@ impl SendParts {
             let name = unsafe {
                 &mut *(&mut self.name as *mut libc::sockaddr_in6).cast::<libc::sockaddr_in>()
             };
+            // SAFETY: as above.
             *name = unsafe { mem::zeroed() };
             name.sin_family = libc::AF_INET as libc::sa_family_t;
             name.sin_port = dest.port().to_be();
@@ -667,22 +706,30 @@ impl SendParts {
                 hdr.msg_control = self.ctrl.0.as_mut_ptr().cast();
                 hdr.msg_controllen = len as _;
             }
-        } else {
-            self.name = to_sockaddr_in6(to_v6(destination));
-            hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-            // Linux takes an IPv4-mapped IPV6_PKTINFO for IPv4 destinations.
-            if source.is_some() || (transmit.ifindex.is_some() && !dest_is_v4) {
-                let addr = source.map_or(Ipv6Addr::UNSPECIFIED, ip_to_v6);
-                let ifindex = if dest_is_v4 {
-                    0
-                } else {
-                    transmit.ifindex.unwrap_or(0)
-                };
-                let len = cmsg::pktinfo6(&mut self.ctrl, addr, ifindex);
-                hdr.msg_control = self.ctrl.0.as_mut_ptr().cast();
-                hdr.msg_controllen = len as _;
-            }
+            return Ok(self.finish(hdr, contents));
         }
+        debug_assert!(!ipv4_only);
+        self.name = to_sockaddr_in6(to_v6(destination));
+        hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        // Linux takes an IPv4-mapped IPV6_PKTINFO for IPv4 destinations; the BSDs do not
+        // (there, routing picks the source of a reply to an IPv4 remote).
+        let pktinfo = cfg!(target_os = "linux") || !dest_is_v4;
+        if pktinfo && (source.is_some() || (transmit.ifindex.is_some() && !dest_is_v4)) {
+            let addr = source.map_or(Ipv6Addr::UNSPECIFIED, ip_to_v6);
+            let ifindex = if dest_is_v4 {
+                0
+            } else {
+                transmit.ifindex.unwrap_or(0)
+            };
+            let len = cmsg::pktinfo6(&mut self.ctrl, addr, ifindex);
+            hdr.msg_control = self.ctrl.0.as_mut_ptr().cast();
+            hdr.msg_controllen = len as _;
+        }
+        Ok(self.finish(hdr, contents))
+    }
+
+    /// Points `hdr` at the name, the iovec (for `contents`) and nothing else of `self`.
+    fn finish(&mut self, mut hdr: libc::msghdr, contents: &[u8]) -> libc::msghdr {
         self.iov = libc::iovec {
             iov_base: contents.as_ptr() as *mut libc::c_void,
             iov_len: contents.len(),
@@ -690,6 +737,6 @@ impl SendParts {
         hdr.msg_name = (&mut self.name as *mut libc::sockaddr_in6).cast();
         hdr.msg_iov = &mut self.iov;
         hdr.msg_iovlen = 1;
-        Ok(hdr)
+        hdr
     }
 }

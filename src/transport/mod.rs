@@ -45,11 +45,11 @@ pub use batch::{RecvBatch, SendBatch, BATCH};
 pub use simple6::Simple6;
 pub use simple_server::{SimpleServer, ANY_ADDRESS_REFUSED};
 /// What a transport's readiness is: a descriptor on Unix ([`std::os::fd::AsFd`]), a socket
-/// on Windows ([`std::os::windows::io::AsSocket`]), as `async-io` and `polling` wait on them.
+/// on Windows (`std::os::windows::io::AsSocket`), as `async-io` and `polling` wait on them.
 #[cfg(unix)]
 pub use std::os::fd::AsFd as AsSource;
 /// What a transport's readiness is: a descriptor on Unix ([`std::os::fd::AsFd`]), a socket
-/// on Windows ([`std::os::windows::io::AsSocket`]), as `async-io` and `polling` wait on them.
+/// on Windows (`std::os::windows::io::AsSocket`), as `async-io` and `polling` wait on them.
 #[cfg(windows)]
 pub use std::os::windows::io::AsSocket as AsSource;
 #[cfg(any(target_os = "linux", target_vendor = "apple", target_os = "freebsd"))]

@@ -97,19 +97,7 @@ impl DtlsTransport {
     }
 }
 
-#[cfg(unix)]
-impl std::os::fd::AsFd for DtlsTransport {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
-
-#[cfg(windows)]
-impl std::os::windows::io::AsSocket for DtlsTransport {
-    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
-        self.inner.as_socket()
-    }
-}
+crate::transport::forward_readiness!(DtlsTransport, inner);
 
 impl Transport for DtlsTransport {
     fn capabilities(&self) -> Capabilities {

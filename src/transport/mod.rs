@@ -273,6 +273,28 @@ impl<T: Transport> Transport for Box<T> {
     forward_transport!();
 }
 
+/// Implements the platform's readiness trait ([`AsSource`]) for `$ty` by passing it on to
+/// the transport in its field `$field`: for wrappers of transports.
+macro_rules! forward_readiness {
+    ($ty:ty, $field:tt) => {
+        #[cfg(unix)]
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.$field.as_fd()
+            }
+        }
+
+        #[cfg(windows)]
+        impl std::os::windows::io::AsSocket for $ty {
+            fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+                self.$field.as_socket()
+            }
+        }
+    };
+}
+#[cfg_attr(not(feature = "dtls"), allow(unused_imports))]
+pub(crate) use forward_readiness;
+
 /// A boxed transport that `async-io` can wait on (`Async<Io>`): std implements the readiness
 /// traits for `Box<T: ?Sized>` on Unix only.
 #[derive(Debug)]
@@ -285,19 +307,7 @@ impl std::ops::Deref for Io {
     }
 }
 
-#[cfg(unix)]
-impl std::os::fd::AsFd for Io {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.0.as_fd()
-    }
-}
-
-#[cfg(windows)]
-impl std::os::windows::io::AsSocket for Io {
-    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
-        self.0.as_socket()
-    }
-}
+forward_readiness!(Io, 0);
 
 /// The All-CoAP-Nodes groups (RFC 7252 §12.8): link-local and site-local IPv6, and IPv4.
 pub const ALL_COAP_NODES: [std::net::IpAddr; 3] = [

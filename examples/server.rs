@@ -35,7 +35,9 @@
 //! location, and a new registration if the directory forgot it). With `--transport
 //! simple6` the server has no address of its own (no `--bind`): it serves its resources to
 //! the directory over the very socket it registered from (role reversal), which is how a
-//! device behind a NAT or firewall is reached.
+//! device behind a NAT or firewall is reached. It then renews at least every minute: simple6
+//! closes a remote's socket after EXCHANGE_LIFETIME (247 s) without a datagram, and NATs
+//! forget a mapping sooner, either of which would cut the directory off.
 //!
 //! `--workers N` runs N endpoints on N threads, each with its own socket on the same port
 //! (`SO_REUSEPORT`). The kernel spreads clients over the sockets by their address and port and
@@ -186,7 +188,9 @@ fn main() -> ExitCode {
             if let Some(uri) = register.take() {
                 let (endpoint, ep_name) = (endpoint.clone(), ep_name.clone());
                 std::thread::spawn(move || {
-                    async_io::block_on(keep_registered(endpoint, site, uri, ep_name, lifetime))
+                    async_io::block_on(keep_registered(
+                        endpoint, site, uri, ep_name, lifetime, simple6,
+                    ))
                 });
             }
         }
@@ -244,13 +248,26 @@ fn main() -> ExitCode {
 }
 
 /// Registers with the resource directory at `rd` and keeps the registration alive for the
-/// life of the process (see the module documentation), retrying after failures.
-async fn keep_registered(endpoint: Endpoint, site: Site, rd: Uri, ep: String, lifetime: u32) {
+/// life of the process (see the module documentation), retrying after failures; at least
+/// every minute when `keepalive` (simple6).
+async fn keep_registered(
+    endpoint: Endpoint,
+    site: Site,
+    rd: Uri,
+    ep: String,
+    lifetime: u32,
+    keepalive: bool,
+) {
     let simple = rd.path == [".well-known", "rd"];
-    // Refreshed at three quarters of the lifetime; after a failure, tried again within a
-    // minute at first and every 5 minutes at most.
-    let refresh = Duration::from_millis(u64::from(lifetime) * 750);
-    let mut retry = Duration::from_secs(5);
+    // Refreshed at three quarters of the lifetime; after a failure, tried again after 5 s,
+    // then less often, but always within half the lifetime.
+    let lifetime_ms = u64::from(lifetime) * 1000;
+    let mut refresh = Duration::from_millis(lifetime_ms * 3 / 4);
+    if keepalive {
+        refresh = refresh.min(Duration::from_secs(60));
+    }
+    let retry_max = Duration::from_millis(lifetime_ms / 2).min(Duration::from_secs(300));
+    let mut retry = Duration::from_secs(5).min(retry_max);
     let mut location: Option<Uri> = None;
     loop {
         let outcome = match &location {
@@ -310,13 +327,13 @@ async fn keep_registered(endpoint: Endpoint, site: Site, rd: Uri, ep: String, li
         };
         let wait = match outcome {
             Ok(()) => {
-                retry = Duration::from_secs(5);
+                retry = Duration::from_secs(5).min(retry_max);
                 refresh
             }
             Err(e) => {
                 eprintln!("registration with {rd}: {e}; trying again in {retry:?}");
                 let wait = retry;
-                retry = (retry * 2).min(Duration::from_secs(300));
+                retry = (retry * 2).min(retry_max);
                 wait
             }
         };

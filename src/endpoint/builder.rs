@@ -251,19 +251,35 @@ impl Builder {
         let transport: Box<dyn Transport> = match self.custom {
             Some(t) => t,
             None => {
+                let from_env = self
+                    .transport
+                    .is_none()
+                    .then(TransportKind::from_env)
+                    .flatten();
                 let kind = self
                     .transport
-                    .or_else(TransportKind::from_env)
+                    .or(from_env)
                     .unwrap_or_else(|| TransportKind::default_for(server));
+                let chosen = if from_env.is_some() {
+                    "simple6 (COAPIO_TRANSPORT)"
+                } else {
+                    "simple6"
+                };
                 if let (TransportKind::Simple6, Some(addr)) = (kind, self.bind) {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
                         format!(
-                            "simple6 cannot bind {addr}: it opens one socket per remote, on a \
+                            "{chosen} cannot bind {addr}: it opens one socket per remote, on a \
                              port of the system's choosing; use udp6 or simplesocketserver to \
                              serve on a known address"
                         ),
                     ));
+                }
+                if kind == TransportKind::Simple6 && server && from_env.is_some() {
+                    log::warn!(
+                        "coapio: COAPIO_TRANSPORT=simple6: this server is reachable only by the \
+                         remotes it sends requests to (role reversal)"
+                    );
                 }
                 let default_port = if server { 5683 } else { 0 };
                 let bind = self

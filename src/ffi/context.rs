@@ -324,6 +324,15 @@ impl Inner {
         if self.notified.swap(false, Ordering::SeqCst) {
             let mut events = Events::new();
             let _ = self.poller.wait(&mut events, Some(Duration::ZERO));
+            self.note_timer(&events);
+        }
+    }
+
+    /// After a wait on the poller: if it took the timer's firing (a kqueue timer), the timer
+    /// is disarmed, and `arm` must set it again.
+    fn note_timer(&self, events: &Events) {
+        if self.timer.collected(events) {
+            *lock(&self.armed) = None;
         }
     }
 
@@ -440,6 +449,8 @@ impl Inner {
                 break;
             }
         }
+        #[cfg(windows)]
+        self.bell.ring_again_if_rung();
         if self.failed.load(Ordering::SeqCst) {
             return Err(failed());
         }
@@ -460,6 +471,7 @@ impl Inner {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut events = Events::new();
         let _ = self.poller.wait(&mut events, timeout);
+        self.note_timer(&events);
     }
 
     /// Runs until stopped, `limit` passes, or `done` says so.

@@ -79,6 +79,11 @@ mod imp {
             unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
         }
 
+        /// A timerfd stays readable until it is read: a wait that saw it took nothing.
+        pub(crate) fn collected(&self, _events: &polling::Events) -> bool {
+            false
+        }
+
         pub(crate) fn consume(&self, _poller: &Poller) -> bool {
             let mut buf = [0u8; 8];
             // SAFETY: reads at most 8 bytes into a local buffer from a non-blocking timerfd.
@@ -135,13 +140,18 @@ mod imp {
             let _ = poller.modify_filter(timer(after), TIMER_KEY, PollMode::Oneshot);
         }
 
+        /// A fired one-shot kqueue timer is gone once a `kevent` took it, whichever wait
+        /// that was.
+        pub(crate) fn collected(&self, events: &Events) -> bool {
+            events.iter().any(|e| e.key == TIMER_KEY)
+        }
+
         /// A fired kqueue timer stays pending in the kqueue until a `kevent` takes it:
         /// taken here, with the poller's other events (level-triggered, they come back).
         pub(crate) fn consume(&self, poller: &Poller) -> bool {
             let mut events = Events::new();
             let _ = poller.wait(&mut events, Some(Duration::ZERO));
-            let fired = events.iter().any(|e| e.key == TIMER_KEY);
-            fired
+            self.collected(&events)
         }
 
         pub(crate) fn remove(&self, poller: &Poller) {
@@ -167,6 +177,10 @@ mod imp {
         }
 
         pub(crate) fn set(&self, _poller: &Poller, _after: Duration) {}
+
+        pub(crate) fn collected(&self, _events: &polling::Events) -> bool {
+            false
+        }
 
         /// Nothing to consume: a deadline is due when its time has come.
         pub(crate) fn consume(&self, _poller: &Poller) -> bool {
@@ -201,7 +215,10 @@ impl Bell {
             IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             other => other,
         };
-        let to = SocketAddr::new(loopback(local.ip()), local.port());
+        let to = match local {
+            SocketAddr::V6(v6) if !v6.ip().is_unspecified() => SocketAddr::V6(v6),
+            other => SocketAddr::new(loopback(other.ip()), other.port()),
+        };
         let from = SocketAddr::new(
             if to.is_ipv4() {
                 IpAddr::V4(Ipv4Addr::UNSPECIFIED)
@@ -221,14 +238,25 @@ impl Bell {
 
     /// Makes the transport's socket readable, unless that is done and not yet consumed.
     pub(crate) fn ring(&self) {
-        if !self.rung.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            let _ = self.socket.send_to(&[], self.to);
+        use std::sync::atomic::Ordering::SeqCst;
+        if !self.rung.swap(true, SeqCst) && self.socket.send_to(&[], self.to).is_err() {
+            // Not rung: the next wake-up tries again.
+            self.rung.store(false, SeqCst);
         }
     }
 
     /// Called before the transport's socket is read: a wake-up after this rings again.
     pub(crate) fn reset(&self) {
         self.rung.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Called at the end of a `process`: a wake-up that rang during it may have had its
+    /// datagram read (and dropped) by it, after the work it announced was looked at; ring
+    /// again so that the loop comes back (at worst once for nothing).
+    pub(crate) fn ring_again_if_rung(&self) {
+        if self.rung.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.ring();
+        }
     }
 }
 
@@ -245,6 +273,13 @@ impl DeadlineTimer {
     /// was set for.
     pub(crate) fn set(&self, poller: &Poller, after: Duration) {
         self.0.set(poller, after.max(Duration::from_nanos(1)));
+    }
+
+    /// Whether a wait on the poller that returned `events` took the timer's firing (a kqueue
+    /// timer is gone then, and has to be set again); a timerfd stays until
+    /// [`consume`](Self::consume)d.
+    pub(crate) fn collected(&self, events: &polling::Events) -> bool {
+        self.0.collected(events)
     }
 
     /// Takes the readiness of a timer that fired off the poller's descriptor; whether it had

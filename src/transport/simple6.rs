@@ -14,7 +14,10 @@
 //! answers over the same socket. A socket only ever receives from its own remote (the kernel
 //! drops the rest), so nobody else reaches the site. The socket stays open while the remote is
 //! in use or for the idle time after its last datagram (see below), received requests
-//! counting as datagrams: a server that keeps asking keeps it open.
+//! counting as datagrams: a server that keeps asking keeps it open, but a quiet one finds it
+//! closed after the idle time (as it would find a NAT's mapping gone, often sooner). A device
+//! that relies on role reversal talks to its server more often than that, as the `server`
+//! example's `--register` does (a registration update every minute).
 //!
 //! Remotes are reported by address: a remote named by a host name in a URI is the address
 //! the name resolved to (the one the socket is connected to), in [`RecvMeta::remote`] as in
@@ -463,7 +466,9 @@ mod windows {
             buf: &mut [u8],
             known: impl Fn(SocketAddr) -> bool,
         ) -> io::Result<(usize, RecvMeta)> {
-            loop {
+            // Bounded, so that a flood from strangers cannot keep the caller here: it hears
+            // `Interrupted` ("call again") and the socket stays readable.
+            for _ in 0..64 {
                 match recv_checked(SockRef::from(&self.socket), buf) {
                     Ok(Some((n, Some(from)))) => {
                         let from = super::super::addr::canonical(from);
@@ -488,6 +493,7 @@ mod windows {
                     Err(e) => return Err(e),
                 }
             }
+            Err(io::ErrorKind::Interrupted.into())
         }
 
         pub(super) fn send(&self, contents: &[u8], remote: SocketAddr) -> io::Result<usize> {

@@ -18,11 +18,12 @@
 //! picks (an IPv4-mapped `IPV6_PKTINFO` is Linux's). It is not the default there (simple6
 //! and simplesocketserver are, as in aiocoap), and it has been type-checked, not run.
 //!
-//! Where IPv6 is switched off altogether (Linux) (the kernel refuses `AF_INET6` sockets with
+//! Where IPv6 is switched off altogether on Linux (the kernel refuses `AF_INET6` sockets with
 //! `EAFNOSUPPORT`, as with `ipv6.disable=1`), udp6 opens an IPv4 socket instead, with the same
 //! features on IPv4 (`IP_PKTINFO`, `IP_RECVERR`), says so in a warning, and binds `[::]` as
-//! `0.0.0.0`; IPv6 remotes are then unreachable (a send to one fails with
-//! [`io::ErrorKind::AddrNotAvailable`]).
+//! `0.0.0.0`. IPv6 remotes are then unreachable: a send to one fails with `EAFNOSUPPORT`,
+//! which fails the requests to it at once as "network unreachable"; binding or joining an
+//! IPv6 address fails with [`io::ErrorKind::AddrNotAvailable`].
 
 use std::io;
 use std::mem;

@@ -35,6 +35,7 @@ mod capi {
         let mut builder = cbindgen::Builder::new().with_config(config);
         for file in [
             "base.rs",
+            "names.rs",
             "config.rs",
             "context.rs",
             "client.rs",

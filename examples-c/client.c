@@ -20,7 +20,6 @@
 #include "coapio.h"
 
 #define TIMEOUT_MS 5000
-#define OPTION_CONTENT_FORMAT 12
 
 /* What the response callback found, for main to look at afterwards. */
 struct get_outcome {
@@ -122,7 +121,7 @@ static int put(coapio_context *ctx, const char *uri, const char *payload) {
         return fail("PUT", uri, res);
     }
     coapio_request_set_payload(req, (const uint8_t *)payload, strlen(payload));
-    coapio_request_add_option_uint(req, OPTION_CONTENT_FORMAT, 0); /* text/plain */
+    coapio_request_add_option_uint(req, COAPIO_OPTION_CONTENT_FORMAT, COAPIO_FORMAT_TEXT_PLAIN);
     printf("PUT %s with payload \"%s\"\n", uri, payload);
     coapio_response *resp = NULL;
     res = coapio_request_sync(ctx, req, TIMEOUT_MS, &resp); /* req is consumed */

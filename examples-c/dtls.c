@@ -28,7 +28,7 @@ static void on_secret(void *userdata, const coapio_incoming *req, coapio_respond
     (void)userdata;
     (void)req;
     const char *text = "only for those with the key";
-    coapio_responder_respond(r, 0x45, (const uint8_t *)text, strlen(text), 0);
+    coapio_responder_respond(r, COAPIO_CODE_CONTENT, (const uint8_t *)text, strlen(text), COAPIO_FORMAT_TEXT_PLAIN);
 }
 
 static void on_response(void *userdata, coapio_result result, const coapio_response *resp) {

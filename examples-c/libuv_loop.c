@@ -101,7 +101,7 @@ static void on_hello(void *userdata, const coapio_incoming *req, coapio_responde
     (void)req;
     const char *text = "Hello from libuv";
     printf("server: GET /hello, answering at once\n");
-    coapio_responder_respond(r, 0x45, (const uint8_t *)text, strlen(text), 0);
+    coapio_responder_respond(r, COAPIO_CODE_CONTENT, (const uint8_t *)text, strlen(text), COAPIO_FORMAT_TEXT_PLAIN);
 }
 
 static void on_echo(void *userdata, const coapio_incoming *req, coapio_responder *r) {
@@ -110,7 +110,7 @@ static void on_echo(void *userdata, const coapio_incoming *req, coapio_responder
     size_t len = 0;
     coapio_incoming_payload(req, &buf, &len);
     printf("server: POST /echo with %zu bytes, echoing them\n", len);
-    coapio_responder_respond(r, 0x44, buf, len, 0);
+    coapio_responder_respond(r, COAPIO_CODE_CHANGED, buf, len, COAPIO_FORMAT_TEXT_PLAIN);
 }
 
 static void on_slow_due(uv_timer_t *handle) {
@@ -118,7 +118,7 @@ static void on_slow_due(uv_timer_t *handle) {
     const char *text = "Slow, but here";
     printf("app: the uv timer fired after %d ms, answering /slow\n", SLOW_MS);
     /* Wakes the server's descriptor: its uv_poll_t fires and processing sends the answer. */
-    coapio_responder_respond(app->slow, 0x45, (const uint8_t *)text, strlen(text), 0);
+    coapio_responder_respond(app->slow, COAPIO_CODE_CONTENT, (const uint8_t *)text, strlen(text), COAPIO_FORMAT_TEXT_PLAIN);
     app->slow = NULL;
 }
 

@@ -39,7 +39,7 @@ static void on_counter(void *userdata, const coapio_incoming *req, coapio_respon
     struct app *app = userdata;
     char text[32];
     int n = snprintf(text, sizeof text, "%ld", app->counter);
-    coapio_responder_respond(r, 0x45, (const uint8_t *)text, (size_t)n, 0);
+    coapio_responder_respond(r, COAPIO_CODE_CONTENT, (const uint8_t *)text, (size_t)n, COAPIO_FORMAT_TEXT_PLAIN);
 }
 
 static void on_notification(void *userdata, coapio_result result, const coapio_response *resp) {

@@ -35,7 +35,7 @@ static void on_secret(void *userdata, const coapio_incoming *req, coapio_respond
     (void)userdata;
     (void)req;
     const char *text = "sealed end to end";
-    coapio_responder_respond(r, 0x45, (const uint8_t *)text, strlen(text), 0);
+    coapio_responder_respond(r, COAPIO_CODE_CONTENT, (const uint8_t *)text, strlen(text), COAPIO_FORMAT_TEXT_PLAIN);
 }
 
 static void on_response(void *userdata, coapio_result result, const coapio_response *resp) {
@@ -141,13 +141,13 @@ int main(int argc, char **argv) {
         struct outcome o = get(server, client, uri);
         printf("client with OSCORE: GET %s -> %s %u.%02u \"%s\"\n", uri,
                coapio_result_str(o.result), o.code >> 5, o.code & 31, o.text);
-        ok &= o.done && o.result == COAPIO_RESULT_OK && o.code == 0x45 &&
+        ok &= o.done && o.result == COAPIO_RESULT_OK && o.code == COAPIO_CODE_CONTENT &&
               strcmp(o.text, "sealed end to end") == 0;
     }
     struct outcome refused = get(server, plain, uri);
     printf("client without OSCORE: %s %u.%02u \"%s\"\n", coapio_result_str(refused.result),
            refused.code >> 5, refused.code & 31, refused.text);
-    ok &= refused.done && refused.result == COAPIO_RESULT_OK && refused.code == 0x81 &&
+    ok &= refused.done && refused.result == COAPIO_RESULT_OK && refused.code == COAPIO_CODE_UNAUTHORIZED &&
           strcmp(refused.text, "OSCORE required") == 0;
     printf(ok ? "done: OSCORE works from C\n" : "failed\n");
     coapio_context_free(plain);

@@ -56,7 +56,7 @@ static void on_hello(void *userdata, const coapio_incoming *req, coapio_responde
     (void)req;
     const char *text = "Hello from the poll loop";
     printf("server: GET /hello, answering at once\n");
-    coapio_responder_respond(r, 0x45, (const uint8_t *)text, strlen(text), 0);
+    coapio_responder_respond(r, COAPIO_CODE_CONTENT, (const uint8_t *)text, strlen(text), COAPIO_FORMAT_TEXT_PLAIN);
 }
 
 static void on_echo(void *userdata, const coapio_incoming *req, coapio_responder *r) {
@@ -65,7 +65,7 @@ static void on_echo(void *userdata, const coapio_incoming *req, coapio_responder
     size_t len = 0;
     coapio_incoming_payload(req, &buf, &len);
     printf("server: POST /echo with %zu bytes, echoing them\n", len);
-    coapio_responder_respond(r, 0x44, buf, len, 0); /* the payload is copied */
+    coapio_responder_respond(r, COAPIO_CODE_CHANGED, buf, len, COAPIO_FORMAT_TEXT_PLAIN); /* the payload is copied */
 }
 
 static void on_slow(void *userdata, const coapio_incoming *req, coapio_responder *r) {
@@ -185,7 +185,7 @@ int main(void) {
         if (app.slow != NULL && now_ms() >= app.slow_due_ms) {
             const char *text = "Slow, but here";
             printf("app: %d ms have passed, answering /slow\n", SLOW_MS);
-            coapio_responder_respond(app.slow, 0x45, (const uint8_t *)text, strlen(text), 0);
+            coapio_responder_respond(app.slow, COAPIO_CODE_CONTENT, (const uint8_t *)text, strlen(text), COAPIO_FORMAT_TEXT_PLAIN);
             app.slow = NULL; /* consumed */
         }
         /* Process a context whose fd is readable or whose deadline has come. Processing one

@@ -27,7 +27,6 @@
 #include "coapio.h"
 
 #define LATER_MS 500
-#define CONTENT_FORMAT_TEXT 0
 
 /* ---- state -------------------------------------------------------------------------------- */
 
@@ -69,7 +68,7 @@ static const char *method_name(uint8_t m) {
 /* Answers with a text payload and says so on stdout. */
 static void answer(coapio_responder *r, uint8_t code, const char *text) {
     coapio_result res = coapio_responder_respond(r, code, (const uint8_t *)text, strlen(text),
-                                                 CONTENT_FORMAT_TEXT);
+                                                 COAPIO_FORMAT_TEXT_PLAIN);
     if (res != COAPIO_RESULT_OK) {
         printf("  could not answer: %s\n", coapio_result_str(res));
         return;
@@ -96,7 +95,7 @@ static uint8_t log_request(const coapio_incoming *req) {
 static void on_hello(void *userdata, const coapio_incoming *req, coapio_responder *r) {
     (void)userdata;
     log_request(req);
-    answer(r, 0x45, "Hello, world!");
+    answer(r, COAPIO_CODE_CONTENT, "Hello, world!");
 }
 
 static void on_later(void *userdata, const coapio_incoming *req, coapio_responder *r) {
@@ -128,7 +127,7 @@ static void answer_due(struct server *s) {
         char text[64];
         snprintf(text, sizeof text, "Answered later, after %lld ms", (long long)(now - p->since_ms));
         printf("/later is due\n");
-        answer(p->responder, 0x45, text);
+        answer(p->responder, COAPIO_CODE_CONTENT, text);
         free(p);
     }
 }
@@ -139,7 +138,7 @@ static void on_counter(void *userdata, const coapio_incoming *req, coapio_respon
     uint8_t method = log_request(req);
     if (method == COAPIO_METHOD_GET) {
         snprintf(text, sizeof text, "%ld", s->counter);
-        answer(r, 0x45, text);
+        answer(r, COAPIO_CODE_CONTENT, text);
         return;
     }
     if (method == COAPIO_METHOD_POST) {
@@ -151,7 +150,7 @@ static void on_counter(void *userdata, const coapio_incoming *req, coapio_respon
         char num[32];
         char *end = NULL;
         if (len == 0 || len >= sizeof num) {
-            answer(r, 0x80, "PUT a number, such as 42");
+            answer(r, COAPIO_CODE_BAD_REQUEST, "PUT a number, such as 42");
             return;
         }
         memcpy(num, buf, len);
@@ -159,13 +158,13 @@ static void on_counter(void *userdata, const coapio_incoming *req, coapio_respon
         errno = 0;
         long v = strtol(num, &end, 10);
         if (errno != 0 || *end != '\0') {
-            answer(r, 0x80, "PUT a number, such as 42");
+            answer(r, COAPIO_CODE_BAD_REQUEST, "PUT a number, such as 42");
             return;
         }
         s->counter = v;
     }
     snprintf(text, sizeof text, "%ld", s->counter);
-    answer(r, 0x44, text);
+    answer(r, COAPIO_CODE_CHANGED, text);
 }
 
 /* ---- main --------------------------------------------------------------------------------- */

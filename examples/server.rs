@@ -40,7 +40,7 @@
 //! forget a mapping sooner, either of which would cut the directory off.
 //!
 //! `--workers N` runs N endpoints on N threads, each with its own socket on the same port
-//! (`SO_REUSEPORT`). The kernel spreads clients over the sockets by their address and port and
+//! (`SO_REUSEPORT`; Linux and FreeBSD, not macOS, spread clients over them). The kernel spreads clients over the sockets by their address and port and
 //! keeps each client on one socket, so the state kept per client (deduplication, block-wise
 //! transfers, observations) stays with one worker; observers of `/time` are notified by the
 //! worker they registered with.

@@ -20,6 +20,436 @@
 
 
 /*
+ Option number 1: If-Match.
+ */
+#define COAPIO_OPTION_IF_MATCH 1
+
+/*
+ Option number 3: Uri-Host.
+ */
+#define COAPIO_OPTION_URI_HOST 3
+
+/*
+ Option number 4: ETag.
+ */
+#define COAPIO_OPTION_ETAG 4
+
+/*
+ Option number 5: If-None-Match.
+ */
+#define COAPIO_OPTION_IF_NONE_MATCH 5
+
+/*
+ Option number 6: Observe.
+ */
+#define COAPIO_OPTION_OBSERVE 6
+
+/*
+ Option number 7: Uri-Port.
+ */
+#define COAPIO_OPTION_URI_PORT 7
+
+/*
+ Option number 8: Location-Path.
+ */
+#define COAPIO_OPTION_LOCATION_PATH 8
+
+/*
+ Option number 9: OSCORE.
+ */
+#define COAPIO_OPTION_OSCORE 9
+
+/*
+ Option number 11: Uri-Path.
+ */
+#define COAPIO_OPTION_URI_PATH 11
+
+/*
+ Option number 12: Content-Format.
+ */
+#define COAPIO_OPTION_CONTENT_FORMAT 12
+
+/*
+ Option number 14: Max-Age.
+ */
+#define COAPIO_OPTION_MAX_AGE 14
+
+/*
+ Option number 15: Uri-Query.
+ */
+#define COAPIO_OPTION_URI_QUERY 15
+
+/*
+ Option number 16: Hop-Limit.
+ */
+#define COAPIO_OPTION_HOP_LIMIT 16
+
+/*
+ Option number 17: Accept.
+ */
+#define COAPIO_OPTION_ACCEPT 17
+
+/*
+ Option number 19: Q-Block1.
+ */
+#define COAPIO_OPTION_Q_BLOCK1 19
+
+/*
+ Option number 20: Location-Query.
+ */
+#define COAPIO_OPTION_LOCATION_QUERY 20
+
+/*
+ Option number 23: Block2.
+ */
+#define COAPIO_OPTION_BLOCK2 23
+
+/*
+ Option number 27: Block1.
+ */
+#define COAPIO_OPTION_BLOCK1 27
+
+/*
+ Option number 28: Size2.
+ */
+#define COAPIO_OPTION_SIZE2 28
+
+/*
+ Option number 31: Q-Block2.
+ */
+#define COAPIO_OPTION_Q_BLOCK2 31
+
+/*
+ Option number 35: Proxy-Uri.
+ */
+#define COAPIO_OPTION_PROXY_URI 35
+
+/*
+ Option number 39: Proxy-Scheme.
+ */
+#define COAPIO_OPTION_PROXY_SCHEME 39
+
+/*
+ Option number 60: Size1.
+ */
+#define COAPIO_OPTION_SIZE1 60
+
+/*
+ Option number 252: Echo.
+ */
+#define COAPIO_OPTION_ECHO 252
+
+/*
+ Option number 258: No-Response.
+ */
+#define COAPIO_OPTION_NO_RESPONSE 258
+
+/*
+ Option number 292: Request-Tag.
+ */
+#define COAPIO_OPTION_REQUEST_TAG 292
+
+/*
+ Content-Format 0 (text-plain).
+ */
+#define COAPIO_FORMAT_TEXT_PLAIN 0
+
+/*
+ Content-Format 16 (cose-encrypt0).
+ */
+#define COAPIO_FORMAT_COSE_ENCRYPT0 16
+
+/*
+ Content-Format 40 (link-format).
+ */
+#define COAPIO_FORMAT_LINK_FORMAT 40
+
+/*
+ Content-Format 41 (xml).
+ */
+#define COAPIO_FORMAT_XML 41
+
+/*
+ Content-Format 42 (octet-stream).
+ */
+#define COAPIO_FORMAT_OCTET_STREAM 42
+
+/*
+ Content-Format 47 (exi).
+ */
+#define COAPIO_FORMAT_EXI 47
+
+/*
+ Content-Format 50 (json).
+ */
+#define COAPIO_FORMAT_JSON 50
+
+/*
+ Content-Format 51 (json-patch-json).
+ */
+#define COAPIO_FORMAT_JSON_PATCH_JSON 51
+
+/*
+ Content-Format 52 (merge-patch-json).
+ */
+#define COAPIO_FORMAT_MERGE_PATCH_JSON 52
+
+/*
+ Content-Format 60 (cbor).
+ */
+#define COAPIO_FORMAT_CBOR 60
+
+/*
+ Content-Format 61 (cwt).
+ */
+#define COAPIO_FORMAT_CWT 61
+
+/*
+ Content-Format 62 (multipart-core).
+ */
+#define COAPIO_FORMAT_MULTIPART_CORE 62
+
+/*
+ Content-Format 63 (cbor-seq).
+ */
+#define COAPIO_FORMAT_CBOR_SEQ 63
+
+/*
+ Content-Format 110 (senml-json).
+ */
+#define COAPIO_FORMAT_SENML_JSON 110
+
+/*
+ Content-Format 111 (sensml-json).
+ */
+#define COAPIO_FORMAT_SENSML_JSON 111
+
+/*
+ Content-Format 112 (senml-cbor).
+ */
+#define COAPIO_FORMAT_SENML_CBOR 112
+
+/*
+ Content-Format 113 (sensml-cbor).
+ */
+#define COAPIO_FORMAT_SENSML_CBOR 113
+
+/*
+ Content-Format 114 (senml-exi).
+ */
+#define COAPIO_FORMAT_SENML_EXI 114
+
+/*
+ Content-Format 115 (sensml-exi).
+ */
+#define COAPIO_FORMAT_SENSML_EXI 115
+
+/*
+ Content-Format 256 (coap-group-json).
+ */
+#define COAPIO_FORMAT_COAP_GROUP_JSON 256
+
+/*
+ Content-Format 272 (missing-blocks-cbor-seq).
+ */
+#define COAPIO_FORMAT_MISSING_BLOCKS_CBOR_SEQ 272
+
+/*
+ Content-Format 310 (senml-xml).
+ */
+#define COAPIO_FORMAT_SENML_XML 310
+
+/*
+ Content-Format 311 (sensml-xml).
+ */
+#define COAPIO_FORMAT_SENSML_XML 311
+
+/*
+ Content-Format 11542 (lwm2m-tlv).
+ */
+#define COAPIO_FORMAT_LWM2M_TLV 11542
+
+/*
+ Content-Format 11543 (lwm2m-json).
+ */
+#define COAPIO_FORMAT_LWM2M_JSON 11543
+
+/*
+ Code 0.00: an empty message (an ACK or RST without content, or a ping).
+ */
+#define COAPIO_CODE_EMPTY 0
+
+/*
+ The method GET (0.01): 0x01.
+ */
+#define COAPIO_CODE_GET 1
+
+/*
+ The method POST (0.02): 0x02.
+ */
+#define COAPIO_CODE_POST 2
+
+/*
+ The method PUT (0.03): 0x03.
+ */
+#define COAPIO_CODE_PUT 3
+
+/*
+ The method DELETE (0.04): 0x04.
+ */
+#define COAPIO_CODE_DELETE 4
+
+/*
+ The method FETCH (0.05): 0x05.
+ */
+#define COAPIO_CODE_FETCH 5
+
+/*
+ The method PATCH (0.06): 0x06.
+ */
+#define COAPIO_CODE_PATCH 6
+
+/*
+ The method IPATCH (0.07): 0x07.
+ */
+#define COAPIO_CODE_IPATCH 7
+
+/*
+ Code 2.01 (created): 0x41.
+ */
+#define COAPIO_CODE_CREATED 65
+
+/*
+ Code 2.02 (deleted): 0x42.
+ */
+#define COAPIO_CODE_DELETED 66
+
+/*
+ Code 2.03 (valid): 0x43.
+ */
+#define COAPIO_CODE_VALID 67
+
+/*
+ Code 2.04 (changed): 0x44.
+ */
+#define COAPIO_CODE_CHANGED 68
+
+/*
+ Code 2.05 (content): 0x45.
+ */
+#define COAPIO_CODE_CONTENT 69
+
+/*
+ Code 2.31 (continue): 0x5f.
+ */
+#define COAPIO_CODE_CONTINUE 95
+
+/*
+ Code 4.00 (bad request): 0x80.
+ */
+#define COAPIO_CODE_BAD_REQUEST 128
+
+/*
+ Code 4.01 (unauthorized): 0x81.
+ */
+#define COAPIO_CODE_UNAUTHORIZED 129
+
+/*
+ Code 4.02 (bad option): 0x82.
+ */
+#define COAPIO_CODE_BAD_OPTION 130
+
+/*
+ Code 4.03 (forbidden): 0x83.
+ */
+#define COAPIO_CODE_FORBIDDEN 131
+
+/*
+ Code 4.04 (not found): 0x84.
+ */
+#define COAPIO_CODE_NOT_FOUND 132
+
+/*
+ Code 4.05 (method not allowed): 0x85.
+ */
+#define COAPIO_CODE_METHOD_NOT_ALLOWED 133
+
+/*
+ Code 4.06 (not acceptable): 0x86.
+ */
+#define COAPIO_CODE_NOT_ACCEPTABLE 134
+
+/*
+ Code 4.08 (request entity incomplete): 0x88.
+ */
+#define COAPIO_CODE_REQUEST_ENTITY_INCOMPLETE 136
+
+/*
+ Code 4.09 (conflict): 0x89.
+ */
+#define COAPIO_CODE_CONFLICT 137
+
+/*
+ Code 4.12 (precondition failed): 0x8c.
+ */
+#define COAPIO_CODE_PRECONDITION_FAILED 140
+
+/*
+ Code 4.13 (request entity too large): 0x8d.
+ */
+#define COAPIO_CODE_REQUEST_ENTITY_TOO_LARGE 141
+
+/*
+ Code 4.15 (unsupported content format): 0x8f.
+ */
+#define COAPIO_CODE_UNSUPPORTED_CONTENT_FORMAT 143
+
+/*
+ Code 4.22 (unprocessable entity): 0x96.
+ */
+#define COAPIO_CODE_UNPROCESSABLE_ENTITY 150
+
+/*
+ Code 4.29 (too many requests): 0x9d.
+ */
+#define COAPIO_CODE_TOO_MANY_REQUESTS 157
+
+/*
+ Code 5.00 (internal server error): 0xa0.
+ */
+#define COAPIO_CODE_INTERNAL_SERVER_ERROR 160
+
+/*
+ Code 5.01 (not implemented): 0xa1.
+ */
+#define COAPIO_CODE_NOT_IMPLEMENTED 161
+
+/*
+ Code 5.02 (bad gateway): 0xa2.
+ */
+#define COAPIO_CODE_BAD_GATEWAY 162
+
+/*
+ Code 5.03 (service unavailable): 0xa3.
+ */
+#define COAPIO_CODE_SERVICE_UNAVAILABLE 163
+
+/*
+ Code 5.04 (gateway timeout): 0xa4.
+ */
+#define COAPIO_CODE_GATEWAY_TIMEOUT 164
+
+/*
+ Code 5.05 (proxying not supported): 0xa5.
+ */
+#define COAPIO_CODE_PROXYING_NOT_SUPPORTED 165
+
+/*
+ Code 5.08 (hop limit reached): 0xa8.
+ */
+#define COAPIO_CODE_HOP_LIMIT_REACHED 168
+
+/*
  Method mask bit for GET (`coapio_context_add_resource`).
  */
 #define COAPIO_METHOD_MASK_GET (1 << 1)
@@ -207,7 +637,8 @@ enum coapio_transport
    */
   COAPIO_TRANSPORT_DEFAULT = 0,
   /*
-   One dual-stack socket with PKTINFO and ICMP errors (Linux).
+   One dual-stack socket with PKTINFO, and ICMP errors on Linux (macOS and FreeBSD have
+   it without ICMP errors; not Windows).
    */
   COAPIO_TRANSPORT_UDP6 = 1,
   /*
@@ -244,8 +675,8 @@ typedef struct coapio_config coapio_config;
  `coapio_context_send`, `coapio_context_cancel`, `coapio_request_sync`,
  `coapio_context_add_resource`, `coapio_context_set_resource_attr`.
 
- A context is used from one thread; only `coapio_context_stop` and answering a
- `coapio_responder` may come from others.
+ A context is used from one thread; only `coapio_context_stop`, `coapio_context_notify`,
+ `coapio_context_wake` and answering a `coapio_responder` may come from others.
  */
 typedef struct coapio_context coapio_context;
 
@@ -334,6 +765,13 @@ const char *coapio_result_str(uint32_t result);
  NUL-terminated, cut if longer) and writes its length without the NUL to `out_n`.
  */
 coapio_result coapio_last_error(char *buf, size_t len, size_t *out_n);
+
+/*
+ Decodes an unsigned integer option value (RFC 7252 §3.2: big-endian, 0 to 4 bytes,
+ leading zeros allowed), such as one `coapio_response_option` points at, into `*out`.
+ `COAPIO_RESULT_INVALID_ARGUMENT` for a value longer than 4 bytes.
+ */
+coapio_result coapio_option_uint(const uint8_t *buf, size_t len, uint32_t *out);
 
 /*
  The version of the library as `MAJOR * 10000 + MINOR * 100 + PATCH` (compare with
@@ -502,6 +940,13 @@ coapio_result coapio_context_run(coapio_context *ctx, int32_t timeout_ms);
 coapio_result coapio_context_stop(const coapio_context *ctx);
 
 /*
+ Wakes the context's loop: a running `coapio_context_run` comes round once, and in mode B
+ the descriptor becomes readable (call `coapio_context_process`). For an application
+ whose other threads leave work for the loop's thread. Safe to call from any thread.
+ */
+coapio_result coapio_context_wake(const coapio_context *ctx);
+
+/*
  Mode B: the one descriptor to watch for readability in the application's event loop; it
  becomes readable when there is I/O or a deadline has passed. Then call
  `coapio_context_process`. Returns -1 for a NULL or failed context, and on Windows, where
@@ -557,7 +1002,9 @@ void coapio_request_free(coapio_request *request);
 coapio_result coapio_request_set_payload(coapio_request *request, const uint8_t *buf, size_t len);
 
 /*
- Adds an option with an opaque or string value (copied).
+ Adds an option with an opaque or string value (copied). `COAPIO_RESULT_INVALID_ARGUMENT`
+ for a value whose length the option does not allow (RFC 7252 §5.10: Uri-Path 0 to 255
+ bytes, ETag 1 to 8, …).
  */
 coapio_result coapio_request_add_option(coapio_request *request,
                                         uint16_t number,
@@ -565,7 +1012,9 @@ coapio_result coapio_request_add_option(coapio_request *request,
                                         size_t len);
 
 /*
- Adds an option with an unsigned integer value (such as Content-Format, 12, or Accept, 17).
+ Adds an option with an unsigned integer value (such as Content-Format, 12, or Accept, 17),
+ in its shortest encoding; `COAPIO_RESULT_INVALID_ARGUMENT` when that is longer than the
+ option allows (a Content-Format above 65535).
  */
 coapio_result coapio_request_add_option_uint(coapio_request *request,
                                              uint16_t number,
@@ -645,6 +1094,17 @@ coapio_result coapio_response_option(const coapio_response *response,
                                      size_t index,
                                      const uint8_t **buf,
                                      size_t *len);
+
+/*
+ Points `*number`, `*buf` and `*len` at the `index`-th option of the response, in message
+ order (by number; repeated ones in the order they came; values borrowed):
+ `COAPIO_RESULT_NOT_FOUND` past the last, so a loop from 0 visits every option.
+ */
+coapio_result coapio_response_option_at(const coapio_response *response,
+                                        size_t index,
+                                        uint16_t *number,
+                                        const uint8_t **buf,
+                                        size_t *len);
 
 /*
  Writes the Content-Format; `COAPIO_RESULT_NOT_FOUND` if the response has none.
@@ -730,9 +1190,11 @@ coapio_result coapio_context_set_resource_attr(coapio_context *ctx,
  callback is called again for each observer (from `run`/`process`) and its answer goes out
  as a notification. A resource is observable when it has the `obs` attribute
  (`coapio_context_set_resource_attr(ctx, path, "obs", NULL)`). `out_count` (may be NULL)
- receives the number of observers.
+ receives the number of observers. `COAPIO_RESULT_NOT_FOUND` when no resource was added at
+ `path` (exactly as given to `coapio_context_add_resource`). Safe to call from any thread
+ (a sensor's): the callbacks run on the context's thread, at its next round of work.
  */
-coapio_result coapio_context_notify(coapio_context *ctx, const char *path, size_t *out_count);
+coapio_result coapio_context_notify(const coapio_context *ctx, const char *path, size_t *out_count);
 
 /*
  Ends every observation of `path` with a final response (RFC 7641 §3.2) of `code` (class
@@ -777,6 +1239,23 @@ coapio_result coapio_incoming_option(const coapio_incoming *request,
                                      size_t index,
                                      const uint8_t **buf,
                                      size_t *len);
+
+/*
+ Points `*number`, `*buf` and `*len` at the `index`-th option of the request, in message
+ order (by number; repeated ones in the order they came; values borrowed):
+ `COAPIO_RESULT_NOT_FOUND` past the last, so a loop from 0 visits every option.
+ */
+coapio_result coapio_incoming_option_at(const coapio_incoming *request,
+                                        size_t index,
+                                        uint16_t *number,
+                                        const uint8_t **buf,
+                                        size_t *len);
+
+/*
+ Writes the request's Content-Format (the format of its payload);
+ `COAPIO_RESULT_NOT_FOUND` if it has none.
+ */
+coapio_result coapio_incoming_content_format(const coapio_incoming *request, uint16_t *out);
 
 /*
  Points `*addr` at the sender's address as text (`"[::1]:40000"`, NUL-terminated,

@@ -470,9 +470,18 @@ fn null_pointers_are_refused_everywhere() {
     let req = request("coap://[::1]:9/x");
     assert_eq!(coapio_request_set_payload(req, null(), 3), NULL);
     assert_eq!(coapio_request_add_option(req, 11, null(), 3), NULL);
-    // NULL with length 0 is the empty buffer.
+    // NULL with length 0 is the empty buffer (an empty Uri-Path; an empty ETag is refused).
     ok(coapio_request_set_payload(req, null(), 0));
-    ok(coapio_request_add_option(req, 4, null(), 0));
+    ok(coapio_request_add_option(
+        req,
+        COAPIO_OPTION_URI_PATH,
+        null(),
+        0,
+    ));
+    assert_eq!(
+        coapio_request_add_option(req, COAPIO_OPTION_ETAG, null(), 0),
+        COAPIO_RESULT_INVALID_ARGUMENT
+    );
     coapio_request_free(req);
 
     // client.rs: sending; the request is consumed even when another argument is NULL (the
@@ -651,7 +660,7 @@ extern "C" fn probe(
     );
     calls.push(
         "add_option empty",
-        coapio_responder_add_option(responder, 4, null(), 0),
+        coapio_responder_add_option(responder, COAPIO_OPTION_IF_NONE_MATCH, null(), 0),
     );
     // Consumed although the payload is NULL: the client gets 5.00.
     calls.push(
@@ -2136,7 +2145,23 @@ fn notify_checks_its_arguments() {
         coapio_context_notify(ctx, null(), null_mut()),
         COAPIO_RESULT_NULL_PARAMETER
     );
+    // No resource at /x yet: NOT_FOUND, as documented.
     let mut n = 99;
+    assert_eq!(
+        coapio_context_notify(ctx, path.as_ptr(), &mut n),
+        COAPIO_RESULT_NOT_FOUND
+    );
+    assert_eq!(n, 99);
+    extern "C" fn unused(_: *mut c_void, _: *const coapio_incoming, r: *mut coapio_responder) {
+        coapio_responder_free(r);
+    }
+    ok(coapio_context_add_resource(
+        ctx,
+        path.as_ptr(),
+        COAPIO_METHOD_MASK_GET,
+        Some(unused),
+        null_mut(),
+    ));
     ok(coapio_context_notify(ctx, path.as_ptr(), &mut n));
     assert_eq!(n, 0, "nobody observes /x");
     coapio_context_free(ctx);

@@ -20,7 +20,8 @@ use crate::transport::Transport;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransportKind {
-    /// One dual-stack socket with PKTINFO and ICMP errors (Linux; the default there).
+    /// One dual-stack socket with PKTINFO, and ICMP errors on Linux (the default there; on
+    /// macOS and FreeBSD without ICMP errors: see the transport module's table).
     Udp6,
     /// A connected socket per remote, for clients (the default client elsewhere); with a
     /// site it serves only the remotes it talks to (role reversal).

@@ -222,6 +222,86 @@ pub(crate) unsafe fn write_slice(data: &[u8], buf: *mut *const u8, len: *mut usi
     }
 }
 
+/// Checks an option value's length before it goes into a message: at most what a CoAP
+/// option can carry, and, for an option in RFC 7252's table (or a later registry entry),
+/// within that option's bounds (a 300-byte Uri-Path or a 9-byte ETag is refused here, as it
+/// is inside a URI).
+pub(crate) fn check_option(number: u16, len: usize) -> Result<(), coapio_result> {
+    if len > 65804 {
+        return Err(fail(
+            COAPIO_RESULT_INVALID_ARGUMENT,
+            "an option value has at most 65804 bytes",
+        ));
+    }
+    match crate::message::OptionNumber(number).info() {
+        Some(info) if !info.len_ok(len) => Err(fail(
+            COAPIO_RESULT_INVALID_ARGUMENT,
+            format!(
+                "option {number} ({}) takes {} to {} bytes, not {len}",
+                info.name, info.min_len, info.max_len
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Points `*number`, `*buf` and `*len` at the `index`-th of `options` in message order (by
+/// number, repeated ones in the order they came); `COAPIO_RESULT_NOT_FOUND` past the last.
+pub(crate) fn option_by_index(
+    options: &crate::message::Options,
+    index: usize,
+    number: *mut u16,
+    buf: *mut *const u8,
+    len: *mut usize,
+) -> coapio_result {
+    if number.is_null() || buf.is_null() || len.is_null() {
+        return fail(COAPIO_RESULT_NULL_PARAMETER, "number, buf or len is NULL");
+    }
+    match options.iter().nth(index) {
+        Some((n, v)) => {
+            // SAFETY: the out-pointers are non-NULL (checked above) and writable (caller's
+            // contract).
+            unsafe {
+                *number = n.0;
+                write_slice(v, buf, len);
+            }
+            COAPIO_RESULT_OK
+        }
+        None => fail(
+            COAPIO_RESULT_NOT_FOUND,
+            format!("no option #{index} (there are {})", options.len()),
+        ),
+    }
+}
+
+/// Decodes an unsigned integer option value (RFC 7252 §3.2: big-endian, 0 to 4 bytes,
+/// leading zeros allowed), such as one `coapio_response_option` points at, into `*out`.
+/// `COAPIO_RESULT_INVALID_ARGUMENT` for a value longer than 4 bytes.
+#[no_mangle]
+pub extern "C" fn coapio_option_uint(buf: *const u8, len: usize, out: *mut u32) -> coapio_result {
+    guard(|| {
+        if out.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        // SAFETY: buf holds len bytes (caller's contract).
+        let value = match unsafe { bytes_arg(buf, len, "buf") } {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        match crate::message::decode_uint(value) {
+            Some(v) => {
+                // SAFETY: out is non-NULL and writable (caller's contract).
+                unsafe { *out = v };
+                COAPIO_RESULT_OK
+            }
+            None => fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                format!("an unsigned integer option has at most 4 bytes, not {len}"),
+            ),
+        }
+    })
+}
+
 /// Points `*buf`/`*len` at the `index`-th value of option `number` in `options`, for the
 /// option accessors of responses and received requests.
 pub(crate) fn option_at(

@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::base::coapio_result::{self, *};
-use super::base::{bytes_arg, fail, guard, guard_void, option_at, str_arg, write_slice};
+use super::base::{
+    bytes_arg, check_option, fail, guard, guard_void, option_at, option_by_index, str_arg,
+    write_slice,
+};
 use super::context::{coapio_context, ctx_arg, lock, Outcome, UserData};
 use crate::message::uri::Uri;
 use crate::message::{Code, OptionNumber};
@@ -163,7 +166,9 @@ pub extern "C" fn coapio_request_set_payload(
     })
 }
 
-/// Adds an option with an opaque or string value (copied).
+/// Adds an option with an opaque or string value (copied). `COAPIO_RESULT_INVALID_ARGUMENT`
+/// for a value whose length the option does not allow (RFC 7252 §5.10: Uri-Path 0 to 255
+/// bytes, ETag 1 to 8, …).
 #[no_mangle]
 pub extern "C" fn coapio_request_add_option(
     request: *mut coapio_request,
@@ -173,21 +178,21 @@ pub extern "C" fn coapio_request_add_option(
 ) -> coapio_result {
     with_request(request, |r| {
         // SAFETY: buf holds len bytes (caller's contract).
-        match unsafe { bytes_arg(buf, len, "buf") } {
-            Ok(b) if b.len() <= 65804 => {
-                r.request.options.push(OptionNumber(number), b);
-                COAPIO_RESULT_OK
-            }
-            Ok(_) => fail(
-                COAPIO_RESULT_INVALID_ARGUMENT,
-                "an option value has at most 65804 bytes",
-            ),
-            Err(e) => e,
+        let value = match unsafe { bytes_arg(buf, len, "buf") } {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        if let Err(e) = check_option(number, value.len()) {
+            return e;
         }
+        r.request.options.push(OptionNumber(number), value);
+        COAPIO_RESULT_OK
     })
 }
 
-/// Adds an option with an unsigned integer value (such as Content-Format, 12, or Accept, 17).
+/// Adds an option with an unsigned integer value (such as Content-Format, 12, or Accept, 17),
+/// in its shortest encoding; `COAPIO_RESULT_INVALID_ARGUMENT` when that is longer than the
+/// option allows (a Content-Format above 65535).
 #[no_mangle]
 pub extern "C" fn coapio_request_add_option_uint(
     request: *mut coapio_request,
@@ -195,7 +200,12 @@ pub extern "C" fn coapio_request_add_option_uint(
     value: u32,
 ) -> coapio_result {
     with_request(request, |r| {
-        r.request.options.push_uint(OptionNumber(number), value);
+        let mut buf = [0; 4];
+        let encoded = crate::message::encode_uint(value, &mut buf);
+        if let Err(e) = check_option(number, encoded.len()) {
+            return e;
+        }
+        r.request.options.push(OptionNumber(number), encoded);
         COAPIO_RESULT_OK
     })
 }
@@ -454,6 +464,22 @@ pub extern "C" fn coapio_response_option(
     len: *mut usize,
 ) -> coapio_result {
     with_response(response, |r| option_at(&r.options, number, index, buf, len))
+}
+
+/// Points `*number`, `*buf` and `*len` at the `index`-th option of the response, in message
+/// order (by number; repeated ones in the order they came; values borrowed):
+/// `COAPIO_RESULT_NOT_FOUND` past the last, so a loop from 0 visits every option.
+#[no_mangle]
+pub extern "C" fn coapio_response_option_at(
+    response: *const coapio_response,
+    index: usize,
+    number: *mut u16,
+    buf: *mut *const u8,
+    len: *mut usize,
+) -> coapio_result {
+    with_response(response, |r| {
+        option_by_index(&r.options, index, number, buf, len)
+    })
 }
 
 /// Writes the Content-Format; `COAPIO_RESULT_NOT_FOUND` if the response has none.

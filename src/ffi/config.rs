@@ -15,7 +15,8 @@ use crate::proto::Config;
 pub enum coapio_transport {
     /// The platform's default (udp6 on Linux).
     COAPIO_TRANSPORT_DEFAULT = 0,
-    /// One dual-stack socket with PKTINFO and ICMP errors (Linux).
+    /// One dual-stack socket with PKTINFO, and ICMP errors on Linux (macOS and FreeBSD have
+    /// it without ICMP errors; not Windows).
     COAPIO_TRANSPORT_UDP6 = 1,
     /// A connected socket per remote, for clients; it serves only the remotes it sent
     /// requests to (role reversal), and has no bind address.

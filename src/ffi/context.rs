@@ -266,8 +266,8 @@ impl Wake for NotifyWaker {
 /// `coapio_context_send`, `coapio_context_cancel`, `coapio_request_sync`,
 /// `coapio_context_add_resource`, `coapio_context_set_resource_attr`.
 ///
-/// A context is used from one thread; only `coapio_context_stop` and answering a
-/// `coapio_responder` may come from others.
+/// A context is used from one thread; only `coapio_context_stop`, `coapio_context_notify`,
+/// `coapio_context_wake` and answering a `coapio_responder` may come from others.
 pub struct coapio_context {
     pub(crate) inner: Arc<Inner>,
 }
@@ -332,7 +332,11 @@ impl Inner {
     /// is disarmed, and `arm` must set it again.
     fn note_timer(&self, events: &Events) {
         if self.timer.collected(events) {
-            *lock(&self.armed) = None;
+            // Unless another thread set it again meanwhile (a later deadline).
+            let mut armed = lock(&self.armed);
+            if armed.is_some_and(|at| at <= Instant::now()) {
+                *armed = None;
+            }
         }
     }
 
@@ -796,6 +800,21 @@ pub extern "C" fn coapio_context_stop(ctx: *const coapio_context) -> coapio_resu
             Err(e) => return e,
         };
         inner.stop.store(true, Ordering::SeqCst);
+        inner.notify();
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Wakes the context's loop: a running `coapio_context_run` comes round once, and in mode B
+/// the descriptor becomes readable (call `coapio_context_process`). For an application
+/// whose other threads leave work for the loop's thread. Safe to call from any thread.
+#[no_mangle]
+pub extern "C" fn coapio_context_wake(ctx: *const coapio_context) -> coapio_result {
+    guard(|| {
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
         inner.notify();
         COAPIO_RESULT_OK
     })

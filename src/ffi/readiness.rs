@@ -108,12 +108,17 @@ mod imp {
     use std::io;
     use std::time::Duration;
 
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use polling::os::kqueue::{PollerKqueueExt, Timer};
     use polling::{Events, PollMode, Poller};
 
     use super::TIMER_KEY;
 
-    pub(crate) struct DeadlineTimer;
+    /// Whether the timer was ever added to the kqueue: it is added at its first deadline
+    /// (a timer "disarmed" by a far-off deadline is refused by XNU, whose nanoseconds
+    /// overflow, and may fire at once on FreeBSD).
+    pub(crate) struct DeadlineTimer(AtomicBool);
 
     /// The timer, `after` from now: in whole milliseconds, rounded up, since some kernels
     /// (OpenBSD, DragonFly) count in them and would otherwise fire early.
@@ -126,18 +131,21 @@ mod imp {
     }
 
     impl DeadlineTimer {
-        pub(crate) fn new(poller: &Poller) -> io::Result<Self> {
-            // Added disarmed (a deadline far off) so that `set` only modifies it.
-            poller.add_filter(
-                timer(Duration::from_secs(1 << 40)),
-                TIMER_KEY,
-                PollMode::Oneshot,
-            )?;
-            Ok(Self)
+        pub(crate) fn new(_poller: &Poller) -> io::Result<Self> {
+            Ok(Self(AtomicBool::new(false)))
         }
 
+        /// Called with the context's `armed` lock held, so never twice at once.
         pub(crate) fn set(&self, poller: &Poller, after: Duration) {
-            let _ = poller.modify_filter(timer(after), TIMER_KEY, PollMode::Oneshot);
+            let result = if self.0.load(Ordering::SeqCst) {
+                poller.modify_filter(timer(after), TIMER_KEY, PollMode::Oneshot)
+            } else {
+                poller.add_filter(timer(after), TIMER_KEY, PollMode::Oneshot)
+            };
+            match result {
+                Ok(()) => self.0.store(true, Ordering::SeqCst),
+                Err(e) => log::warn!("coapio: cannot set the context's kqueue timer: {e}"),
+            }
         }
 
         /// A fired one-shot kqueue timer is gone once a `kevent` took it, whichever wait
@@ -155,7 +163,9 @@ mod imp {
         }
 
         pub(crate) fn remove(&self, poller: &Poller) {
-            let _ = poller.delete_filter(timer(Duration::ZERO));
+            if self.0.load(Ordering::SeqCst) {
+                let _ = poller.delete_filter(timer(Duration::ZERO));
+            }
         }
     }
 }

@@ -8,7 +8,10 @@ use std::sync::{Arc, Weak};
 use futures::channel::oneshot;
 
 use super::base::coapio_result::{self, *};
-use super::base::{bytes_arg, fail, guard, guard_void, option_at, str_arg, write_slice};
+use super::base::{
+    bytes_arg, check_option, fail, guard, guard_void, option_at, option_by_index, str_arg,
+    write_slice,
+};
 use super::context::{coapio_context, ctx_arg, lock, CtxRef, Inner, UserData};
 use crate::message::{Code, ContentFormat, OptionNumber, Options};
 use crate::proto::Response;
@@ -243,7 +246,7 @@ pub extern "C" fn coapio_context_set_resource_attr(
 ///
 /// `path` is NULL or a NUL-terminated string that lives as long as the returned `&str`.
 unsafe fn ctx_and_path<'a>(
-    ctx: *mut coapio_context,
+    ctx: *const coapio_context,
     path: *const c_char,
 ) -> Result<(CtxRef, &'a str), coapio_result> {
     let inner = ctx_arg(ctx)?;
@@ -256,10 +259,12 @@ unsafe fn ctx_and_path<'a>(
 /// callback is called again for each observer (from `run`/`process`) and its answer goes out
 /// as a notification. A resource is observable when it has the `obs` attribute
 /// (`coapio_context_set_resource_attr(ctx, path, "obs", NULL)`). `out_count` (may be NULL)
-/// receives the number of observers.
+/// receives the number of observers. `COAPIO_RESULT_NOT_FOUND` when no resource was added at
+/// `path` (exactly as given to `coapio_context_add_resource`). Safe to call from any thread
+/// (a sensor's): the callbacks run on the context's thread, at its next round of work.
 #[no_mangle]
 pub extern "C" fn coapio_context_notify(
-    ctx: *mut coapio_context,
+    ctx: *const coapio_context,
     path: *const c_char,
     out_count: *mut usize,
 ) -> coapio_result {
@@ -269,7 +274,13 @@ pub extern "C" fn coapio_context_notify(
             Ok(x) => x,
             Err(e) => return e,
         };
-        let n = lock(&inner.core).ep.notify(std::time::Instant::now(), path);
+        let n = {
+            let mut core = lock(&inner.core);
+            if !core.resources.iter().any(|r| r.path == path) {
+                return fail(COAPIO_RESULT_NOT_FOUND, format!("no resource at {path}"));
+            }
+            core.ep.notify(std::time::Instant::now(), path)
+        };
         if n > 0 {
             inner.notify();
         }
@@ -427,6 +438,44 @@ pub extern "C" fn coapio_incoming_option(
     })
 }
 
+/// Points `*number`, `*buf` and `*len` at the `index`-th option of the request, in message
+/// order (by number; repeated ones in the order they came; values borrowed):
+/// `COAPIO_RESULT_NOT_FOUND` past the last, so a loop from 0 visits every option.
+#[no_mangle]
+pub extern "C" fn coapio_incoming_option_at(
+    request: *const coapio_incoming,
+    index: usize,
+    number: *mut u16,
+    buf: *mut *const u8,
+    len: *mut usize,
+) -> coapio_result {
+    with_incoming(request, |r| {
+        option_by_index(r.request.options(), index, number, buf, len)
+    })
+}
+
+/// Writes the request's Content-Format (the format of its payload);
+/// `COAPIO_RESULT_NOT_FOUND` if it has none.
+#[no_mangle]
+pub extern "C" fn coapio_incoming_content_format(
+    request: *const coapio_incoming,
+    out: *mut u16,
+) -> coapio_result {
+    with_incoming(request, |r| {
+        if out.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        match r.request.content_format() {
+            Some(f) => {
+                // SAFETY: out is non-NULL and writable (caller's contract).
+                unsafe { *out = f.0 };
+                COAPIO_RESULT_OK
+            }
+            None => fail(COAPIO_RESULT_NOT_FOUND, "no Content-Format"),
+        }
+    })
+}
+
 /// Points `*addr` at the sender's address as text (`"[::1]:40000"`, NUL-terminated,
 /// borrowed).
 #[no_mangle]
@@ -474,15 +523,12 @@ pub extern "C" fn coapio_responder_add_option(
         }
         // SAFETY: buf holds len bytes (caller's contract).
         let value = match unsafe { bytes_arg(buf, len, "buf") } {
-            Ok(v) if v.len() <= 65804 => v,
-            Ok(_) => {
-                return fail(
-                    COAPIO_RESULT_INVALID_ARGUMENT,
-                    "an option value has at most 65804 bytes",
-                )
-            }
+            Ok(v) => v,
             Err(e) => return e,
         };
+        if let Err(e) = check_option(number, value.len()) {
+            return e;
+        }
         // SAFETY: a live responder (caller's contract).
         unsafe { &mut *responder }
             .options

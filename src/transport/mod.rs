@@ -86,7 +86,8 @@ pub struct Capabilities {
     /// It can join multicast groups.
     pub multicast: bool,
     /// It reports the local address and interface each datagram arrived on, and can send from
-    /// a given one.
+    /// a given one (udp6 on macOS and FreeBSD: for IPv6 remotes; replies to IPv4 ones leave
+    /// from the address routing picks).
     pub local_addr_info: bool,
     /// It reports ICMP errors (unreachable ports and hosts) for the remote they concern.
     pub icmp_errors: bool,

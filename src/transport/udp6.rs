@@ -47,8 +47,10 @@ use crate::net::{RecvMeta, Transmit};
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct Udp6Options {
-    /// Sets `SO_REUSEPORT`, so that several sockets (threads, processes) can share the port;
-    /// the kernel spreads remotes over them and keeps each remote on one socket.
+    /// Sets `SO_REUSEPORT` (`SO_REUSEPORT_LB` on FreeBSD), so that several sockets
+    /// (threads, processes) can share the port; Linux and FreeBSD spread remotes over them
+    /// and keep each remote on one socket. macOS does not spread them: one socket gets the
+    /// unicast datagrams.
     pub reuse_port: bool,
 }
 
@@ -164,7 +166,8 @@ fn to_sockaddr_in6(addr: SocketAddrV6) -> libc::sockaddr_in6 {
 impl Udp6 {
     /// Binds a udp6 transport to `addr` (`[::]:5683` for a server on every address,
     /// `[::]:0` for a client). An IPv4 address is bound as its IPv4-mapped form, which
-    /// receives only IPv4.
+    /// receives only IPv4 (on FreeBSD such a socket reports no arrival address: bind `[::]`
+    /// there, or use simplesocketserver for one IPv4 address).
     ///
     /// # Errors
     ///
@@ -201,6 +204,10 @@ impl Udp6 {
         };
         socket.set_nonblocking(true)?;
         if options.reuse_port {
+            // FreeBSD spreads remotes over the sockets only with its load-balancing variant.
+            #[cfg(target_os = "freebsd")]
+            socket.set_reuse_port_lb(true)?;
+            #[cfg(not(target_os = "freebsd"))]
             socket.set_reuse_port(true)?;
         }
         enable_pktinfo(&socket, ipv4_only)?;
@@ -242,6 +249,14 @@ impl Udp6 {
         match canonical_ip(group) {
             IpAddr::V6(_) if self.ipv4_only => Err(no_ipv6(group)),
             IpAddr::V6(g) => self.socket.join_multicast_v6(&g, ifindex),
+            // The BSDs refuse IPv4 socket options on an IPv6 socket (EINVAL).
+            IpAddr::V4(_) if !cfg!(target_os = "linux") => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "udp6 on this system cannot join the IPv4 group {group} (its socket is IPv6); \
+                     join IPv6 groups, or serve IPv4 multicast with simplesocketserver"
+                ),
+            )),
             IpAddr::V4(g) => self
                 .socket
                 .join_multicast_v4_n(&g, &socket2::InterfaceIndexOrAddress::Index(ifindex)),
@@ -314,7 +329,9 @@ impl Transport for Udp6 {
     }
 
     fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, RecvMeta)> {
-        loop {
+        // Bounded, so that a flood of datagrams it drops cannot keep the caller here: it
+        // hears `Interrupted` ("call again") and the socket stays readable.
+        for _ in 0..64 {
             let mut ctrl = CmsgBuf::new();
             let (n, mut hdr, name) = self.recvmsg(buf, false, &mut ctrl)?;
             if hdr.msg_flags & libc::MSG_TRUNC != 0 {
@@ -337,6 +354,7 @@ impl Transport for Udp6 {
             );
             return Ok((n, meta));
         }
+        Err(io::ErrorKind::Interrupted.into())
     }
 
     fn try_send(&self, transmit: &Transmit, contents: &[u8]) -> io::Result<()> {

@@ -92,8 +92,8 @@ unsafe impl Send for Server {}
 // SAFETY: as above.
 unsafe impl Sync for Server {}
 
-#[test]
-fn options_in_order_names_and_length_checks() {
+/// A server context on `[::1]` with one resource at `path`, and its port.
+fn server(path: &CString, methods: u32, callback: RequestFn) -> (*mut coapio_context, u16) {
     let mut cfg = null_mut();
     ok(coapio_config_new(&mut cfg));
     let bind = CString::new("[::1]:0").unwrap();
@@ -101,16 +101,24 @@ fn options_in_order_names_and_length_checks() {
     let mut server = null_mut();
     ok(coapio_context_new(cfg, &mut server));
     coapio_config_free(cfg);
-    let path = CString::new("/opts").unwrap();
     ok(coapio_context_add_resource(
         server,
         path.as_ptr(),
-        COAPIO_METHOD_MASK_POST,
-        Some(serve),
+        methods,
+        Some(callback),
         null_mut(),
     ));
     let mut port = 0u16;
     ok(coapio_context_local_port(server, &mut port));
+    (server, port)
+}
+
+type RequestFn = extern "C" fn(*mut c_void, *const coapio_incoming, *mut coapio_responder);
+
+#[test]
+fn options_in_order_names_and_length_checks() {
+    let path = CString::new("/opts").unwrap();
+    let (server, port) = server(&path, COAPIO_METHOD_MASK_POST, serve);
 
     // notify: OK for the resource, NOT_FOUND for a path with none.
     let mut count = 7usize;
@@ -269,21 +277,8 @@ extern "C" fn sensor(_: *mut c_void, _: *const coapio_incoming, responder: *mut 
 /// round.
 #[test]
 fn notify_from_a_sensor_thread_reaches_the_observer() {
-    let mut cfg = null_mut();
-    ok(coapio_config_new(&mut cfg));
-    let bind = CString::new("[::1]:0").unwrap();
-    ok(coapio_config_set_bind(cfg, bind.as_ptr()));
-    let mut server = null_mut();
-    ok(coapio_context_new(cfg, &mut server));
-    coapio_config_free(cfg);
     let path = CString::new("/sensor").unwrap();
-    ok(coapio_context_add_resource(
-        server,
-        path.as_ptr(),
-        COAPIO_METHOD_MASK_GET,
-        Some(sensor),
-        null_mut(),
-    ));
+    let (server, port) = server(&path, COAPIO_METHOD_MASK_GET, sensor);
     let obs = CString::new("obs").unwrap();
     ok(coapio_context_set_resource_attr(
         server,
@@ -291,8 +286,6 @@ fn notify_from_a_sensor_thread_reaches_the_observer() {
         obs.as_ptr(),
         null(),
     ));
-    let mut port = 0u16;
-    ok(coapio_context_local_port(server, &mut port));
     let (runner, sensor_side, waker) = (Server(server), Server(server), Server(server));
     let thread = std::thread::spawn(move || {
         let runner = runner;

@@ -174,22 +174,25 @@ pub(crate) fn unsafe_zeroed_msghdr() -> libc::msghdr {
 mod tests {
     use super::*;
 
-    #[test]
-    fn pktinfo_round_trips_through_the_iterator() {
+    /// The one control message `write` puts in a buffer, read back through the iterator:
+    /// its level, type and data as `T`.
+    fn one_message<T: Copy>(write: impl FnOnce(&mut SmallCmsgBuf) -> usize) -> (i32, i32, T) {
         let mut buf = SmallCmsgBuf::new();
-        let addr: Ipv6Addr = "fe80::1".parse().unwrap();
-        let len = pktinfo6(&mut buf, addr, 7);
+        let len = write(&mut buf);
         let mut hdr = unsafe_zeroed_msghdr();
         hdr.msg_control = buf.0.as_mut_ptr().cast();
         hdr.msg_controllen = len as _;
-        // SAFETY: hdr points at `buf`, which pktinfo6 filled and which outlives `msgs`.
+        // SAFETY: hdr points at `buf`, which `write` filled and which outlives `msgs`.
         let msgs: Vec<_> = unsafe { received(&hdr) }.collect();
         assert_eq!(msgs.len(), 1);
-        assert_eq!(
-            (msgs[0].level, msgs[0].ty),
-            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
-        );
-        let info: libc::in6_pktinfo = msgs[0].read().unwrap();
+        (msgs[0].level, msgs[0].ty, msgs[0].read().unwrap())
+    }
+
+    #[test]
+    fn pktinfo_round_trips_through_the_iterator() {
+        let addr: Ipv6Addr = "fe80::1".parse().unwrap();
+        let (level, ty, info) = one_message::<libc::in6_pktinfo>(|b| pktinfo6(b, addr, 7));
+        assert_eq!((level, ty), (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO));
         assert_eq!(Ipv6Addr::from(info.ipi6_addr.s6_addr), addr);
         assert_eq!(info.ipi6_ifindex, 7);
     }
@@ -197,23 +200,10 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn pktinfo4_round_trips_through_the_iterator() {
-        let mut buf = SmallCmsgBuf::new();
-        let len = pktinfo4(&mut buf, Ipv4Addr::new(127, 0, 0, 2));
-        let mut hdr = unsafe_zeroed_msghdr();
-        hdr.msg_control = buf.0.as_mut_ptr().cast();
-        hdr.msg_controllen = len as _;
-        // SAFETY: hdr points at `buf`, which pktinfo4 filled and which outlives `msgs`.
-        let msgs: Vec<_> = unsafe { received(&hdr) }.collect();
-        assert_eq!(msgs.len(), 1);
-        assert_eq!(
-            (msgs[0].level, msgs[0].ty),
-            (libc::IPPROTO_IP, libc::IP_PKTINFO)
-        );
-        let info: libc::in_pktinfo = msgs[0].read().unwrap();
-        assert_eq!(
-            Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)),
-            Ipv4Addr::new(127, 0, 0, 2)
-        );
+        let addr = Ipv4Addr::new(127, 0, 0, 2);
+        let (level, ty, info) = one_message::<libc::in_pktinfo>(|b| pktinfo4(b, addr));
+        assert_eq!((level, ty), (libc::IPPROTO_IP, libc::IP_PKTINFO));
+        assert_eq!(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)), addr);
         assert_eq!(info.ipi_ifindex, 0);
     }
 }

@@ -121,6 +121,16 @@ fn enable_error_queue(socket: &Socket, ipv4_only: bool) {
     }
 }
 
+/// A `sockaddr_in6` as a socket address (IPv4-mapped made plain IPv4).
+fn from_in6(a: &libc::sockaddr_in6) -> SocketAddr {
+    canonical(SocketAddr::V6(SocketAddrV6::new(
+        Ipv6Addr::from(a.sin6_addr.s6_addr),
+        u16::from_be(a.sin6_port),
+        a.sin6_flowinfo,
+        a.sin6_scope_id,
+    )))
+}
+
 /// A `sockaddr_storage` read back into a socket address (IPv4-mapped made plain IPv4).
 fn from_storage(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     match libc::c_int::from(storage.ss_family) {
@@ -130,12 +140,7 @@ fn from_storage(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Optio
             let a = unsafe {
                 &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
             };
-            Some(canonical(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(a.sin6_addr.s6_addr),
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            ))))
+            Some(from_in6(a))
         }
         libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
             // SAFETY: as above, for sockaddr_in.
@@ -622,14 +627,7 @@ unsafe fn meta_of(remote: SocketAddr, hdr: &libc::msghdr) -> RecvMeta {
 #[cfg(target_os = "linux")]
 fn from_name(a: &libc::sockaddr_in6, len: libc::socklen_t) -> Option<SocketAddr> {
     match libc::c_int::from(a.sin6_family) {
-        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
-            Some(canonical(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(a.sin6_addr.s6_addr),
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            ))))
-        }
+        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => Some(from_in6(a)),
         libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says the kernel wrote a sockaddr_in, which is smaller than
             // a sockaddr_in6 and needs no stricter alignment.

@@ -51,14 +51,12 @@ static void on_notification(void *userdata, coapio_result result, const coapio_r
     }
     const uint8_t *obs = NULL, *payload = NULL;
     size_t obs_len = 0, len = 0;
-    unsigned long seq = 0;
-    if (coapio_response_option(resp, 6, 0, &obs, &obs_len) == COAPIO_RESULT_OK) {
-        for (size_t i = 0; i < obs_len; i++) {
-            seq = (seq << 8) | obs[i];
-        }
+    uint32_t seq = 0;
+    if (coapio_response_option(resp, COAPIO_OPTION_OBSERVE, 0, &obs, &obs_len) == COAPIO_RESULT_OK) {
+        coapio_option_uint(obs, obs_len, &seq);
     }
     coapio_response_payload(resp, &payload, &len);
-    printf("notification %d: Observe %lu, counter %.*s\n", app->seen, seq, (int)len,
+    printf("notification %d: Observe %lu, counter %.*s\n", app->seen, (unsigned long)seq, (int)len,
            (const char *)payload);
     fflush(stdout);
     app->seen++;

@@ -22,7 +22,7 @@
 //! with `--features oscore`); unprotected requests get 4.01.
 //!
 //! `--multicast IF` (repeatable) joins the All-CoAP-Nodes groups (`ff02::fd`, `ff05::fd`,
-//! `224.0.1.187`) on interface IF: requests to them are answered from a unicast address after
+//! and on Linux `224.0.1.187`) on interface IF: requests to them are answered from a unicast address after
 //! a random leisure, and error responses to them are not sent (RFC 7252 §8.2).
 //!
 //! `--register URI` registers the server's resources with a CoRE Resource Directory (RFC
@@ -157,6 +157,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             for group in coapio::transport::ALL_COAP_NODES {
+                // udp6 joins IPv4 groups on Linux only (its socket is IPv6).
+                if group.is_ipv4() && !cfg!(target_os = "linux") {
+                    continue;
+                }
                 builder = builder.join_multicast(group, index);
             }
         }

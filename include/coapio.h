@@ -150,127 +150,127 @@
 #define COAPIO_OPTION_REQUEST_TAG 292
 
 /*
- Content-Format 0 (text-plain).
+ Content-Format 0: `text/plain;charset=utf-8`.
  */
 #define COAPIO_FORMAT_TEXT_PLAIN 0
 
 /*
- Content-Format 16 (cose-encrypt0).
+ Content-Format 16: `application/cose; cose-type="cose-encrypt0"`.
  */
 #define COAPIO_FORMAT_COSE_ENCRYPT0 16
 
 /*
- Content-Format 40 (link-format).
+ Content-Format 40: `application/link-format`.
  */
 #define COAPIO_FORMAT_LINK_FORMAT 40
 
 /*
- Content-Format 41 (xml).
+ Content-Format 41: `application/xml`.
  */
 #define COAPIO_FORMAT_XML 41
 
 /*
- Content-Format 42 (octet-stream).
+ Content-Format 42: `application/octet-stream`.
  */
 #define COAPIO_FORMAT_OCTET_STREAM 42
 
 /*
- Content-Format 47 (exi).
+ Content-Format 47: `application/exi`.
  */
 #define COAPIO_FORMAT_EXI 47
 
 /*
- Content-Format 50 (json).
+ Content-Format 50: `application/json`.
  */
 #define COAPIO_FORMAT_JSON 50
 
 /*
- Content-Format 51 (json-patch-json).
+ Content-Format 51: `application/json-patch+json`.
  */
 #define COAPIO_FORMAT_JSON_PATCH_JSON 51
 
 /*
- Content-Format 52 (merge-patch-json).
+ Content-Format 52: `application/merge-patch+json`.
  */
 #define COAPIO_FORMAT_MERGE_PATCH_JSON 52
 
 /*
- Content-Format 60 (cbor).
+ Content-Format 60: `application/cbor`.
  */
 #define COAPIO_FORMAT_CBOR 60
 
 /*
- Content-Format 61 (cwt).
+ Content-Format 61: `application/cwt`.
  */
 #define COAPIO_FORMAT_CWT 61
 
 /*
- Content-Format 62 (multipart-core).
+ Content-Format 62: `application/multipart-core`.
  */
 #define COAPIO_FORMAT_MULTIPART_CORE 62
 
 /*
- Content-Format 63 (cbor-seq).
+ Content-Format 63: `application/cbor-seq`.
  */
 #define COAPIO_FORMAT_CBOR_SEQ 63
 
 /*
- Content-Format 110 (senml-json).
+ Content-Format 110: `application/senml+json`.
  */
 #define COAPIO_FORMAT_SENML_JSON 110
 
 /*
- Content-Format 111 (sensml-json).
+ Content-Format 111: `application/sensml+json`.
  */
 #define COAPIO_FORMAT_SENSML_JSON 111
 
 /*
- Content-Format 112 (senml-cbor).
+ Content-Format 112: `application/senml+cbor`.
  */
 #define COAPIO_FORMAT_SENML_CBOR 112
 
 /*
- Content-Format 113 (sensml-cbor).
+ Content-Format 113: `application/sensml+cbor`.
  */
 #define COAPIO_FORMAT_SENSML_CBOR 113
 
 /*
- Content-Format 114 (senml-exi).
+ Content-Format 114: `application/senml-exi`.
  */
 #define COAPIO_FORMAT_SENML_EXI 114
 
 /*
- Content-Format 115 (sensml-exi).
+ Content-Format 115: `application/sensml-exi`.
  */
 #define COAPIO_FORMAT_SENSML_EXI 115
 
 /*
- Content-Format 256 (coap-group-json).
+ Content-Format 256: `application/coap-group+json`.
  */
 #define COAPIO_FORMAT_COAP_GROUP_JSON 256
 
 /*
- Content-Format 272 (missing-blocks-cbor-seq).
+ Content-Format 272: `application/missing-blocks+cbor-seq`.
  */
 #define COAPIO_FORMAT_MISSING_BLOCKS_CBOR_SEQ 272
 
 /*
- Content-Format 310 (senml-xml).
+ Content-Format 310: `application/senml+xml`.
  */
 #define COAPIO_FORMAT_SENML_XML 310
 
 /*
- Content-Format 311 (sensml-xml).
+ Content-Format 311: `application/sensml+xml`.
  */
 #define COAPIO_FORMAT_SENSML_XML 311
 
 /*
- Content-Format 11542 (lwm2m-tlv).
+ Content-Format 11542: `application/vnd.oma.lwm2m+tlv`.
  */
 #define COAPIO_FORMAT_LWM2M_TLV 11542
 
 /*
- Content-Format 11543 (lwm2m-json).
+ Content-Format 11543: `application/vnd.oma.lwm2m+json`.
  */
 #define COAPIO_FORMAT_LWM2M_JSON 11543
 
@@ -670,10 +670,12 @@ typedef struct coapio_config coapio_config;
 
 /*
  A CoAP endpoint for C. Methods: `coapio_context_new`, `coapio_context_free`,
- `coapio_context_run`, `coapio_context_stop`, `coapio_context_get_fd`,
- `coapio_context_next_timeout_ms`, `coapio_context_process`, `coapio_context_local_port`,
- `coapio_context_send`, `coapio_context_cancel`, `coapio_request_sync`,
- `coapio_context_add_resource`, `coapio_context_set_resource_attr`.
+ `coapio_context_run`, `coapio_context_stop`, `coapio_context_wake`,
+ `coapio_context_get_fd`, `coapio_context_get_socket`, `coapio_context_next_timeout_ms`,
+ `coapio_context_process`, `coapio_context_local_port`, `coapio_context_send`,
+ `coapio_context_cancel`, `coapio_request_sync`, `coapio_context_add_resource`,
+ `coapio_context_set_resource_attr`, `coapio_context_notify`,
+ `coapio_context_end_observations`.
 
  A context is used from one thread; only `coapio_context_stop`, `coapio_context_notify`,
  `coapio_context_wake` and answering a `coapio_responder` may come from others.
@@ -683,7 +685,8 @@ typedef struct coapio_context coapio_context;
 /*
  A received request, borrowed for the duration of the request callback. Methods:
  `coapio_incoming_method`, `coapio_incoming_path`, `coapio_incoming_payload`,
- `coapio_incoming_option`, `coapio_incoming_remote`, `coapio_incoming_confirmable`.
+ `coapio_incoming_option`, `coapio_incoming_option_at`, `coapio_incoming_content_format`,
+ `coapio_incoming_remote`, `coapio_incoming_confirmable`.
  */
 typedef struct coapio_incoming coapio_incoming;
 
@@ -706,7 +709,8 @@ typedef struct coapio_responder coapio_responder;
 
 /*
  A response. Methods: `coapio_response_code`, `coapio_response_payload`,
- `coapio_response_option`, `coapio_response_content_format`, and `coapio_response_free`
+ `coapio_response_option`, `coapio_response_option_at`, `coapio_response_content_format`,
+ and `coapio_response_free`
  for the ones `coapio_request_sync` hands out. One passed to a callback is borrowed for
  the callback's duration.
  */
@@ -1004,7 +1008,7 @@ coapio_result coapio_request_set_payload(coapio_request *request, const uint8_t 
 /*
  Adds an option with an opaque or string value (copied). `COAPIO_RESULT_INVALID_ARGUMENT`
  for a value whose length the option does not allow (RFC 7252 §5.10: Uri-Path 0 to 255
- bytes, ETag 1 to 8, …).
+ bytes, ETag 1 to 8, …) and for a second one of an option that is not repeatable.
  */
 coapio_result coapio_request_add_option(coapio_request *request,
                                         uint16_t number,
@@ -1014,7 +1018,8 @@ coapio_result coapio_request_add_option(coapio_request *request,
 /*
  Adds an option with an unsigned integer value (such as Content-Format, 12, or Accept, 17),
  in its shortest encoding; `COAPIO_RESULT_INVALID_ARGUMENT` when that is longer than the
- option allows (a Content-Format above 65535).
+ option allows (a Content-Format above 65535), or for a second one of an option that is not
+ repeatable.
  */
 coapio_result coapio_request_add_option_uint(coapio_request *request,
                                              uint16_t number,
@@ -1191,10 +1196,12 @@ coapio_result coapio_context_set_resource_attr(coapio_context *ctx,
  as a notification. A resource is observable when it has the `obs` attribute
  (`coapio_context_set_resource_attr(ctx, path, "obs", NULL)`). `out_count` (may be NULL)
  receives the number of observers. `COAPIO_RESULT_NOT_FOUND` when no resource was added at
- `path` (exactly as given to `coapio_context_add_resource`). Safe to call from any thread
+ `path` (compared as the resource's path: `"x"` and `"/a/../x"` are `"/x"`). Safe to call from any thread
  (a sensor's): the callbacks run on the context's thread, at its next round of work.
  */
-coapio_result coapio_context_notify(const coapio_context *ctx, const char *path, size_t *out_count);
+coapio_result coapio_context_notify(const coapio_context *ctx,
+                                    const char *path,
+                                    size_t *out_count);
 
 /*
  Ends every observation of `path` with a final response (RFC 7641 §3.2) of `code` (class

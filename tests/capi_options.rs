@@ -165,6 +165,11 @@ fn options_in_order_names_and_length_checks() {
         COAPIO_OPTION_CONTENT_FORMAT,
         u32::from(COAPIO_FORMAT_CBOR),
     ));
+    // Content-Format is not repeatable: a second one is refused.
+    assert_eq!(
+        coapio_request_add_option_uint(req, COAPIO_OPTION_CONTENT_FORMAT, 0),
+        COAPIO_RESULT_INVALID_ARGUMENT
+    );
     ok(coapio_request_add_option_uint(
         req,
         COAPIO_OPTION_ACCEPT,
@@ -300,7 +305,10 @@ fn notify_from_a_sensor_thread_reaches_the_observer() {
         assert_eq!(common::text(&first), "0");
         for reading in [17, 42] {
             READING.store(reading, SeqCst);
-            let (s, w, p) = (&sensor_side, &waker, &path);
+            // The path as the resource was added, or as a URI reference naming it.
+            let spelling = if reading == 17 { "/sensor" } else { "./sensor" };
+            let spelled = CString::new(spelling).unwrap();
+            let (s, w, p) = (&sensor_side, &waker, &spelled);
             let mut count = 0usize;
             let c = &mut count;
             std::thread::scope(|scope| {

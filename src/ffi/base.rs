@@ -222,27 +222,44 @@ pub(crate) unsafe fn write_slice(data: &[u8], buf: *mut *const u8, len: *mut usi
     }
 }
 
-/// Checks an option value's length before it goes into a message: at most what a CoAP
-/// option can carry, and, for an option in RFC 7252's table (or a later registry entry),
-/// within that option's bounds (a 300-byte Uri-Path or a 9-byte ETag is refused here, as it
-/// is inside a URI).
-pub(crate) fn check_option(number: u16, len: usize) -> Result<(), coapio_result> {
+/// Checks an option before it goes into `options`: a value at most what a CoAP option can
+/// carry, and, for an option in RFC 7252's table (or a later registry entry), a length within
+/// that option's bounds and no second one of an option that is not repeatable (a 300-byte
+/// Uri-Path, a 9-byte ETag or a second Content-Format is refused here, as it is inside a URI).
+pub(crate) fn check_option(
+    options: &crate::message::Options,
+    number: u16,
+    len: usize,
+) -> Result<(), coapio_result> {
     if len > 65804 {
         return Err(fail(
             COAPIO_RESULT_INVALID_ARGUMENT,
             "an option value has at most 65804 bytes",
         ));
     }
-    match crate::message::OptionNumber(number).info() {
-        Some(info) if !info.len_ok(len) => Err(fail(
+    let number = crate::message::OptionNumber(number);
+    let Some(info) = number.info() else {
+        return Ok(());
+    };
+    if !info.len_ok(len) {
+        return Err(fail(
             COAPIO_RESULT_INVALID_ARGUMENT,
             format!(
-                "option {number} ({}) takes {} to {} bytes, not {len}",
-                info.name, info.min_len, info.max_len
+                "option {} ({}) takes {} to {} bytes, not {len}",
+                number.0, info.name, info.min_len, info.max_len
             ),
-        )),
-        _ => Ok(()),
+        ));
     }
+    if !info.repeatable && options.contains(number) {
+        return Err(fail(
+            COAPIO_RESULT_INVALID_ARGUMENT,
+            format!(
+                "option {} ({}) is not repeatable, and there is one already",
+                number.0, info.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Points `*number`, `*buf` and `*len` at the `index`-th of `options` in message order (by

@@ -53,7 +53,8 @@ pub struct coapio_request {
 }
 
 /// A response. Methods: `coapio_response_code`, `coapio_response_payload`,
-/// `coapio_response_option`, `coapio_response_content_format`, and `coapio_response_free`
+/// `coapio_response_option`, `coapio_response_option_at`, `coapio_response_content_format`,
+/// and `coapio_response_free`
 /// for the ones `coapio_request_sync` hands out. One passed to a callback is borrowed for
 /// the callback's duration.
 #[derive(Debug)]
@@ -168,7 +169,7 @@ pub extern "C" fn coapio_request_set_payload(
 
 /// Adds an option with an opaque or string value (copied). `COAPIO_RESULT_INVALID_ARGUMENT`
 /// for a value whose length the option does not allow (RFC 7252 §5.10: Uri-Path 0 to 255
-/// bytes, ETag 1 to 8, …).
+/// bytes, ETag 1 to 8, …) and for a second one of an option that is not repeatable.
 #[no_mangle]
 pub extern "C" fn coapio_request_add_option(
     request: *mut coapio_request,
@@ -182,7 +183,7 @@ pub extern "C" fn coapio_request_add_option(
             Ok(b) => b,
             Err(e) => return e,
         };
-        if let Err(e) = check_option(number, value.len()) {
+        if let Err(e) = check_option(&r.request.options, number, value.len()) {
             return e;
         }
         r.request.options.push(OptionNumber(number), value);
@@ -192,7 +193,8 @@ pub extern "C" fn coapio_request_add_option(
 
 /// Adds an option with an unsigned integer value (such as Content-Format, 12, or Accept, 17),
 /// in its shortest encoding; `COAPIO_RESULT_INVALID_ARGUMENT` when that is longer than the
-/// option allows (a Content-Format above 65535).
+/// option allows (a Content-Format above 65535), or for a second one of an option that is not
+/// repeatable.
 #[no_mangle]
 pub extern "C" fn coapio_request_add_option_uint(
     request: *mut coapio_request,
@@ -202,7 +204,7 @@ pub extern "C" fn coapio_request_add_option_uint(
     with_request(request, |r| {
         let mut buf = [0; 4];
         let encoded = crate::message::encode_uint(value, &mut buf);
-        if let Err(e) = check_option(number, encoded.len()) {
+        if let Err(e) = check_option(&r.request.options, number, encoded.len()) {
             return e;
         }
         r.request.options.push(OptionNumber(number), encoded);

@@ -261,10 +261,12 @@ impl Wake for NotifyWaker {
 }
 
 /// A CoAP endpoint for C. Methods: `coapio_context_new`, `coapio_context_free`,
-/// `coapio_context_run`, `coapio_context_stop`, `coapio_context_get_fd`,
-/// `coapio_context_next_timeout_ms`, `coapio_context_process`, `coapio_context_local_port`,
-/// `coapio_context_send`, `coapio_context_cancel`, `coapio_request_sync`,
-/// `coapio_context_add_resource`, `coapio_context_set_resource_attr`.
+/// `coapio_context_run`, `coapio_context_stop`, `coapio_context_wake`,
+/// `coapio_context_get_fd`, `coapio_context_get_socket`, `coapio_context_next_timeout_ms`,
+/// `coapio_context_process`, `coapio_context_local_port`, `coapio_context_send`,
+/// `coapio_context_cancel`, `coapio_request_sync`, `coapio_context_add_resource`,
+/// `coapio_context_set_resource_attr`, `coapio_context_notify`,
+/// `coapio_context_end_observations`.
 ///
 /// A context is used from one thread; only `coapio_context_stop`, `coapio_context_notify`,
 /// `coapio_context_wake` and answering a `coapio_responder` may come from others.
@@ -303,9 +305,11 @@ impl Inner {
         if armed.is_some_and(|armed| armed <= at) {
             return;
         }
-        *armed = Some(at);
-        self.timer
+        // Not set (the kernel refused): tried again at the next deadline.
+        let set = self
+            .timer
             .set(&self.poller, at.saturating_duration_since(Instant::now()));
+        *armed = set.then_some(at);
         drop(armed);
     }
 
@@ -332,11 +336,7 @@ impl Inner {
     /// is disarmed, and `arm` must set it again.
     fn note_timer(&self, events: &Events) {
         if self.timer.collected(events) {
-            // Unless another thread set it again meanwhile (a later deadline).
-            let mut armed = lock(&self.armed);
-            if armed.is_some_and(|at| at <= Instant::now()) {
-                *armed = None;
-            }
+            *lock(&self.armed) = None;
         }
     }
 

@@ -61,55 +61,55 @@ pub const COAPIO_OPTION_NO_RESPONSE: u16 = 258;
 pub const COAPIO_OPTION_REQUEST_TAG: u16 = 292;
 
 // ---- Content-Formats (ContentFormat) ----
-/// Content-Format 0 (text-plain).
+/// Content-Format 0: `text/plain;charset=utf-8`.
 pub const COAPIO_FORMAT_TEXT_PLAIN: u16 = 0;
-/// Content-Format 16 (cose-encrypt0).
+/// Content-Format 16: `application/cose; cose-type="cose-encrypt0"`.
 pub const COAPIO_FORMAT_COSE_ENCRYPT0: u16 = 16;
-/// Content-Format 40 (link-format).
+/// Content-Format 40: `application/link-format`.
 pub const COAPIO_FORMAT_LINK_FORMAT: u16 = 40;
-/// Content-Format 41 (xml).
+/// Content-Format 41: `application/xml`.
 pub const COAPIO_FORMAT_XML: u16 = 41;
-/// Content-Format 42 (octet-stream).
+/// Content-Format 42: `application/octet-stream`.
 pub const COAPIO_FORMAT_OCTET_STREAM: u16 = 42;
-/// Content-Format 47 (exi).
+/// Content-Format 47: `application/exi`.
 pub const COAPIO_FORMAT_EXI: u16 = 47;
-/// Content-Format 50 (json).
+/// Content-Format 50: `application/json`.
 pub const COAPIO_FORMAT_JSON: u16 = 50;
-/// Content-Format 51 (json-patch-json).
+/// Content-Format 51: `application/json-patch+json`.
 pub const COAPIO_FORMAT_JSON_PATCH_JSON: u16 = 51;
-/// Content-Format 52 (merge-patch-json).
+/// Content-Format 52: `application/merge-patch+json`.
 pub const COAPIO_FORMAT_MERGE_PATCH_JSON: u16 = 52;
-/// Content-Format 60 (cbor).
+/// Content-Format 60: `application/cbor`.
 pub const COAPIO_FORMAT_CBOR: u16 = 60;
-/// Content-Format 61 (cwt).
+/// Content-Format 61: `application/cwt`.
 pub const COAPIO_FORMAT_CWT: u16 = 61;
-/// Content-Format 62 (multipart-core).
+/// Content-Format 62: `application/multipart-core`.
 pub const COAPIO_FORMAT_MULTIPART_CORE: u16 = 62;
-/// Content-Format 63 (cbor-seq).
+/// Content-Format 63: `application/cbor-seq`.
 pub const COAPIO_FORMAT_CBOR_SEQ: u16 = 63;
-/// Content-Format 110 (senml-json).
+/// Content-Format 110: `application/senml+json`.
 pub const COAPIO_FORMAT_SENML_JSON: u16 = 110;
-/// Content-Format 111 (sensml-json).
+/// Content-Format 111: `application/sensml+json`.
 pub const COAPIO_FORMAT_SENSML_JSON: u16 = 111;
-/// Content-Format 112 (senml-cbor).
+/// Content-Format 112: `application/senml+cbor`.
 pub const COAPIO_FORMAT_SENML_CBOR: u16 = 112;
-/// Content-Format 113 (sensml-cbor).
+/// Content-Format 113: `application/sensml+cbor`.
 pub const COAPIO_FORMAT_SENSML_CBOR: u16 = 113;
-/// Content-Format 114 (senml-exi).
+/// Content-Format 114: `application/senml-exi`.
 pub const COAPIO_FORMAT_SENML_EXI: u16 = 114;
-/// Content-Format 115 (sensml-exi).
+/// Content-Format 115: `application/sensml-exi`.
 pub const COAPIO_FORMAT_SENSML_EXI: u16 = 115;
-/// Content-Format 256 (coap-group-json).
+/// Content-Format 256: `application/coap-group+json`.
 pub const COAPIO_FORMAT_COAP_GROUP_JSON: u16 = 256;
-/// Content-Format 272 (missing-blocks-cbor-seq).
+/// Content-Format 272: `application/missing-blocks+cbor-seq`.
 pub const COAPIO_FORMAT_MISSING_BLOCKS_CBOR_SEQ: u16 = 272;
-/// Content-Format 310 (senml-xml).
+/// Content-Format 310: `application/senml+xml`.
 pub const COAPIO_FORMAT_SENML_XML: u16 = 310;
-/// Content-Format 311 (sensml-xml).
+/// Content-Format 311: `application/sensml+xml`.
 pub const COAPIO_FORMAT_SENSML_XML: u16 = 311;
-/// Content-Format 11542 (lwm2m-tlv).
+/// Content-Format 11542: `application/vnd.oma.lwm2m+tlv`.
 pub const COAPIO_FORMAT_LWM2M_TLV: u16 = 11542;
-/// Content-Format 11543 (lwm2m-json).
+/// Content-Format 11543: `application/vnd.oma.lwm2m+json`.
 pub const COAPIO_FORMAT_LWM2M_JSON: u16 = 11543;
 
 // ---- codes (Code): methods, then responses as class.detail ----

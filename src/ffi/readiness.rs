@@ -64,7 +64,7 @@ mod imp {
             Ok(timer)
         }
 
-        pub(crate) fn set(&self, _poller: &Poller, after: Duration) {
+        pub(crate) fn set(&self, _poller: &Poller, after: Duration) -> bool {
             let spec = libc::itimerspec {
                 it_interval: libc::timespec {
                     tv_sec: 0,
@@ -76,7 +76,10 @@ mod imp {
                 },
             };
             // SAFETY: a valid timerfd and a valid itimerspec; the old value is not asked for.
-            unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+            let r = unsafe {
+                libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut())
+            };
+            r == 0
         }
 
         /// A timerfd stays readable until it is read: a wait that saw it took nothing.
@@ -136,15 +139,26 @@ mod imp {
         }
 
         /// Called with the context's `armed` lock held, so never twice at once.
-        pub(crate) fn set(&self, poller: &Poller, after: Duration) {
-            let result = if self.0.load(Ordering::SeqCst) {
+        pub(crate) fn set(&self, poller: &Poller, after: Duration) -> bool {
+            let mut result = if self.0.load(Ordering::SeqCst) {
                 poller.modify_filter(timer(after), TIMER_KEY, PollMode::Oneshot)
             } else {
                 poller.add_filter(timer(after), TIMER_KEY, PollMode::Oneshot)
             };
+            // polling keeps the source registered when the first kevent failed: from then on
+            // it is modified, not added.
+            if matches!(&result, Err(e) if e.kind() == io::ErrorKind::AlreadyExists) {
+                result = poller.modify_filter(timer(after), TIMER_KEY, PollMode::Oneshot);
+            }
             match result {
-                Ok(()) => self.0.store(true, Ordering::SeqCst),
-                Err(e) => log::warn!("coapio: cannot set the context's kqueue timer: {e}"),
+                Ok(()) => {
+                    self.0.store(true, Ordering::SeqCst);
+                    true
+                }
+                Err(e) => {
+                    log::warn!("coapio: cannot set the context's kqueue timer: {e}");
+                    false
+                }
             }
         }
 
@@ -186,7 +200,9 @@ mod imp {
             Ok(Self)
         }
 
-        pub(crate) fn set(&self, _poller: &Poller, _after: Duration) {}
+        pub(crate) fn set(&self, _poller: &Poller, _after: Duration) -> bool {
+            true
+        }
 
         pub(crate) fn collected(&self, _events: &polling::Events) -> bool {
             false
@@ -280,9 +296,9 @@ impl DeadlineTimer {
     }
 
     /// Arms the timer to fire `after` from now (at least a nanosecond), replacing what it
-    /// was set for.
-    pub(crate) fn set(&self, poller: &Poller, after: Duration) {
-        self.0.set(poller, after.max(Duration::from_nanos(1)));
+    /// was set for; whether that worked.
+    pub(crate) fn set(&self, poller: &Poller, after: Duration) -> bool {
+        self.0.set(poller, after.max(Duration::from_nanos(1)))
     }
 
     /// Whether a wait on the poller that returned `events` took the timer's firing (a kqueue

@@ -36,7 +36,8 @@ pub const COAPIO_METHOD_MASK_ALL: u32 = 0xfe;
 
 /// A received request, borrowed for the duration of the request callback. Methods:
 /// `coapio_incoming_method`, `coapio_incoming_path`, `coapio_incoming_payload`,
-/// `coapio_incoming_option`, `coapio_incoming_remote`, `coapio_incoming_confirmable`.
+/// `coapio_incoming_option`, `coapio_incoming_option_at`, `coapio_incoming_content_format`,
+/// `coapio_incoming_remote`, `coapio_incoming_confirmable`.
 #[derive(Debug)]
 pub struct coapio_incoming {
     request: ServerRequest,
@@ -169,13 +170,14 @@ pub extern "C" fn coapio_context_add_resource(
         let Some(callback) = callback else {
             return fail(COAPIO_RESULT_NULL_PARAMETER, "callback is NULL");
         };
-        if let Err(e) = Site::check_path(path) {
-            return fail(COAPIO_RESULT_INVALID_ARGUMENT, e);
-        }
+        let path = match Site::normalize_path(path) {
+            Ok(p) => p,
+            Err(e) => return fail(COAPIO_RESULT_INVALID_ARGUMENT, e),
+        };
         let mut core = lock(&inner.core);
         core.resources.retain(|r| r.path != path);
         core.resources.push(CResource {
-            path: path.to_string(),
+            path,
             methods: methods & COAPIO_METHOD_MASK_ALL,
             callback,
             userdata: UserData(userdata),
@@ -225,6 +227,9 @@ pub extern "C" fn coapio_context_set_resource_attr(
                 format!("{name:?} is not a link attribute name"),
             );
         }
+        let Ok(path) = Site::normalize_path(path) else {
+            return fail(COAPIO_RESULT_NOT_FOUND, format!("no resource at {path:?}"));
+        };
         let mut core = lock(&inner.core);
         let Some(r) = core.resources.iter_mut().find(|r| r.path == path) else {
             return fail(COAPIO_RESULT_NOT_FOUND, format!("no resource at {path}"));
@@ -244,14 +249,15 @@ pub extern "C" fn coapio_context_set_resource_attr(
 ///
 /// # Safety
 ///
-/// `path` is NULL or a NUL-terminated string that lives as long as the returned `&str`.
-unsafe fn ctx_and_path<'a>(
+/// `path` is NULL or a NUL-terminated string.
+unsafe fn ctx_and_path(
     ctx: *const coapio_context,
     path: *const c_char,
-) -> Result<(CtxRef, &'a str), coapio_result> {
+) -> Result<(CtxRef, String), coapio_result> {
     let inner = ctx_arg(ctx)?;
     // SAFETY: the caller's contract.
     let path = unsafe { str_arg(path, "path") }?;
+    let path = Site::normalize_path(path).map_err(|e| fail(COAPIO_RESULT_INVALID_ARGUMENT, e))?;
     Ok((inner, path))
 }
 
@@ -260,7 +266,7 @@ unsafe fn ctx_and_path<'a>(
 /// as a notification. A resource is observable when it has the `obs` attribute
 /// (`coapio_context_set_resource_attr(ctx, path, "obs", NULL)`). `out_count` (may be NULL)
 /// receives the number of observers. `COAPIO_RESULT_NOT_FOUND` when no resource was added at
-/// `path` (exactly as given to `coapio_context_add_resource`). Safe to call from any thread
+/// `path` (compared as the resource's path: `"x"` and `"/a/../x"` are `"/x"`). Safe to call from any thread
 /// (a sensor's): the callbacks run on the context's thread, at its next round of work.
 #[no_mangle]
 pub extern "C" fn coapio_context_notify(
@@ -279,7 +285,7 @@ pub extern "C" fn coapio_context_notify(
             if !core.resources.iter().any(|r| r.path == path) {
                 return fail(COAPIO_RESULT_NOT_FOUND, format!("no resource at {path}"));
             }
-            core.ep.notify(std::time::Instant::now(), path)
+            core.ep.notify(std::time::Instant::now(), &path)
         };
         if n > 0 {
             inner.notify();
@@ -340,7 +346,7 @@ pub extern "C" fn coapio_context_end_observations(
         let n =
             match lock(&inner.core)
                 .ep
-                .end_observations(std::time::Instant::now(), path, response)
+                .end_observations(std::time::Instant::now(), &path, response)
             {
                 Ok(n) => n,
                 Err(e) => return fail(COAPIO_RESULT_INVALID_ARGUMENT, e.to_string()),
@@ -526,13 +532,12 @@ pub extern "C" fn coapio_responder_add_option(
             Ok(v) => v,
             Err(e) => return e,
         };
-        if let Err(e) = check_option(number, value.len()) {
+        // SAFETY: a live responder (caller's contract).
+        let responder = unsafe { &mut *responder };
+        if let Err(e) = check_option(&responder.options, number, value.len()) {
             return e;
         }
-        // SAFETY: a live responder (caller's contract).
-        unsafe { &mut *responder }
-            .options
-            .push(OptionNumber(number), value);
+        responder.options.push(OptionNumber(number), value);
         COAPIO_RESULT_OK
     })
 }

@@ -176,6 +176,15 @@ impl Site {
         parse_path(path).map(|_| ())
     }
 
+    /// The path as the site keys it and as a request for it carries it: decoded and encoded
+    /// again, `.` and `..` resolved, `""` and `"x"` written `"/"` and `"/x"`
+    /// (`ServerRequest::path` gives the same for a request). For the C ABI, whose resources
+    /// are found again by the path a caller passes.
+    #[cfg(feature = "capi")]
+    pub(crate) fn normalize_path(path: &str) -> Result<String, String> {
+        parse_path(path).map(|segments| path_of(&segments))
+    }
+
     /// Answers one request.
     ///
     /// The future owns what it needs (`'static`) and is `Send`; the driver runs it next to

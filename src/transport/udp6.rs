@@ -258,8 +258,8 @@ impl Udp6 {
             IpAddr::V4(_) if !cfg!(target_os = "linux") => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!(
-                    "udp6 on this system cannot join the IPv4 group {group} (its socket is IPv6); \
-                     join IPv6 groups, or serve IPv4 multicast with simplesocketserver"
+                    "udp6 on this system cannot join the IPv4 group {group} (its socket is IPv6, \
+                     and the BSD kernels take no IPv4 options on one): join IPv6 groups only"
                 ),
             )),
             IpAddr::V4(g) => self

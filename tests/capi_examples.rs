@@ -18,6 +18,8 @@
 //! `COAPIO_REQUIRE_PEERS=1`, as CI sets it, turns the skip into a failure.
 #![cfg(feature = "capi")]
 
+mod common;
+
 use std::io::Read;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -39,11 +41,7 @@ fn in_path(name: &str) -> bool {
 
 /// Says that `what` is skipped (or fails, with `COAPIO_REQUIRE_PEERS=1`).
 fn skip(what: &str, install: &str) {
-    let msg = format!("skipped: {what} (install with `{install}`)");
-    if std::env::var("COAPIO_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{msg}");
-    }
-    println!("{msg}");
+    common::skip_or_fail(&format!("skipped: {what} (install with `{install}`)"));
 }
 
 /// Whether the programs are installed; if not, says what is skipped.

@@ -217,7 +217,9 @@ impl Drop for Hosts {
 #[test]
 fn discovery_finds_both_servers_over_ipv6_and_ipv4() {
     let Some(mut hosts) = Hosts::make('a') else {
-        println!("skipped: cannot make network namespaces (needs root and iproute2)");
+        common::skip_or_fail(
+            "skipped: cannot make network namespaces (run as root, with `apt-get install iproute2`)",
+        );
         return;
     };
     hosts.serve("s1");
@@ -265,11 +267,15 @@ fn libcoap_and_coapio_find_each_other_by_multicast() {
         .output()
         .is_err()
     {
-        println!("skipped: libcoap not installed (install with `apt-get install libcoap3-bin`)");
+        common::skip_or_fail(
+            "skipped: libcoap not installed (install with `apt-get install libcoap3-bin`)",
+        );
         return;
     }
     let Some(mut hosts) = Hosts::make('b') else {
-        println!("skipped: cannot make network namespaces (needs root and iproute2)");
+        common::skip_or_fail(
+            "skipped: cannot make network namespaces (run as root, with `apt-get install iproute2`)",
+        );
         return;
     };
     // libcoap's client asks the IPv4 group; our server answers.

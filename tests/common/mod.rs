@@ -168,6 +168,20 @@ pub(crate) fn free_port(ip: &str) -> u16 {
         .port()
 }
 
+/// Says a test is skipped because something it needs is missing (`msg` says what, and how
+/// to install it), or fails it if `COAPIO_REQUIRE_PEERS=1`, as CI sets it.
+///
+/// The message goes straight to the process's stderr, past the test harness's capture of
+/// `print!`/`eprint!`, so that `cargo test` shows it although the test passes.
+pub(crate) fn skip_or_fail(msg: &str) {
+    if std::env::var("COAPIO_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("{msg} (COAPIO_REQUIRE_PEERS=1 makes a skip a failure)");
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    use std::io::Write;
+    let _ = writeln!(io::stderr(), "\n*** {test}: {msg}");
+}
+
 /// The path of the example program `name`, which `cargo test` builds next to the tests.
 pub(crate) fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

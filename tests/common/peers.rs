@@ -16,14 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{block_on_within, example_site, udp6_server, Running};
 
-/// Says a test is skipped because its peer is missing (`msg` says which and how to install
-/// it), or fails it if `COAPIO_REQUIRE_PEERS=1`, as CI sets it.
-pub(crate) fn skip_or_fail(msg: &str) {
-    if std::env::var("COAPIO_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{msg}");
-    }
-    println!("{msg}");
-}
+pub(crate) use crate::common::skip_or_fail;
 
 /// The real path of a Python interpreter that can run `import {modules}`, probed once per
 /// test binary and module list; if there is none, says the test is skipped with `install` as

@@ -262,6 +262,24 @@ pub(crate) fn check_option(
     Ok(())
 }
 
+/// Writes a message's Content-Format to `*out`; `COAPIO_RESULT_NOT_FOUND` when it has none.
+pub(crate) fn write_content_format(
+    format: Option<crate::message::ContentFormat>,
+    out: *mut u16,
+) -> coapio_result {
+    if out.is_null() {
+        return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+    }
+    match format {
+        Some(f) => {
+            // SAFETY: out is non-NULL (checked above) and writable (caller's contract).
+            unsafe { *out = f.0 };
+            COAPIO_RESULT_OK
+        }
+        None => fail(COAPIO_RESULT_NOT_FOUND, "no Content-Format"),
+    }
+}
+
 /// Points `*number`, `*buf` and `*len` at the `index`-th of `options` in message order (by
 /// number, repeated ones in the order they came); `COAPIO_RESULT_NOT_FOUND` past the last.
 pub(crate) fn option_by_index(

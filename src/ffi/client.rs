@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::base::coapio_result::{self, *};
 use super::base::{
     bytes_arg, check_option, fail, guard, guard_void, option_at, option_by_index, str_arg,
-    write_slice,
+    write_content_format, write_slice,
 };
 use super::context::{coapio_context, ctx_arg, lock, Outcome, UserData};
 use crate::message::uri::Uri;
@@ -490,17 +490,5 @@ pub extern "C" fn coapio_response_content_format(
     response: *const coapio_response,
     out: *mut u16,
 ) -> coapio_result {
-    with_response(response, |r| {
-        if out.is_null() {
-            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
-        }
-        match r.content_format() {
-            Some(f) => {
-                // SAFETY: out is non-NULL and writable.
-                unsafe { *out = f.0 };
-                COAPIO_RESULT_OK
-            }
-            None => fail(COAPIO_RESULT_NOT_FOUND, "no Content-Format"),
-        }
-    })
+    with_response(response, |r| write_content_format(r.content_format(), out))
 }

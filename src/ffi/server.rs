@@ -10,7 +10,7 @@ use futures::channel::oneshot;
 use super::base::coapio_result::{self, *};
 use super::base::{
     bytes_arg, check_option, fail, guard, guard_void, option_at, option_by_index, str_arg,
-    write_slice,
+    write_content_format, write_slice,
 };
 use super::context::{coapio_context, ctx_arg, lock, CtxRef, Inner, UserData};
 use crate::message::{Code, ContentFormat, OptionNumber, Options};
@@ -468,17 +468,7 @@ pub extern "C" fn coapio_incoming_content_format(
     out: *mut u16,
 ) -> coapio_result {
     with_incoming(request, |r| {
-        if out.is_null() {
-            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
-        }
-        match r.request.content_format() {
-            Some(f) => {
-                // SAFETY: out is non-NULL and writable (caller's contract).
-                unsafe { *out = f.0 };
-                COAPIO_RESULT_OK
-            }
-            None => fail(COAPIO_RESULT_NOT_FOUND, "no Content-Format"),
-        }
+        write_content_format(r.request.content_format(), out)
     })
 }
 

@@ -25,6 +25,7 @@ use coapio::proto::Request;
 use coapio::{Endpoint, TransportKind};
 
 mod common;
+use common::Report;
 
 const USAGE: &str = "usage: client [-m GET|POST|PUT|DELETE] [--non] [--payload TEXT] \
     [--timeout SECONDS] [--observe SECONDS] [--transport udp6|simple6] \
@@ -146,7 +147,7 @@ fn main() -> ExitCode {
     let (client, driver) = match builder.build() {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("cannot open a socket: {e}");
+            eprintln!("cannot open a socket: {}", Report(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -159,10 +160,12 @@ fn main() -> ExitCode {
     let result = async_io::block_on(async {
         let request = Box::pin(client.request(&uri, request));
         match futures::future::select(request, Box::pin(driver)).await {
-            futures::future::Either::Left((result, _)) => result.map_err(|e| e.to_string()),
+            futures::future::Either::Left((result, _)) => {
+                result.map_err(|e| Report(&e).to_string())
+            }
             futures::future::Either::Right((io, _)) => Err(match io {
                 Ok(()) => "the endpoint stopped".to_string(),
-                Err(e) => format!("socket error: {e}"),
+                Err(e) => format!("socket error: {}", Report(&e)),
             }),
         }
     });
@@ -207,7 +210,9 @@ fn observe_for(
                         let _ = writeln!(out);
                         let _ = out.flush();
                     }
-                    futures::future::Either::Left((Some(Err(e)), _)) => return Err(e.to_string()),
+                    futures::future::Either::Left((Some(Err(e)), _)) => {
+                        return Err(Report(&e).to_string())
+                    }
                     futures::future::Either::Left((None, _)) => return Ok(()),
                     futures::future::Either::Right(_) => return Ok(()),
                 }
@@ -217,7 +222,7 @@ fn observe_for(
             futures::future::Either::Left((r, _)) => r,
             futures::future::Either::Right((io, _)) => Err(match io {
                 Ok(()) => "the endpoint stopped".to_string(),
-                Err(e) => format!("socket error: {e}"),
+                Err(e) => format!("socket error: {}", Report(&e)),
             }),
         }
     });

@@ -19,6 +19,7 @@ use coapio::proto::Request;
 use coapio::Endpoint;
 
 mod common;
+use common::Report;
 
 fn main() -> ExitCode {
     common::log_to_stderr();
@@ -26,14 +27,14 @@ fn main() -> ExitCode {
     let (server, server_driver) = match Endpoint::server("[::1]:0", site) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("cannot bind [::1]: {e}");
+            eprintln!("{}", Report(&e));
             return ExitCode::FAILURE;
         }
     };
     let (client, client_driver) = match Endpoint::client() {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("cannot open a client socket: {e}");
+            eprintln!("cannot open a client socket: {}", Report(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
         demo,
     ));
     if let Err(e) = drivers.0.and(drivers.1) {
-        eprintln!("socket error: {e}");
+        eprintln!("socket error: {}", Report(&e));
         return ExitCode::FAILURE;
     }
     if failures == 0 {

@@ -20,6 +20,7 @@ use coapio::proto::{Config, Request};
 use coapio::Endpoint;
 
 mod common;
+use common::Report;
 
 fn main() -> ExitCode {
     common::log_to_stderr();
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
     let (client, driver) = match Endpoint::builder().config(config).build() {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("cannot open a socket: {e}");
+            eprintln!("cannot open a socket: {}", Report(&e));
             return ExitCode::FAILURE;
         }
     };

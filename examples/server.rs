@@ -56,6 +56,7 @@ use coapio::server::{get, ServerRequest, Site};
 use coapio::{Endpoint, TransportKind};
 
 mod common;
+use common::Report;
 
 fn main() -> ExitCode {
     common::log_to_stderr();
@@ -179,7 +180,7 @@ fn main() -> ExitCode {
         let (endpoint, driver) = match builder.build() {
             Ok(x) => x,
             Err(e) => {
-                eprintln!("cannot serve on {addr}: {e}");
+                eprintln!("cannot serve: {}", Report(&e));
                 return ExitCode::FAILURE;
             }
         };
@@ -237,7 +238,7 @@ fn main() -> ExitCode {
     for driver in drivers {
         std::thread::spawn(move || {
             if let Err(e) = async_io::block_on(driver) {
-                eprintln!("a worker failed: {e}");
+                eprintln!("a worker failed: {}", Report(&e));
             }
         });
     }
@@ -245,7 +246,7 @@ fn main() -> ExitCode {
     match async_io::block_on(driver) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("server failed: {e}");
+            eprintln!("server failed: {}", Report(&e));
             ExitCode::FAILURE
         }
     }
@@ -289,7 +290,7 @@ async fn keep_registered(
                         continue;
                     }
                     Ok(r) => Err(format!("update answered {}", r.code)),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(Report(&e).to_string()),
                 }
             }
             None => {
@@ -325,7 +326,7 @@ async fn keep_registered(
                         Ok(())
                     }
                     Ok(r) => Err(format!("registration answered {}", r.code)),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(Report(&e).to_string()),
                 }
             }
         };

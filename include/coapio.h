@@ -737,6 +737,79 @@ typedef size_t (*coapio_psk_lookup_callback)(void *userdata,
                                              size_t key_cap);
 
 /*
+ What a context has done since it was created, and what it holds now: counters that only
+ grow (they wrap at 2^64), kept always at the cost of an addition each. Filled in by
+ `coapio_context_counters`; a monitoring loop samples them and looks at the rates.
+ */
+typedef struct {
+  /*
+   Datagrams received.
+   */
+  uint64_t datagrams_received;
+  /*
+   Bytes of the datagrams received.
+   */
+  uint64_t bytes_received;
+  /*
+   Datagrams sent (retransmissions, ACKs and Resets included).
+   */
+  uint64_t datagrams_sent;
+  /*
+   Bytes of the datagrams sent.
+   */
+  uint64_t bytes_sent;
+  /*
+   Requests the application sent (one for a block-wise transfer).
+   */
+  uint64_t requests_sent;
+  /*
+   Responses, notifications and group answers delivered to the application.
+   */
+  uint64_t responses_received;
+  /*
+   Request messages received, duplicates not counted (each block of an upload counts).
+   */
+  uint64_t requests_received;
+  /*
+   Answers the application gave that went out, notifications not counted.
+   */
+  uint64_t responses_sent;
+  /*
+   Notifications sent to observers.
+   */
+  uint64_t notifications_sent;
+  /*
+   Retransmissions of Confirmable messages.
+   */
+  uint64_t retransmissions;
+  /*
+   Requests given up for want of a response.
+   */
+  uint64_t timeouts;
+  /*
+   Duplicate messages received (answered again from the cache, or ignored).
+   */
+  uint64_t duplicates;
+  /*
+   Datagrams that were not CoAP messages.
+   */
+  uint64_t malformed;
+  /*
+   Messages turned away for lack of room (deduplication cache full, too many requests
+   awaiting answers).
+   */
+  uint64_t no_room;
+  /*
+   Observers of this context's resources, now.
+   */
+  uint64_t observers;
+  /*
+   Requests of this context that have not ended, now (observations included).
+   */
+  uint64_t open_requests;
+} coapio_counters;
+
+/*
  Called once with the outcome of a request: `COAPIO_RESULT_OK` and the response, or the
  reason it failed and NULL (then `coapio_last_error`, called in the callback, says more:
  which DTLS alert, why a certificate was rejected). The response is valid only during the
@@ -987,6 +1060,11 @@ coapio_result coapio_context_process(coapio_context *ctx);
  socket per remote: `COAPIO_RESULT_NOT_FOUND`).
  */
 coapio_result coapio_context_local_port(const coapio_context *ctx, uint16_t *out);
+
+/*
+ Writes the context's counters to `*out`. Callable from any thread and from callbacks.
+ */
+coapio_result coapio_context_counters(const coapio_context *ctx, coapio_counters *out);
 
 /*
  Creates a Confirmable request with `method` (a `coapio_method` value; others give

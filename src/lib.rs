@@ -85,6 +85,9 @@ mod step;
 pub mod transport;
 
 pub use endpoint::{
-    Builder, Driver, Endpoint, GroupResponses, Observation, ResponseFuture, TransportKind,
+    Builder, Driver, Endpoint, GroupResponses, Observation, RequestBuilder, ResponseFuture,
+    TransportKind,
 };
-pub use error::{Error, RequestError};
+pub use error::Error;
+pub use message::{Code, ContentFormat, OptionNumber, Options, Type};
+pub use proto::{Request, Response};

@@ -187,6 +187,28 @@ fn options_in_order_names_and_length_checks() {
     ok(coapio_context_stop(server));
     ok(thread.join().unwrap());
 
+    // Counters: one exchange, seen from both sides.
+    let (mut c, mut s) = (coapio_counters::default(), coapio_counters::default());
+    ok(coapio_context_counters(client, &mut c));
+    ok(coapio_context_counters(server, &mut s));
+    assert_eq!(
+        (c.requests_sent, c.responses_received, c.open_requests),
+        (1, 1, 0)
+    );
+    assert_eq!((s.requests_received, s.responses_sent), (1, 1));
+    assert_eq!(
+        (c.bytes_sent, s.bytes_sent),
+        (s.bytes_received, c.bytes_received)
+    );
+    assert_eq!(
+        c.retransmissions + c.timeouts + s.duplicates + s.malformed,
+        0
+    );
+    assert_eq!(
+        coapio_context_counters(client, null_mut()),
+        COAPIO_RESULT_NULL_PARAMETER
+    );
+
     // The request's options as the handler saw them, in number order.
     let (options, format) = SEEN.lock().unwrap().take().expect("the handler ran");
     let numbers: Vec<u16> = options.iter().map(|(n, _)| *n).collect();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use coapio::dtls::DtlsConfig;
 use coapio::net::{SecurityError, TransportErrorKind};
-use coapio::{Endpoint, RequestError};
+use coapio::{Endpoint, Error};
 use common::{block_on_within, example_site, text};
 use peers::{skip_or_fail, Proc};
 
@@ -54,12 +54,11 @@ fn get_put_and_blockwise_over_dtls() {
     let plain = Endpoint::client().unwrap().0;
     let r = block_on_within(
         LIMIT,
-        plain.request(
-            &format!("coap://[::1]:{port}/hello"),
-            coapio::proto::Request::get("/hello").with_timeout(Duration::from_millis(500)),
-        ),
+        plain
+            .get(&format!("coap://[::1]:{port}/hello"))
+            .timeout(Duration::from_millis(500)),
     );
-    assert_eq!(r.unwrap_err(), RequestError::Timeout);
+    assert!(matches!(r.unwrap_err(), Error::Timeout { .. }));
     server.shutdown();
 }
 
@@ -68,18 +67,22 @@ fn a_wrong_key_fails_with_a_security_error() {
     let (server, port) = dtls_server();
     let client = dtls_client("me", "not-sesame");
     let r = block_on_within(LIMIT, client.get(&format!("coaps://[::1]:{port}/hello")));
-    assert_eq!(
+    assert!(matches!(
         r.unwrap_err(),
-        RequestError::Transport(TransportErrorKind::Security(
-            SecurityError::HandshakeTimeout
-        ))
-    );
+        Error::Network {
+            kind: TransportErrorKind::Security(SecurityError::HandshakeTimeout),
+            ..
+        }
+    ));
     let stranger = dtls_client("stranger", "sesame");
     let r = block_on_within(LIMIT, stranger.get(&format!("coaps://[::1]:{port}/hello")));
-    assert_eq!(
+    assert!(matches!(
         r.unwrap_err(),
-        RequestError::Transport(TransportErrorKind::Security(SecurityError::UnknownIdentity))
-    );
+        Error::Network {
+            kind: TransportErrorKind::Security(SecurityError::UnknownIdentity),
+            ..
+        }
+    ));
     server.shutdown();
 }
 
@@ -87,7 +90,7 @@ fn a_wrong_key_fails_with_a_security_error() {
 fn coaps_without_credentials_is_refused_at_once() {
     let (client, _driver) = Endpoint::client().unwrap();
     let r = block_on_within(LIMIT, client.get("coaps://[::1]:5684/hello"));
-    assert!(matches!(r, Err(RequestError::Resolve(_))), "{r:?}");
+    assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");
 }
 
 #[test]
@@ -163,14 +166,15 @@ fn certificates_verified_both_ways() {
     // (Both test CAs have the same name: the other one's signature does not verify.)
     let doubting = client_with(DtlsConfig::certificate_client(other.ca));
     let e = block_on_within(LIMIT, doubting.get(&uri)).unwrap_err();
-    assert_eq!(
+    assert!(matches!(
         e,
-        RequestError::Transport(TransportErrorKind::Security(
-            SecurityError::CertificateRejected {
+        Error::Network {
+            kind: TransportErrorKind::Security(SecurityError::CertificateRejected {
                 reason: "certificate signature failure"
-            }
-        ))
-    );
+            }),
+            ..
+        }
+    ));
     assert!(
         e.to_string().contains("certificate signature failure"),
         "{e}"
@@ -201,12 +205,12 @@ fn certificates_verified_both_ways() {
 }
 
 /// The alert a failed handshake ended with, if it failed with one.
-fn alert_of(e: &RequestError) -> Option<u8> {
+fn alert_of(e: &Error) -> Option<u8> {
     match e {
-        RequestError::Transport(TransportErrorKind::Security(SecurityError::HandshakeFailed {
-            alert,
+        Error::Network {
+            kind: TransportErrorKind::Security(SecurityError::HandshakeFailed { alert, .. }),
             ..
-        })) => *alert,
+        } => *alert,
         _ => None,
     }
 }
@@ -393,7 +397,10 @@ fn clients_accept_only_servers_they_can_verify() {
     let psk_only = dtls_client("me", "sesame");
     assert!(matches!(
         block_on_within(LIMIT, psk_only.get(&uri)).unwrap_err(),
-        RequestError::Transport(TransportErrorKind::Security(_))
+        Error::Network {
+            kind: TransportErrorKind::Security(_),
+            ..
+        }
     ));
     server.shutdown();
     // A certificate of the right CA, but not for this address (the client's own, no SAN).
@@ -402,14 +409,15 @@ fn clients_accept_only_servers_they_can_verify() {
         p.client_key.clone(),
     ));
     let verifying = client_with(DtlsConfig::certificate_client(p.ca.clone()));
-    assert_eq!(
+    assert!(matches!(
         block_on_within(LIMIT, verifying.get(&format!("coaps://[::1]:{port}/hello"))).unwrap_err(),
-        RequestError::Transport(TransportErrorKind::Security(
-            SecurityError::CertificateRejected {
+        Error::Network {
+            kind: TransportErrorKind::Security(SecurityError::CertificateRejected {
                 reason: "IP address mismatch"
-            }
-        ))
-    );
+            }),
+            ..
+        }
+    ));
     impostor.shutdown();
 }
 
@@ -417,7 +425,8 @@ fn clients_accept_only_servers_they_can_verify() {
 #[test]
 fn unusable_credentials_are_refused_with_a_reason() {
     let p = pki::pki();
-    let build = |c: DtlsConfig| Endpoint::builder().dtls(c).build().map(|_| ()).unwrap_err();
+    let build =
+        |c: DtlsConfig| chain(&Endpoint::builder().dtls(c).build().map(|_| ()).unwrap_err());
     let e = build(DtlsConfig::certificate_client(b"not PEM".to_vec()));
     assert!(e.to_string().contains("no CA certificate"), "{e}");
     let mut no_ca = DtlsConfig::default();
@@ -432,5 +441,18 @@ fn unusable_credentials_are_refused_with_a_reason() {
         .build()
         .map(|_| ())
         .unwrap_err();
-    assert!(e.to_string().contains("does not match"), "{e}");
+    assert!(matches!(e, Error::Credentials(_)), "{e:?}");
+    let e = chain(&e);
+    assert!(e.contains("does not match"), "{e}");
+}
+
+/// An error and its sources, as a report shows them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
 }

@@ -98,7 +98,7 @@ fn server_and_client_examples() {
                 "--non".into(),
                 format!("coap://{addr}/slow"),
             ],
-            "timed out",
+            "no response from [::1]:",
         ),
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

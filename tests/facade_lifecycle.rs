@@ -148,7 +148,7 @@ fn multicast_stream_to_a_unicast_uri_ends() {
     match got {
         futures::future::Either::Left((items, _)) => {
             assert!(
-                matches!(items.as_slice(), [Err(coapio::RequestError::Resolve(_))]),
+                matches!(items.as_slice(), [Err(coapio::Error::InvalidRequest(_))]),
                 "{items:?}"
             )
         }
@@ -176,7 +176,7 @@ fn observing_a_group_is_refused() {
     match got {
         futures::future::Either::Left((items, _)) => {
             assert!(
-                matches!(items.as_slice(), [Err(coapio::RequestError::Resolve(_))]),
+                matches!(items.as_slice(), [Err(coapio::Error::InvalidRequest(_))]),
                 "{items:?}"
             )
         }

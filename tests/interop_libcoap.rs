@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use coapio::message::Code;
 use coapio::net::TransportErrorKind;
 use coapio::proto::Request;
-use coapio::{Endpoint, RequestError};
+use coapio::{Endpoint, Error};
 
 use common::{free_port, text, udp6_client, Running};
 use peers::{
@@ -276,9 +276,10 @@ fn libcoap_server(client: &Endpoint, ip: &str) -> (Proc, String) {
     loop {
         match run(client.get(&format!("{base}/"))) {
             Ok(_) => break,
-            Err(RequestError::Transport(TransportErrorKind::PortUnreachable))
-                if Instant::now() < end =>
-            {
+            Err(Error::Network {
+                kind: TransportErrorKind::PortUnreachable,
+                ..
+            }) if Instant::now() < end => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => panic!(

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use coapio::message::Code;
 use coapio::proto::{Request, Response};
@@ -23,8 +23,9 @@ const LIMIT: Duration = Duration::from_secs(5);
 /// The server's own handle and base URI, known once it is built.
 type Me = Arc<OnceLock<(Endpoint, String)>>;
 
-/// Calls every method of the handle (futures created are dropped at once, which cancels
-/// them, except one GET of the server's own `/hello`, returned to be awaited).
+/// Calls every method of the handle (futures created are polled once, which sends their
+/// requests, and dropped, which cancels them; except one GET of the server's own `/hello`,
+/// returned to be awaited).
 fn every_handle_call(me: &Me) -> ResponseFuture {
     let (ep, base) = me.get().expect("the server is built");
     let hello = format!("{base}/hello");
@@ -33,15 +34,18 @@ fn every_handle_call(me: &Me) -> ResponseFuture {
     let _copy = ep.clone();
     ep.notify("/obs");
     ep.notify_confirmable("/obs");
-    drop(ep.get(&hello));
-    drop(ep.put(&hello, "x"));
-    drop(ep.post(&hello, "x"));
-    drop(ep.delete(&hello));
-    drop(ep.request(&hello, Request::new(Code::GET)));
-    drop(ep.send(addr, Request::get("/hello")));
-    drop(ep.observe(&format!("{base}/obs")));
-    drop(ep.multicast(&hello, Request::get("/hello")));
-    ep.get(&hello)
+    let _ = ep.get(&hello).now_or_never();
+    let _ = ep.put(&hello, "x").now_or_never();
+    let _ = ep.post(&hello, "x").now_or_never();
+    let _ = ep.delete(&hello).now_or_never();
+    let _ = ep.request(&hello, Request::new(Code::GET)).now_or_never();
+    let _ = ep.send(addr, Request::get("/hello")).now_or_never();
+    let _ = ep.observe(&format!("{base}/obs")).next().now_or_never();
+    let _ = ep
+        .multicast(&hello, Request::get("/hello"))
+        .next()
+        .now_or_never();
+    ep.get(&hello).send()
 }
 
 /// A server whose handlers call into their own endpoint: `/sync` before its future,
@@ -113,7 +117,7 @@ fn server() -> (Me, Arc<AtomicUsize>, mpsc::Receiver<std::io::Result<()>>) {
     me.set((ep, base)).unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(async_io::block_on(driver));
+        let _ = tx.send(async_io::block_on(driver).map_err(std::io::Error::from));
     });
     (me, renders, rx)
 }

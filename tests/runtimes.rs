@@ -85,9 +85,9 @@ async fn exchange(client: &Endpoint, server: &Endpoint, base: &str) {
 
 /// Runs `fut`, failing the test after [`LIMIT`] (a timer of async-io's, so it works under any
 /// executor).
-async fn within_limit<F: std::future::Future>(fut: F) -> F::Output {
+async fn within_limit<F: std::future::IntoFuture>(fut: F) -> F::Output {
     use futures::future::{select, Either};
-    match select(Box::pin(fut), async_io::Timer::after(LIMIT)).await {
+    match select(Box::pin(fut.into_future()), async_io::Timer::after(LIMIT)).await {
         Either::Left((out, _)) => out,
         Either::Right(_) => panic!("not done within {LIMIT:?}"),
     }

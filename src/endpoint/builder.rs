@@ -11,6 +11,7 @@ use async_io::Async;
 use super::driver::{Driver, Engine};
 use super::handle::Endpoint;
 use super::shared::{HandleToken, Shared};
+use crate::error::Error;
 use crate::proto::{self, Config};
 use crate::server::Site;
 use crate::step::os_seed;
@@ -70,6 +71,7 @@ pub struct Builder {
     reuse_port: bool,
     groups: Vec<(std::net::IpAddr, u32)>,
     handler_timeout: Option<Duration>,
+    request_timeout: Option<Duration>,
     #[cfg(feature = "dtls")]
     dtls: Option<crate::dtls::DtlsConfig>,
     #[cfg(feature = "oscore")]
@@ -113,6 +115,7 @@ impl Builder {
             reuse_port: false,
             groups: Vec::new(),
             handler_timeout: None,
+            request_timeout: None,
             #[cfg(feature = "dtls")]
             dtls: None,
             #[cfg(feature = "oscore")]
@@ -230,6 +233,17 @@ impl Builder {
         self
     }
 
+    /// Gives up on every request that has no timeout of its own
+    /// ([`RequestBuilder::timeout`](crate::RequestBuilder::timeout)) if no response has come
+    /// this long after it was sent, with [`Error::Timeout`]. Without it, a request ends when
+    /// the message layer gives up (about 93 s for a Confirmable request with the default
+    /// transmission parameters, RFC 7252 §4.8.2). Requests to multicast groups keep
+    /// `Config::multicast_timeout`.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
     /// Sets `SO_REUSEPORT` (udp6), so that several endpoints can share the port.
     pub fn reuse_port(mut self, on: bool) -> Self {
         self.reuse_port = on;
@@ -240,14 +254,15 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// The transport's errors of binding; [`io::ErrorKind::InvalidInput`] for simple6 with a
-    /// [`bind`](Self::bind) address (it has no address of its own) and for simplesocketserver
-    /// on an any-address.
+    /// [`Error::Bind`] naming the address when the transport cannot be bound (for
+    /// simplesocketserver, also on an any-address); [`Error::Unsupported`] for simple6 with
+    /// a [`bind`](Self::bind) address (it has no address of its own); [`Error::Io`] when a
+    /// multicast group cannot be joined or DTLS cannot be set up.
     ///
     /// simple6 with a [`site`](Self::site) serves the requests of the remotes it has talked
     /// to, over the sockets it opened for them (role reversal: a device behind simple6 that
     /// registered with a server answers that server's requests); nobody else can reach it.
-    pub fn build(self) -> io::Result<(Endpoint, Driver)> {
+    pub fn build(self) -> Result<(Endpoint, Driver), Error> {
         let server = self.site.is_some();
         let transport: Box<dyn Transport> = match self.custom {
             Some(t) => t,
@@ -267,14 +282,11 @@ impl Builder {
                     "simple6"
                 };
                 if let (TransportKind::Simple6, Some(addr)) = (kind, self.bind) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "{chosen} cannot bind {addr}: it opens one socket per remote, on a \
+                    return Err(Error::Unsupported(format!(
+                        "{chosen} cannot bind {addr}: it opens one socket per remote, on a \
                              port of the system's choosing; use udp6 or simplesocketserver to \
                              serve on a known address"
-                        ),
-                    ));
+                    )));
                 }
                 if kind == TransportKind::Simple6 && server && from_env.is_some() {
                     log::warn!(
@@ -286,7 +298,10 @@ impl Builder {
                 let bind = self
                     .bind
                     .unwrap_or_else(|| SocketAddr::from(([0u16; 8], default_port)));
-                open_transport(kind, bind, self.reuse_port)?
+                open_transport(kind, bind, self.reuse_port).map_err(|e| Error::Bind {
+                    addr: bind,
+                    source: e,
+                })?
             }
         };
         for (group, ifindex) in &self.groups {
@@ -300,7 +315,7 @@ impl Builder {
         #[cfg(feature = "dtls")]
         let (transport, secure) = match self.dtls {
             Some(dtls) => {
-                let dtls = crate::dtls::Dtls::new(dtls).map_err(io::Error::other)?;
+                let dtls = crate::dtls::Dtls::new(dtls).map_err(Error::Credentials)?;
                 let t = crate::dtls::DtlsTransport::new(transport, dtls, !server);
                 let secure = t.secure_remotes();
                 (Box::new(t) as Box<dyn Transport>, Some(secure))
@@ -348,17 +363,19 @@ impl Builder {
             server,
             polled: false,
         };
-        Ok((
-            Endpoint {
-                shared,
-                _handle: handle,
-                local,
-                #[cfg(feature = "dtls")]
-                secure,
-                oscore: oscore_patterns.into(),
-            },
-            driver,
-        ))
+        let endpoint = Endpoint {
+            shared,
+            _handle: handle,
+            local,
+            #[cfg(feature = "dtls")]
+            secure,
+            oscore: oscore_patterns.into(),
+            timeout: self.request_timeout,
+        };
+        if server {
+            endpoint.shared.engine().me = Some(Arc::new(endpoint.downgrade()));
+        }
+        Ok((endpoint, driver))
     }
 }
 

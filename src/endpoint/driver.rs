@@ -21,7 +21,9 @@ use futures::future::{AbortHandle, Abortable};
 use futures::stream::{FuturesUnordered, StreamExt};
 use log::debug;
 
+use super::handle::EndpointRef;
 use super::shared::{HandleToken, Locked, Shared, State};
+use crate::error::Error;
 use crate::message::Code;
 use crate::proto::{Event, IncomingId, Response};
 use crate::server::{ServerRequest, Site};
@@ -81,6 +83,8 @@ pub(super) struct Engine {
     /// room).
     answered: Vec<(IncomingId, Response)>,
     requests: Vec<(IncomingId, crate::net::RecvMeta, crate::proto::Request)>,
+    /// The endpoint, for its handlers' requests (set once the handle exists).
+    pub(super) me: Option<Arc<EndpointRef>>,
 }
 
 impl Engine {
@@ -103,6 +107,7 @@ impl Engine {
             bufs: crate::step::Buffers::default(),
             answered: Vec::new(),
             requests: Vec::new(),
+            me: None,
         }
     }
 
@@ -188,13 +193,13 @@ impl Engine {
                 while let Some(event) = st.ep.poll_event() {
                     budget = budget.saturating_sub(1);
                     match event {
-                        Event::Response { id, response } => st.complete(id, Ok(response)),
+                        Event::Response { id, response } => st.complete(id, response),
                         Event::Notification { id, response } => st.notify(id, response),
                         Event::GroupResponse { id, from, response } => {
                             st.group_response(id, from, response)
                         }
                         Event::GroupDone { id } => st.group_done(id),
-                        Event::Failed { id, error } => st.complete(id, Err(error.into())),
+                        Event::Failed { id, error } => st.fail(id, error),
                         Event::Request { id, meta, request } if self.site.is_some() => {
                             requests.push((id, meta, request));
                         }
@@ -214,7 +219,9 @@ impl Engine {
             if let Some(site) = &self.site {
                 for (id, meta, request) in requests.drain(..) {
                     let lifetime = usize::from(!request.confirmable);
-                    let mut fut = site.handle(ServerRequest::new(request, meta));
+                    let mut request = ServerRequest::new(request, meta);
+                    request.endpoint.clone_from(&self.me);
+                    let mut fut = site.handle(request);
                     if let Poll::Ready(response) = fut.as_mut().poll(&mut cx) {
                         answered.push((id, response));
                         continue;
@@ -370,9 +377,9 @@ impl Drop for Driver {
 }
 
 impl Future for Driver {
-    type Output = io::Result<()>;
+    type Output = Result<(), Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = &mut *self;
         this.polled = true;
         {
@@ -402,7 +409,7 @@ impl Future for Driver {
                 }
             }
             Some(Step::Stopped) => Some(Ok(())),
-            Some(Step::Failed(e)) => Some(Err(e)),
+            Some(Step::Failed(e)) => Some(Err(e.into())),
         };
         match done {
             Some(result) => {

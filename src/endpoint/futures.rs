@@ -14,9 +14,11 @@ use std::time::Instant;
 
 use log::debug;
 
+use super::handle::Endpoint;
 use super::shared::{Shared, Slot, State};
-use crate::error::RequestError;
-use crate::proto::{RequestId, Response};
+use crate::error::Error;
+use crate::message::uri::Uri;
+use crate::proto::{Request, RequestId, Response};
 
 /// Polls the slot of request `id` with `check` (under the state lock); when it yields
 /// nothing, leaves the task's waker in the slot and, if no driver is attached, runs one
@@ -58,18 +60,70 @@ fn wait<T>(
     }
 }
 
+/// Where a request goes: a URI to parse (and maybe resolve), or an address.
+#[derive(Debug)]
+pub(super) enum Target {
+    Uri(String),
+    Addr(SocketAddr),
+}
+
+/// What a request is for: one answer, an observation, or the answers of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Unicast,
+    Observe,
+    Group,
+}
+
+/// A request not yet started: it is made when its future is first polled.
+#[derive(Debug)]
+pub(super) struct Unsent {
+    pub(super) target: Target,
+    pub(super) request: Request,
+    pub(super) kind: Kind,
+}
+
+/// A request waiting for its host name to be resolved (on the `blocking` pool).
+#[derive(Debug)]
+pub(super) struct Resolving {
+    pub(super) lookup: blocking::Task<Result<SocketAddr, Error>>,
+    pub(super) uri: String,
+    pub(super) parsed: Uri,
+    pub(super) request: Request,
+    pub(super) kind: Kind,
+}
+
+/// How [`Endpoint::begin`] started a request.
+pub(super) enum Begun {
+    Sent(RequestId),
+    Resolving(Box<Resolving>),
+    Failed(Error),
+}
+
+impl From<Result<(RequestId, SocketAddr), Error>> for Begun {
+    fn from(r: Result<(RequestId, SocketAddr), Error>) -> Self {
+        match r {
+            Ok((id, _)) => Self::Sent(id),
+            Err(e) => Self::Failed(e),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) enum FutState {
-    Failed(Option<RequestError>),
+    /// Not polled yet (the endpoint handle it will be sent through, and what).
+    Unsent(Box<(Endpoint, Unsent)>),
+    /// Its host name is being resolved.
+    Resolving(Endpoint, Box<Resolving>),
     Waiting(RequestId),
     Done,
 }
 
-/// The response to a request, as a future. Dropping it before it completes cancels the
-/// request: nothing more is sent for it.
+/// The response to a request, as a future. Nothing is sent before it is first polled;
+/// dropping it before it completes cancels the request: nothing more is sent for it.
 ///
 /// While no [`Driver`](super::Driver) runs, polling this future runs the endpoint.
-#[must_use = "a request is cancelled when its future is dropped"]
+#[must_use = "futures do nothing unless polled; a request is cancelled when its future is dropped"]
 #[derive(Debug)]
 pub struct ResponseFuture {
     pub(super) shared: Arc<Shared>,
@@ -87,37 +141,87 @@ impl ResponseFuture {
         st.slots.get(&id).map_or(taken, |s| s.dropped)
     }
 
-    pub(super) fn failed(shared: &Arc<Shared>, e: RequestError) -> Self {
+    pub(super) fn unsent(
+        endpoint: &Endpoint,
+        target: Target,
+        request: Request,
+        kind: Kind,
+    ) -> Self {
         Self {
-            shared: shared.clone(),
-            state: FutState::Failed(Some(e)),
+            shared: endpoint.shared.clone(),
+            state: FutState::Unsent(Box::new((
+                endpoint.clone(),
+                Unsent {
+                    target,
+                    request,
+                    kind,
+                },
+            ))),
         }
     }
 
-    pub(super) fn waiting(shared: &Arc<Shared>, id: RequestId) -> Self {
-        Self {
-            shared: shared.clone(),
-            state: FutState::Waiting(id),
+    /// Starts the request if it has not started: resolves, then sends. Ready with its ID
+    /// once it is sent, or with the error that kept it from being sent (the future is done
+    /// then).
+    fn poll_start(&mut self, cx: &mut Context<'_>) -> Poll<Result<RequestId, Error>> {
+        loop {
+            let sent = match std::mem::replace(&mut self.state, FutState::Done) {
+                FutState::Waiting(id) => {
+                    self.state = FutState::Waiting(id);
+                    return Poll::Ready(Ok(id));
+                }
+                FutState::Done => return Poll::Ready(Err(Error::Stopped)),
+                FutState::Unsent(boxed) => {
+                    let (endpoint, unsent) = *boxed;
+                    match endpoint.begin(unsent) {
+                        Begun::Sent(id) => Ok(id),
+                        Begun::Failed(e) => Err(e),
+                        Begun::Resolving(r) => {
+                            self.state = FutState::Resolving(endpoint, r);
+                            continue;
+                        }
+                    }
+                }
+                FutState::Resolving(endpoint, mut r) => match Pin::new(&mut r.lookup).poll(cx) {
+                    Poll::Pending => {
+                        self.state = FutState::Resolving(endpoint, r);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Ready(Ok(remote)) => {
+                        let Resolving {
+                            uri,
+                            parsed,
+                            request,
+                            kind,
+                            ..
+                        } = *r;
+                        endpoint
+                            .begin_at(remote, Some((&uri, &parsed)), request, kind)
+                            .map(|(id, _)| id)
+                    }
+                },
+            };
+            match sent {
+                Ok(id) => self.state = FutState::Waiting(id),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
     }
 }
 
 impl Future for ResponseFuture {
-    type Output = Result<Response, RequestError>;
+    type Output = Result<Response, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let id = match &mut self.state {
-            FutState::Failed(e) => {
-                let e = e.take().unwrap_or(RequestError::Stopped);
-                self.state = FutState::Done;
-                return Poll::Ready(Err(e));
-            }
-            FutState::Done => return Poll::Ready(Err(RequestError::Stopped)),
-            FutState::Waiting(id) => *id,
+        let id = match self.poll_start(cx) {
+            Poll::Ready(Ok(id)) => id,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
         };
         let ready = wait(&self.shared, id, cx, |st, slot, stopped| {
             let Some(slot) = slot else {
-                return Some(Err(RequestError::Stopped));
+                return Some(Err(Error::Stopped));
             };
             if let Some(r) = slot.result.take() {
                 return Some(r);
@@ -130,7 +234,8 @@ impl Future for ResponseFuture {
                 return Some(Ok(first));
             }
             if slot.group_done {
-                return Some(Err(RequestError::Timeout));
+                let (remote, after) = (slot.remote, slot.sent.elapsed());
+                return Some(Err(Error::Timeout { remote, after }));
             }
             // A request made with Observe: its first notification is the answer, and the
             // observation ends with the future.
@@ -139,7 +244,7 @@ impl Future for ResponseFuture {
                 st.wake_engine();
                 return Some(Ok(first));
             }
-            stopped.then_some(Err(RequestError::Stopped))
+            stopped.then_some(Err(Error::Stopped))
         });
         if ready.is_ready() {
             self.finish();
@@ -191,6 +296,14 @@ pub struct Observation {
 }
 
 impl Observation {
+    pub(super) const fn new(inner: ResponseFuture) -> Self {
+        Self {
+            inner,
+            ended: false,
+            dropped: 0,
+        }
+    }
+
     /// How many notifications were dropped, unseen, because newer ones arrived while the
     /// consumer had not taken them.
     pub fn dropped(&self) -> u64 {
@@ -199,24 +312,25 @@ impl Observation {
 }
 
 impl futures::Stream for Observation {
-    type Item = Result<Response, RequestError>;
+    type Item = Result<Response, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.ended {
             return Poll::Ready(None);
         }
         let this = &mut *self;
-        let id = match &mut this.inner.state {
-            FutState::Waiting(id) => *id,
-            _ => {
+        let id = match this.inner.poll_start(cx) {
+            Poll::Ready(Ok(id)) => id,
+            Poll::Ready(Err(e)) => {
                 this.ended = true;
-                return Pin::new(&mut this.inner).poll(cx).map(Some);
+                return Poll::Ready(Some(Err(e)));
             }
+            Poll::Pending => return Poll::Pending,
         };
         let mut dropped = this.dropped;
         let ready = wait(&this.inner.shared, id, cx, |_, slot, stopped| {
             let Some(slot) = slot else {
-                return Some((Err(RequestError::Stopped), true));
+                return Some((Err(Error::Stopped), true));
             };
             dropped = slot.dropped;
             if let Some(n) = slot.notifications.pop_front() {
@@ -225,7 +339,7 @@ impl futures::Stream for Observation {
             if let Some(last) = slot.result.take() {
                 return Some((last, true));
             }
-            stopped.then_some((Err(RequestError::Stopped), true))
+            stopped.then_some((Err(Error::Stopped), true))
         });
         this.dropped = dropped;
         match ready {
@@ -255,6 +369,14 @@ pub struct GroupResponses {
 }
 
 impl GroupResponses {
+    pub(super) const fn new(inner: ResponseFuture) -> Self {
+        Self {
+            inner,
+            ended: false,
+            dropped: 0,
+        }
+    }
+
     /// How many answers were dropped because 256 earlier ones had not been taken yet.
     pub fn dropped(&self) -> u64 {
         self.inner.slot_dropped(self.dropped)
@@ -262,19 +384,20 @@ impl GroupResponses {
 }
 
 impl futures::Stream for GroupResponses {
-    type Item = Result<(SocketAddr, Response), RequestError>;
+    type Item = Result<(SocketAddr, Response), Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.ended {
             return Poll::Ready(None);
         }
         let this = &mut *self;
-        let id = match &mut this.inner.state {
-            FutState::Waiting(id) => *id,
-            _ => {
+        let id = match this.inner.poll_start(cx) {
+            Poll::Ready(Ok(id)) => id,
+            Poll::Ready(Err(e)) => {
                 this.ended = true;
-                return Pin::new(&mut this.inner).poll(cx).map(|r| r.err().map(Err));
+                return Poll::Ready(Some(Err(e)));
             }
+            Poll::Pending => return Poll::Pending,
         };
         let mut dropped = this.dropped;
         let ready = wait(&this.inner.shared, id, cx, |_, slot, stopped| {
@@ -291,7 +414,7 @@ impl futures::Stream for GroupResponses {
             if let Some(Err(e)) = slot.result.take() {
                 return Some(Some(Err(e)));
             }
-            stopped.then_some(Some(Err(RequestError::Stopped)))
+            stopped.then_some(Some(Err(Error::Stopped)))
         });
         this.dropped = dropped;
         match ready {

@@ -3,17 +3,22 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
+
+use std::time::Duration;
 
 use super::builder::Builder;
 use super::driver::Driver;
-use super::futures::{GroupResponses, Observation, ResponseFuture};
+use super::futures::{
+    Begun, GroupResponses, Kind, Observation, Resolving, ResponseFuture, Target, Unsent,
+};
+use super::request::RequestBuilder;
 use super::shared::{HandleToken, Shared, Slot};
-use crate::error::RequestError;
+use crate::error::Error;
 use crate::message::uri::{Host, Uri};
 use crate::message::{Code, OptionNumber};
-use crate::proto::Request;
+use crate::proto::{Request, RequestId};
 use crate::server::Site;
 
 /// A handle for sending requests and notifying observers; cheap to clone.
@@ -32,6 +37,8 @@ pub struct Endpoint {
     pub(super) secure: Option<crate::dtls::SecureRemotes>,
     /// The URI patterns of OSCORE contexts (`Builder::oscore`), in the order added.
     pub(super) oscore: Arc<[(String, crate::proto::SecurityId)]>,
+    /// `Builder::request_timeout`: for requests without a timeout of their own.
+    pub(super) timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -42,14 +49,70 @@ impl fmt::Debug for Endpoint {
     }
 }
 
+/// An endpoint's handle that does not keep it alive: what its handlers reach it by
+/// ([`ServerRequest::endpoint`](crate::server::ServerRequest::endpoint)). The engine holds
+/// it, and a strong handle there would make a cycle.
+pub(crate) struct EndpointRef {
+    shared: Weak<Shared>,
+    handle: Weak<HandleToken>,
+    local: Option<SocketAddr>,
+    #[cfg(feature = "dtls")]
+    secure: Option<crate::dtls::SecureRemotes>,
+    oscore: Arc<[(String, crate::proto::SecurityId)]>,
+    timeout: Option<Duration>,
+}
+
+impl EndpointRef {
+    /// The endpoint, while it exists.
+    pub(crate) fn upgrade(&self) -> Option<Endpoint> {
+        let shared = self.shared.upgrade()?;
+        // Every handle the application had may be gone while the server still runs: a
+        // token of its own then (the driver of a server does not count them).
+        let handle = self
+            .handle
+            .upgrade()
+            .unwrap_or_else(|| Arc::new(HandleToken(self.shared.clone())));
+        Some(Endpoint {
+            shared,
+            _handle: handle,
+            local: self.local,
+            #[cfg(feature = "dtls")]
+            secure: self.secure.clone(),
+            oscore: self.oscore.clone(),
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl fmt::Debug for EndpointRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointRef")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Endpoint {
+    /// A handle that does not keep the endpoint alive.
+    pub(super) fn downgrade(&self) -> EndpointRef {
+        EndpointRef {
+            shared: Arc::downgrade(&self.shared),
+            handle: Arc::downgrade(&self._handle),
+            local: self.local,
+            #[cfg(feature = "dtls")]
+            secure: self.secure.clone(),
+            oscore: self.oscore.clone(),
+            timeout: self.timeout,
+        }
+    }
+
     /// A client on the platform's default transport (udp6 on Linux), bound to an ephemeral
     /// port. Run the returned driver on any executor.
     ///
     /// # Errors
     ///
     /// The transport's errors of binding.
-    pub fn client() -> io::Result<(Self, Driver)> {
+    pub fn client() -> Result<(Self, Driver), Error> {
         Builder::new().build()
     }
 
@@ -58,9 +121,9 @@ impl Endpoint {
     ///
     /// # Errors
     ///
-    /// [`io::ErrorKind::InvalidInput`] when `bind` is not a socket address; the transport's
-    /// errors of binding.
-    pub fn server(bind: &str, site: Site) -> io::Result<(Self, Driver)> {
+    /// [`Error::Io`] of kind [`io::ErrorKind::InvalidInput`] when `bind` is not a socket
+    /// address; [`Error::Bind`] when it cannot be bound.
+    pub fn server(bind: &str, site: Site) -> Result<(Self, Driver), Error> {
         let addr: SocketAddr = bind.parse().map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -91,14 +154,119 @@ impl Endpoint {
 
     /// Sends `request` to the resource named by `uri` (`coap://host:port/path?query`): the
     /// URI gives the destination and the Uri-* options, `request` the method, other options,
-    /// payload and message type. Host names are resolved by the system (this blocks while it
-    /// does; IP literals do not).
+    /// payload and message type. The path and query have one place, the URI: a `request`
+    /// that carries Uri-Host, Uri-Port, Uri-Path or Uri-Query options fails with
+    /// [`Error::InvalidRequest`] (use [`send`](Self::send) to set them yourself).
     ///
-    /// A request to a URI that matches the pattern of an OSCORE context
-    /// ([`Builder::oscore`]) is protected with it, unless it names a context itself.
+    /// Nothing happens until the future is first polled. A host name is then resolved on a
+    /// thread of the `blocking` pool, never on the executor's thread; IP literals need no
+    /// resolution. A request to a URI that matches the pattern of an OSCORE context
+    /// ([`Builder::oscore`]) is protected with it, unless it names a context itself. The
+    /// endpoint's [`Builder::request_timeout`] applies unless the request has its own.
+    ///
+    /// [`get`](Self::get) and its siblings build the request for you.
     pub fn request(&self, uri: &str, request: Request) -> ResponseFuture {
-        let request = self.secure_for(uri, request);
-        self.request_to(resolve(uri), request)
+        ResponseFuture::unsent(self, Target::Uri(uri.into()), request, Kind::Unicast)
+    }
+
+    /// Sends `request` (with its Uri-* options as they are) to `remote`, when first polled.
+    pub fn send(&self, remote: SocketAddr, request: Request) -> ResponseFuture {
+        ResponseFuture::unsent(self, Target::Addr(remote), request, Kind::Unicast)
+    }
+
+    /// Starts a request: sends it at once to an address, or hands out the resolution of
+    /// its host name to run first.
+    pub(super) fn begin(&self, unsent: Unsent) -> Begun {
+        let Unsent {
+            target,
+            request,
+            kind,
+        } = unsent;
+        let uri = match target {
+            Target::Addr(remote) => {
+                return Begun::from(self.begin_at(remote, None, request, kind));
+            }
+            Target::Uri(uri) => uri,
+        };
+        let parsed = match Uri::parse(&uri) {
+            Ok(parsed) => parsed,
+            Err(source) => return Begun::Failed(Error::InvalidUri { uri, source }),
+        };
+        match destination(&parsed) {
+            Ok(Destination::Addr(remote)) => {
+                Begun::from(self.begin_at(remote, Some((&uri, &parsed)), request, kind))
+            }
+            Ok(Destination::Name(name, port)) => {
+                let lookup = blocking::unblock(move || lookup(&name, port));
+                Begun::Resolving(Box::new(Resolving {
+                    lookup,
+                    uri,
+                    parsed,
+                    request,
+                    kind,
+                }))
+            }
+            Err(e) => Begun::Failed(e),
+        }
+    }
+
+    /// Sends a request whose destination is known (`uri`: the URI it was made for).
+    pub(super) fn begin_at(
+        &self,
+        remote: SocketAddr,
+        uri: Option<(&str, &Uri)>,
+        mut request: Request,
+        kind: Kind,
+    ) -> Result<(RequestId, SocketAddr), Error> {
+        let group = remote.ip().is_multicast();
+        let named = uri.map_or_else(|| remote.to_string(), |(text, _)| text.to_owned());
+        match kind {
+            Kind::Observe if group => {
+                return Err(Error::InvalidRequest(format!(
+                    "{named}: a multicast group cannot be observed; ask it with multicast()"
+                )))
+            }
+            Kind::Group if !group => {
+                return Err(Error::InvalidRequest(format!(
+                    "{named}: not a multicast group; ask a single server with request()"
+                )))
+            }
+            _ => {}
+        }
+        if let Some((text, parsed)) = uri {
+            let uri_options = [
+                OptionNumber::URI_HOST,
+                OptionNumber::URI_PORT,
+                OptionNumber::URI_PATH,
+                OptionNumber::URI_QUERY,
+            ];
+            if let Some(n) = uri_options
+                .iter()
+                .find(|&&n| request.options.get(n).is_some())
+            {
+                return Err(Error::InvalidRequest(format!(
+                    "the request carries a {n} option, but a request made for a URI takes its \
+                     host, port, path and query from the URI alone; use send() to set them"
+                )));
+            }
+            self.scheme(remote, parsed)?;
+            request = self.secure_for(text, request);
+            parsed.to_options_for(remote, &mut request.options);
+        }
+        if request.timeout.is_none() && kind != Kind::Group {
+            request.timeout = self.timeout;
+        }
+        let mut st = self.shared.lock();
+        if st.stopped {
+            return Err(Error::Stopped);
+        }
+        let id = st
+            .ep
+            .request(Instant::now(), remote, request)
+            .map_err(Error::Refused)?;
+        st.slots.insert(id, Slot::new(remote));
+        st.wake_engine();
+        Ok((id, remote))
     }
 
     /// Protects `request` with the first OSCORE context whose pattern matches `uri` (a
@@ -110,34 +278,8 @@ impl Endpoint {
         request
     }
 
-    /// Sends `request` to a resolved URI (or fails with the resolution's error).
-    fn request_to(
-        &self,
-        resolved: Result<(SocketAddr, Uri), RequestError>,
-        mut request: Request,
-    ) -> ResponseFuture {
-        match resolved {
-            Ok((remote, parsed)) => {
-                if let Err(e) = self.scheme(remote, &parsed) {
-                    return ResponseFuture::failed(&self.shared, e);
-                }
-                for n in [
-                    OptionNumber::URI_HOST,
-                    OptionNumber::URI_PORT,
-                    OptionNumber::URI_PATH,
-                    OptionNumber::URI_QUERY,
-                ] {
-                    request.options.remove(n);
-                }
-                parsed.to_options_for(remote, &mut request.options);
-                self.send(remote, request)
-            }
-            Err(e) => ResponseFuture::failed(&self.shared, e),
-        }
-    }
-
     /// Makes `remote` one reached over DTLS for a `coaps://` URI, or says why it cannot be.
-    fn scheme(&self, remote: SocketAddr, uri: &Uri) -> Result<(), RequestError> {
+    fn scheme(&self, remote: SocketAddr, uri: &Uri) -> Result<(), Error> {
         use crate::message::uri::Scheme;
         match uri.scheme {
             Scheme::Coap => Ok(()),
@@ -151,36 +293,18 @@ impl Endpoint {
                     crate::step::lock(secure).insert(remote, name);
                     Ok(())
                 }
-                None => Err(RequestError::Resolve(
+                None => Err(Error::Unsupported(
                     "coaps:// needs DTLS credentials: build the endpoint with Builder::dtls".into(),
                 )),
             },
             #[cfg(not(feature = "dtls"))]
             Scheme::Coaps => {
                 let _ = (remote, &uri.host);
-                Err(RequestError::Resolve(
-                    "coaps:// needs coapio built with the `dtls` feature".into(),
+                Err(Error::Unsupported(
+                    "coaps:// cannot be used: coapio was built without DTLS support (the `dtls` \
+                     feature)"
+                        .into(),
                 ))
-            }
-        }
-    }
-
-    /// Sends `request` (with its Uri-Path and Uri-Query options as they are) to `remote`.
-    pub fn send(&self, remote: SocketAddr, request: Request) -> ResponseFuture {
-        let mut st = self.shared.lock();
-        if st.stopped {
-            drop(st);
-            return ResponseFuture::failed(&self.shared, RequestError::Stopped);
-        }
-        match st.ep.request(Instant::now(), remote, request) {
-            Ok(id) => {
-                st.slots.insert(id, Slot::default());
-                st.wake_engine();
-                ResponseFuture::waiting(&self.shared, id)
-            }
-            Err(e) => {
-                drop(st);
-                ResponseFuture::failed(&self.shared, RequestError::Refused(e))
             }
         }
     }
@@ -192,66 +316,48 @@ impl Endpoint {
     ///
     /// A multicast group cannot be observed: the stream yields one error.
     pub fn observe(&self, uri: &str) -> Observation {
-        let inner = match resolve(uri) {
-            Ok((remote, _)) if remote.ip().is_multicast() => ResponseFuture::failed(
-                &self.shared,
-                RequestError::Resolve(format!(
-                    "{uri}: a multicast group cannot be observed; ask it with multicast()"
-                )),
-            ),
-            resolved => {
-                let request = self.secure_for(uri, Request::new(Code::GET).observe());
-                self.request_to(resolved, request)
-            }
-        };
-        Observation {
-            inner,
-            ended: false,
-            dropped: 0,
-        }
+        self.get(uri).observe()
     }
 
     /// Sends `request` to the multicast group of `uri` (such as
-    /// `coap://[ff02::fd%eth0]/.well-known/core`; RFC 7252 §8.2): a stream of every server's
-    /// answer, with the server's address, until `Config::multicast_timeout` (or the request's
-    /// own timeout) passes; then the stream ends. Dropping it stops collecting.
+    /// `coap://[ff02::fd%25eth0]/.well-known/core`, the zone's `%` written `%25` as in any
+    /// URI; RFC 7252 §8.2): a stream of every server's answer, with the server's address,
+    /// until `Config::multicast_timeout` (or the request's own timeout) passes; then the
+    /// stream ends. Dropping it stops collecting.
     ///
     /// A `uri` that names no multicast group gives a stream of one error.
     pub fn multicast(&self, uri: &str, request: Request) -> GroupResponses {
-        let inner = match resolve(uri) {
-            Ok((remote, _)) if !remote.ip().is_multicast() => ResponseFuture::failed(
-                &self.shared,
-                RequestError::Resolve(format!(
-                    "{uri}: not a multicast group; ask a single server with request()"
-                )),
-            ),
-            resolved => self.request_to(resolved, request),
-        };
-        GroupResponses {
-            inner,
-            ended: false,
-            dropped: 0,
-        }
+        GroupResponses::new(ResponseFuture::unsent(
+            self,
+            Target::Uri(uri.into()),
+            request,
+            Kind::Group,
+        ))
     }
 
-    /// GETs `uri`.
-    pub fn get(&self, uri: &str) -> ResponseFuture {
-        self.request(uri, Request::new(Code::GET))
+    /// A GET of `uri`, to await or to set up further ([`RequestBuilder`]).
+    pub fn get(&self, uri: &str) -> RequestBuilder {
+        RequestBuilder::new(self, Code::GET, uri)
     }
 
-    /// PUTs `payload` to `uri`.
-    pub fn put(&self, uri: &str, payload: impl Into<Vec<u8>>) -> ResponseFuture {
-        self.request(uri, Request::new(Code::PUT).with_payload(payload))
+    /// A PUT of `payload` to `uri`.
+    pub fn put(&self, uri: &str, payload: impl Into<Vec<u8>>) -> RequestBuilder {
+        RequestBuilder::new(self, Code::PUT, uri).payload(payload)
     }
 
-    /// POSTs `payload` to `uri`.
-    pub fn post(&self, uri: &str, payload: impl Into<Vec<u8>>) -> ResponseFuture {
-        self.request(uri, Request::new(Code::POST).with_payload(payload))
+    /// A POST of `payload` to `uri`.
+    pub fn post(&self, uri: &str, payload: impl Into<Vec<u8>>) -> RequestBuilder {
+        RequestBuilder::new(self, Code::POST, uri).payload(payload)
     }
 
-    /// DELETEs `uri`.
-    pub fn delete(&self, uri: &str) -> ResponseFuture {
-        self.request(uri, Request::new(Code::DELETE))
+    /// A DELETE of `uri`.
+    pub fn delete(&self, uri: &str) -> RequestBuilder {
+        RequestBuilder::new(self, Code::DELETE, uri)
+    }
+
+    /// A request with any method (FETCH, PATCH and iPATCH of RFC 8132 among them) to `uri`.
+    pub fn method(&self, method: Code, uri: &str) -> RequestBuilder {
+        RequestBuilder::new(self, method, uri)
     }
 
     /// Tells the observers of `path` (RFC 7641) that its representation changed: the
@@ -284,21 +390,47 @@ impl Endpoint {
     ///
     /// # Errors
     ///
-    /// [`crate::Error::WrongCode`] if the code is not a response code,
-    /// [`crate::Error::Encode`] if the response cannot be encoded; nothing ends then.
+    /// [`Error::Refused`] with the core's [`WrongCode`](crate::proto::Error::WrongCode) if
+    /// the code is not a response code, or [`Encode`](crate::proto::Error::Encode) if the
+    /// response cannot be encoded; nothing ends then.
     pub fn end_observations(
         &self,
         path: &str,
         response: crate::proto::Response,
-    ) -> Result<usize, crate::Error> {
+    ) -> Result<usize, Error> {
         let mut st = self.shared.lock();
-        let n = st.ep.end_observations(Instant::now(), path, response)?;
+        let n = st
+            .ep
+            .end_observations(Instant::now(), path, response)
+            .map_err(Error::Refused)?;
         st.wake_engine();
         Ok(n)
     }
 
+    /// What the endpoint has done since it was made: requests and responses sent and
+    /// received, retransmissions, timeouts, duplicates, datagrams dropped as malformed or
+    /// for lack of room, bytes. Counters that only grow, kept always (an addition each);
+    /// [`stats`](Self::stats) says what it holds now (open requests, observers).
+    ///
+    /// ```
+    /// # async_io::block_on(async {
+    /// let (client, _driver) = coapio::Endpoint::client()?;
+    /// let _ = client.get("coap://127.0.0.1:9/").await; // nothing listens there
+    /// let n = client.counters();
+    /// assert_eq!((n.requests_sent, n.datagrams_sent, n.responses_received), (1, 1, 0));
+    /// # Ok::<_, coapio::Error>(()) }).unwrap();
+    /// ```
+    pub fn counters(&self) -> crate::proto::Counters {
+        self.shared.lock().ep.counters()
+    }
+
+    /// What the endpoint holds now: open requests, observers, remotes, cache sizes.
+    pub fn stats(&self) -> crate::proto::Stats {
+        self.shared.lock().ep.stats()
+    }
+
     /// Stops the driver: it returns `Ok(())` at its next poll, and open requests fail with
-    /// [`RequestError::Stopped`].
+    /// [`Error::Stopped`].
     pub fn shutdown(&self) {
         let mut st = self.shared.lock();
         st.stopped = true;
@@ -347,17 +479,27 @@ fn normalized(uri: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
-/// The destination and parsed form of a request URI.
-pub(crate) fn resolve(uri: &str) -> Result<(SocketAddr, Uri), RequestError> {
-    let parsed = Uri::parse(uri).map_err(RequestError::InvalidUri)?;
-    let remote = match &parsed.host {
+/// Where a parsed URI leads: an address, or a host name still to resolve.
+pub(crate) enum Destination {
+    Addr(SocketAddr),
+    Name(String, u16),
+}
+
+/// The destination of `uri`, with an IPv6 zone given by name turned into its index.
+pub(crate) fn destination(uri: &Uri) -> Result<Destination, Error> {
+    let addr = match &uri.host {
+        Host::Name(name) => return Ok(Destination::Name(name.clone(), uri.port)),
         Host::Ip {
             zone: Some(zone), ..
         } if zone.parse::<u32>().is_err() => {
-            let index = crate::transport::interface_index(zone).ok_or_else(|| {
-                RequestError::Resolve(format!("no network interface named {zone:?}"))
+            let index = crate::transport::interface_index(zone).ok_or_else(|| Error::Resolve {
+                host: zone.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no network interface has this name",
+                ),
             })?;
-            parsed.socket_addr().map(|a| match a {
+            uri.socket_addr().map(|a| match a {
                 SocketAddr::V6(mut v6) => {
                     v6.set_scope_id(index);
                     SocketAddr::V6(v6)
@@ -365,13 +507,44 @@ pub(crate) fn resolve(uri: &str) -> Result<(SocketAddr, Uri), RequestError> {
                 v4 => v4,
             })
         }
-        Host::Ip { .. } => parsed.socket_addr(),
-        Host::Name(name) => (name.as_str(), parsed.port)
-            .to_socket_addrs()
-            .map_err(|e| RequestError::Resolve(format!("{name}: {e}")))?
-            .next(),
+        Host::Ip { .. } => uri.socket_addr(),
     };
-    let remote = remote.ok_or_else(|| RequestError::Resolve(format!("{uri}: no address")))?;
+    addr.map(Destination::Addr).ok_or_else(|| Error::Resolve {
+        host: uri.host.to_string(),
+        source: io::Error::new(io::ErrorKind::NotFound, "no address"),
+    })
+}
+
+/// Resolves a host name with the system's resolver (blocking), keeping its error.
+pub(crate) fn lookup(name: &str, port: u16) -> Result<SocketAddr, Error> {
+    let fail = |source| Error::Resolve {
+        host: name.to_owned(),
+        source,
+    };
+    (name, port)
+        .to_socket_addrs()
+        .map_err(fail)?
+        .next()
+        .ok_or_else(|| {
+            fail(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the name has no address",
+            ))
+        })
+}
+
+/// The destination and parsed form of a request URI, resolving a host name on this thread
+/// (for the C ABI, whose calls block as libcoap's do).
+#[cfg(feature = "capi")]
+pub(crate) fn resolve(uri: &str) -> Result<(SocketAddr, Uri), Error> {
+    let parsed = Uri::parse(uri).map_err(|source| Error::InvalidUri {
+        uri: uri.to_owned(),
+        source,
+    })?;
+    let remote = match destination(&parsed)? {
+        Destination::Addr(remote) => remote,
+        Destination::Name(name, port) => lookup(&name, port)?,
+    };
     Ok((remote, parsed))
 }
 

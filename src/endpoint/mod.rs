@@ -70,6 +70,7 @@ mod builder;
 mod driver;
 mod futures;
 mod handle;
+mod request;
 mod shared;
 
 #[cfg(feature = "capi")]
@@ -78,5 +79,7 @@ pub use builder::{Builder, TransportKind};
 pub use driver::Driver;
 pub use futures::{GroupResponses, Observation, ResponseFuture};
 pub use handle::Endpoint;
+pub(crate) use handle::EndpointRef;
 #[cfg(feature = "capi")]
 pub(crate) use handle::{oscore_for, resolve};
+pub use request::RequestBuilder;

@@ -21,9 +21,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::task::{Wake, Waker};
+use std::time::Instant;
 
 use super::driver::Engine;
-use crate::error::RequestError;
+use crate::error::Error;
 use crate::proto::{self, RequestId, Response};
 
 /// The most notifications of an observation kept for a consumer that has not taken them
@@ -86,10 +87,13 @@ pub(super) struct State {
 }
 
 /// One open request's results, waiting for its future or stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Slot {
+    /// Where the request went, and when: what its errors say.
+    pub(super) remote: SocketAddr,
+    pub(super) sent: Instant,
     pub(super) waker: Option<Waker>,
-    pub(super) result: Option<Result<Response, RequestError>>,
+    pub(super) result: Option<Result<Response, Error>>,
     /// Notifications of an observation not yet taken (at most [`NOTIFICATION_QUEUE`]).
     pub(super) notifications: VecDeque<Response>,
     /// Responses to a request sent to a multicast group, with their servers, not yet taken
@@ -100,6 +104,22 @@ pub(super) struct Slot {
     /// Notifications or group answers dropped because the consumer had not taken the
     /// earlier ones.
     pub(super) dropped: u64,
+}
+
+impl Slot {
+    /// The slot of a request sent to `remote` now.
+    pub(super) fn new(remote: SocketAddr) -> Self {
+        Self {
+            remote,
+            sent: Instant::now(),
+            waker: None,
+            result: None,
+            notifications: VecDeque::new(),
+            group: VecDeque::new(),
+            group_done: false,
+            dropped: 0,
+        }
+    }
 }
 
 impl Shared {
@@ -132,6 +152,11 @@ impl Shared {
 
     /// Runs one bounded step of the engine unless someone else is running it right now;
     /// returns `None` then.
+    /// The engine, for setting it up (a step holds this lock while it runs).
+    pub(super) fn engine(&self) -> MutexGuard<'_, Engine> {
+        crate::step::lock(&self.engine)
+    }
+
     pub(super) fn try_drive(&self) -> Option<super::driver::Step> {
         let take = || match self.engine.try_lock() {
             Ok(e) => Some(e),
@@ -281,9 +306,19 @@ impl State {
         }
     }
 
-    pub(super) fn complete(&mut self, id: RequestId, result: Result<Response, RequestError>) {
+    pub(super) fn complete(&mut self, id: RequestId, response: Response) {
         if let Some(slot) = self.slots.get_mut(&id) {
-            slot.result = Some(result);
+            slot.result = Some(Ok(response));
+            self.wake_slot(id);
+        }
+    }
+
+    /// Request `id` ended without a response: its error says where it went and how long
+    /// ago.
+    pub(super) fn fail(&mut self, id: RequestId, failure: proto::Failure) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            let after = slot.sent.elapsed();
+            slot.result = Some(Err(Error::of_failure(failure, slot.remote, after)));
             self.wake_slot(id);
         }
     }
@@ -304,7 +339,8 @@ mod tests {
             wake_first: None,
             wakes: Vec::new(),
         };
-        st.slots.insert(id, Slot::default());
+        st.slots
+            .insert(id, Slot::new("[::1]:5683".parse().unwrap()));
         st
     }
 
@@ -364,7 +400,7 @@ mod drive_tests {
         let a_step = shared.engine.lock().unwrap();
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = Waker::from(flag.clone());
-        let mut b = client.get(&uri);
+        let mut b = client.get(&uri).send();
         let polled = std::pin::Pin::new(&mut b).poll(&mut Context::from_waker(&waker));
         assert!(matches!(polled, Poll::Pending));
         assert!(

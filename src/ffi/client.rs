@@ -292,7 +292,11 @@ pub extern "C" fn coapio_context_send(
         let req = core.secure_for(&request.uri, request.request);
         match core.ep.request(Instant::now(), request.remote, req) {
             Ok(id) => {
-                core.open_request(id, Outcome::Callback(callback, UserData(userdata)));
+                core.open_request(
+                    id,
+                    request.remote,
+                    Outcome::Callback(callback, UserData(userdata)),
+                );
                 inner.after_call(&mut core);
                 if !out_id.is_null() {
                     // SAFETY: out_id is non-NULL and writable (caller's contract).
@@ -364,7 +368,7 @@ pub extern "C" fn coapio_request_sync(
             let req = core.secure_for(&request.uri, request.request);
             match core.ep.request(Instant::now(), request.remote, req) {
                 Ok(id) => {
-                    core.open_request(id, Outcome::Sync(slot.clone()));
+                    core.open_request(id, request.remote, Outcome::Sync(slot.clone()));
                     inner.after_call(&mut core);
                     id
                 }

@@ -28,7 +28,7 @@ use super::config::coapio_config;
 use super::readiness::DeadlineTimer;
 use super::server::{CResource, Dispatch};
 use crate::endpoint::TransportKind;
-use crate::error::RequestError;
+use crate::error::Error;
 use crate::message::Code;
 use crate::proto::{self, Event, IdMap, IncomingId, Request, RequestId, Response};
 use crate::server::{ServerRequest, Site};
@@ -62,7 +62,7 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    fn of(e: &RequestError) -> Self {
+    pub(crate) fn of(e: &Error) -> Self {
         Self {
             code: result_of(e),
             message: e.to_string(),
@@ -82,9 +82,10 @@ pub(crate) struct Core {
     /// The remotes reached over DTLS (`coaps://`), when the context has DTLS.
     #[cfg(feature = "dtls")]
     pub(crate) secure: Option<crate::dtls::SecureRemotes>,
-    /// The open requests and where each one's outcome goes. (Which remotes are in use, for
-    /// [`Transport::set_in_use`], the core says: `crate::step` passes it on.)
-    outcomes: IdMap<RequestId, Outcome>,
+    /// The open requests: where each one's outcome goes, where it went and when. (Which
+    /// remotes are in use, for [`Transport::set_in_use`], the core says: `crate::step`
+    /// passes it on.)
+    outcomes: IdMap<RequestId, (Outcome, std::net::SocketAddr, Instant)>,
     bufs: crate::step::Buffers,
     /// The URI patterns of the OSCORE contexts that protect requests.
     oscore: Vec<(String, proto::SecurityId)>,
@@ -133,13 +134,18 @@ impl Core {
     }
 
     /// Registers an open request and where its outcome goes.
-    pub(crate) fn open_request(&mut self, id: RequestId, outcome: Outcome) {
-        self.outcomes.insert(id, outcome);
+    pub(crate) fn open_request(
+        &mut self,
+        id: RequestId,
+        remote: std::net::SocketAddr,
+        outcome: Outcome,
+    ) {
+        self.outcomes.insert(id, (outcome, remote, Instant::now()));
     }
 
     /// Ends an open request: its outcome, if it was open.
     pub(crate) fn close_request(&mut self, id: RequestId) -> Option<Outcome> {
-        self.outcomes.remove(&id)
+        self.outcomes.remove(&id).map(|(outcome, ..)| outcome)
     }
 
     /// Polls the handler futures and sends the answers that are ready.
@@ -174,7 +180,13 @@ impl Core {
                     };
                     (id, Err(over), true)
                 }
-                Event::Failed { id, error } => (id, Err(Failure::of(&error.into())), true),
+                Event::Failed { id, error } => {
+                    let Some(&(_, remote, sent)) = self.outcomes.get(&id) else {
+                        continue;
+                    };
+                    let error = Error::of_failure(error, remote, sent.elapsed());
+                    (id, Err(Failure::of(&error)), true)
+                }
                 Event::Request { id, meta, request } => {
                     match &self.site {
                         Some(site) => {
@@ -188,7 +200,7 @@ impl Core {
                     continue;
                 }
             };
-            let outcome = match self.outcomes.get(&id) {
+            let outcome = match self.outcomes.get(&id).map(|(o, ..)| o) {
                 None => continue,
                 Some(Outcome::Callback(cb, ud)) if !last => Outcome::Callback(*cb, *ud),
                 Some(Outcome::Sync(_)) if !last => {
@@ -521,20 +533,27 @@ impl Inner {
 }
 
 /// The result code for a request that ended without a response.
-pub(crate) fn result_of(e: &RequestError) -> coapio_result {
+pub(crate) fn result_of(e: &Error) -> coapio_result {
     match e {
-        RequestError::Timeout => COAPIO_RESULT_TIMEOUT,
-        RequestError::Reset => COAPIO_RESULT_RESET,
-        RequestError::Transport(crate::net::TransportErrorKind::Security(_)) => {
-            COAPIO_RESULT_SECURITY
-        }
-        RequestError::Transport(_) => COAPIO_RESULT_UNREACHABLE,
+        Error::Timeout { .. } => COAPIO_RESULT_TIMEOUT,
+        Error::Reset { .. } => COAPIO_RESULT_RESET,
+        Error::Network {
+            kind: crate::net::TransportErrorKind::Security(_),
+            ..
+        } => COAPIO_RESULT_SECURITY,
+        Error::Network { .. } => COAPIO_RESULT_UNREACHABLE,
         // An unprotected answer to an OSCORE request is an end-to-end security failure.
-        RequestError::Unprotected(_) => COAPIO_RESULT_SECURITY,
-        RequestError::BadResponse(_) => COAPIO_RESULT_BAD_RESPONSE,
-        RequestError::InvalidUri(_) | RequestError::Resolve(_) => COAPIO_RESULT_INVALID_URI,
-        RequestError::Refused(_) => COAPIO_RESULT_REFUSED,
-        RequestError::Stopped => COAPIO_RESULT_CANCELLED,
+        Error::Unprotected { .. } => COAPIO_RESULT_SECURITY,
+        Error::BadResponse { .. } => COAPIO_RESULT_BAD_RESPONSE,
+        Error::InvalidUri { .. } | Error::Resolve { .. } | Error::Unsupported(_) => {
+            COAPIO_RESULT_INVALID_URI
+        }
+        Error::InvalidRequest(_) => COAPIO_RESULT_INVALID_ARGUMENT,
+        Error::Refused(_) => COAPIO_RESULT_REFUSED,
+        Error::Bind { .. } | Error::Io(_) => COAPIO_RESULT_IO,
+        #[cfg(feature = "dtls")]
+        Error::Credentials(_) => COAPIO_RESULT_INVALID_ARGUMENT,
+        Error::Stopped => COAPIO_RESULT_CANCELLED,
     }
 }
 
@@ -922,6 +941,89 @@ pub extern "C" fn coapio_context_local_port(
                 )
             }
         }
+        COAPIO_RESULT_OK
+    })
+}
+
+/// What a context has done since it was created, and what it holds now: counters that only
+/// grow (they wrap at 2^64), kept always at the cost of an addition each. Filled in by
+/// `coapio_context_counters`; a monitoring loop samples them and looks at the rates.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct coapio_counters {
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Bytes of the datagrams received.
+    pub bytes_received: u64,
+    /// Datagrams sent (retransmissions, ACKs and Resets included).
+    pub datagrams_sent: u64,
+    /// Bytes of the datagrams sent.
+    pub bytes_sent: u64,
+    /// Requests the application sent (one for a block-wise transfer).
+    pub requests_sent: u64,
+    /// Responses, notifications and group answers delivered to the application.
+    pub responses_received: u64,
+    /// Request messages received, duplicates not counted (each block of an upload counts).
+    pub requests_received: u64,
+    /// Answers the application gave that went out, notifications not counted.
+    pub responses_sent: u64,
+    /// Notifications sent to observers.
+    pub notifications_sent: u64,
+    /// Retransmissions of Confirmable messages.
+    pub retransmissions: u64,
+    /// Requests given up for want of a response.
+    pub timeouts: u64,
+    /// Duplicate messages received (answered again from the cache, or ignored).
+    pub duplicates: u64,
+    /// Datagrams that were not CoAP messages.
+    pub malformed: u64,
+    /// Messages turned away for lack of room (deduplication cache full, too many requests
+    /// awaiting answers).
+    pub no_room: u64,
+    /// Observers of this context's resources, now.
+    pub observers: u64,
+    /// Requests of this context that have not ended, now (observations included).
+    pub open_requests: u64,
+}
+
+/// Writes the context's counters to `*out`. Callable from any thread and from callbacks.
+#[no_mangle]
+pub extern "C" fn coapio_context_counters(
+    ctx: *const coapio_context,
+    out: *mut coapio_counters,
+) -> coapio_result {
+    guard(|| {
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        if out.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        let (n, stats) = {
+            let core = lock(&inner.core);
+            (core.ep.counters(), core.ep.stats())
+        };
+        let counters = coapio_counters {
+            datagrams_received: n.datagrams_received,
+            bytes_received: n.bytes_received,
+            datagrams_sent: n.datagrams_sent,
+            bytes_sent: n.bytes_sent,
+            requests_sent: n.requests_sent,
+            responses_received: n.responses_received,
+            requests_received: n.requests_received,
+            responses_sent: n.responses_sent,
+            notifications_sent: n.notifications_sent,
+            retransmissions: n.retransmissions,
+            timeouts: n.timeouts,
+            duplicates: n.duplicates,
+            malformed: n.malformed,
+            no_room: n.no_room,
+            observers: stats.observers as u64,
+            open_requests: stats.open_requests as u64,
+        };
+        // SAFETY: out is non-NULL and writable (caller's contract).
+        unsafe { *out = counters };
         COAPIO_RESULT_OK
     })
 }

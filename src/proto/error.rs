@@ -1,6 +1,6 @@
 //! The protocol core's own errors: [`Error`] for calls into an [`super::Endpoint`] that cannot
 //! be carried out, [`Failure`] for requests that ended without a response. The async facade
-//! and the C ABI wrap them ([`crate::RequestError`] adds what only they can produce: URIs,
+//! and the C ABI wrap them ([`crate::Error`] adds what only they can produce: URIs,
 //! name resolution, a stopped driver).
 
 use thiserror::Error;
@@ -82,6 +82,6 @@ pub enum Failure {
     #[error("the server answered {0} without OSCORE protection")]
     Unprotected(crate::message::Code),
     /// The endpoint refused to send a request it needed (the next block of a transfer).
-    #[error("request refused: {0}")]
+    #[error("the endpoint refused a request the transfer needed")]
     Refused(#[from] Error),
 }

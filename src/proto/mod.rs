@@ -30,7 +30,7 @@ pub(crate) use ids::IdMap;
 mod tests;
 
 pub use config::{Config, ConfigError};
-pub use endpoint::{Endpoint, PersistHook, Stats};
+pub use endpoint::{Counters, Endpoint, PersistHook, Stats};
 pub use types::{Event, IncomingId, Request, RequestId, Response, SecurityId};
 
 pub use crate::net::{RecvMeta, Transmit, TransportError, TransportErrorKind};

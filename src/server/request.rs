@@ -2,7 +2,9 @@
 //! sees it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use crate::endpoint::EndpointRef;
 use crate::message::{uri, Code, ContentFormat, OptionNumber, Options};
 use crate::net::RecvMeta;
 use crate::proto::Request;
@@ -27,7 +29,7 @@ use crate::proto::Request;
 /// assert_eq!(req.query_value("raw").as_deref(), Some(""));
 /// assert_eq!(req.query_value("other"), None);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ServerRequest {
     /// The request: method, options and payload.
@@ -35,12 +37,64 @@ pub struct ServerRequest {
     /// Where the request came from, and the local address and interface it arrived on
     /// where the transport can tell.
     pub meta: RecvMeta,
+    /// The endpoint that received it, for [`ServerRequest::endpoint`].
+    pub(crate) endpoint: Option<Arc<EndpointRef>>,
 }
+
+/// Two requests are equal when what was received is: the endpoint is not compared.
+impl PartialEq for ServerRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.request == other.request && self.meta == other.meta
+    }
+}
+
+impl Eq for ServerRequest {}
 
 impl ServerRequest {
     /// Wraps a received request and its metadata.
     pub const fn new(request: Request, meta: RecvMeta) -> Self {
-        Self { request, meta }
+        Self {
+            request,
+            meta,
+            endpoint: None,
+        }
+    }
+
+    /// The [`Endpoint`](crate::Endpoint) that received the request, for a handler that
+    /// notifies observers, sends requests of its own or shuts the endpoint down. `None` for
+    /// a request that no async endpoint delivered (one made with [`ServerRequest::new`],
+    /// or served through the C ABI), and once the endpoint is gone.
+    ///
+    /// Every method of the endpoint may be called from a handler (no lock is held while
+    /// handlers run), so "notify the observers after a PUT" needs nothing else:
+    ///
+    /// ```
+    /// use coapio::server::{Resource, Site};
+    /// use coapio::{Code, Response};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let value = Arc::new(Mutex::new(b"21.5".to_vec()));
+    /// let (get_value, put_value) = (value.clone(), value);
+    /// let site = Site::new().resource(
+    ///     "/setpoint",
+    ///     Resource::new()
+    ///         .get(move |_req| {
+    ///             let now = get_value.lock().unwrap().clone();
+    ///             async move { Response::content(now) }
+    ///         })
+    ///         .put(move |req| {
+    ///             *put_value.lock().unwrap() = req.payload().to_vec();
+    ///             if let Some(endpoint) = req.endpoint() {
+    ///                 endpoint.notify("/setpoint");
+    ///             }
+    ///             async { Code::CHANGED }
+    ///         })
+    ///         .obs(),
+    /// );
+    /// # let _ = site;
+    /// ```
+    pub fn endpoint(&self) -> Option<crate::Endpoint> {
+        self.endpoint.as_ref()?.upgrade()
     }
 
     /// Returns the method (`GET`, `POST`, …).

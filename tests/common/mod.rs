@@ -7,7 +7,7 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
-use std::future::Future;
+use std::future::IntoFuture;
 use std::io;
 use std::net::UdpSocket;
 use std::sync::{mpsc, Arc, Mutex};
@@ -26,9 +26,9 @@ use coapio::{Driver, Endpoint, TransportKind};
 pub(crate) const SLOW: Duration = Duration::from_millis(300);
 
 /// Runs `fut` to completion on this thread, failing the test if it takes longer than `limit`.
-pub(crate) fn block_on_within<F: Future>(limit: Duration, fut: F) -> F::Output {
+pub(crate) fn block_on_within<F: IntoFuture>(limit: Duration, fut: F) -> F::Output {
     async_io::block_on(async {
-        match future::select(Box::pin(fut), Timer::after(limit)).await {
+        match future::select(Box::pin(fut.into_future()), Timer::after(limit)).await {
             Either::Left((out, _)) => out,
             Either::Right(_) => panic!("not done within {limit:?}"),
         }
@@ -38,7 +38,7 @@ pub(crate) fn block_on_within<F: Future>(limit: Duration, fut: F) -> F::Output {
 /// An endpoint whose driver runs on a thread of its own; shut down on drop.
 pub(crate) struct Running {
     pub(crate) ep: Endpoint,
-    done: Option<mpsc::Receiver<io::Result<()>>>,
+    done: Option<mpsc::Receiver<Result<(), coapio::Error>>>,
 }
 
 impl Running {

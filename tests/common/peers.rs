@@ -7,7 +7,6 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::io::{self, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -52,7 +51,7 @@ pub(crate) fn python_with(modules: &str, install: &str) -> Option<std::path::Pat
 }
 
 /// Runs `fut` to completion on this thread, failing the test after 10 seconds.
-pub(crate) fn run<F: Future>(fut: F) -> F::Output {
+pub(crate) fn run<F: std::future::IntoFuture>(fut: F) -> F::Output {
     block_on_within(Duration::from_secs(10), fut)
 }
 

@@ -43,6 +43,17 @@ impl Endpoint {
         &mut self,
         now: Instant,
         remote: SocketAddr,
+        request: Request,
+    ) -> Result<RequestId, Error> {
+        let id = self.new_request(now, remote, request)?;
+        self.counters.requests_sent += 1;
+        Ok(id)
+    }
+
+    fn new_request(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
         mut request: Request,
     ) -> Result<RequestId, Error> {
         if !request.method.is_request() {

@@ -19,6 +19,8 @@ impl Endpoint {
     /// Malformed datagrams change nothing: a malformed Confirmable message is answered with a
     /// Reset (<https://www.rfc-editor.org/rfc/rfc7252#section-4.2>), anything else is dropped.
     pub fn handle_datagram(&mut self, now: Instant, meta: &RecvMeta, data: &[u8]) {
+        self.counters.datagrams_received += 1;
+        self.counters.bytes_received += data.len() as u64;
         self.dedup.purge(now);
         self.purge_idle_peers(now);
         self.datagram(now, meta, data);
@@ -29,6 +31,7 @@ impl Endpoint {
         let m = match MessageRef::decode(data) {
             Ok(m) => m,
             Err(e) => {
+                self.counters.malformed += 1;
                 debug!("coapio: malformed datagram from {}: {e}", meta.remote);
                 if let Some((Type::Con, mid)) = peek_header(data) {
                     self.send_rst(meta, mid);
@@ -69,6 +72,7 @@ impl Endpoint {
                     return;
                 }
                 if m.code.is_request() {
+                    self.counters.requests_received += 1;
                     self.handle_request(now, meta, &m);
                 } else {
                     self.handle_response(now, meta, &m);
@@ -127,6 +131,7 @@ impl Endpoint {
         let Some(entry) = self.dedup.get(now, &(meta.remote, m.message_id)) else {
             return false;
         };
+        self.counters.duplicates += 1;
         debug!(
             "coapio: duplicate {:?} MID {} from {}",
             m.ty, m.message_id, meta.remote
@@ -495,12 +500,12 @@ impl Endpoint {
             rt.count += 1;
             rt.timeout *= 2;
             rt.next_at = now + rt.timeout;
-            trace!(
+            debug!(
                 "coapio: retransmission {} of MID {mid} to {remote}, next in {:?}",
-                rt.count,
-                rt.timeout
+                rt.count, rt.timeout
             );
             let next_at = rt.next_at;
+            self.counters.retransmissions += 1;
             self.timers
                 .schedule(next_at, TimerKey::Retransmit(remote, mid));
             self.transmits.push_back(Queued::Outgoing(key));
@@ -599,6 +604,8 @@ impl Endpoint {
                 }
             };
             trace!("coapio: sending {} bytes to {destination}", buf.len());
+            self.counters.datagrams_sent += 1;
+            self.counters.bytes_sent += buf.len() as u64;
             return Some(Transmit {
                 destination,
                 source,

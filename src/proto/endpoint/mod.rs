@@ -98,6 +98,8 @@ pub struct Endpoint {
     freshness: Freshness,
     /// OSCORE security contexts (RFC 8613).
     oscore: secure::Contexts,
+    /// What the endpoint has done since it was made.
+    counters: Counters,
 }
 
 /// Per-remote state, kept while anything refers to the remote and for EXCHANGE_LIFETIME after
@@ -455,6 +457,7 @@ impl Endpoint {
             timers: Timers::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            counters: Counters::default(),
             calls: IdMap::default(),
             uploads,
             outer_uploads,
@@ -671,7 +674,27 @@ impl Endpoint {
 
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        match &event {
+            Event::Response { .. } | Event::Notification { .. } | Event::GroupResponse { .. } => {
+                self.counters.responses_received += 1;
+            }
+            Event::Failed {
+                error: super::Failure::Timeout,
+                ..
+            } => self.counters.timeouts += 1,
+            _ => {}
+        }
+        Some(event)
+    }
+
+    /// What the endpoint has done since it was made: counters that only grow (they wrap
+    /// at 2^64), kept always, at the cost of an addition each.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            no_room: self.counters.no_room + self.dedup.refused(),
+            ..self.counters
+        }
     }
 
     /// Whether [`poll_event`](Self::poll_event) has something: for callers that hand the
@@ -708,6 +731,48 @@ impl Endpoint {
             verified_remotes: self.freshness.verified_len(),
         }
     }
+}
+
+/// What an [`Endpoint`] has done since it was made ([`Endpoint::counters`]): numbers that
+/// only grow. Next to [`Stats`] (what it holds now), they are what a monitoring system
+/// samples: rates of requests, retransmissions, timeouts and drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Datagrams handed to [`Endpoint::handle_datagram`], and their bytes.
+    pub datagrams_received: u64,
+    /// Bytes of the datagrams received.
+    pub bytes_received: u64,
+    /// Datagrams handed out by [`Endpoint::poll_transmit`] (retransmissions, ACKs and
+    /// Resets included).
+    pub datagrams_sent: u64,
+    /// Bytes of the datagrams sent.
+    pub bytes_sent: u64,
+    /// Requests the application made ([`Endpoint::request`]; one for a block-wise
+    /// transfer, however many blocks it takes).
+    pub requests_sent: u64,
+    /// Responses, notifications and group answers delivered to the application.
+    pub responses_received: u64,
+    /// Request messages received from the network, duplicates not counted (each block of
+    /// an upload counts).
+    pub requests_received: u64,
+    /// Answers the application gave ([`Endpoint::respond`]) that went out, notifications
+    /// not counted.
+    pub responses_sent: u64,
+    /// Notifications sent to observers (RFC 7641).
+    pub notifications_sent: u64,
+    /// Retransmissions of Confirmable messages (RFC 7252 §4.2).
+    pub retransmissions: u64,
+    /// Requests given up for want of a response ([`Failure::Timeout`](super::Failure::Timeout)).
+    pub timeouts: u64,
+    /// Duplicate messages received: answered again from the cache, or ignored (RFC 7252
+    /// §4.5).
+    pub duplicates: u64,
+    /// Datagrams dropped (or answered with a Reset) because they were not CoAP messages.
+    pub malformed: u64,
+    /// Messages turned away for lack of room: no room in the deduplication cache, too many
+    /// requests awaiting answers (answered 5.03).
+    pub no_room: u64,
 }
 
 /// How much state an [`Endpoint`] holds; every number is bounded by its [`Config`].

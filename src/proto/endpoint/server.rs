@@ -103,6 +103,7 @@ impl Endpoint {
         };
         if ex.notification {
             if let Some(ex) = self.incoming.remove(&id) {
+                self.counters.notifications_sent += 1;
                 self.send_notification(now, ex, response);
             }
             return Ok(());
@@ -163,6 +164,7 @@ impl Endpoint {
             "coapio: responding {} to {remote} as {ty:?} ({:?})",
             msg.code, ex.token
         );
+        self.counters.responses_sent += 1;
         if ty == Type::Ack {
             self.transmits.push_back(Queued::Reply {
                 to: remote,
@@ -759,6 +761,7 @@ impl Endpoint {
             return;
         }
         if self.incoming.len() >= self.config.max_pending_requests {
+            self.counters.no_room += 1;
             debug!(
                 "coapio: too many requests await answers; 5.03 to {}",
                 meta.remote

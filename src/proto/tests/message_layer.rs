@@ -510,3 +510,66 @@ fn a_group_request_collects_every_servers_answer_then_ends() {
     );
     assert_eq!(sim.nodes[c].ep.stats().open_requests, 0);
 }
+
+#[test]
+fn counters_count_what_happened() {
+    // Lost: one transmission, four retransmissions, one timeout.
+    let lossy = Link {
+        loss: 1.0,
+        ..Link::perfect()
+    };
+    let mut sim = Sim::new(3, lossy);
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::Never);
+    sim.request(c, s, Request::get("/x"));
+    sim.run(Duration::from_secs(600));
+    let n = sim.nodes[c].ep.counters();
+    assert_eq!(
+        (n.requests_sent, n.datagrams_sent, n.retransmissions),
+        (1, 5, 4)
+    );
+    assert_eq!((n.timeouts, n.responses_received), (1, 0));
+    assert_eq!(sim.nodes[s].ep.counters().datagrams_received, 0);
+
+    // Answered, then the request again (a duplicate) and garbage.
+    let mut sim = Sim::new(4, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    sim.request(c, s, Request::get("/x"));
+    sim.run(Duration::from_secs(10));
+    let (cn, sn) = (sim.nodes[c].ep.counters(), sim.nodes[s].ep.counters());
+    assert_eq!(
+        (
+            cn.requests_sent,
+            cn.responses_received,
+            cn.datagrams_sent,
+            cn.datagrams_received
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        (
+            sn.requests_received,
+            sn.responses_sent,
+            sn.datagrams_received,
+            sn.datagrams_sent
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        (cn.bytes_sent, sn.bytes_sent),
+        (sn.bytes_received, cn.bytes_received)
+    );
+    let (ca, sa) = (sim.nodes[c].addr, sim.nodes[s].addr);
+    let request = sim.tap[0].bytes.clone();
+    sim.inject(ca, sa, request);
+    sim.inject(ca, sa, vec![0xff; 3]);
+    sim.run(Duration::from_secs(1));
+    let sn = sim.nodes[s].ep.counters();
+    assert_eq!((sn.duplicates, sn.malformed), (1, 1));
+    assert_eq!(
+        (sn.requests_received, sn.responses_sent, sn.datagrams_sent),
+        (1, 1, 2)
+    );
+    assert_eq!(sn.retransmissions + sn.timeouts + sn.no_room, 0);
+}

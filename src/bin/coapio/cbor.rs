@@ -151,7 +151,11 @@ impl Node {
             Self::Array(indef, items) => format!(
                 "[{}{}]",
                 if *indef { "_ " } else { "" },
-                items.iter().map(Self::one_line).collect::<Vec<_>>().join(", ")
+                items
+                    .iter()
+                    .map(Self::one_line)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Self::Map(indef, pairs) => format!(
                 "{{{}{}}}",
@@ -216,7 +220,10 @@ mod tests {
             r#"{"a": [1, -2, 1.5], "b": h'0102', 1(1700000000): null}"#
         );
         // [_ "x"] and a sequence of two items
-        assert_eq!(diagnostic(&[0x9f, 0x61, b'x', 0xff], false).unwrap(), r#"[_ "x"]"#);
+        assert_eq!(
+            diagnostic(&[0x9f, 0x61, b'x', 0xff], false).unwrap(),
+            r#"[_ "x"]"#
+        );
         assert_eq!(diagnostic(&[0x01, 0x02], true).unwrap(), "1\n2");
     }
 
@@ -235,6 +242,10 @@ mod tests {
         assert!(diagnostic(&[0xff], false).is_err(), "lone break");
         assert!(diagnostic(&[], false).is_err());
         assert!(diagnostic(&[0x81; 1000], false).is_err(), "too deep");
-        assert!(diagnostic(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], false).is_err());
+        assert!(diagnostic(
+            &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            false
+        )
+        .is_err());
     }
 }

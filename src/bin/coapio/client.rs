@@ -344,9 +344,8 @@ pub(crate) fn check_uri(uri: &str) -> Result<(), String> {
 
 #[cfg(feature = "dtls")]
 fn with_dtls(builder: Builder, s: &Security) -> Result<Builder, Failure> {
-    let read = |f: &PathBuf| {
-        std::fs::read(f).map_err(|e| Failure::Usage(format!("{}: {e}", f.display())))
-    };
+    let read =
+        |f: &PathBuf| std::fs::read(f).map_err(|e| Failure::Usage(format!("{}: {e}", f.display())));
     let mut c = coapio::dtls::DtlsConfig::default();
     match (&s.psk_identity, &s.psk_key) {
         (None, None) => {}

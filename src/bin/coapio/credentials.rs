@@ -39,8 +39,7 @@ pub(crate) struct Credentials {
 ///
 /// A message naming the file and what in it cannot be used.
 pub(crate) fn load(file: &Path) -> Result<Credentials, String> {
-    let text =
-        std::fs::read(file).map_err(|e| format!("--credentials {}: {e}", file.display()))?;
+    let text = std::fs::read(file).map_err(|e| format!("--credentials {}: {e}", file.display()))?;
     parse(&text).map_err(|e| format!("--credentials {}: {e}", file.display()))
 }
 
@@ -60,10 +59,11 @@ fn parse(text: &[u8]) -> Result<Credentials, String> {
             ));
         }
         let entry = match entry {
-            Value::String(reference) => map
-                .get(reference)
-                .filter(|_| reference.starts_with(':'))
-                .ok_or_else(|| format!("{pattern:?}: no entry {reference:?} to refer to"))?,
+            Value::String(reference) => {
+                map.get(reference)
+                    .filter(|_| reference.starts_with(':'))
+                    .ok_or_else(|| format!("{pattern:?}: no entry {reference:?} to refer to"))?
+            }
             e => e,
         };
         let Value::Object(kinds) = entry else {
@@ -122,7 +122,9 @@ fn bytes(v: Option<&Value>, pattern: &str, name: &str) -> Result<Vec<u8>, String
                 return crate::options::hex(&digits)
                     .ok_or_else(|| format!("{pattern:?}: {name} is not hex: {s:?}"));
             }
-            Err(format!("{pattern:?}: {name} is {{\"ascii\": …}} or {{\"hex\": …}}"))
+            Err(format!(
+                "{pattern:?}: {name} is {{\"ascii\": …}} or {{\"hex\": …}}"
+            ))
         }
         _ => Err(missing()),
     }

@@ -168,7 +168,12 @@ struct RequestArgs {
     /// The resource: coap://host[:port]/path?query (coaps:// with DTLS).
     uri: String,
     /// The payload, as text.
-    #[arg(long, short = 'p', value_name = "TEXT", conflicts_with = "payload_file")]
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "TEXT",
+        conflicts_with = "payload_file"
+    )]
     payload: Option<String>,
     /// The payload from FILE (`-`: standard input).
     #[arg(long, short = 'f', value_name = "FILE")]
@@ -263,12 +268,7 @@ fn main() -> ExitCode {
         Command::Discover(a) => discover(a),
         Command::Serve(a) => serve::run(a),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "coapio",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(shell, &mut Cli::command(), "coapio", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
     }
@@ -381,7 +381,8 @@ fn request(method: Code, a: RequestArgs) -> ExitCode {
 
 /// `observe`: responses as they come, with a live counter on stderr.
 fn observe(a: ObserveArgs) -> ExitCode {
-    let out = output(&a.out);
+    let mut out = output(&a.out);
+    out.separate = true;
     if let Err(e) = client::check_uri(&a.uri) {
         return fail(EXIT_USAGE, &e);
     }
@@ -445,6 +446,7 @@ fn observe(a: ObserveArgs) -> ExitCode {
 fn discover(a: DiscoverArgs) -> ExitCode {
     let mut out = output(&a.out);
     out.label_source = true;
+    out.separate = true;
     if !a.path.starts_with('/') {
         return fail(EXIT_USAGE, &format!("{:?}: the path starts with /", a.path));
     }

@@ -70,15 +70,16 @@ pub(crate) fn option(s: &str) -> Result<(OptionNumber, Vec<u8>), String> {
     let (name, value) = s.split_once('=').unwrap_or((s, ""));
     let number = option_number(name.trim())?;
     let format = number.info().map(|i| i.format);
-    let value = if let Some(h) = value.strip_prefix("0x").or_else(|| value.strip_prefix("0X")) {
+    let value = if let Some(h) = value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+    {
         hex(h).ok_or_else(|| format!("-O {s}: {value:?} is not hex"))?
     } else {
         match (format, value.parse::<u32>()) {
             (Some(OptionFormat::Uint) | None, Ok(n)) => uint(n),
             (Some(OptionFormat::Uint), Err(_)) if !value.is_empty() => {
-                return Err(format!(
-                    "-O {s}: {number} takes a number (or 0x-hex bytes)"
-                ))
+                return Err(format!("-O {s}: {number} takes a number (or 0x-hex bytes)"))
             }
             (Some(OptionFormat::Empty), _) if !value.is_empty() => {
                 return Err(format!("-O {s}: {number} takes no value"))
@@ -188,13 +189,22 @@ mod tests {
     #[test]
     fn options_by_format() {
         assert_eq!(option("14=60"), Ok((OptionNumber::MAX_AGE, vec![60])));
-        assert_eq!(option("Uri-Query=42"), Ok((OptionNumber::URI_QUERY, b"42".to_vec())));
-        assert_eq!(option("etag=0x0a0B"), Ok((OptionNumber::ETAG, vec![10, 11])));
+        assert_eq!(
+            option("Uri-Query=42"),
+            Ok((OptionNumber::URI_QUERY, b"42".to_vec()))
+        );
+        assert_eq!(
+            option("etag=0x0a0B"),
+            Ok((OptionNumber::ETAG, vec![10, 11]))
+        );
         assert_eq!(option("65000=7"), Ok((OptionNumber(65000), vec![7])));
         assert_eq!(option("65000=x"), Ok((OptionNumber(65000), b"x".to_vec())));
         assert_eq!(option("5"), Ok((OptionNumber::IF_NONE_MATCH, vec![])));
         assert!(option("14=soon").is_err());
-        assert!(option("4=0x123456789abcdef012").is_err(), "ETag is 1-8 bytes");
+        assert!(
+            option("4=0x123456789abcdef012").is_err(),
+            "ETag is 1-8 bytes"
+        );
         assert!(option("nope=1").is_err());
         assert!(option("4=0xzz").is_err());
         assert!(option("4=0xé").is_err());

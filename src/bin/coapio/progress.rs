@@ -52,7 +52,7 @@ impl Progress {
                     bar.set_length(total);
                     bar.set_style(
                         ProgressStyle::with_template(
-                            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                            "{msg} [{bar:24}] {bytes}/{total_bytes} {bytes_per_sec}",
                         )
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),

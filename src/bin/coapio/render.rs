@@ -29,6 +29,9 @@ pub(crate) struct Output {
     pub(crate) file: Option<PathBuf>,
     /// Label responses with their server (discovery).
     pub(crate) label_source: bool,
+    /// End each payload with a newline also when its bytes are written as they came, so
+    /// that the responses of an observation or a discovery stay apart in a pipe.
+    pub(crate) separate: bool,
 }
 
 impl Output {
@@ -41,6 +44,7 @@ impl Output {
             tty,
             file: None,
             label_source: false,
+            separate: false,
         }
     }
 
@@ -101,6 +105,9 @@ impl Output {
             }
         } else {
             out.write_all(&reply.payload)?;
+            if self.separate && !reply.payload.ends_with(b"\n") {
+                writeln!(out)?;
+            }
         }
         out.flush()
     }
@@ -177,8 +184,10 @@ fn kind(format: Option<ContentFormat>, payload: &[u8]) -> Kind {
 
 /// Whether bytes read as text: UTF-8 without control characters other than whitespace.
 fn looks_like_text(b: &[u8]) -> bool {
-    std::str::from_utf8(b)
-        .is_ok_and(|s| !s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')))
+    std::str::from_utf8(b).is_ok_and(|s| {
+        !s.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    })
 }
 
 /// A payload rendered for a person. A payload that does not parse as its Content-Format
@@ -299,8 +308,7 @@ fn json_object(reply: &Reply) -> serde_json::Value {
 
 /// Standard base64 with padding (RFC 4648 §4).
 fn base64(b: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::with_capacity(b.len().div_ceil(3) * 4);
     for chunk in b.chunks(3) {
         let n = (u32::from(chunk[0]) << 16)
@@ -336,7 +344,10 @@ mod tests {
             "{\n  \"b\": 1,\n  \"a\": [\n    true\n  ]\n}"
         );
         assert!(render(Some(ContentFormat::JSON), b"{", true).contains("not valid JSON"));
-        assert_eq!(render(Some(ContentFormat::CBOR), &[0x82, 0x01, 0x61, 0x61], true), "[1, \"a\"]");
+        assert_eq!(
+            render(Some(ContentFormat::CBOR), &[0x82, 0x01, 0x61, 0x61], true),
+            "[1, \"a\"]"
+        );
         assert_eq!(render(None, b"plain", true), "plain");
         assert!(render(None, &[0, 1, 2], true).starts_with("00000000: 0001 02"));
     }

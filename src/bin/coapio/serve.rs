@@ -116,7 +116,9 @@ pub(crate) fn run(a: ServeArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return crate::fail(4, &format!("cannot serve on {}: {e}", a.bind)),
     };
-    let local = ep.local_addr().map_or(a.bind.to_string(), |l| l.to_string());
+    let local = ep
+        .local_addr()
+        .map_or(a.bind.to_string(), |l| l.to_string());
     eprintln!(
         "coapio: serving {} on {local} ({})",
         root.display(),
@@ -251,10 +253,7 @@ impl Files {
                 return Err(error(Code::BAD_REQUEST, "path segment is not UTF-8"));
             };
             if s == "." || s == ".." {
-                return Err(error(
-                    Code::FORBIDDEN,
-                    "path segments . and .. are refused",
-                ));
+                return Err(error(Code::FORBIDDEN, "path segments . and .. are refused"));
             }
             if s.contains(['/', '\\', '\0']) {
                 return Err(error(
@@ -480,7 +479,10 @@ impl Files {
 
     fn delete(&self, req: &ServerRequest, t: &Target) -> Response {
         if t.segments.is_empty() {
-            return error(Code::FORBIDDEN, "the served directory itself is not deleted");
+            return error(
+                Code::FORBIDDEN,
+                "the served directory itself is not deleted",
+            );
         }
         let current = Self::current_etag(&t.fs);
         if current.is_none() {

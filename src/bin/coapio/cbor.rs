@@ -45,9 +45,9 @@ pub(crate) fn diagnostic(b: &[u8], sequence: bool) -> Result<String, String> {
 #[derive(Debug)]
 enum Node {
     Atom(String),
-    Array(bool, Vec<Node>),
-    Map(bool, Vec<(Node, Node)>),
-    Tag(u64, Box<Node>),
+    Array(bool, Vec<Self>),
+    Map(bool, Vec<(Self, Self)>),
+    Tag(u64, Box<Self>),
     /// An indefinite-length byte or text string: its chunks.
     Chunks(Vec<String>),
 }

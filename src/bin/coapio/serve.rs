@@ -290,9 +290,8 @@ impl Files {
     }
 
     fn get(&self, req: &ServerRequest, t: &Target) -> Response {
-        let meta = match fs::metadata(&t.fs) {
-            Ok(m) => m,
-            Err(_) => return error(Code::NOT_FOUND, "no such file or directory"),
+        let Ok(meta) = fs::metadata(&t.fs) else {
+            return error(Code::NOT_FOUND, "no such file or directory");
         };
         let registers = req.options().get_uint(OptionNumber::OBSERVE) == Some(0);
         let response = if meta.is_dir() {

@@ -245,11 +245,23 @@ fn exit_statuses_say_what_happened() {
     let o = coapio(&["put", "--payload-file", "/nonexistent/file", &base], b"");
     assert_status(&o, 4);
 
+    // --help documents every status, and the README's table says the same.
     let help = stdout(&coapio(&["--help"], b""));
-    assert!(
-        help.contains("Exit status:") && help.contains("3  no response"),
-        "{help}"
-    );
+    let table = help
+        .split("Exit status:")
+        .nth(1)
+        .expect("no exit statuses in --help");
+    let readme = include_str!("../README.md");
+    let mut rows = 0;
+    for line in table.lines().filter(|l| !l.trim().is_empty()) {
+        let (n, meaning) = line.trim().split_once("  ").unwrap();
+        assert!(
+            readme.contains(&format!("| {n} | {} |", meaning.trim())),
+            "README.md lacks exit status {n}: {meaning}"
+        );
+        rows += 1;
+    }
+    assert_eq!(rows, 5, "{help}");
 }
 
 #[test]

@@ -741,3 +741,114 @@ fn against_aiocoap_server() {
     assert_status(&o, 0);
     assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
 }
+
+// ---- multicast discovery, in a network namespace of the test's own ----------------------
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A network namespace with a veth pair `va`/`vb` (up, so `va` has a link-local address)
+/// and a route for IPv4 multicast; deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn make() -> Option<Self> {
+        let name = format!("coapiocli{}", std::process::id());
+        if !ip(&["netns", "add", &name]) {
+            return None;
+        }
+        let ns = Self(name);
+        let n = ns.0.as_str();
+        let ok = ip(&["-n", n, "link", "set", "lo", "up"])
+            && ip(&[
+                "-n", n, "link", "add", "va", "type", "veth", "peer", "name", "vb",
+            ])
+            && ip(&["-n", n, "link", "set", "va", "up"])
+            && ip(&["-n", n, "link", "set", "vb", "up"])
+            && ip(&["-n", n, "route", "add", "224.0.0.0/4", "dev", "va"]);
+        assert!(ok, "cannot set the namespace {n} up");
+        // Until va's link-local address has passed duplicate address detection.
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("ip")
+                .args(["-n", n, "-6", "addr", "show", "dev", "va"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.contains("fe80") && !text.contains("tentative") {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "va has no usable link-local address: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(ns)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, BIN]).args(args);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        ip(&["netns", "del", &self.0]);
+    }
+}
+
+#[test]
+fn discover_finds_coapio_serve_by_multicast() {
+    let Some(ns) = Netns::make() else {
+        skip_or_fail(
+            "skipped: cannot make a network namespace (needs root and iproute2: \
+             `apt-get install iproute2`, run as root)",
+        );
+        return;
+    };
+    let dir = TempDir::new("discover");
+    std::fs::write(dir.path().join("here.txt"), "x").unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    let server = Proc::spawn(&mut ns.command(&[
+        "serve",
+        dir_arg,
+        "--bind",
+        "[::]:5683",
+        "--multicast",
+        "va",
+    ]));
+    assert!(
+        server.wait_for_output(Duration::from_secs(10), |o| o.contains("serving")),
+        "{}",
+        server.stderr()
+    );
+    // IPv6 (ff02::fd on va) and IPv4 (224.0.1.187) at the same time: each waits for the
+    // server's leisure (up to 5 s).
+    let mut v6 = Proc::spawn(&mut ns.command(&["discover", "-i", "va", "-t", "7", "/"]));
+    let mut v4 = Proc::spawn(&mut ns.command(&["discover", "-t", "7", "/"]));
+    for (p, from) in [(&mut v6, "[fe80::"), (&mut v4, "127.0.0.1:5683")] {
+        let status = p.finish(Duration::from_secs(20));
+        assert!(status.success(), "{}{}", p.stdout(), p.stderr());
+        let err = p.stderr();
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(from) && l.ends_with("2.05 Content")),
+            "no answer from {from}: {err}"
+        );
+        assert!(p.stdout().contains("</here.txt>"), "{}", p.stdout());
+    }
+    // A path nobody has: silence (no 4.04 to a multicast request), exit status 3.
+    let mut none = Proc::spawn(&mut ns.command(&["discover", "-t", "6", "/nothing"]));
+    let status = none.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(3), "{}{}", none.stdout(), none.stderr());
+    drop(server);
+}

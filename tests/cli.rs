@@ -852,3 +852,154 @@ fn discover_finds_coapio_serve_by_multicast() {
     assert_eq!(status.code(), Some(3), "{}{}", none.stdout(), none.stderr());
     drop(server);
 }
+
+// ---- security: DTLS with libcoap, OSCORE with aiocoap ---------------------------------------
+
+/// A pre-shared key libcoap's server is given, and the identity we present.
+#[cfg(feature = "dtls")]
+const PSK: (&str, &str) = ("coapio", "sesame-0123456789");
+
+#[cfg(feature = "dtls")]
+#[test]
+fn dtls_psk_against_libcoap_server() {
+    let tool = "coap-server-openssl";
+    if !in_path(tool) {
+        skip_or_fail(&format!(
+            "skipped: libcoap ({tool}) not installed (install with `apt-get install libcoap3-bin`)"
+        ));
+        return;
+    }
+    let port = free_port("127.0.0.1");
+    let _server = Proc::spawn(Command::new(tool).args([
+        "-A",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-k",
+        PSK.1,
+    ]));
+    // libcoap listens for DTLS on its port + 1.
+    let uri = format!("coaps://127.0.0.1:{}/", port + 1);
+    let end = Instant::now() + Duration::from_secs(10);
+    let o = loop {
+        let o = coapio(
+            &[
+                "get",
+                "--psk-identity",
+                PSK.0,
+                "--psk-key",
+                PSK.1,
+                "-t",
+                "5",
+                &uri,
+            ],
+            b"",
+        );
+        if o.status.success() || Instant::now() > end {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_status(&o, 0);
+    assert!(stdout(&o).contains("libcoap"), "{}", stdout(&o));
+
+    // The same key from an aiocoap credentials file.
+    let dir = TempDir::new("dtls-creds");
+    let creds = dir.path().join("creds.json");
+    std::fs::write(
+        &creds,
+        format!(
+            r#"{{"coaps://127.0.0.1/*": {{"dtls": {{"psk": {{"ascii": "{}"}}, "client-identity": {{"ascii": "{}"}}}}}}}}"#,
+            PSK.1, PSK.0
+        ),
+    )
+    .unwrap();
+    let o = coapio(
+        &[
+            "get",
+            "--credentials",
+            creds.to_str().unwrap(),
+            "-t",
+            "5",
+            &uri,
+        ],
+        b"",
+    );
+    assert_status(&o, 0);
+
+    // A wrong key: no response (the handshake fails), exit status 3.
+    let o = coapio(
+        &[
+            "get",
+            "--psk-identity",
+            PSK.0,
+            "--psk-key",
+            "wrong",
+            "-t",
+            "5",
+            &uri,
+        ],
+        b"",
+    );
+    assert_status(&o, 3);
+}
+
+#[cfg(feature = "oscore")]
+#[test]
+fn oscore_against_aiocoap_server() {
+    let Some(python) = python_with(
+        "aiocoap.oscore, cbor2, cryptography",
+        "python3 -m pip install 'aiocoap[oscore]'",
+    ) else {
+        return;
+    };
+    // Both sides write their sequence numbers: copies of the sample contexts.
+    let ctx = TempDir::new("oscore");
+    for side in ["client", "server"] {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/peers/oscore-ctx")
+            .join(side);
+        std::fs::create_dir_all(ctx.path().join(side)).unwrap();
+        for f in ["settings.json", "secret.json"] {
+            std::fs::copy(from.join(f), ctx.path().join(side).join(f)).unwrap();
+        }
+    }
+    let port = free_port("127.0.0.1");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/oscore_server.py");
+    let server = Proc::spawn(
+        Command::new(python)
+            .arg(&script)
+            .args(["127.0.0.1", &port.to_string()])
+            .arg(ctx.path().join("server"))
+            .env("PYTHONUNBUFFERED", "1"),
+    );
+    assert!(
+        server.wait_for_output(Duration::from_secs(30), |o| o.contains("ready")),
+        "aiocoap did not start: {}",
+        server.stderr()
+    );
+    let uri = format!("coap://127.0.0.1:{port}/hello");
+    let client = ctx.path().join("client");
+    let o = coapio(&["get", "--oscore", client.to_str().unwrap(), &uri], b"");
+    assert_status(&o, 0);
+    assert_eq!(stdout(&o), "Hello, OSCORE");
+    // Without the context the resource refuses.
+    let o = coapio(&["get", &uri], b"");
+    assert_status(&o, 1);
+    // Through a credentials file (basedir relative to the current directory, as aiocoap).
+    let creds = ctx.path().join("creds.json");
+    std::fs::write(
+        &creds,
+        format!(
+            r#"{{"coap://127.0.0.1:{port}/*": {{"oscore": {{"basedir": "{}"}}}}}}"#,
+            client.display()
+        ),
+    )
+    .unwrap();
+    let o = coapio(
+        &["get", "--credentials", creds.to_str().unwrap(), &uri],
+        b"",
+    );
+    assert_status(&o, 0);
+    assert_eq!(stdout(&o), "Hello, OSCORE");
+}

@@ -184,6 +184,19 @@ fn get_text_json_and_a_listing_from_coapio_serve() {
     let o = coapio(&["get", &format!("{base}/data.json")], b"");
     assert_eq!(stdout(&o), r#"{"b":1,"a":[true,null]}"#, "raw in a pipe");
 
+    // CBOR in diagnostic notation: {"t": 21.5, "ok": true, "raw": h'0102'}.
+    let cbor = [
+        0xa3, 0x61, b't', 0xf9, 0x4d, 0x60, 0x62, b'o', b'k', 0xf5, 0x63, b'r', b'a', b'w', 0x42,
+        1, 2,
+    ];
+    std::fs::write(dir.path().join("m.cbor"), cbor).unwrap();
+    let o = coapio(&["get", "--pretty", &format!("{base}/m.cbor")], b"");
+    assert_eq!(
+        stdout(&o),
+        "{\"t\": 21.5, \"ok\": true, \"raw\": h'0102'}\n"
+    );
+    std::fs::remove_file(dir.path().join("m.cbor")).unwrap();
+
     // A directory is a link-format listing, one link per line when rendered.
     let o = coapio(&["get", "--pretty", &format!("{base}/")], b"");
     assert_status(&o, 0);
@@ -577,6 +590,7 @@ fn progress_bar_and_counter_on_a_terminal_not_in_a_pipe() {
     let out = TempDir::new("tty-out");
     std::fs::write(dir.path().join("large.bin"), noise(1_500_000, 4)).unwrap();
     std::fs::write(dir.path().join("hello.txt"), "hi").unwrap();
+    std::fs::write(dir.path().join("b.bin"), [0xff, 0, 1]).unwrap();
     let (_server, base) = serve(dir.path(), &[]);
     let target = out.path().join("large.bin");
     let uri = format!("{base}/large.bin");
@@ -599,12 +613,21 @@ fn progress_bar_and_counter_on_a_terminal_not_in_a_pipe() {
 
     // An observation's counter.
     let hello = format!("{base}/hello.txt");
-    let screen = in_terminal(&["observe", "--count", "1", &hello]).unwrap();
-    assert!(screen.contains("observing"), "no counter: {screen:?}");
-    let o = coapio(&["observe", "--count", "1", &hello], b"");
+    let screen = in_terminal(&["observe", "--duration", "1", &hello]).unwrap();
+    assert!(screen.contains(": 1 response"), "no counter: {screen:?}");
+    let o = coapio(&["observe", "--duration", "1", &hello], b"");
     assert_status(&o, 0);
     assert_eq!(stdout(&o), "hi\n");
     assert!(!stderr(&o).contains("observing"), "{}", stderr(&o));
+
+    // Binary: a hex dump on a terminal, the bytes in a pipe.
+    let bin = format!("{base}/b.bin");
+    let screen = in_terminal(&["get", &bin]).unwrap();
+    assert!(
+        screen.contains("00000000: ff00 01"),
+        "no hex dump: {screen:?}"
+    );
+    assert_eq!(coapio(&["get", &bin], b"").stdout, [0xff, 0, 1]);
 }
 
 // ---- against libcoap and aiocoap ------------------------------------------------------------
@@ -838,13 +861,18 @@ fn discover_finds_coapio_serve_by_multicast() {
     for (p, from) in [(&mut v6, "[fe80::"), (&mut v4, "127.0.0.1:5683")] {
         let status = p.finish(Duration::from_secs(20));
         assert!(status.success(), "{}{}", p.stdout(), p.stderr());
-        let err = p.stderr();
-        assert!(
-            err.lines()
-                .any(|l| l.starts_with(from) && l.ends_with("2.05 Content")),
-            "no answer from {from}: {err}"
+        // Each answer: its server and code, then its payload rendered and indented.
+        let out = p.stdout();
+        let lines: Vec<&str> = out.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(from) && l.ends_with("2.05 Content"))
+            .unwrap_or_else(|| panic!("no answer from {from}: {out}{}", p.stderr()));
+        assert_eq!(
+            lines.get(at + 1).map(|l| l.trim()),
+            Some("</here.txt>;ct=0;sz=1"),
+            "{out}"
         );
-        assert!(p.stdout().contains("</here.txt>"), "{}", p.stdout());
     }
     // A path nobody has: silence (no 4.04 to a multicast request), exit status 3.
     let mut none = Proc::spawn(&mut ns.command(&["discover", "-t", "6", "/nothing"]));

@@ -447,6 +447,7 @@ fn discover(a: DiscoverArgs) -> ExitCode {
     let mut out = output(&a.out);
     out.label_source = true;
     out.separate = true;
+    out.render = !a.out.raw;
     if !a.path.starts_with('/') {
         return fail(EXIT_USAGE, &format!("{:?}: the path starts with /", a.path));
     }

@@ -6,7 +6,8 @@
 //! the options and timing, go to stdout when it is a terminal and to stderr when it is not,
 //! so that `coapio get URI | jq .` or `> file` gets exactly the payload. Rendering happens on
 //! a terminal (or with `--pretty`); a pipe gets the payload's bytes as they came (or with
-//! `--raw` always).
+//! `--raw` always). Discovery is the exception: each answer's server and code line go to
+//! stdout, followed by its payload rendered and indented (unless `--raw`).
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -81,7 +82,9 @@ impl Output {
             }
         }
         head.push('\n');
-        if self.tty {
+        // A discovery's answers are told apart by their servers: the labels stay with the
+        // payloads on stdout.
+        if self.tty || self.label_source {
             let mut out = io::stdout().lock();
             out.write_all(head.as_bytes())?;
             out.flush()?;
@@ -295,7 +298,7 @@ fn json_object(reply: &Reply) -> serde_json::Value {
         "code": format!("{}.{:02}", reply.code.class(), reply.code.detail()),
         "name": reply.code.name(),
         "source": reply.source.map(|s| s.to_string()),
-        "elapsed_ms": reply.elapsed.as_secs_f64() * 1e3,
+        "elapsed_ms": (reply.elapsed.as_secs_f64() * 1e6).round() / 1e3,
         "options": options,
         "content_format": reply.content_format().map(|c| c.0),
     });

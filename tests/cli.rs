@@ -373,6 +373,12 @@ fn blockwise_both_ways_and_output_file() {
         assert!(o.stdout.is_empty(), "the payload went to the file");
         assert!(std::fs::read(&target).unwrap() == *bytes, "{name} differs");
     }
+    // Smaller blocks, asked for.
+    let o = coapio(&["get", "-b", "256", &format!("{base}/small.bin")], b"");
+    assert_status(&o, 0);
+    assert!(o.stdout == small);
+    assert_status(&coapio(&["get", "-b", "100", &base], b""), 2);
+
     // Binary in a pipe: the bytes as they came.
     let o = coapio(&["get", &format!("{base}/small.bin")], b"");
     assert!(o.stdout == small);

@@ -140,6 +140,16 @@ impl Security {
     }
 }
 
+/// Settings of the endpoint other than the defaults.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tuning {
+    /// How long a multicast request collects answers.
+    pub(crate) multicast_timeout: Option<Duration>,
+    /// The block size of uploads and the one asked for in downloads (16 to 1024, a power
+    /// of two).
+    pub(crate) block_size: Option<usize>,
+}
+
 /// An endpoint for the tool's requests, with its driver.
 pub(crate) struct Client {
     ep: Endpoint,
@@ -158,17 +168,21 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Opens a client endpoint with `security`; with `progress`, on a watched transport
-    /// (when no DTLS is used, which would hide the blocks); `multicast_timeout` for
-    /// discovery.
+    /// (when no DTLS is used, which would hide the blocks); with the `tuning` asked for.
     pub(crate) fn open(
         security: &Security,
         progress: Option<ProgressHook>,
-        multicast_timeout: Option<Duration>,
+        tuning: Tuning,
     ) -> Result<Self, Failure> {
         let mut builder = Endpoint::builder();
-        if let Some(t) = multicast_timeout {
+        if tuning != Tuning::default() {
             let mut config = Config::default();
-            config.multicast_timeout = t;
+            if let Some(t) = tuning.multicast_timeout {
+                config.multicast_timeout = t;
+            }
+            if let Some(size) = tuning.block_size {
+                config.block_size = size;
+            }
             builder = builder.config(config);
         }
         let mut dtls = security.dtls_wanted();

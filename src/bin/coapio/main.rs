@@ -30,7 +30,7 @@ mod progress;
 mod render;
 mod serve;
 
-use client::{Client, Failure, ObserveEnd, Security, Spec};
+use client::{Client, Failure, ObserveEnd, Security, Spec, Tuning};
 use progress::Progress;
 use render::Output;
 
@@ -199,6 +199,10 @@ struct RequestArgs {
     /// Write the payload to FILE instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Block size for block-wise transfers (RFC 7959): uploads go in blocks of BYTES, and
+    /// the response is asked for in blocks of BYTES (16, 32, … 1024).
+    #[arg(long, short = 'b', value_name = "BYTES", value_parser = block_size)]
+    block_size: Option<usize>,
     #[command(flatten)]
     out: OutputArgs,
     #[command(flatten)]
@@ -244,6 +248,16 @@ struct DiscoverArgs {
     timeout: Duration,
     #[command(flatten)]
     out: OutputArgs,
+}
+
+/// A block size: a power of two from 16 to 1024.
+fn block_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n.is_power_of_two() && (16..=1024).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a block size (16, 32, 64, 128, 256, 512 or 1024)"
+        )),
+    }
 }
 
 /// A number of seconds, 0 < s < 10^6.
@@ -351,6 +365,11 @@ fn request(method: Code, a: RequestArgs) -> ExitCode {
     if let Some(cf) = a.accept {
         options.push((OptionNumber::ACCEPT, options::uint(cf.0.into())));
     }
+    if let Some(size) = a.block_size {
+        // Early negotiation (RFC 7959 §2.4): block 0 of the response at this size.
+        let szx = coapio::message::BlockValue::szx_for_size(size);
+        options.push((OptionNumber::BLOCK2, options::uint(szx.into())));
+    }
     options.extend(a.options.iter().cloned());
     let spec = Spec {
         method,
@@ -361,7 +380,11 @@ fn request(method: Code, a: RequestArgs) -> ExitCode {
     };
     let name = method.name().unwrap_or("request");
     let progress = Progress::new(&format!("{name} {}", a.uri), !a.out.no_progress);
-    let mut client = match Client::open(&a.security.security(), progress.hook(), None) {
+    let tuning = Tuning {
+        block_size: a.block_size,
+        ..Tuning::default()
+    };
+    let mut client = match Client::open(&a.security.security(), progress.hook(), tuning) {
         Ok(c) => c,
         Err(f) => return fail(status_of(&f), &f.to_string()),
     };
@@ -390,7 +413,7 @@ fn observe(a: ObserveArgs) -> ExitCode {
         return fail(EXIT_USAGE, "--count must be at least 1");
     }
     let progress = Progress::new(&format!("observing {}", a.uri), !a.out.no_progress);
-    let mut client = match Client::open(&a.security.security(), None, None) {
+    let mut client = match Client::open(&a.security.security(), None, Tuning::default()) {
         Ok(c) => c,
         Err(f) => return fail(status_of(&f), &f.to_string()),
     };
@@ -464,7 +487,11 @@ fn discover(a: DiscoverArgs) -> ExitCode {
         return fail(EXIT_USAGE, &e);
     }
     let progress = Progress::new(&format!("asking {uri}"), !a.out.no_progress);
-    let mut client = match Client::open(&Security::default(), None, Some(a.timeout)) {
+    let tuning = Tuning {
+        multicast_timeout: Some(a.timeout),
+        ..Tuning::default()
+    };
+    let mut client = match Client::open(&Security::default(), None, tuning) {
         Ok(c) => c,
         Err(f) => return fail(status_of(&f), &f.to_string()),
     };

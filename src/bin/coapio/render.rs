@@ -217,11 +217,28 @@ pub(crate) fn render(format: Option<ContentFormat>, payload: &[u8], tty: bool) -
             Ok(s) => s,
             Err(e) => fallback(&format!("not a valid CBOR sequence: {e}")),
         },
-        Kind::Link => links(&String::from_utf8_lossy(payload)).join(",\n"),
-        Kind::Text => String::from_utf8_lossy(payload).into_owned(),
+        Kind::Link => printable(&links(&String::from_utf8_lossy(payload)).join(",\n"), tty),
+        Kind::Text => printable(&String::from_utf8_lossy(payload), tty),
         Kind::Binary if tty || !looks_like_text(payload) => hex_dump(payload),
         Kind::Binary => String::from_utf8_lossy(payload).into_owned(),
     }
+}
+
+/// Text for a terminal: line ends as newlines, other control characters than newline and
+/// tab written as `\x1b` and the like, so that a server cannot send escape sequences to the user's terminal.
+fn printable(text: &str, tty: bool) -> String {
+    if !tty {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.replace("\r\n", "\n").chars() {
+        if c.is_control() && !matches!(c, '\n' | '\t') {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The links of a link-format document (RFC 6690), split at the commas between links (not
@@ -352,6 +369,15 @@ mod tests {
             "[1, \"a\"]"
         );
         assert_eq!(render(None, b"plain", true), "plain");
+        assert_eq!(
+            render(Some(ContentFormat::TEXT_PLAIN), b"a\x1b[2Jb", true),
+            "a\\x1b[2Jb",
+            "no escape sequences reach a terminal"
+        );
+        assert_eq!(
+            render(Some(ContentFormat::TEXT_PLAIN), b"a\x1bb", false),
+            "a\x1bb"
+        );
         assert!(render(None, &[0, 1, 2], true).starts_with("00000000: 0001 02"));
     }
 

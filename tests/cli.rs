@@ -548,6 +548,14 @@ fn security_flags_say_what_the_build_lacks() {
     } else {
         assert!(stderr(&o).contains("--psk-key"), "{}", stderr(&o));
     }
+    let o = coapio(&["get", "coaps://[::1]:9/x"], b"");
+    assert_status(&o, 2);
+    let expected = if cfg!(feature = "dtls") {
+        "needs DTLS credentials: --psk-identity"
+    } else {
+        "without DTLS"
+    };
+    assert!(stderr(&o).contains(expected), "{}", stderr(&o));
     let dir = TempDir::new("creds");
     let creds = dir.path().join("creds.json");
     std::fs::write(&creds, r#"{"coap://a/*": {"tlscert": {"certfile": "x"}}}"#).unwrap();

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures::future::{self, Either};
 use futures::StreamExt;
 
-use coapio::message::uri::{Host, Uri};
+use coapio::message::uri::{Host, Scheme, Uri};
 use coapio::message::{BlockValue, Code, MessageRef, OptionNumber, Options};
 use coapio::proto::{Config, Request, Response};
 use coapio::{Builder, Driver, Endpoint, RequestError};
@@ -154,6 +154,8 @@ pub(crate) struct Tuning {
 pub(crate) struct Client {
     ep: Endpoint,
     driver: Option<Driver>,
+    /// Whether DTLS credentials were given (`coaps://` needs them).
+    dtls: bool,
     /// Whether block progress is watched (else the caller shows a spinner).
     pub(crate) watching: bool,
 }
@@ -216,12 +218,33 @@ impl Client {
         Ok(Self {
             ep,
             driver: Some(driver),
+            dtls,
             watching,
         })
     }
 
+    /// Refuses a `coaps://` URI without DTLS credentials, in the tool's words.
+    fn check_scheme(&self, uri: &str) -> Result<(), Failure> {
+        let secure = Uri::parse(uri).is_ok_and(|u| u.scheme == Scheme::Coaps);
+        if !secure || self.dtls {
+            return Ok(());
+        }
+        Err(Failure::Usage(if cfg!(feature = "dtls") {
+            format!(
+                "{uri}: coaps:// needs DTLS credentials: --psk-identity and --psk-key, \
+                 --cert and --key, --ca, or --credentials"
+            )
+        } else {
+            format!(
+                "{uri}: coapio was built without DTLS support: coaps:// needs \
+                 `cargo install --path . --features cli,dtls`"
+            )
+        }))
+    }
+
     /// Sends `spec` to `uri` and waits for the response.
     pub(crate) fn request(&mut self, uri: &str, spec: &Spec) -> Result<Reply, Failure> {
+        self.check_scheme(uri)?;
         let source = destination(uri);
         let started = Instant::now();
         let fut = self.ep.request(uri, spec.request());
@@ -243,6 +266,7 @@ impl Client {
     ) -> Result<ObserveEnd, Failure> {
         let source = destination(uri);
         let started = Instant::now();
+        self.check_scheme(uri)?;
         // The library's `observe` takes a URI only (no options, always Confirmable).
         if !spec.options.is_empty() || !spec.confirmable {
             return Err(Failure::Usage(

@@ -249,6 +249,9 @@ fn exit_statuses_say_what_happened() {
     // Usage: a malformed URI, a bad option, an unknown flag.
     assert_status(&coapio(&["get", "not a uri"], b""), 2);
     assert_status(&coapio(&["get", "-O", "14=soon", &base], b""), 2);
+    let o = coapio(&["get", "-O", "Uri-Path=x", &base], b"");
+    assert_status(&o, 2);
+    assert!(stderr(&o).contains("the URI gives"), "{}", stderr(&o));
     assert_status(&coapio(&["get", "--no-such-flag", &base], b""), 2);
     assert_status(
         &coapio(&["get", "--content-format", "nonsense", &base], b""),

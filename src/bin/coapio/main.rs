@@ -365,6 +365,20 @@ fn request(method: Code, a: RequestArgs) -> ExitCode {
     if let Some(cf) = a.accept {
         options.push((OptionNumber::ACCEPT, options::uint(cf.0.into())));
     }
+    if let Some((n, _)) = a.options.iter().find(|(n, _)| {
+        [
+            OptionNumber::URI_HOST,
+            OptionNumber::URI_PORT,
+            OptionNumber::URI_PATH,
+            OptionNumber::URI_QUERY,
+        ]
+        .contains(n)
+    }) {
+        return fail(
+            EXIT_USAGE,
+            &format!("-O {n}: the URI gives Uri-Host, Uri-Port, Uri-Path and Uri-Query"),
+        );
+    }
     if let Some(size) = a.block_size {
         // Early negotiation (RFC 7959 §2.4): block 0 of the response at this size.
         let szx = coapio::message::BlockValue::szx_for_size(size);

@@ -470,6 +470,34 @@ fn observe_a_file_as_it_changes() {
 }
 
 #[test]
+fn deleting_an_observed_file_ends_the_observation_with_4_04() {
+    let dir = TempDir::new("observe-delete");
+    let file = dir.path().join("gone.txt");
+    std::fs::write(&file, "here").unwrap();
+    let (_server, base) = serve(dir.path(), &[]);
+    let mut observer = Proc::spawn(Command::new(BIN).args([
+        "observe",
+        "--duration",
+        "20",
+        &format!("{base}/gone.txt"),
+    ]));
+    assert!(
+        observer.wait_for_output(Duration::from_secs(10), |o| o.contains("here")),
+        "{}",
+        observer.stderr()
+    );
+    std::fs::remove_file(&file).unwrap();
+    let status = observer.finish(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{}", observer.stderr());
+    assert!(
+        observer.stderr().contains("4.04 Not Found"),
+        "{}",
+        observer.stderr()
+    );
+    assert_eq!(observer.stdout(), "here\ndeleted\n");
+}
+
+#[test]
 fn path_traversal_is_refused() {
     let outer = TempDir::new("traversal");
     std::fs::write(outer.path().join("secret.txt"), "secret").unwrap();

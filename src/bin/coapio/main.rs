@@ -34,14 +34,36 @@ use client::{Client, Failure, ObserveEnd, Security, Spec, Tuning};
 use progress::Progress;
 use render::Output;
 
-/// The exit statuses, for `--help` and the README.
-const EXIT_STATUS: &str = "\
+/// The exit statuses, for `--help` and the README (a test keeps them equal).
+macro_rules! exit_status {
+    () => {
+        "\
 Exit status:
   0  every response was a success (2.xx)
   1  the server answered with an error (4.xx or 5.xx)
   2  usage: bad arguments, a malformed URI, a feature this build lacks
   3  no response: timeout, Reset, network error (unreachable), name not resolved
-  4  local error: a file that cannot be read or written, a socket that cannot be opened";
+  4  local error: a file that cannot be read or written, a socket that cannot be opened"
+    };
+}
+
+/// The exit statuses, after a command's help.
+const EXIT_STATUS: &str = exit_status!();
+
+/// Examples and exit statuses, for the top-level `--help`.
+const EXAMPLES_AND_EXIT_STATUS: &str = concat!(
+    "\
+Examples:
+  coapio get coap://[::1]/.well-known/core
+  coapio put coap://[::1]/notes.txt -f notes.txt -c text
+  coapio get coap://[::1]/big.bin -o big.bin
+  coapio observe coap://[::1]/clock --count 5 --json
+  coapio discover --interface eth0
+  coapio serve ./public --write
+
+",
+    exit_status!()
+);
 
 const EXIT_ERROR_RESPONSE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -50,7 +72,7 @@ const EXIT_LOCAL: u8 = 4;
 
 /// A CoAP (RFC 7252) client and file server.
 #[derive(Debug, Parser)]
-#[command(name = "coapio", version, after_help = EXIT_STATUS, propagate_version = true)]
+#[command(name = "coapio", version, after_help = EXAMPLES_AND_EXIT_STATUS, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,6 +111,10 @@ enum Command {
     Discover(DiscoverArgs),
     /// Serve the files of a directory: GET (with ETag, block-wise), directory listings in
     /// link format, observation of files and directories, PUT and DELETE with --write.
+    #[command(
+        after_help = "Runs until it is killed. Exit status: 2 when DIR is not a directory or \
+                      the interface does not exist, 4 when the address cannot be bound."
+    )]
     Serve(serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {

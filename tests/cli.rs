@@ -408,7 +408,7 @@ fn json_output_for_scripts() {
     let dir = TempDir::new("json");
     std::fs::write(dir.path().join("t.txt"), "text").unwrap();
     std::fs::write(dir.path().join("b.bin"), [0xff, 0, 1]).unwrap();
-    let (_server, base) = serve(dir.path(), &[]);
+    let (_server, base) = serve(dir.path(), &["--write"]);
     let o = coapio(&["get", "--json", &format!("{base}/t.txt")], b"");
     assert_status(&o, 0);
     let v = &json_lines(&o)[0];
@@ -636,7 +636,7 @@ fn progress_bar_and_counter_on_a_terminal_not_in_a_pipe() {
     std::fs::write(dir.path().join("large.bin"), noise(1_500_000, 4)).unwrap();
     std::fs::write(dir.path().join("hello.txt"), "hi").unwrap();
     std::fs::write(dir.path().join("b.bin"), [0xff, 0, 1]).unwrap();
-    let (_server, base) = serve(dir.path(), &[]);
+    let (_server, base) = serve(dir.path(), &["--write"]);
     let target = out.path().join("large.bin");
     let uri = format!("{base}/large.bin");
     let Some(screen) = in_terminal(&["get", &uri, "-o", target.to_str().unwrap()]) else {
@@ -655,6 +655,17 @@ fn progress_bar_and_counter_on_a_terminal_not_in_a_pipe() {
     let o = coapio(&["get", &uri, "-o", target.to_str().unwrap()], b"");
     assert_status(&o, 0);
     assert!(!stderr(&o).contains("block-wise") && !stderr(&o).contains('\x1b'));
+
+    // An upload's bar (Block1, with the total from Size1).
+    let put = format!("{base}/uploaded.bin");
+    let screen = in_terminal(&["put", "-f", target.to_str().unwrap(), &put]).unwrap();
+    assert!(screen.contains("block-wise, sent"), "no bar: {screen:?}");
+    assert_eq!(
+        std::fs::metadata(dir.path().join("uploaded.bin"))
+            .unwrap()
+            .len(),
+        1_500_000
+    );
 
     // An observation's counter.
     let hello = format!("{base}/hello.txt");

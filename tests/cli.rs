@@ -243,7 +243,11 @@ fn exit_statuses_say_what_happened() {
         b"",
     );
     assert_status(&o, 3);
-    assert!(stderr(&o).contains("timed out"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("no response from [::1]:{port} after 5")),
+        "{}",
+        stderr(&o)
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 
     // Usage: a malformed URI, a bad option, an unknown flag.
@@ -442,6 +446,8 @@ fn observe_a_file_as_it_changes() {
     let mut observer = Proc::spawn(Command::new(BIN).args([
         "observe",
         "--json",
+        "-A",
+        "text",
         "--count",
         "3",
         "--duration",

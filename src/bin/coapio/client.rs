@@ -24,7 +24,7 @@ use futures::StreamExt;
 use coapio::message::uri::{Host, Scheme, Uri};
 use coapio::message::{BlockValue, Code, MessageRef, OptionNumber, Options};
 use coapio::proto::{Config, Request, Response};
-use coapio::{Builder, Driver, Endpoint, RequestError};
+use coapio::{Builder, Driver, Endpoint, Error};
 
 /// A response as the tool shows it.
 #[derive(Debug)]
@@ -71,15 +71,30 @@ impl std::fmt::Display for Failure {
     }
 }
 
-fn failure(uri: &str, e: RequestError) -> Failure {
+fn failure(uri: &str, e: &Error) -> Failure {
+    let text = format!("{uri}: {}", report(e));
     match e {
-        RequestError::InvalidUri(_) => Failure::Usage(format!("{uri}: {e}")),
-        RequestError::Resolve(m) if m.contains("feature") || m.contains("DTLS") => {
-            Failure::Usage(format!("{uri}: {m}"))
+        Error::InvalidUri { .. } | Error::InvalidRequest(_) | Error::Unsupported(_) => {
+            Failure::Usage(text)
         }
-        RequestError::Refused(_) => Failure::Local(format!("{uri}: {e}")),
-        e => Failure::NoResponse(format!("{uri}: {e}")),
+        Error::Refused(_) | Error::Bind { .. } | Error::Io(_) | Error::Stopped => {
+            Failure::Local(text)
+        }
+        _ => Failure::NoResponse(text),
     }
+}
+
+/// An error and its causes, one after the other (the library's errors leave the cause to
+/// `source()`).
+pub(crate) fn report(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// A request: method, options beyond the URI's, payload, message type and time limit.
@@ -214,7 +229,7 @@ impl Client {
         }
         let (ep, driver) = builder
             .build()
-            .map_err(|e| Failure::Local(format!("cannot open a socket: {e}")))?;
+            .map_err(|e| Failure::Local(format!("cannot open a socket: {}", report(&e))))?;
         Ok(Self {
             ep,
             driver: Some(driver),
@@ -251,7 +266,7 @@ impl Client {
         let response = self.drive(fut)?;
         response
             .map(|r| Reply::new(r, source, started))
-            .map_err(|e| failure(uri, e))
+            .map_err(|e| failure(uri, &e))
     }
 
     /// Observes `uri` until `each` returns `false`, the server ends the observation, the
@@ -267,15 +282,14 @@ impl Client {
         let source = destination(uri);
         let started = Instant::now();
         self.check_scheme(uri)?;
-        // The library's `observe` takes a URI only (no options, always Confirmable).
-        if !spec.options.is_empty() || !spec.confirmable {
-            return Err(Failure::Usage(
-                "observe takes no --accept, -O or --non yet (the library's observe() takes a \
-                 URI only)"
-                    .into(),
-            ));
+        let mut registration = self.ep.get(uri);
+        for (n, v) in &spec.options {
+            registration = registration.option(*n, v);
         }
-        let mut stream = self.ep.observe(uri);
+        if !spec.confirmable {
+            registration = registration.non_confirmable();
+        }
+        let mut stream = registration.observe();
         let ep_uri = uri.to_owned();
         let watch = async move {
             let deadline = match duration {
@@ -294,7 +308,7 @@ impl Client {
                             return Ok(ObserveEnd::ServerEnded);
                         }
                     }
-                    Either::Left((Some(Err(e)), _)) => return Err(failure(&ep_uri, e)),
+                    Either::Left((Some(Err(e)), _)) => return Err(failure(&ep_uri, &e)),
                     Either::Left((None, _)) => return Ok(ObserveEnd::ServerEnded),
                     Either::Right(_) => return Ok(ObserveEnd::Duration),
                 }
@@ -322,7 +336,7 @@ impl Client {
                         n += 1;
                         each(Reply::new(r, Some(from), started));
                     }
-                    Err(e) => return Err(failure(&owned, e)),
+                    Err(e) => return Err(failure(&owned, &e)),
                 }
             }
             Ok(n)
@@ -341,7 +355,7 @@ impl Client {
                 Either::Left((out, _)) => Ok(out),
                 Either::Right((io, _)) => Err(match io {
                     Ok(()) => Failure::Local("the endpoint stopped".into()),
-                    Err(e) => Failure::NoResponse(format!("socket error: {e}")),
+                    Err(e) => Failure::NoResponse(format!("socket error: {}", report(&e))),
                 }),
             }
         })

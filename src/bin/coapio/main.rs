@@ -246,6 +246,15 @@ struct ObserveArgs {
     /// Stop after SECONDS.
     #[arg(long, short = 'd', value_name = "SECONDS", value_parser = seconds)]
     duration: Option<Duration>,
+    /// The Content-Format wanted in the notifications (as in a request).
+    #[arg(long, short = 'A', value_name = "FORMAT", value_parser = options::content_format)]
+    accept: Option<coapio::message::ContentFormat>,
+    /// An option of the registration, NUMBER=VALUE or Name=VALUE (repeatable).
+    #[arg(short = 'O', long = "option", value_name = "NUMBER=VALUE", value_parser = options::option)]
+    options: Vec<(OptionNumber, Vec<u8>)>,
+    /// Register Non-confirmable.
+    #[arg(long)]
+    non: bool,
     #[command(flatten)]
     out: OutputArgs,
     #[command(flatten)]
@@ -457,11 +466,15 @@ fn observe(a: ObserveArgs) -> ExitCode {
         Ok(c) => c,
         Err(f) => return fail(status_of(&f), &f.to_string()),
     };
+    let mut options = a.options;
+    if let Some(cf) = a.accept {
+        options.push((OptionNumber::ACCEPT, options::uint(cf.0.into())));
+    }
     let spec = Spec {
         method: Code::GET,
-        options: Vec::new(),
+        options,
         payload: Vec::new(),
-        confirmable: true,
+        confirmable: !a.non,
         timeout: None,
     };
     let (mut n, mut errors, mut write_error) = (0u64, 0u64, None);

@@ -275,6 +275,26 @@
 #define COAPIO_FORMAT_LWM2M_JSON 11543
 
 /*
+ Message type 0: Confirmable.
+ */
+#define COAPIO_TYPE_CON 0
+
+/*
+ Message type 1: Non-confirmable.
+ */
+#define COAPIO_TYPE_NON 1
+
+/*
+ Message type 2: Acknowledgement (a piggybacked response).
+ */
+#define COAPIO_TYPE_ACK 2
+
+/*
+ Message type 3: Reset.
+ */
+#define COAPIO_TYPE_RST 3
+
+/*
  Code 0.00: an empty message (an ACK or RST without content, or a ping).
  */
 #define COAPIO_CODE_EMPTY 0
@@ -1155,6 +1175,33 @@ coapio_result coapio_request_sync(coapio_context *ctx,
  passed to a callback.
  */
 void coapio_response_free(coapio_response *response);
+
+/*
+ Points `*addr` at the address the response came from, as text (`"[::1]:5683"`,
+ NUL-terminated, valid as long as the response): for a request to a multicast group, the
+ server that sent this answer.
+ */
+coapio_result coapio_response_source(const coapio_response *response, const char **addr);
+
+/*
+ Writes the type of the message the response came in (`COAPIO_TYPE_ACK` for a
+ piggybacked response, `_CON` or `_NON` for a separate one or a notification); for a
+ response put together from blocks, the last block's.
+ */
+coapio_result coapio_response_type(const coapio_response *response, uint8_t *out);
+
+/*
+ Points `*buf`/`*len` at the response's token (0 to 8 bytes, borrowed from the
+ response).
+ */
+coapio_result coapio_response_token(const coapio_response *response,
+                                    const uint8_t **buf,
+                                    size_t *len);
+
+/*
+ Writes the message ID of the message the response came in.
+ */
+coapio_result coapio_response_message_id(const coapio_response *response, uint16_t *out);
 
 /*
  Writes the response code (`0x45` is 2.05; class = code >> 5, detail = code & 31).

@@ -60,7 +60,16 @@ fn the_builder_sets_everything_but_the_path() {
         text(&r),
         "0.03 PUT cf=Some(50) accept=Some(60) con=false etag=Some([1, 2]) {}"
     );
+    // How it arrived: piggybacked, from the server's address.
+    let how = r.received().expect("it came from the network");
+    assert_eq!(how.source, server.ep.local_addr().unwrap());
+    assert_eq!(
+        how.ty,
+        coapio::Type::Non,
+        "a NON request gets a NON response"
+    );
     let r = block_on_within(LIMIT, client.method(Code::FETCH, &uri).payload("q")).unwrap();
+    assert_eq!(r.received().unwrap().ty, coapio::Type::Ack);
     assert_eq!(
         text(&r),
         "0.05 FETCH cf=None accept=None con=true etag=None q"

@@ -254,6 +254,24 @@ fn options_in_order_names_and_length_checks() {
         &mut value,
     ));
     assert_eq!(value, u32::from(COAPIO_FORMAT_JSON));
+    // How it arrived: from the server's address, piggybacked on the ACK, with a token.
+    let mut source = null();
+    ok(coapio_response_source(resp, &mut source));
+    // SAFETY: NUL-terminated, valid as long as the response.
+    let source = unsafe { std::ffi::CStr::from_ptr(source) }
+        .to_str()
+        .unwrap();
+    assert_eq!(source, format!("[::1]:{port}"));
+    let (mut ty, mut mid, mut token, mut token_len) = (9u8, 0u16, null(), 9usize);
+    ok(coapio_response_type(resp, &mut ty));
+    assert_eq!(ty, COAPIO_TYPE_ACK);
+    ok(coapio_response_message_id(resp, &mut mid));
+    ok(coapio_response_token(resp, &mut token, &mut token_len));
+    assert!((1..=8).contains(&token_len), "{token_len}");
+    assert_eq!(
+        coapio_response_type(resp, null_mut()),
+        COAPIO_RESULT_NULL_PARAMETER
+    );
     coapio_response_free(resp);
     coapio_context_free(client);
     coapio_context_free(server);

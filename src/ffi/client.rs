@@ -58,7 +58,20 @@ pub struct coapio_request {
 /// for the ones `coapio_request_sync` hands out. One passed to a callback is borrowed for
 /// the callback's duration.
 #[derive(Debug)]
-pub struct coapio_response(pub(crate) Response);
+pub struct coapio_response {
+    pub(crate) response: Response,
+    /// The source address as text, made on the first `coapio_response_source`.
+    source: std::sync::OnceLock<std::ffi::CString>,
+}
+
+impl coapio_response {
+    pub(crate) fn new(response: Response) -> Self {
+        Self {
+            response,
+            source: std::sync::OnceLock::new(),
+        }
+    }
+}
 
 /// Called once with the outcome of a request: `COAPIO_RESULT_OK` and the response, or the
 /// reason it failed and NULL (then `coapio_last_error`, called in the callback, says more:
@@ -383,7 +396,7 @@ pub extern "C" fn coapio_request_sync(
         match result {
             Some(Ok(response)) => {
                 // SAFETY: out is non-NULL and writable (caller's contract).
-                unsafe { *out = Box::into_raw(Box::new(coapio_response(response))) };
+                unsafe { *out = Box::into_raw(Box::new(coapio_response::new(response))) };
                 COAPIO_RESULT_OK
             }
             Some(Err(f)) => fail(f.code, f.message),
@@ -417,12 +430,122 @@ fn with_response(
     r: *const coapio_response,
     f: impl FnOnce(&Response) -> coapio_result,
 ) -> coapio_result {
+    with_response_object(r, |r| f(&r.response))
+}
+
+fn with_response_object(
+    r: *const coapio_response,
+    f: impl FnOnce(&coapio_response) -> coapio_result,
+) -> coapio_result {
     guard(|| {
         if r.is_null() {
             return fail(COAPIO_RESULT_NULL_PARAMETER, "response is NULL");
         }
         // SAFETY: a live response (caller's contract).
-        f(&unsafe { &*r }.0)
+        f(unsafe { &*r })
+    })
+}
+
+/// How the response arrived, or NOT_FOUND (a response the library made, which none given
+/// to the application is).
+fn received(r: &Response) -> Result<&crate::proto::Received, coapio_result> {
+    r.received().ok_or_else(|| {
+        fail(
+            COAPIO_RESULT_NOT_FOUND,
+            "the response did not come from the network",
+        )
+    })
+}
+
+/// Points `*addr` at the address the response came from, as text (`"[::1]:5683"`,
+/// NUL-terminated, valid as long as the response): for a request to a multicast group, the
+/// server that sent this answer.
+#[no_mangle]
+pub extern "C" fn coapio_response_source(
+    response: *const coapio_response,
+    addr: *mut *const c_char,
+) -> coapio_result {
+    with_response_object(response, |r| {
+        if addr.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "addr is NULL");
+        }
+        let source = match received(&r.response) {
+            Ok(got) => got.source,
+            Err(e) => return e,
+        };
+        let text = r
+            .source
+            .get_or_init(|| std::ffi::CString::new(source.to_string()).unwrap_or_default());
+        // SAFETY: addr is non-NULL.
+        unsafe { *addr = text.as_ptr() };
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Writes the type of the message the response came in (`COAPIO_TYPE_ACK` for a
+/// piggybacked response, `_CON` or `_NON` for a separate one or a notification); for a
+/// response put together from blocks, the last block's.
+#[no_mangle]
+pub extern "C" fn coapio_response_type(
+    response: *const coapio_response,
+    out: *mut u8,
+) -> coapio_result {
+    with_response(response, |r| {
+        if out.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        match received(r) {
+            // SAFETY: out is non-NULL and writable.
+            Ok(got) => unsafe { *out = got.ty as u8 },
+            Err(e) => return e,
+        }
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Points `*buf`/`*len` at the response's token (0 to 8 bytes, borrowed from the
+/// response).
+#[no_mangle]
+pub extern "C" fn coapio_response_token(
+    response: *const coapio_response,
+    buf: *mut *const u8,
+    len: *mut usize,
+) -> coapio_result {
+    with_response(response, |r| {
+        if buf.is_null() || len.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "buf or len is NULL");
+        }
+        match received(r) {
+            Ok(got) => {
+                let token = got.token.as_bytes();
+                // SAFETY: buf and len are non-NULL and writable.
+                unsafe {
+                    *buf = token.as_ptr();
+                    *len = token.len();
+                }
+            }
+            Err(e) => return e,
+        }
+        COAPIO_RESULT_OK
+    })
+}
+
+/// Writes the message ID of the message the response came in.
+#[no_mangle]
+pub extern "C" fn coapio_response_message_id(
+    response: *const coapio_response,
+    out: *mut u16,
+) -> coapio_result {
+    with_response(response, |r| {
+        if out.is_null() {
+            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
+        }
+        match received(r) {
+            // SAFETY: out is non-NULL and writable.
+            Ok(got) => unsafe { *out = got.message_id },
+            Err(e) => return e,
+        }
+        COAPIO_RESULT_OK
     })
 }
 

@@ -406,7 +406,7 @@ impl Inner {
                 self.in_callback.store(true, Ordering::SeqCst);
                 match result {
                     Ok(response) => {
-                        let r = coapio_response(response);
+                        let r = coapio_response::new(response);
                         cb(ud.0, COAPIO_RESULT_OK, &r);
                     }
                     Err(f) => {

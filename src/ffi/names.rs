@@ -112,6 +112,16 @@ pub const COAPIO_FORMAT_LWM2M_TLV: u16 = 11542;
 /// Content-Format 11543: `application/vnd.oma.lwm2m+json`.
 pub const COAPIO_FORMAT_LWM2M_JSON: u16 = 11543;
 
+// ---- message types (Type), as coapio_response_type writes them ----
+/// Message type 0: Confirmable.
+pub const COAPIO_TYPE_CON: u8 = 0;
+/// Message type 1: Non-confirmable.
+pub const COAPIO_TYPE_NON: u8 = 1;
+/// Message type 2: Acknowledgement (a piggybacked response).
+pub const COAPIO_TYPE_ACK: u8 = 2;
+/// Message type 3: Reset.
+pub const COAPIO_TYPE_RST: u8 = 3;
+
 // ---- codes (Code): methods, then responses as class.detail ----
 /// Code 0.00: an empty message (an ACK or RST without content, or a ping).
 pub const COAPIO_CODE_EMPTY: u8 = 0x00;
@@ -187,7 +197,7 @@ pub const COAPIO_CODE_HOP_LIMIT_REACHED: u8 = 0xa8;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Code, ContentFormat, OptionNumber};
+    use crate::message::{Code, ContentFormat, OptionNumber, Type};
 
     #[test]
     fn the_c_names_are_the_rust_constants() {
@@ -257,6 +267,14 @@ mod tests {
         assert_eq!(COAPIO_FORMAT_SENSML_XML, ContentFormat::SENSML_XML.0);
         assert_eq!(COAPIO_FORMAT_LWM2M_TLV, ContentFormat::LWM2M_TLV.0);
         assert_eq!(COAPIO_FORMAT_LWM2M_JSON, ContentFormat::LWM2M_JSON.0);
+        for (c, t) in [
+            (COAPIO_TYPE_CON, Type::Con),
+            (COAPIO_TYPE_NON, Type::Non),
+            (COAPIO_TYPE_ACK, Type::Ack),
+            (COAPIO_TYPE_RST, Type::Rst),
+        ] {
+            assert_eq!(c, t as u8);
+        }
         assert_eq!(COAPIO_CODE_EMPTY, Code::EMPTY.0);
         assert_eq!(COAPIO_CODE_GET, Code::GET.0);
         assert_eq!(COAPIO_CODE_POST, Code::POST.0);

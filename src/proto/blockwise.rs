@@ -305,7 +305,14 @@ impl ClientTransfer {
             let next_num = (self.body.len() >> (block.szx() + 4)) as u32;
             return Step::Send(self.block2_request(next_num, block.szx()));
         }
-        let mut whole = self.head.take().unwrap_or(response);
+        // The head's options, the last block's arrival.
+        let mut whole = match self.head.take() {
+            Some(mut head) => {
+                head.received = response.received;
+                head
+            }
+            None => response,
+        };
         whole.options.remove(OptionNumber::BLOCK2);
         whole.options.remove(OptionNumber::SIZE2);
         whole.payload = std::mem::take(&mut self.body);

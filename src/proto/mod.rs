@@ -31,7 +31,7 @@ mod tests;
 
 pub use config::{Config, ConfigError};
 pub use endpoint::{Counters, Endpoint, PersistHook, Stats};
-pub use types::{Event, IncomingId, Request, RequestId, Response, SecurityId};
+pub use types::{Event, IncomingId, Received, Request, RequestId, Response, SecurityId};
 
 pub use crate::net::{RecvMeta, Transmit, TransportError, TransportErrorKind};
 pub use error::{Error, Failure};

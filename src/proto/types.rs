@@ -2,9 +2,10 @@
 //! [`Request`], [`Response`], [`Event`] and the IDs that name exchanges.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::message::{uri, Code, ContentFormat, OptionNumber, Options};
+use crate::message::{uri, Code, ContentFormat, MessageRef, OptionNumber, Options, Token, Type};
 use crate::net::RecvMeta;
 use crate::proto::Failure;
 
@@ -227,7 +228,7 @@ impl Request {
 /// assert_eq!(resp.code, Code::CONTENT);
 /// assert_eq!(resp.content_format(), Some(ContentFormat::TEXT_PLAIN));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Response {
     /// The response code (class 2, 4 or 5).
     pub code: Code,
@@ -235,6 +236,47 @@ pub struct Response {
     pub options: Options,
     /// The payload.
     pub payload: Vec<u8>,
+    /// How a received response arrived (see [`Response::received`]).
+    pub(crate) received: Option<Received>,
+}
+
+/// Two responses are equal when their code, options and payload are: how they arrived
+/// ([`Response::received`]) is not compared.
+impl PartialEq for Response {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code && self.options == other.options && self.payload == other.payload
+    }
+}
+
+impl Eq for Response {}
+
+/// How a received response arrived: from which address, in which message. For a response
+/// put together from blocks (RFC 7959), the message of its last block; for one protected
+/// with OSCORE, the outer message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Received {
+    /// The address it came from: the server's (for a request to a multicast group, the one
+    /// server that sent this answer).
+    pub source: SocketAddr,
+    /// The message type: ACK for a piggybacked response, CON or NON for a separate one or a
+    /// notification.
+    pub ty: Type,
+    /// The token, the one this endpoint chose for the request.
+    pub token: Token,
+    /// The message ID of the message.
+    pub message_id: u16,
+}
+
+impl Received {
+    pub(crate) const fn of(source: SocketAddr, m: &MessageRef<'_>) -> Self {
+        Self {
+            source,
+            ty: m.ty,
+            token: m.token,
+            message_id: m.message_id,
+        }
+    }
 }
 
 impl Response {
@@ -244,6 +286,23 @@ impl Response {
             code,
             options: Options::new(),
             payload: Vec::new(),
+            received: None,
+        }
+    }
+
+    /// For a response that came from the network: where from, and in which message. `None`
+    /// for one made here.
+    pub const fn received(&self) -> Option<&Received> {
+        self.received.as_ref()
+    }
+
+    /// A response with what a received message carries.
+    pub(crate) fn of_message(source: SocketAddr, m: &MessageRef<'_>) -> Self {
+        Self {
+            code: m.code,
+            options: m.options.to_owned(),
+            payload: m.payload.to_vec(),
+            received: Some(Received::of(source, m)),
         }
     }
 
@@ -340,7 +399,7 @@ pub enum Event {
         /// The request.
         id: RequestId,
         /// The server that answered (its unicast address).
-        from: std::net::SocketAddr,
+        from: SocketAddr,
         /// Its response.
         response: Response,
     },

@@ -13,7 +13,7 @@
 //! datagrams are ciphertext and under OSCORE the block options are sealed: there the tool
 //! shows a spinner.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures::future::{self, Either};
 use futures::StreamExt;
 
-use coapio::message::uri::{Host, Scheme, Uri};
+use coapio::message::uri::{Scheme, Uri};
 use coapio::message::{BlockValue, Code, MessageRef, OptionNumber, Options};
 use coapio::proto::{Config, Request, Response};
 use coapio::{Builder, Driver, Endpoint, Error};
@@ -32,14 +32,15 @@ pub(crate) struct Reply {
     pub(crate) code: Code,
     pub(crate) options: Options,
     pub(crate) payload: Vec<u8>,
-    /// The server's address (for a unicast request, the one the URI resolved to).
+    /// The server's address (the one the response came from).
     pub(crate) source: Option<SocketAddr>,
     /// Time from sending the request to this response.
     pub(crate) elapsed: Duration,
 }
 
 impl Reply {
-    fn new(response: Response, source: Option<SocketAddr>, started: Instant) -> Self {
+    fn new(response: Response, started: Instant) -> Self {
+        let source = response.received().map(|r| r.source);
         Self {
             code: response.code,
             options: response.options,
@@ -260,12 +261,11 @@ impl Client {
     /// Sends `spec` to `uri` and waits for the response.
     pub(crate) fn request(&mut self, uri: &str, spec: &Spec) -> Result<Reply, Failure> {
         self.check_scheme(uri)?;
-        let source = destination(uri);
         let started = Instant::now();
         let fut = self.ep.request(uri, spec.request());
         let response = self.drive(fut)?;
         response
-            .map(|r| Reply::new(r, source, started))
+            .map(|r| Reply::new(r, started))
             .map_err(|e| failure(uri, &e))
     }
 
@@ -279,7 +279,6 @@ impl Client {
         duration: Option<Duration>,
         mut each: impl FnMut(Reply) -> bool,
     ) -> Result<ObserveEnd, Failure> {
-        let source = destination(uri);
         let started = Instant::now();
         self.check_scheme(uri)?;
         let mut registration = self.ep.get(uri);
@@ -301,7 +300,7 @@ impl Client {
                 match future::select(stream.next(), &mut deadline).await {
                     Either::Left((Some(Ok(r)), _)) => {
                         let last = !r.options.contains(OptionNumber::OBSERVE);
-                        if !each(Reply::new(r, source, started)) {
+                        if !each(Reply::new(r, started)) {
                             return Ok(ObserveEnd::Enough);
                         }
                         if last {
@@ -332,9 +331,9 @@ impl Client {
             let mut n = 0;
             while let Some(answer) = answers.next().await {
                 match answer {
-                    Ok((from, r)) => {
+                    Ok((_, r)) => {
                         n += 1;
-                        each(Reply::new(r, Some(from), started));
+                        each(Reply::new(r, started));
                     }
                     Err(e) => return Err(failure(&owned, &e)),
                 }
@@ -371,15 +370,6 @@ pub(crate) enum ObserveEnd {
     Duration,
     /// The server sent a final response, or the stream ended.
     ServerEnded,
-}
-
-/// The address a unicast URI names (resolved as the library will), for showing it.
-fn destination(uri: &str) -> Option<SocketAddr> {
-    let parsed = Uri::parse(uri).ok()?;
-    match &parsed.host {
-        Host::Ip { .. } => parsed.socket_addr(),
-        Host::Name(name) => (name.as_str(), parsed.port).to_socket_addrs().ok()?.next(),
-    }
 }
 
 /// Checks that `uri` is a CoAP URI the tool can use, with a message a person can act on.

@@ -558,7 +558,12 @@ impl Endpoint {
             .requests
             .get(&id)
             .and_then(|r| r.security.as_ref())
-            .map(|security| self.oscore.open_response(security, m))
+            .map(|security| {
+                self.oscore.open_response(security, m).map(|(mut r, piv)| {
+                    r.received = Some(crate::proto::Received::of(remote, m));
+                    (r, piv)
+                })
+            })
         else {
             return Opened::Plain;
         };
@@ -829,11 +834,7 @@ impl Endpoint {
         }
         self.accept_response(now, meta, m);
         self.freshness.verify(now, remote);
-        let response = Response {
-            code: m.code,
-            options: m.options.to_owned(),
-            payload: m.payload.to_vec(),
-        };
+        let response = Response::of_message(remote, m);
         self.finish_request(now, id, Some(Ok(response)));
     }
 }

@@ -227,11 +227,7 @@ impl Endpoint {
                         "unrecognized critical option in the response",
                     ))
                 } else {
-                    Ok(Response {
-                        code: m.code,
-                        options: m.options.to_owned(),
-                        payload: m.payload.to_vec(),
-                    })
+                    Ok(Response::of_message(meta.remote, m))
                 };
                 self.finish_request(now, id, Some(outcome));
             }

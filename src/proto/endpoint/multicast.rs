@@ -41,11 +41,7 @@ impl Endpoint {
         self.events.push_back(Event::GroupResponse {
             id,
             from: meta.remote,
-            response: Response {
-                code: m.code,
-                options: m.options.to_owned(),
-                payload: m.payload.to_vec(),
-            },
+            response: Response::of_message(meta.remote, m),
         });
     }
 }

@@ -226,6 +226,7 @@ impl Contexts {
                         code: plain.code,
                         options: plain.options,
                         payload: plain.payload,
+                        received: None,
                     },
                     plain.partial_iv_seq,
                 )),
@@ -270,6 +271,7 @@ impl Contexts {
                 code: p.code,
                 options: p.options,
                 payload: p.payload,
+                received: None,
             })
         }
         #[cfg(not(feature = "oscore"))]

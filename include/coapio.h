@@ -858,6 +858,16 @@ extern "C" {
 const char *coapio_result_str(uint32_t result);
 
 /*
+ After a request failed — in its callback, or after `coapio_request_sync` returned the
+ failure — writes the address it was sent to (`"[::1]:5683"`, NUL-terminated, cut to
+ `len` bytes) to `remote` and how long after it was sent it failed to `elapsed_ms`: the
+ server that is unreachable, the time a timeout took. `COAPIO_RESULT_NOT_FOUND` when the
+ last failure on this thread was not of a request that went out (an invalid URI, a
+ refused call). Either pointer may be NULL.
+ */
+coapio_result coapio_last_failure(char *remote, size_t len, uint64_t *elapsed_ms);
+
+/*
  Copies the message of the last failed call on this thread into `buf` (at most `len` bytes,
  NUL-terminated, cut if longer) and writes its length without the NUL to `out_n`.
  */
@@ -1158,6 +1168,17 @@ coapio_result coapio_context_send(coapio_context *ctx,
  `COAPIO_RESULT_NOT_FOUND` if it has already ended.
  */
 coapio_result coapio_context_cancel(coapio_context *ctx, uint64_t id);
+
+/*
+ Ends observation `id` and tells the server: its registration goes out again with Observe
+ 1 (RFC 7641 §3.6, as libcoap's `coap_cancel_observe` does). The request's callback is
+ called once more, with the server's answer (a response without Observe) or the failure
+ to get one, and then never again. An observation the server has not confirmed yet is
+ cancelled as by `coapio_context_cancel` (no more callbacks). `coapio_context_cancel`
+ ends an observation here only: the server learns of it from the Reset to its next
+ notification. Callable from callbacks: the answer comes later, in a callback of its own.
+ */
+coapio_result coapio_context_cancel_observation(coapio_context *ctx, uint64_t id);
 
 /*
  Sends `request` (consumed, also on error) and runs the context until its response comes

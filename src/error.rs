@@ -186,6 +186,20 @@ impl From<Error> for io::Error {
     }
 }
 
+/// An error and its causes, one after the other (`cannot bind [::]:5683: Address already in
+/// use`), for the C ABI's messages.
+#[cfg(feature = "capi")]
+pub(crate) fn report(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// A duration as a person reads it: "250 ms", "2.5 s", "93 s".
 struct Secs(Duration);
 

@@ -1,5 +1,55 @@
 //! coapio: CoAP ([RFC 7252](https://www.rfc-editor.org/rfc/rfc7252)) for any event loop.
 //!
+//! A server and a client on any executor (smol, async-std, tokio, or none: `block_on`):
+//!
+//! ```
+//! use coapio::server::{get, Site};
+//! use coapio::{Endpoint, Response};
+//!
+//! # fn main() -> Result<(), coapio::Error> {
+//! let site = Site::new().resource("/hello", get(|_req| async { Response::content("Hello, world!") }));
+//! let (server, driver) = Endpoint::server("[::1]:0", site)?;
+//! // A server's driver must run: spawn it on your executor (smol::spawn(driver).detach(),
+//! // tokio::spawn(driver), …) or give it a thread.
+//! std::thread::spawn(move || async_io::block_on(driver));
+//!
+//! // A client needs no driver: while none runs, its requests drive it.
+//! let (client, _driver) = Endpoint::client()?;
+//! let uri = format!("coap://[::1]:{}/hello", server.local_addr()?.port());
+//! let response = async_io::block_on(client.get(&uri))?;
+//! assert_eq!(response.payload, b"Hello, world!");
+//! server.shutdown();
+//! # Ok(()) }
+//! ```
+//!
+//! Where to go from here:
+//!
+//! - **Requests**: [`Endpoint::get`] and its siblings give a [`RequestBuilder`] (timeout,
+//!   message type, options, payload), a future of the [`Response`];
+//!   [`Endpoint::observe`] an [`Observation`] stream; [`Endpoint::multicast`] every
+//!   server's answer. Every failure is an [`Error`] that says where and why.
+//! - **Serving**: a [`server::Site`] of [`server::Resource`]s, each a set of async handlers;
+//!   [`Endpoint::notify`] tells observers of a change, from anywhere, handlers included
+//!   ([`server::ServerRequest::endpoint`]).
+//! - **Setting up**: [`Builder`] for transports (udp6, simple6, simplesocketserver),
+//!   multicast groups, DTLS (`dtls` feature) and OSCORE (`oscore` feature), timeouts.
+//! - **Watching**: [`Endpoint::counters`] and [`Endpoint::stats`]; the `log` crate's
+//!   `debug` level shows retransmissions and give-ups, `trace` every datagram.
+//! - **C and foreign event loops**: the `capi` feature (module `ffi`, header
+//!   `include/coapio.h`).
+//! - **No I/O at all**: [`proto::Endpoint`], below.
+//!
+//! # Threads and re-entrancy
+//!
+//! [`Endpoint`] is `Clone + Send + Sync`; every method may be called from any thread and from
+//! inside handlers and their futures (no lock is held while user code runs), and none
+//! blocks on the endpoint's work. Request futures and streams are `Send` and `'static`
+//! ([`RequestBuilder::send`] names the type). Host names are resolved on the `blocking`
+//! crate's thread pool, never on the executor's thread. Handlers run on whichever thread
+//! polls the [`Driver`] (or, for a driverless client, a waiting request future).
+//!
+//! # Layers
+//!
 //! ```text
 //!   Rust on any executor                         C programs, foreign event loops
 //!   Endpoint + Driver (async-io readiness)       ffi (feature "capi"): run, or fd + process
@@ -18,7 +68,7 @@
 //! randomness. The caller passes the time into every call, and the random number generator is
 //! seeded from the configuration, so every protocol behaviour can be replayed exactly.
 //!
-//! # Sending a request and serving it, by hand
+//! # Sending a request and serving it, by hand (sans-IO)
 //!
 //! ```
 //! use std::time::Instant;

@@ -264,3 +264,37 @@ fn a_handler_reaches_its_endpoint_to_notify_after_a_put() {
     assert_eq!(got, ("1".to_owned(), "2".to_owned()));
     server.stop();
 }
+
+#[test]
+fn cancelling_an_observation_tells_the_server() {
+    let (server, ticker) = common::ticking_clock("[::1]:0", 0);
+    let (client, _) = Endpoint::client().unwrap();
+    let uri = format!("coap://[::1]:{}/clock", server.port());
+    let answer = block_on_within(LIMIT, async {
+        let mut observation = client.observe(&uri);
+        observation.next().await.unwrap().unwrap();
+        assert_eq!(server.ep.stats().observers, 1);
+        observation.cancel().await
+    })
+    .unwrap()
+    .expect("the server answered the deregistration");
+    assert_eq!(answer.code, Code::CONTENT);
+    assert!(
+        !answer.options.contains(OptionNumber::OBSERVE),
+        "{answer:?}"
+    );
+    assert_eq!(
+        server.ep.stats().observers,
+        0,
+        "the server forgot the observer"
+    );
+    assert_eq!(client.stats().open_requests, 0);
+    // Not confirmed yet: nothing to tell.
+    let silent = UdpSocket::bind("[::1]:0").unwrap();
+    let unconfirmed = client.observe(&format!("coap://{}/x", silent.local_addr().unwrap()));
+    assert!(block_on_within(LIMIT, unconfirmed.cancel())
+        .unwrap()
+        .is_none());
+    ticker.join().unwrap();
+    server.stop();
+}

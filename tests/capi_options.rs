@@ -365,3 +365,131 @@ fn notify_from_a_sensor_thread_reaches_the_observer() {
     client.stop();
     coapio_context_free(server);
 }
+
+/// One call of the observation callback: the result, and for a response its code and
+/// whether it carried Observe.
+type Call = (coapio_result, Option<(u8, bool)>);
+
+/// What the observation callback got.
+static OBSERVED: Mutex<Vec<Call>> = Mutex::new(Vec::new());
+
+extern "C" fn observed(_: *mut c_void, result: coapio_result, resp: *const coapio_response) {
+    let got = (!resp.is_null()).then(|| {
+        let mut code = 0u8;
+        ok(coapio_response_code(resp, &mut code));
+        let (mut buf, mut len) = (null(), 0usize);
+        let observe = coapio_response_option(resp, COAPIO_OPTION_OBSERVE, 0, &mut buf, &mut len)
+            == COAPIO_RESULT_OK;
+        (code, observe)
+    });
+    OBSERVED.lock().unwrap().push((result, got));
+}
+
+/// Runs `ctx` until the observation callback has been called `n` times (at most 5 s).
+fn run_until_observed(ctx: *mut coapio_context, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while OBSERVED.lock().unwrap().len() < n {
+        assert!(std::time::Instant::now() < deadline, "no callback #{n}");
+        ok(coapio_context_run(ctx, 50));
+    }
+}
+
+/// `coapio_context_cancel_observation` sends the registration again with Observe 1: the
+/// server forgets the observer, and the callback gets its answer, last.
+#[test]
+fn cancelling_an_observation_from_c_tells_the_server() {
+    let (server, ticker) = common::ticking_clock("[::1]:0", 0);
+    let mut client = null_mut();
+    ok(coapio_context_new(null(), &mut client));
+    let uri = CString::new(format!("coap://[::1]:{}/clock", server.port())).unwrap();
+    let mut req = null_mut();
+    ok(coapio_request_new(
+        coapio_method::COAPIO_METHOD_GET as u32,
+        uri.as_ptr(),
+        &mut req,
+    ));
+    ok(coapio_request_set_observe(req, true));
+    let mut id = 0u64;
+    ok(coapio_context_send(
+        client,
+        req,
+        Some(observed),
+        null_mut(),
+        &mut id,
+    ));
+    run_until_observed(client, 1);
+    assert_eq!(server.ep.stats().observers, 1);
+    ok(coapio_context_cancel_observation(client, id));
+    run_until_observed(client, 2);
+    let calls = OBSERVED.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        [
+            (COAPIO_RESULT_OK, Some((COAPIO_CODE_CONTENT, true))),
+            (COAPIO_RESULT_OK, Some((COAPIO_CODE_CONTENT, false))),
+        ]
+    );
+    assert_eq!(
+        server.ep.stats().observers,
+        0,
+        "the server forgot the observer"
+    );
+    assert_eq!(
+        coapio_context_cancel_observation(client, id),
+        COAPIO_RESULT_NOT_FOUND
+    );
+    coapio_context_free(client);
+    ticker.join().unwrap();
+    server.stop();
+}
+
+/// A failed request says what failed: the remote and how long it took, besides the code.
+#[test]
+fn a_failure_names_the_remote_and_how_long_it_took() {
+    let closed = common::free_port("::1");
+    let mut client = null_mut();
+    ok(coapio_context_new(null(), &mut client));
+    let uri = CString::new(format!("coap://[::1]:{closed}/x")).unwrap();
+    let mut req = null_mut();
+    ok(coapio_request_new(
+        coapio_method::COAPIO_METHOD_GET as u32,
+        uri.as_ptr(),
+        &mut req,
+    ));
+    let mut resp = null_mut();
+    assert_eq!(
+        coapio_request_sync(client, req, 5000, &mut resp),
+        COAPIO_RESULT_UNREACHABLE
+    );
+    let mut text = [0 as std::ffi::c_char; 64];
+    let mut elapsed = u64::MAX;
+    ok(coapio_last_failure(
+        text.as_mut_ptr(),
+        text.len(),
+        &mut elapsed,
+    ));
+    // SAFETY: NUL-terminated by the library.
+    let remote = unsafe { std::ffi::CStr::from_ptr(text.as_ptr()) };
+    assert_eq!(remote.to_str().unwrap(), format!("[::1]:{closed}"));
+    assert!(elapsed < 5000, "{elapsed}");
+    let (mut buf, mut n) = ([0 as std::ffi::c_char; 256], 0usize);
+    ok(coapio_last_error(buf.as_mut_ptr(), buf.len(), &mut n));
+    // SAFETY: as above.
+    let message = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
+    assert!(
+        message.contains(&format!(
+            "network error for [::1]:{closed}: port unreachable"
+        )),
+        "{message}"
+    );
+    // A call that fails before anything is sent leaves no request failure to describe.
+    assert_eq!(
+        coapio_context_counters(client, null_mut()),
+        COAPIO_RESULT_NULL_PARAMETER
+    );
+    assert_eq!(
+        coapio_last_failure(null_mut(), 0, null_mut()),
+        COAPIO_RESULT_NOT_FOUND
+    );
+    coapio_context_free(client);
+}

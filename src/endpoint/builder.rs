@@ -60,7 +60,27 @@ impl TransportKind {
     }
 }
 
-/// Sets up an [`Endpoint`]: transport, bind address, configuration, resources.
+/// Sets up an [`Endpoint`]: transport, bind address, configuration, resources, security,
+/// timeouts. [`Endpoint::client`] and [`Endpoint::server`] are its two common cases.
+///
+/// ```
+/// use std::time::Duration;
+/// use coapio::server::{get, Site};
+/// use coapio::{Builder, Response, TransportKind};
+///
+/// # fn main() -> Result<(), coapio::Error> {
+/// let site = Site::new().resource("/hello", get(|_req| async { Response::content("hi") }));
+/// let (server, driver) = Builder::new()
+///     .transport(TransportKind::Udp6)
+///     .bind("[::1]:0".parse().unwrap())
+///     .site(site)
+///     .request_timeout(Duration::from_secs(10)) // for its own requests
+///     .handler_timeout(Duration::from_secs(5))  // a slow handler is answered 5.03
+///     .build()?;
+/// # let _ = driver;
+/// assert!(server.local_addr()?.port() > 0);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Builder {
     transport: Option<TransportKind>,

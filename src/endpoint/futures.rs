@@ -304,6 +304,52 @@ impl Observation {
         }
     }
 
+    /// Ends the observation and tells the server: the registration goes out again with
+    /// Observe 1 (RFC 7641 §3.6, as libcoap's `coap_cancel_observe` does), and this waits
+    /// for the server's answer, which is returned (`None`: there was nothing to tell, as
+    /// the server had not confirmed the observation or had ended it). Notifications that
+    /// arrive meanwhile are dropped.
+    ///
+    /// Dropping the stream instead ends the observation here only; the server learns of it
+    /// from the Reset to its next notification.
+    ///
+    /// ```
+    /// # async fn run(client: coapio::Endpoint, uri: &str) -> Result<(), coapio::Error> {
+    /// use futures::StreamExt;
+    /// let mut temperature = client.observe(uri);
+    /// while let Some(reading) = temperature.next().await {
+    ///     if reading?.payload == b"100" {
+    ///         break;
+    ///     }
+    /// }
+    /// temperature.cancel().await?; // the server forgets this observer at once
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The deregistration's failure: no answer ([`Error::Timeout`]), a Reset, a network
+    /// error.
+    pub async fn cancel(mut self) -> Result<Option<Response>, Error> {
+        let FutState::Waiting(id) = self.inner.state else {
+            return Ok(None);
+        };
+        let told = {
+            let mut st = self.inner.shared.lock();
+            let told = st.ep.cancel_observation(Instant::now(), id);
+            st.wake_engine();
+            told
+        };
+        if !matches!(told, Ok(true)) {
+            return Ok(None);
+        }
+        let mut last = None;
+        while let Some(item) = futures::StreamExt::next(&mut self).await {
+            last = Some(item?);
+        }
+        Ok(last)
+    }
+
     /// How many notifications were dropped, unseen, because newer ones arrived while the
     /// consumer had not taken them.
     pub fn dropped(&self) -> u64 {

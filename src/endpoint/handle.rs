@@ -314,7 +314,19 @@ impl Endpoint {
     /// (a final response, the stream's last item) or the request fails (an error, then the
     /// end). Dropping the stream cancels the observation.
     ///
-    /// A multicast group cannot be observed: the stream yields one error.
+    /// A multicast group cannot be observed: the stream yields one error. For a
+    /// registration with options (Accept, an ETag) or sent Non-confirmable, use
+    /// [`RequestBuilder::observe`]: `client.get(uri).accept(f).observe()`.
+    ///
+    /// ```
+    /// # async fn run(client: coapio::Endpoint) -> Result<(), coapio::Error> {
+    /// use futures::StreamExt;
+    /// let mut clock = client.observe("coap://[::1]/clock").take(3);
+    /// while let Some(tick) = clock.next().await {
+    ///     println!("{}", String::from_utf8_lossy(&tick?.payload));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn observe(&self, uri: &str) -> Observation {
         self.get(uri).observe()
     }
@@ -326,6 +338,19 @@ impl Endpoint {
     /// stream ends. Dropping it stops collecting.
     ///
     /// A `uri` that names no multicast group gives a stream of one error.
+    ///
+    /// ```
+    /// # async fn run(client: coapio::Endpoint) -> Result<(), coapio::Error> {
+    /// use futures::StreamExt;
+    /// use coapio::{Code, Request};
+    /// let uri = "coap://[ff02::fd%25eth0]/.well-known/core";
+    /// let mut answers = client.multicast(uri, Request::new(Code::GET));
+    /// while let Some(answer) = answers.next().await {
+    ///     let (server, response) = answer?;
+    ///     println!("{server}: {}", String::from_utf8_lossy(&response.payload));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn multicast(&self, uri: &str, request: Request) -> GroupResponses {
         GroupResponses::new(ResponseFuture::unsent(
             self,
@@ -363,7 +388,35 @@ impl Endpoint {
     /// Tells the observers of `path` (RFC 7641) that its representation changed: the
     /// resource's handler runs again for each observer and its answer goes out as a
     /// notification. Returns how many observers there are. The resource must be marked
-    /// observable ([`crate::server::Resource::obs`]).
+    /// observable ([`Resource::obs`](crate::server::Resource::obs)). Callable from any
+    /// thread, and from handlers ([`ServerRequest::endpoint`](crate::server::ServerRequest::endpoint)).
+    ///
+    /// ```
+    /// use coapio::server::{get, Site};
+    /// use coapio::{Endpoint, Response};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// # fn main() -> Result<(), coapio::Error> {
+    /// let level = Arc::new(AtomicU32::new(0));
+    /// let reading = level.clone();
+    /// let site = Site::new().resource(
+    ///     "/level",
+    ///     get(move |_req| {
+    ///         let now = reading.load(Ordering::Relaxed);
+    ///         async move { Response::content(now.to_string()) }
+    ///     })
+    ///     .obs(),
+    /// );
+    /// let (server, driver) = Endpoint::server("[::1]:0", site)?;
+    /// std::thread::spawn(move || async_io::block_on(driver));
+    /// // A sensor thread: each change reaches every observer.
+    /// level.store(7, Ordering::Relaxed);
+    /// let observers = server.notify("/level");
+    /// assert_eq!(observers, 0); // nobody observes yet
+    /// server.shutdown();
+    /// # Ok(()) }
+    /// ```
     pub fn notify(&self, path: &str) -> usize {
         let mut st = self.shared.lock();
         let n = st.ep.notify(Instant::now(), path);

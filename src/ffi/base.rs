@@ -109,13 +109,63 @@ pub extern "C" fn coapio_result_str(result: u32) -> *const c_char {
 
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+    /// For the last failure of a request that was sent: the remote, and how long after
+    /// sending it failed.
+    static LAST_FAILURE: std::cell::Cell<Option<(std::net::SocketAddr, std::time::Duration)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// Records the message of the last failure on this thread and returns `result`.
 pub(crate) fn fail(result: coapio_result, message: impl Into<String>) -> coapio_result {
     let message = message.into();
     LAST_ERROR.with(|e| *e.borrow_mut() = message);
+    LAST_FAILURE.with(|f| f.set(None));
     result
+}
+
+/// As [`fail`], for a request that was sent to `remote` and failed `after` that long.
+pub(crate) fn fail_request(
+    result: coapio_result,
+    message: impl Into<String>,
+    sent: Option<(std::net::SocketAddr, std::time::Duration)>,
+) -> coapio_result {
+    let result = fail(result, message);
+    LAST_FAILURE.with(|f| f.set(sent));
+    result
+}
+
+/// After a request failed — in its callback, or after `coapio_request_sync` returned the
+/// failure — writes the address it was sent to (`"[::1]:5683"`, NUL-terminated, cut to
+/// `len` bytes) to `remote` and how long after it was sent it failed to `elapsed_ms`: the
+/// server that is unreachable, the time a timeout took. `COAPIO_RESULT_NOT_FOUND` when the
+/// last failure on this thread was not of a request that went out (an invalid URI, a
+/// refused call). Either pointer may be NULL.
+#[no_mangle]
+pub extern "C" fn coapio_last_failure(
+    remote: *mut c_char,
+    len: usize,
+    elapsed_ms: *mut u64,
+) -> coapio_result {
+    guard(|| {
+        let Some((addr, after)) = LAST_FAILURE.with(std::cell::Cell::get) else {
+            return COAPIO_RESULT_NOT_FOUND;
+        };
+        if !remote.is_null() && len > 0 {
+            let text = addr.to_string();
+            let n = text.len().min(len - 1);
+            // SAFETY: remote holds `len` bytes (caller's contract), n + 1 <= len; the text
+            // is ASCII, so any cut is at a character boundary.
+            unsafe {
+                std::ptr::copy_nonoverlapping(text.as_ptr(), remote.cast::<u8>(), n);
+                *remote.add(n) = 0;
+            }
+        }
+        if !elapsed_ms.is_null() {
+            // SAFETY: non-NULL and writable (caller's contract).
+            unsafe { *elapsed_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX) };
+        }
+        COAPIO_RESULT_OK
+    })
 }
 
 /// Copies the message of the last failed call on this thread into `buf` (at most `len` bytes,

@@ -342,6 +342,39 @@ pub extern "C" fn coapio_context_cancel(ctx: *mut coapio_context, id: u64) -> co
     })
 }
 
+/// Ends observation `id` and tells the server: its registration goes out again with Observe
+/// 1 (RFC 7641 §3.6, as libcoap's `coap_cancel_observe` does). The request's callback is
+/// called once more, with the server's answer (a response without Observe) or the failure
+/// to get one, and then never again. An observation the server has not confirmed yet is
+/// cancelled as by `coapio_context_cancel` (no more callbacks). `coapio_context_cancel`
+/// ends an observation here only: the server learns of it from the Reset to its next
+/// notification. Callable from callbacks: the answer comes later, in a callback of its own.
+#[no_mangle]
+pub extern "C" fn coapio_context_cancel_observation(
+    ctx: *mut coapio_context,
+    id: u64,
+) -> coapio_result {
+    guard(|| {
+        let inner = match ctx_arg(ctx) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        let mut core = lock(&inner.core);
+        let id = crate::proto::RequestId(id);
+        if !core.is_open(id) {
+            return fail(COAPIO_RESULT_NOT_FOUND, "no open request has this ID");
+        }
+        match core.ep.cancel_observation(Instant::now(), id) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                core.close_request(id);
+            }
+        }
+        inner.after_call(&mut core);
+        COAPIO_RESULT_OK
+    })
+}
+
 /// Sends `request` (consumed, also on error) and runs the context until its response comes
 /// or `timeout_ms` passes (`COAPIO_RESULT_TIMEOUT`, and the request is cancelled). On
 /// success `*out` is a response the caller frees with `coapio_response_free`. Other
@@ -399,7 +432,7 @@ pub extern "C" fn coapio_request_sync(
                 unsafe { *out = Box::into_raw(Box::new(coapio_response::new(response))) };
                 COAPIO_RESULT_OK
             }
-            Some(Err(f)) => fail(f.code, f.message),
+            Some(Err(f)) => f.record(),
             None => {
                 let mut core = lock(&inner.core);
                 core.close_request(id);

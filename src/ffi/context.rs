@@ -59,14 +59,23 @@ pub(crate) enum Outcome {
 pub(crate) struct Failure {
     pub(crate) code: coapio_result,
     pub(crate) message: String,
+    /// Where the request went and how long after it failed (`coapio_last_failure`).
+    pub(crate) sent: Option<(std::net::SocketAddr, Duration)>,
 }
 
 impl Failure {
-    pub(crate) fn of(e: &Error) -> Self {
+    pub(crate) fn of(e: &Error, sent: Option<(std::net::SocketAddr, Duration)>) -> Self {
         Self {
             code: result_of(e),
-            message: e.to_string(),
+            message: crate::error::report(e),
+            sent,
         }
+    }
+
+    /// Records the failure as this thread's last (`coapio_last_error`,
+    /// `coapio_last_failure`) and returns its code.
+    pub(crate) fn record(self) -> coapio_result {
+        super::base::fail_request(self.code, self.message, self.sent)
     }
 }
 
@@ -143,6 +152,11 @@ impl Core {
         self.outcomes.insert(id, (outcome, remote, Instant::now()));
     }
 
+    /// Whether request `id` is open (its outcome not yet delivered).
+    pub(crate) fn is_open(&self, id: RequestId) -> bool {
+        self.outcomes.contains_key(&id)
+    }
+
     /// Ends an open request: its outcome, if it was open.
     pub(crate) fn close_request(&mut self, id: RequestId) -> Option<Outcome> {
         self.outcomes.remove(&id).map(|(outcome, ..)| outcome)
@@ -174,9 +188,14 @@ impl Core {
                 Event::Notification { id, response }
                 | Event::GroupResponse { id, response, .. } => (id, Ok(response), false),
                 Event::GroupDone { id } => {
+                    let sent = self
+                        .outcomes
+                        .get(&id)
+                        .map(|&(_, remote, at)| (remote, at.elapsed()));
                     let over = Failure {
                         code: COAPIO_RESULT_TIMEOUT,
                         message: "the time for answers to the group request is over".into(),
+                        sent,
                     };
                     (id, Err(over), true)
                 }
@@ -184,8 +203,9 @@ impl Core {
                     let Some(&(_, remote, sent)) = self.outcomes.get(&id) else {
                         continue;
                     };
-                    let error = Error::of_failure(error, remote, sent.elapsed());
-                    (id, Err(Failure::of(&error)), true)
+                    let after = sent.elapsed();
+                    let error = Error::of_failure(error, remote, after);
+                    (id, Err(Failure::of(&error, Some((remote, after)))), true)
                 }
                 Event::Request { id, meta, request } => {
                     match &self.site {
@@ -411,7 +431,7 @@ impl Inner {
                     }
                     Err(f) => {
                         // coapio_last_error says what failed, during the callback.
-                        let code = fail(f.code, f.message);
+                        let code = f.record();
                         cb(ud.0, code, std::ptr::null());
                     }
                 }

@@ -1,8 +1,7 @@
-use coapio::proto::Response;
 use coapio::server::{get, Site};
-use coapio::Endpoint;
+use coapio::{Endpoint, Response};
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), coapio::Error> {
     let site = Site::new().resource("/hello", get(|_req| async { Response::content("Hello, world!") }));
     let (server, driver) = Endpoint::server("[::1]:0", site)?;
     // A server's driver must run: spawn it on any executor (smol::spawn(driver).detach(),
@@ -12,7 +11,7 @@ fn main() -> std::io::Result<()> {
     // A client needs no driver: while none runs, its requests drive it themselves.
     let (client, _driver) = Endpoint::client()?;
     let uri = format!("coap://[::1]:{}/hello", server.local_addr()?.port());
-    let response = async_io::block_on(client.get(&uri)).expect("no response");
+    let response = async_io::block_on(client.get(&uri))?;
     println!("{} {}", response.code, String::from_utf8_lossy(&response.payload));
     server.shutdown();
     Ok(())

@@ -345,6 +345,10 @@ impl Endpoint {
                 self.on_notification(now, id, response);
                 return;
             }
+            Some(Ok(response)) if self.is_late_notification(id, &response) => {
+                debug!("coapio: a notification for {id:?} after its deregistration; dropped");
+                return;
+            }
             other => other,
         };
         self.drop_request_wire(now, id);

@@ -177,10 +177,69 @@ impl Endpoint {
         }
     }
 
+    /// Ends an observation by telling the server (RFC 7641 §3.6): the registration goes out
+    /// again with the same token, Observe 1 and no ETag, and the server's answer to it (or
+    /// the failure to get one) ends the request as an [`Event::Response`] (or
+    /// [`Event::Failed`]); notifications still in flight meanwhile are acknowledged and
+    /// dropped.
+    ///
+    /// Returns `Ok(true)` when the deregistration went out (or is queued). An observation
+    /// the server has not confirmed yet, or a request that is not an observation, is
+    /// cancelled as by [`cancel`](Self::cancel) instead (`Ok(false)`: no event comes for
+    /// it; a late notification is answered with a Reset, which ends it at the server, RFC
+    /// 7641 §3.6).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRequest`] if no request is open under `id`.
+    pub fn cancel_observation(&mut self, now: Instant, id: RequestId) -> Result<bool, Error> {
+        let wire = self.calls.get(&id).map_or(id, |c| c.wire);
+        let Some(req) = self.requests.get(&wire).filter(|r| r.caller == id) else {
+            return Err(Error::UnknownRequest);
+        };
+        let established = req.state == ReqState::Observing
+            && req.fetch.is_none()
+            && req.request.options.get_uint(OptionNumber::OBSERVE) == Some(0);
+        if !established {
+            self.cancel(now, id);
+            return Ok(false);
+        }
+        let fetches = self
+            .requests
+            .get_mut(&wire)
+            .map(|r| std::mem::take(&mut r.fetches))
+            .unwrap_or_default();
+        for fetch in fetches {
+            self.finish_request(now, fetch, None);
+        }
+        let Some(req) = self.requests.get_mut(&wire) else {
+            return Err(Error::UnknownRequest);
+        };
+        req.request.options.set_uint(OptionNumber::OBSERVE, 1);
+        req.request.options.remove(OptionNumber::ETAG);
+        debug!("coapio: observation {id:?} deregisters (Observe 1)");
+        // As a re-registration goes out, with the deadline of a request of its own.
+        self.reregister(now, wire);
+        Ok(true)
+    }
+
+    /// Whether `response` is a notification that came for observation `id` after it asked
+    /// to be deregistered: acknowledged, and dropped (the answer to the deregistration is
+    /// what ends it). A response piggybacked on the ACK of the deregistration is its answer,
+    /// whatever it carries.
+    pub(super) fn is_late_notification(&self, id: RequestId, response: &Response) -> bool {
+        response.options.contains(OptionNumber::OBSERVE)
+            && response.received().is_some_and(|r| r.ty != Type::Ack)
+            && self
+                .requests
+                .get(&id)
+                .is_some_and(|r| r.request.options.get_uint(OptionNumber::OBSERVE) == Some(1))
+    }
+
     /// Registers an observation again after Max-Age passed without a notification.
     pub(super) fn reregister(&mut self, now: Instant, id: RequestId) {
         if let Some(req) = self.requests.get_mut(&id) {
-            debug!("coapio: observation {id:?} heard nothing for Max-Age; registering again");
+            debug!("coapio: observation {id:?} sends its registration again");
             req.state = ReqState::Queued;
             req.deadline = None;
             let (remote, nstart) = (req.remote, self.config.nstart);

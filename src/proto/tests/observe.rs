@@ -393,3 +393,95 @@ fn notify_as_chooses_the_type_of_one_change() {
     }
     assert_eq!(types, [Type::Non, Type::Con, Type::Non]);
 }
+
+#[test]
+fn cancel_observation_tells_the_server_with_observe_1() {
+    let mut sim = Sim::new(92, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let server = addr(99);
+    let now = sim.now;
+    let mut registration = Request::get("/clock").observe();
+    registration.options.push(OptionNumber::ACCEPT, [0]);
+    registration.options.push(OptionNumber::ETAG, [7]);
+    let id = sim.nodes[c].ep.request(now, server, registration).unwrap();
+    // Not confirmed yet: a plain cancellation, nothing is sent.
+    let unconfirmed = sim.nodes[c]
+        .ep
+        .request(now, addr(98), Request::get("/x").observe())
+        .unwrap();
+    assert_eq!(
+        sim.nodes[c].ep.cancel_observation(now, unconfirmed),
+        Ok(false)
+    );
+    sim.run(Duration::from_millis(1));
+    let reg = Message::decode(&sim.tap[0].bytes).unwrap();
+    let ca = sim.nodes[c].addr;
+    let ack = notification(Type::Ack, reg.message_id, reg.token, Some(5), "t5");
+    sim.inject(server, ca, ack);
+    sim.run(Duration::from_secs(1));
+    let now = sim.now;
+    assert_eq!(sim.nodes[c].ep.cancel_observation(now, id), Ok(true));
+    sim.run(Duration::from_secs(2));
+    let dereg = sim.sent_to(c, server).last().cloned().unwrap();
+    assert_eq!(
+        (dereg.ty, dereg.code, dereg.token),
+        (Type::Con, Code::GET, reg.token)
+    );
+    assert_ne!(dereg.message_id, reg.message_id);
+    assert_eq!(dereg.options.get_uint(OptionNumber::OBSERVE), Some(1));
+    assert_eq!(
+        dereg.options.get(OptionNumber::ETAG),
+        None,
+        "ETags are left out"
+    );
+    let same = |n| dereg.options.get_all(n).eq(reg.options.get_all(n));
+    assert!(same(OptionNumber::URI_PATH) && same(OptionNumber::ACCEPT));
+    // A notification still in flight: acknowledged, not delivered.
+    sim.inject(
+        server,
+        ca,
+        notification(Type::Con, 200, reg.token, Some(6), "t6"),
+    );
+    sim.run(Duration::from_secs(3));
+    let sent = sim.sent_to(c, server);
+    assert!(
+        sent.iter()
+            .any(|m| m.ty == Type::Ack && m.message_id == 200),
+        "{sent:?}"
+    );
+    assert_eq!(sim.nodes[c].notifications[&id].len(), 1);
+    // The server's answer (no Observe) ends it.
+    let answer = notification(Type::Ack, dereg.message_id, reg.token, None, "t6 final");
+    sim.inject(server, ca, answer);
+    sim.run(Duration::from_secs(4));
+    let outcomes = &sim.nodes[c].outcomes[&id];
+    assert!(
+        matches!(&outcomes[..], [super::sim::Outcome::Response(_, r)] if r.payload == b"t6 final"),
+        "{outcomes:?}"
+    );
+    assert_eq!(sim.nodes[c].ep.stats().open_requests, 0);
+    assert_eq!(
+        sim.nodes[c].ep.cancel_observation(sim.now, id),
+        Err(crate::proto::Error::UnknownRequest)
+    );
+}
+
+#[test]
+fn cancel_observation_end_to_end_removes_the_observer() {
+    let mut sim = Sim::new(93, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let s = sim.add(Config::default(), Answer::After(Duration::ZERO));
+    sim.nodes[s].observable = true;
+    let id = sim.request(c, s, Request::get("/obs").observe());
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.nodes[s].ep.stats().observers, 1);
+    let now = sim.now;
+    assert_eq!(sim.nodes[c].ep.cancel_observation(now, id), Ok(true));
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.nodes[s].ep.stats().observers, 0);
+    assert_eq!(sim.nodes[c].ep.stats().open_requests, 0);
+    assert!(matches!(
+        &sim.nodes[c].outcomes[&id][..],
+        [super::sim::Outcome::Response(_, r)] if !r.options.contains(OptionNumber::OBSERVE)
+    ));
+}

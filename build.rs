@@ -1,15 +1,11 @@
 //! With the `capi` feature: generates the C header from `src/ffi` into `$OUT_DIR/coapio.h`
 //! (cbindgen, settings in `ffi/cbindgen.toml`), with version macros from Cargo.toml. The
-//! committed `include/coapio.h` is checked against it by `tests/capi_header.rs`. On ELF
-//! targets it also gives the shared library (built with `--crate-type cdylib`) its SONAME.
+//! committed `include/coapio.h` is checked against it by `tests/capi_header.rs`.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     #[cfg(feature = "capi")]
-    {
-        capi::generate();
-        capi::soname();
-    }
+    capi::generate();
 }
 
 #[cfg(feature = "capi")]
@@ -53,30 +49,5 @@ mod capi {
             .expect("cbindgen could not generate the header")
             .write_to_file(&out);
         println!("cargo:rustc-env=COAPIO_GENERATED_HEADER={}", out.display());
-    }
-
-    /// The SONAME of `libcoapio.so`, as cargo-c gives it (so that `make -C examples-c install`
-    /// and `cargo cinstall` install the same library): `libcoapio.so.MAJOR` from 1.0 on, and
-    /// `libcoapio.so.0.MINOR` before, because a 0.x minor release may break the ABI (semver's
-    /// rule for 0.x), so 0.1 and 0.2 must not share a SONAME. ELF targets only; a macOS dylib
-    /// keeps the install name rustc gives it.
-    pub(super) fn soname() {
-        let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-        let elf = "linux freebsd netbsd openbsd dragonfly illumos solaris hurd";
-        if !elf.split(' ').any(|e| e == os) {
-            return;
-        }
-        let v = |k: &str| std::env::var(k).expect(k);
-        let (major, minor, patch) = (
-            v("CARGO_PKG_VERSION_MAJOR"),
-            v("CARGO_PKG_VERSION_MINOR"),
-            v("CARGO_PKG_VERSION_PATCH"),
-        );
-        let sover = match (major.as_str(), minor.as_str()) {
-            ("0", "0") => format!("0.0.{patch}"),
-            ("0", _) => format!("0.{minor}"),
-            _ => major,
-        };
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libcoapio.so.{sover}");
     }
 }

@@ -146,7 +146,7 @@ fn installs_with_soname_header_and_pkg_config_and_links_both_ways() {
         let to = std::fs::read_link(lib.join(link)).unwrap_or_else(|e| panic!("{link}: {e}"));
         assert_eq!(to, Path::new(&real), "{link} points to {real}");
     }
-    assert_eq!(dynamic(&lib.join(&real), "SONAME"), [soname.clone()]);
+    assert_eq!(dynamic(&lib.join(&real), "SONAME"), [soname.as_str()]);
     let header = std::fs::read(root.join("include/coapio.h")).expect("the installed header");
     assert_eq!(
         header,

@@ -140,7 +140,7 @@ mod tests {
     /// (ffi/README.md, "valgrind").
     #[test]
     fn option_is_four_defined_bytes() {
-        assert_eq!(std::mem::size_of::<Option<BlockValue>>(), 4);
+        assert_eq!(size_of::<Option<BlockValue>>(), 4);
     }
 
     #[test]

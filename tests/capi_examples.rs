@@ -6,8 +6,9 @@
 //!
 //! The same runs are repeated under AddressSanitizer + UBSan (the `asan` build, linked to the
 //! static library; zero reports, leaks included where LeakSanitizer works) and under valgrind
-//! (the dynamically linked build; errors and definite leaks fail, Rust's "possibly lost" or
-//! "still reachable" do not).
+//! (the dynamically linked build, the release library; errors and leaks "definitely" or
+//! "possibly lost" fail, "still reachable" does not; `ffi/valgrind.supp` names the one report
+//! that is not ours, and why).
 //!
 //! `make -C examples-c all asan` builds the library with `cargo rustc --crate-type
 //! cdylib,staticlib` into `<target>/capi`, its own target directory, so that it never waits for
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples-c");
 const LIBCOAP_CLIENT: &str = "coap-client-notls";
 const LIBCOAP_SERVER: &str = "coap-server-notls";
+const VALGRIND_SUPP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/ffi/valgrind.supp");
 
 // ---- peers --------------------------------------------------------------------------------
 
@@ -343,8 +345,9 @@ impl Flavor {
                     "-q",
                     "--error-exitcode=99",
                     "--leak-check=full",
-                    "--errors-for-leak-kinds=definite",
-                    "--show-leak-kinds=definite",
+                    "--errors-for-leak-kinds=definite,possible",
+                    "--show-leak-kinds=definite,possible",
+                    &format!("--suppressions={VALGRIND_SUPP}"),
                 ])
                 .arg(ex.join("build").join(program));
                 c
@@ -367,6 +370,7 @@ impl Flavor {
             Self::Asan => &["Sanitizer", "runtime error:"],
             Self::Valgrind => &[
                 "definitely lost",
+                "possibly lost",
                 "Invalid read",
                 "Invalid write",
                 "uninitialised",
@@ -514,6 +518,15 @@ fn c_server_with_c_and_libcoap_clients(f: Flavor, libcoap: bool) {
     // An error response is a response: printed, status 0.
     f.run("client", &[&counter, "abc"])
         .ok_with(&["4.00 Bad Request", "PUT a number, such as 42"]);
+    // A block-wise (Block1) PUT of 5000 bytes to a path the server does not have: the library
+    // answers 4.04 itself. Under valgrind this once reported "uninitialised value" in the
+    // server's shape_blockwise (ffi/README.md, "valgrind").
+    let (missing, payload) = (server.uri("/missing"), "x".repeat(5000));
+    let ran = f.run("client", &[&missing, &payload]);
+    ran.ok_with(&[&format!(
+        "GET {missing}\n4.04 Not Found (0 bytes)\nPUT {missing} with payload \"{payload}\"\n\
+         4.04 Not Found (0 bytes)\n"
+    )]);
 
     if f != Flavor::Valgrind {
         // The load client, briefly: 200 requests, 8 in flight.

@@ -25,7 +25,7 @@ use coapio::proto::Request;
 use coapio::{Endpoint, TransportKind};
 
 mod common;
-use common::Report;
+use coapio::Report;
 
 const USAGE: &str = "usage: client [-m GET|POST|PUT|DELETE] [--non] [--payload TEXT] \
     [--timeout SECONDS] [--observe SECONDS] [--transport udp6|simple6] \

@@ -19,7 +19,7 @@ use coapio::proto::Request;
 use coapio::Endpoint;
 
 mod common;
-use common::Report;
+use coapio::Report;
 
 fn main() -> ExitCode {
     common::log_to_stderr();

@@ -20,7 +20,7 @@ use coapio::proto::{Config, Request};
 use coapio::Endpoint;
 
 mod common;
-use common::Report;
+use coapio::Report;
 
 fn main() -> ExitCode {
     common::log_to_stderr();

@@ -56,7 +56,7 @@ use coapio::server::{get, ServerRequest, Site};
 use coapio::{Endpoint, TransportKind};
 
 mod common;
-use common::Report;
+use coapio::Report;
 
 fn main() -> ExitCode {
     common::log_to_stderr();

@@ -1312,7 +1312,8 @@ coapio_result coapio_config_require_oscore(coapio_config *config, bool on);
 
 /*
  Serves `path` (`"/hello"`): requests with a method in `methods` (a mask of
- `COAPIO_METHOD_MASK_*`) go to `callback`; others get 4.05. Registering a path again
+ `COAPIO_METHOD_MASK_*`: at least one, nothing else, or `COAPIO_RESULT_INVALID_ARGUMENT`)
+ go to `callback`; others get 4.05. Registering a path again
  replaces it. `/.well-known/core` lists the resources (see
  `coapio_context_set_resource_attr`).
 

@@ -36,7 +36,7 @@ use crate::proto::{self, Failure};
 pub enum Error {
     /// No response came in time: all retransmissions of a Confirmable request went
     /// unacknowledged, or the response to a Non-confirmable or acknowledged request (or its
-    /// own timeout, [`crate::RequestBuilder::timeout`]) did not come before its deadline.
+    /// own timeout, [`RequestBuilder::timeout`](crate::RequestBuilder::timeout)) did not come before its deadline.
     #[error("no response from {remote} after {}", Secs(*.after))]
     Timeout {
         /// Where the request went.
@@ -186,18 +186,32 @@ impl From<Error> for io::Error {
     }
 }
 
-/// An error and its causes, one after the other (`cannot bind [::]:5683: Address already in
-/// use`), for the C ABI's messages.
-#[cfg(feature = "capi")]
-pub(crate) fn report(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+/// Shows an error and its causes, one after the other: `cannot bind [::]:5683: Address
+/// already in use (os error 98)`. coapio's errors say what failed and leave the cause to
+/// [`source`](std::error::Error::source); this is how a program that prints errors
+/// itself (rather than through `anyhow` or `eyre`) says it all.
+///
+/// ```
+/// # async_io::block_on(async {
+/// let (client, _driver) = coapio::Endpoint::client()?;
+/// let e = client.get("coap://name.invalid/x").await.unwrap_err();
+/// let text = coapio::Report(&e).to_string();
+/// assert!(text.starts_with("cannot resolve \"name.invalid\": "), "{text}");
+/// # Ok::<_, coapio::Error>(()) }).unwrap();
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Report<'a>(pub &'a dyn std::error::Error);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
     }
-    text
 }
 
 /// A duration as a person reads it: "250 ms", "2.5 s", "93 s".

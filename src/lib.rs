@@ -138,6 +138,6 @@ pub use endpoint::{
     Builder, Driver, Endpoint, GroupResponses, Observation, RequestBuilder, ResponseFuture,
     TransportKind,
 };
-pub use error::Error;
+pub use error::{Error, Report};
 pub use message::{Code, ContentFormat, OptionNumber, Options, Type};
 pub use proto::{Request, Response};

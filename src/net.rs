@@ -1,7 +1,7 @@
 //! Value types that the protocol core and the transports both speak of: where a datagram came
 //! from and arrived at, where one goes, and the errors the network reports.
 //!
-//! This module is the neutral ground between [`crate::proto`] (no sockets) and the transports
+//! This module is the neutral ground between [`proto`](crate::proto) (no sockets) and the transports
 //! (no protocol): neither imports the other, both import this.
 
 use std::net::{IpAddr, SocketAddr};
@@ -49,7 +49,7 @@ impl RecvMeta {
 /// Where a datagram that the protocol core hands out is to go, and how long it is.
 ///
 /// The bytes themselves are in the buffer the caller passed to
-/// [`crate::proto::Endpoint::poll_transmit`].
+/// [`Endpoint::poll_transmit`](crate::proto::Endpoint::poll_transmit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "a transmit describes a datagram that has to be sent"]
 #[non_exhaustive]

@@ -172,7 +172,7 @@ pub(crate) fn next_deadline(ep: &Endpoint, transport: &dyn Transport) -> Option<
 }
 
 /// A seed from the OS's randomness (through the standard library's hash keys), for
-/// [`crate::proto::Config::seed`]; never 0.
+/// [`Config::seed`](crate::proto::Config::seed); never 0.
 pub(crate) fn os_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

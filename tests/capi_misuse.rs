@@ -546,6 +546,14 @@ fn null_pointers_are_refused_everywhere() {
         coapio_context_add_resource(ctx, path.as_ptr(), COAPIO_METHOD_MASK_ALL, None, null_mut()),
         NULL
     );
+    // A mask with no method, or with bits that name none, is refused.
+    for mask in [0, 1, 0x100, COAPIO_METHOD_MASK_GET | 0x8000_0000] {
+        assert_eq!(
+            coapio_context_add_resource(ctx, path.as_ptr(), mask, Some(hello), null_mut()),
+            COAPIO_RESULT_INVALID_ARGUMENT,
+            "{mask:#x}"
+        );
+    }
     ok(coapio_context_add_resource(
         ctx,
         path.as_ptr(),

@@ -8,23 +8,6 @@ use coapio::message::Code;
 use coapio::proto::Response;
 use coapio::server::{get, Resource, Site};
 
-/// An error with its causes, one after the other: `cannot bind [::]:5683: Address already
-/// in use (os error 98)` (coapio's errors name what failed and leave the cause to
-/// `source()`).
-pub(crate) struct Report<'a>(pub(crate) &'a dyn std::error::Error);
-
-impl std::fmt::Display for Report<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
-    }
-}
-
 /// Prints coapio's log to stderr when `RUST_LOG` asks for debug or trace (a few lines instead
 /// of a logger dependency): `RUST_LOG=coapio=trace` shows every datagram.
 pub(crate) fn log_to_stderr() {

@@ -17,7 +17,7 @@ use crate::server::Site;
 use crate::step::os_seed;
 use crate::transport::Transport;
 
-/// Which transport an endpoint uses (see [`crate::transport`]).
+/// Which transport an endpoint uses (see [`transport`](crate::transport)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransportKind {
@@ -165,7 +165,7 @@ impl Builder {
     }
 
     /// Adds the OSCORE security context stored in `dir` the way aiocoap stores one
-    /// (`settings.json`, `secret.json`, `sequence.json`; [`crate::oscore::fs`]), as
+    /// (`settings.json`, `secret.json`, `sequence.json`; [`fs`](crate::oscore::fs)), as
     /// [`oscore`](Self::oscore) does, with its sequence numbers persisted to
     /// `sequence.json`. A directory must be used by one process at a time.
     ///
@@ -204,7 +204,7 @@ impl Builder {
 
     /// Joins a multicast group on the interface with index `ifindex` (0: the system's
     /// choice) when the endpoint is built (udp6 only); see
-    /// [`crate::transport::ALL_COAP_NODES`] and [`crate::transport::interface_index`].
+    /// [`ALL_COAP_NODES`](crate::transport::ALL_COAP_NODES) and [`interface_index`](crate::transport::interface_index).
     pub fn join_multicast(mut self, group: std::net::IpAddr, ifindex: u32) -> Self {
         self.groups.push((group, ifindex));
         self

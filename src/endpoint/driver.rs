@@ -3,7 +3,7 @@
 //! requests, polls their futures and sends their answers.
 //!
 //! The engine's step is the same whoever runs it — the driver task, or a request future
-//! when no driver is attached (see the module docs of [`crate::Endpoint`]'s module). It
+//! when no driver is attached (see the module docs of [`Endpoint`](crate::Endpoint)'s module). It
 //! registers the transport's readiness, the timer and the handlers' futures with one waker
 //! of the endpoint's own, which wakes whoever drives at the moment.
 

@@ -523,17 +523,7 @@ pub extern "C" fn coapio_response_type(
     response: *const coapio_response,
     out: *mut u8,
 ) -> coapio_result {
-    with_response(response, |r| {
-        if out.is_null() {
-            return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
-        }
-        match received(r) {
-            // SAFETY: out is non-NULL and writable.
-            Ok(got) => unsafe { *out = got.ty as u8 },
-            Err(e) => return e,
-        }
-        COAPIO_RESULT_OK
-    })
+    write_received(response, out, |got| got.ty as u8)
 }
 
 /// Points `*buf`/`*len` at the response's token (0 to 8 bytes, borrowed from the
@@ -569,13 +559,22 @@ pub extern "C" fn coapio_response_message_id(
     response: *const coapio_response,
     out: *mut u16,
 ) -> coapio_result {
+    write_received(response, out, |got| got.message_id)
+}
+
+/// Writes `field` of how the response arrived to `*out`.
+fn write_received<T>(
+    response: *const coapio_response,
+    out: *mut T,
+    field: impl FnOnce(&crate::proto::Received) -> T,
+) -> coapio_result {
     with_response(response, |r| {
         if out.is_null() {
             return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
         }
         match received(r) {
-            // SAFETY: out is non-NULL and writable.
-            Ok(got) => unsafe { *out = got.message_id },
+            // SAFETY: out is non-NULL and writable (caller's contract).
+            Ok(got) => unsafe { *out = field(got) },
             Err(e) => return e,
         }
         COAPIO_RESULT_OK

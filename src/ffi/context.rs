@@ -6,7 +6,7 @@
 //! holding the transport's descriptor and a timer armed to the protocol core's next deadline
 //! (a timerfd, or a kqueue timer), so it becomes readable when there is I/O or a deadline has
 //! passed, as libcoap's `coap_context_get_coap_fd` does. On Windows it is the transport's
-//! socket, which deadlines do not make readable ([`super::readiness`]).
+//! socket, which deadlines do not make readable ([`readiness`](super::readiness)).
 
 use std::collections::VecDeque;
 #[cfg(unix)]
@@ -67,7 +67,7 @@ impl Failure {
     pub(crate) fn of(e: &Error, sent: Option<(std::net::SocketAddr, Duration)>) -> Self {
         Self {
             code: result_of(e),
-            message: crate::error::report(e),
+            message: crate::Report(e).to_string(),
             sent,
         }
     }
@@ -246,7 +246,7 @@ pub(crate) struct Inner {
     pub(crate) dispatch: Arc<Mutex<VecDeque<Dispatch>>>,
     pub(crate) poller: Poller,
     timer: DeadlineTimer,
-    /// Windows: what wakes a mode-B loop ([`super::readiness::Bell`]).
+    /// Windows: what wakes a mode-B loop ([`Bell`](super::readiness::Bell)).
     #[cfg(windows)]
     bell: super::readiness::Bell,
     /// What the timer is set for (never later than the next deadline), so that it is set

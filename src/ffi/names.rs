@@ -1,7 +1,7 @@
 //! Named constants for C: option numbers, Content-Formats and codes, so that a C program
 //! writes `COAPIO_OPTION_URI_QUERY` and `COAPIO_CODE_NOT_FOUND` instead of 15 and 0x84. The
 //! values are the IANA registries' (RFC 7252 §12 and the documents that added to them), the
-//! same as the Rust constants of [`crate::message`] (a test compares every one).
+//! same as the Rust constants of [`message`](crate::message) (a test compares every one).
 //!
 //! A code is `class << 5 | detail`, as on the wire and as `coapio_response_code` returns it:
 //! `COAPIO_CODE_CONTENT` is 0x45 (2.05).

@@ -142,7 +142,8 @@ fn build_site(
 }
 
 /// Serves `path` (`"/hello"`): requests with a method in `methods` (a mask of
-/// `COAPIO_METHOD_MASK_*`) go to `callback`; others get 4.05. Registering a path again
+/// `COAPIO_METHOD_MASK_*`: at least one, nothing else, or `COAPIO_RESULT_INVALID_ARGUMENT`)
+/// go to `callback`; others get 4.05. Registering a path again
 /// replaces it. `/.well-known/core` lists the resources (see
 /// `coapio_context_set_resource_attr`).
 ///
@@ -170,6 +171,15 @@ pub extern "C" fn coapio_context_add_resource(
         let Some(callback) = callback else {
             return fail(COAPIO_RESULT_NULL_PARAMETER, "callback is NULL");
         };
+        if methods == 0 || methods & !COAPIO_METHOD_MASK_ALL != 0 {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                format!(
+                    "methods {methods:#x} is not a mask of COAPIO_METHOD_MASK_* (at least one, \
+                     nothing outside COAPIO_METHOD_MASK_ALL)"
+                ),
+            );
+        }
         let path = match Site::normalize_path(path) {
             Ok(p) => p,
             Err(e) => return fail(COAPIO_RESULT_INVALID_ARGUMENT, e),
@@ -178,7 +188,7 @@ pub extern "C" fn coapio_context_add_resource(
         core.resources.retain(|r| r.path != path);
         core.resources.push(CResource {
             path,
-            methods: methods & COAPIO_METHOD_MASK_ALL,
+            methods,
             callback,
             userdata: UserData(userdata),
             attrs: Vec::new(),

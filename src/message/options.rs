@@ -214,7 +214,7 @@ pub struct OptionsRef<'a> {
 }
 
 impl<'a> OptionsRef<'a> {
-    /// Wraps options that [`super::MessageRef::decode`] has validated.
+    /// Wraps options that [`MessageRef::decode`](super::MessageRef::decode) has validated.
     pub(super) const fn new(raw: &'a [u8]) -> Self {
         Self { raw }
     }

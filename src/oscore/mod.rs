@@ -6,8 +6,8 @@
 //! which context a token belongs to. Nothing but [`fs`](crate::oscore::fs) touches storage, and nothing the
 //! network or the clock: the sequence number bounds that must survive a restart are handed
 //! to the caller to store ([`fs::ContextDir`](crate::oscore::fs::ContextDir) stores them the way aiocoap does). The
-//! [`crate::proto::Endpoint`] uses contexts for the requests that name one
-//! ([`crate::proto::Request::oscore`]) and for received requests whose OSCORE option names
+//! [`Endpoint`](crate::proto::Endpoint) uses contexts for the requests that name one
+//! ([`Request::oscore`](crate::proto::Request::oscore)) and for received requests whose OSCORE option names
 //! one.
 //!
 //! ```text

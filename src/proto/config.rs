@@ -1,4 +1,4 @@
-//! Configuration of an [`super::Endpoint`]: the transmission parameters of RFC 7252 §4.8 and
+//! Configuration of an [`Endpoint`](super::Endpoint): the transmission parameters of RFC 7252 §4.8 and
 //! the bounds that keep its memory finite.
 
 use std::time::Duration;
@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use crate::message::Type;
 
-/// How an [`super::Endpoint`] behaves. Start from [`Config::default`] and change fields.
+/// How an [`Endpoint`](super::Endpoint) behaves. Start from [`Config::default`] and change fields.
 ///
 /// The defaults are those of <https://www.rfc-editor.org/rfc/rfc7252#section-4.8>. Derived
 /// times (MAX_TRANSMIT_WAIT, EXCHANGE_LIFETIME, …) are methods.
@@ -66,7 +66,7 @@ pub struct Config {
     /// Whether a message ID is never reused with a remote within EXCHANGE_LIFETIME (RFC 7252
     /// §4.4; default `true`). Then at most 65 536 messages go to one remote per
     /// EXCHANGE_LIFETIME (265 a second on average, by default): beyond that, new messages
-    /// wait for an ID to become free ([`super::Stats::waiting_for_message_ids`]). Turn it off
+    /// wait for an ID to become free ([`Stats::waiting_for_message_ids`](super::Stats::waiting_for_message_ids)). Turn it off
     /// only on a closed test network where a peer's deduplication is known to be shorter;
     /// IDs still in flight are never reused either way.
     pub strict_message_ids: bool,
@@ -200,7 +200,7 @@ impl Config {
         self
     }
 
-    /// Checks every field; [`super::Endpoint::new`] clamps what this reports into range.
+    /// Checks every field; [`Endpoint::new`](super::Endpoint::new) clamps what this reports into range.
     ///
     /// # Errors
     ///

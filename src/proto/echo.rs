@@ -5,11 +5,11 @@
 //! endpoint's first use) and a 64-bit tag over that second and the remote's address: SipHash
 //! (the standard library's) over a 128-bit secret the endpoint takes from the OS when it is
 //! made, then the data. Checking one needs no state, so a flood of spoofed
-//! requests costs no memory; a value is good for [`super::Config::echo_lifetime`] and only
+//! requests costs no memory; a value is good for [`Config::echo_lifetime`](super::Config::echo_lifetime) and only
 //! from the address it was given to. Remotes that returned a good value (or answered a
 //! request of ours, which proves they receive what is sent to their address) are remembered
-//! as verified for [`super::Config::verified_lifetime`], at most
-//! [`super::Config::max_verified_remotes`] of them, the oldest forgotten first.
+//! as verified for [`Config::verified_lifetime`](super::Config::verified_lifetime), at most
+//! [`Config::max_verified_remotes`](super::Config::max_verified_remotes) of them, the oldest forgotten first.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hasher};

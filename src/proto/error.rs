@@ -1,6 +1,6 @@
-//! The protocol core's own errors: [`Error`] for calls into an [`super::Endpoint`] that cannot
+//! The protocol core's own errors: [`Error`] for calls into an [`Endpoint`](super::Endpoint) that cannot
 //! be carried out, [`Failure`] for requests that ended without a response. The async facade
-//! and the C ABI wrap them ([`crate::Error`] adds what only they can produce: URIs,
+//! and the C ABI wrap them ([`Error`](crate::Error) adds what only they can produce: URIs,
 //! name resolution, a stopped driver).
 
 use thiserror::Error;
@@ -57,7 +57,7 @@ pub enum Error {
     Oscore(#[from] crate::oscore::OscoreError),
 }
 
-/// Why a request of the core ended without a response ([`super::Event::Failed`]).
+/// Why a request of the core ended without a response ([`Event::Failed`](super::Event::Failed)).
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Failure {

@@ -3,7 +3,7 @@
 //!
 //! A registration is kept compactly (the resource's path shared between its observers, the
 //! request's options packed into one allocation), so that tens of thousands of clients can
-//! observe one resource within a memory budget ([`super::Config::observer_memory`]) instead of
+//! observe one resource within a memory budget ([`Config::observer_memory`](super::Config::observer_memory)) instead of
 //! a small count. Counts per resource are kept beside the map, so admitting an observer costs
 //! O(1) whatever the number of observers.
 

@@ -1,7 +1,7 @@
 //! The endpoint's random number generator: xoshiro256** seeded through SplitMix64.
 //!
 //! The protocol core never asks the OS for randomness; its one generator starts from the seed in
-//! [`super::Config`], so a run can be replayed exactly. Callers that face a network seed it from
+//! [`Config`](super::Config), so a run can be replayed exactly. Callers that face a network seed it from
 //! the OS (the async facade and the C ABI do).
 
 /// A small, fast, seedable generator (not cryptographic).

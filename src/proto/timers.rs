@@ -4,7 +4,7 @@
 //! received); each owner keeps the deadline it is waiting for, and a timer that fires for a
 //! deadline its owner no longer has is simply dropped. The calls that end work drop such stale
 //! timers from the top of the heap ([`Timers::pop_while`]), so that
-//! [`super::Endpoint::poll_timeout`] names a deadline still wanted and a request answered at
+//! [`Endpoint::poll_timeout`](super::Endpoint::poll_timeout) names a deadline still wanted and a request answered at
 //! once leaves no wake-up behind; deeper stale timers go when they reach the top.
 
 use std::cmp::Reverse;

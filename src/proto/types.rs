@@ -1,4 +1,4 @@
-//! What goes into and comes out of an [`super::Endpoint`] at the request/response level:
+//! What goes into and comes out of an [`Endpoint`](super::Endpoint) at the request/response level:
 //! [`Request`], [`Response`], [`Event`] and the IDs that name exchanges.
 
 use std::fmt;
@@ -9,13 +9,13 @@ use crate::message::{uri, Code, ContentFormat, MessageRef, OptionNumber, Options
 use crate::net::RecvMeta;
 use crate::proto::Failure;
 
-/// Names a request this endpoint sent, from [`super::Endpoint::request`] until its
+/// Names a request this endpoint sent, from [`Endpoint::request`](super::Endpoint::request) until its
 /// [`Event::Response`] or [`Event::Failed`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub(crate) u64);
 
 /// Names a request this endpoint received, from its [`Event::Request`] until
-/// [`super::Endpoint::respond`].
+/// [`Endpoint::respond`](super::Endpoint::respond).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IncomingId(pub(crate) u64);
 
@@ -48,11 +48,11 @@ pub struct Request {
     /// Whether the request is sent Confirmable (retransmitted until acknowledged) rather than
     /// Non-confirmable.
     pub confirmable: bool,
-    /// Gives up on the request (with [`super::Failure::Timeout`]) if no response has come
+    /// Gives up on the request (with [`Failure::Timeout`](super::Failure::Timeout)) if no response has come
     /// this long after it was made, whatever the message layer's own timeouts say.
     pub timeout: Option<Duration>,
     /// The length of this request's token, 0–8 bytes, instead of
-    /// [`super::Config::token_length`].
+    /// [`Config::token_length`](super::Config::token_length).
     pub token_length: Option<u8>,
     /// The OSCORE security context that protects the request and verifies its response
     /// (RFC 8613; feature `oscore`), if any. Every message of the request (each block, each
@@ -363,11 +363,11 @@ impl fmt::Display for Response {
     }
 }
 
-/// Something the application has to know about, from [`super::Endpoint::poll_event`].
+/// Something the application has to know about, from [`Endpoint::poll_event`](super::Endpoint::poll_event).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A request arrived; answer it with [`super::Endpoint::respond`].
+    /// A request arrived; answer it with [`Endpoint::respond`](super::Endpoint::respond).
     Request {
         /// Names the exchange for `respond`.
         id: IncomingId,
@@ -404,7 +404,7 @@ pub enum Event {
         response: Response,
     },
     /// A request to a multicast group has stopped collecting responses
-    /// ([`super::Config::multicast_timeout`] or its own timeout passed).
+    /// ([`Config::multicast_timeout`](super::Config::multicast_timeout) or its own timeout passed).
     GroupDone {
         /// The request.
         id: RequestId,

@@ -15,7 +15,7 @@ use super::ServerRequest;
 use crate::message::Code;
 use crate::proto::Response;
 
-/// The future [`super::Site::handle`] returns.
+/// The future [`Site::handle`](super::Site::handle) returns.
 pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
 
 /// A stored handler: called with the request and what to name it by if it panics (method
@@ -71,7 +71,7 @@ impl<R: IntoResponse, E: fmt::Display> IntoResponse for Result<R, E> {
 /// The handlers of one path, one per method, and the attributes that describe the resource
 /// in `/.well-known/core` ([RFC 6690 §3](https://www.rfc-editor.org/rfc/rfc6690#section-3)).
 ///
-/// A resource is built with chained calls and registered on a [`super::Site`]. A method
+/// A resource is built with chained calls and registered on a [`Site`](super::Site). A method
 /// without a handler is answered with `4.05 Method Not Allowed`. Cloning is cheap: the
 /// handlers are shared.
 ///
@@ -114,7 +114,7 @@ impl Resource {
     /// is turned into the response with [`IntoResponse`]. If the handler, its future or
     /// that conversion panics, the response is `5.00 Internal Server Error` with no
     /// payload, and the panic is logged; it never reaches the caller of
-    /// [`super::Site::handle`].
+    /// [`Site::handle`](super::Site::handle).
     pub fn method<F, Fut, R>(mut self, code: Code, handler: F) -> Self
     where
         F: Fn(ServerRequest) -> Fut + Send + Sync + 'static,
@@ -300,7 +300,7 @@ impl Resource {
     }
 
     /// Lists more paths in `/.well-known/core`, computed for every discovery request:
-    /// typically the children a [`super::Site::subtree`] resource has created, such as
+    /// typically the children a [`Site::subtree`](super::Site::subtree) resource has created, such as
     /// `/large-create/1`.
     ///
     /// A path that starts with `/` is taken as it is; any other is relative to the

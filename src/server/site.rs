@@ -190,7 +190,7 @@ impl Site {
     /// The future owns what it needs (`'static`) and is `Send`; the driver runs it next to
     /// other requests. Neither this call nor the future panics: a panicking or failing
     /// handler gives `5.00 Internal Server Error` (see [`Resource::method`] and
-    /// [`super::IntoResponse`]).
+    /// [`IntoResponse`](super::IntoResponse)).
     ///
     /// # Caveats
     ///

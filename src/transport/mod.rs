@@ -14,7 +14,7 @@
 //! | [`SimpleServer`] | Unix, Windows | yes | yes, one address | yes (bound there) | no |
 //!
 //! The default is udp6 on Linux and, elsewhere, simple6 for a client and simplesocketserver
-//! for a server, as in aiocoap ([`crate::TransportKind`] and `COAPIO_TRANSPORT` choose
+//! for a server, as in aiocoap ([`TransportKind`](crate::TransportKind) and `COAPIO_TRANSPORT` choose
 //! another). Only Linux runs the tests; the other platforms are type-checked (`.ci/xcheck`).
 //!
 //! This module and the C ABI are the only places with `unsafe` code.

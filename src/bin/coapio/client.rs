@@ -24,7 +24,7 @@ use futures::StreamExt;
 use coapio::message::uri::{Scheme, Uri};
 use coapio::message::{BlockValue, Code, MessageRef, OptionNumber, Options};
 use coapio::proto::{Config, Request, Response};
-use coapio::{Builder, Driver, Endpoint, Error};
+use coapio::{Builder, Driver, Endpoint, Error, Report};
 
 /// A response as the tool shows it.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ impl std::fmt::Display for Failure {
 }
 
 fn failure(uri: &str, e: &Error) -> Failure {
-    let text = format!("{uri}: {}", report(e));
+    let text = format!("{uri}: {}", Report(e));
     match e {
         Error::InvalidUri { .. } | Error::InvalidRequest(_) | Error::Unsupported(_) => {
             Failure::Usage(text)
@@ -83,19 +83,6 @@ fn failure(uri: &str, e: &Error) -> Failure {
         }
         _ => Failure::NoResponse(text),
     }
-}
-
-/// An error and its causes, one after the other (the library's errors leave the cause to
-/// `source()`).
-pub(crate) fn report(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// A request: method, options beyond the URI's, payload, message type and time limit.
@@ -230,7 +217,7 @@ impl Client {
         }
         let (ep, driver) = builder
             .build()
-            .map_err(|e| Failure::Local(format!("cannot open a socket: {}", report(&e))))?;
+            .map_err(|e| Failure::Local(format!("cannot open a socket: {}", Report(&e))))?;
         Ok(Self {
             ep,
             driver: Some(driver),
@@ -354,7 +341,7 @@ impl Client {
                 Either::Left((out, _)) => Ok(out),
                 Either::Right((io, _)) => Err(match io {
                     Ok(()) => Failure::Local("the endpoint stopped".into()),
-                    Err(e) => Failure::NoResponse(format!("socket error: {}", report(&e))),
+                    Err(e) => Failure::NoResponse(format!("socket error: {}", Report(&e))),
                 }),
             }
         })

@@ -343,7 +343,7 @@ enum Queued {
     },
 }
 
-/// Whether this endpoint (with [`crate::server::Site`] or the application) acts on the
+/// Whether this endpoint (with [`Site`](crate::server::Site) or the application) acts on the
 /// critical option `n` (RFC 7252 §5.4.1). The registry knows more critical options than are
 /// implemented: OSCORE (RFC 8613), Q-Block1/Q-Block2 (RFC 9177) and EDHOC are not, so a
 /// message that needs them is refused rather than served as if they were absent.
@@ -653,7 +653,7 @@ impl Endpoint {
     /// The next change in which remotes are in use: `(remote, true)` when a remote gets its
     /// first open request (an observation counts while it lasts), `(remote, false)` when its
     /// last one ends. Drivers pass these to transports that keep state per remote
-    /// ([`crate::transport::Transport::set_in_use`]), so that a quiet observation or a late
+    /// ([`Transport::set_in_use`](crate::transport::Transport::set_in_use)), so that a quiet observation or a late
     /// separate response still finds its socket.
     pub fn poll_remote_use(&mut self) -> Option<(SocketAddr, bool)> {
         self.remote_use.pop_first()

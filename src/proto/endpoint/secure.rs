@@ -82,7 +82,7 @@ impl Endpoint {
     /// option names its Recipient ID are verified with it and their answers protected.
     ///
     /// With `persist`, the context's sequence numbers are stored ahead of use (RFC 8613
-    /// Appendix B.1.1, every [`crate::oscore::ContextParams::persist_step`] numbers): the
+    /// Appendix B.1.1, every [`ContextParams::persist_step`](crate::oscore::ContextParams::persist_step) numbers): the
     /// hook gets the first number that may be used after a restart; until it succeeds,
     /// protecting beyond the last stored bound fails. The hook runs while the endpoint is
     /// being called (in the facade and the C ABI, under its lock): it must not call back

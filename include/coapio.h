@@ -758,10 +758,18 @@ typedef size_t (*coapio_psk_lookup_callback)(void *userdata,
 
 /*
  What a context has done since it was created, and what it holds now: counters that only
- grow (they wrap at 2^64), kept always at the cost of an addition each. Filled in by
- `coapio_context_counters`; a monitoring loop samples them and looks at the rates.
+ grow, kept always at the cost of an addition each. Filled in by `coapio_context_counters`;
+ a monitoring loop samples them and looks at the rates.
+
+ Set `size` to `sizeof(struct coapio_counters)` before the call: a later version of the
+ library with more counters then fills in only the ones this program knows, and an older
+ one says with `size` how many bytes it filled in.
  */
 typedef struct {
+  /*
+   In: the size of the caller's struct. Out: the bytes the library filled in.
+   */
+  uint64_t size;
   /*
    Datagrams received.
    */
@@ -1092,7 +1100,9 @@ coapio_result coapio_context_process(coapio_context *ctx);
 coapio_result coapio_context_local_port(const coapio_context *ctx, uint16_t *out);
 
 /*
- Writes the context's counters to `*out`. Callable from any thread and from callbacks.
+ Writes the context's counters to `*out`, whose `size` the caller has set to
+ `sizeof(struct coapio_counters)` (`COAPIO_RESULT_INVALID_ARGUMENT` when it is too small to
+ hold even `size`). Callable from any thread and from callbacks.
  */
 coapio_result coapio_context_counters(const coapio_context *ctx, coapio_counters *out);
 
@@ -1171,14 +1181,19 @@ coapio_result coapio_context_cancel(coapio_context *ctx, uint64_t id);
 
 /*
  Ends observation `id` and tells the server: its registration goes out again with Observe
- 1 (RFC 7641 §3.6, as libcoap's `coap_cancel_observe` does). The request's callback is
- called once more, with the server's answer (a response without Observe) or the failure
- to get one, and then never again. An observation the server has not confirmed yet is
- cancelled as by `coapio_context_cancel` (no more callbacks). `coapio_context_cancel`
- ends an observation here only: the server learns of it from the Reset to its next
- notification. Callable from callbacks: the answer comes later, in a callback of its own.
+ 1 (RFC 7641 §3.6, as libcoap's `coap_cancel_observe` does). `*told` (may be NULL) says
+ what follows:
+
+ - `true`: the request's callback is called once more — with the server's answer (a
+   response without Observe) or the failure to get one — and then never again;
+ - `false`: there was nobody to tell (the server had not confirmed the observation yet,
+   or it was not an observation): it is cancelled as by `coapio_context_cancel`, and no
+   callback comes.
+
+ `coapio_context_cancel` ends an observation here only: the server learns of it from the
+ Reset to its next notification. Callable from callbacks.
  */
-coapio_result coapio_context_cancel_observation(coapio_context *ctx, uint64_t id);
+coapio_result coapio_context_cancel_observation(coapio_context *ctx, uint64_t id, bool *told);
 
 /*
  Sends `request` (consumed, also on error) and runs the context until its response comes

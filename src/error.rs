@@ -158,9 +158,19 @@ impl Error {
     }
 }
 
+/// An `io::Error` that carries a coapio `Error` (made by the conversion below) gives it
+/// back; any other is [`Error::Io`].
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
-        Self::Io(e)
+        if !e.get_ref().is_some_and(|inner| inner.is::<Self>()) {
+            return Self::Io(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<Self>()) {
+            Some(Ok(inner)) => *inner,
+            Some(Err(other)) => Self::Io(io::Error::new(kind, other)),
+            None => Self::Io(kind.into()),
+        }
     }
 }
 
@@ -180,6 +190,8 @@ impl From<Error> for io::Error {
                 kind: TransportErrorKind::PortUnreachable,
                 ..
             } => io::ErrorKind::ConnectionRefused,
+            Error::Reset { .. } => io::ErrorKind::ConnectionReset,
+            Error::Stopped => io::ErrorKind::ConnectionAborted,
             _ => io::ErrorKind::Other,
         };
         Self::new(kind, e)
@@ -274,5 +286,11 @@ mod tests {
         };
         assert_eq!(e.to_string(), "cannot bind [::1]:5683");
         assert_eq!(io::Error::from(e).kind(), io::ErrorKind::AddrInUse);
+
+        // Through io::Error and back: the same error, not an I/O failure.
+        let timeout = Error::of_failure(Failure::Timeout, remote, Duration::from_secs(1));
+        let back = Error::from(io::Error::from(timeout));
+        assert!(back.is_timeout(), "{back:?}");
+        assert!(matches!(Error::from(io::Error::other("x")), Error::Io(_)));
     }
 }

@@ -208,6 +208,21 @@ fn options_in_order_names_and_length_checks() {
         coapio_context_counters(client, null_mut()),
         COAPIO_RESULT_NULL_PARAMETER
     );
+    assert_eq!(c.size, size_of::<coapio_counters>() as u64);
+    // A caller's older, smaller struct gets only what it has room for; a size too small for
+    // even `size` is refused.
+    let mut old = [u64::MAX; 3];
+    old[0] = 16;
+    ok(coapio_context_counters(client, old.as_mut_ptr().cast()));
+    assert_eq!(old, [16, c.datagrams_received, u64::MAX]);
+    let mut none = coapio_counters {
+        size: 4,
+        ..Default::default()
+    };
+    assert_eq!(
+        coapio_context_counters(client, &mut none),
+        COAPIO_RESULT_INVALID_ARGUMENT
+    );
 
     // The request's options as the handler saw them, in number order.
     let (options, format) = SEEN.lock().unwrap().take().expect("the handler ran");
@@ -419,7 +434,9 @@ fn cancelling_an_observation_from_c_tells_the_server() {
     ));
     run_until_observed(client, 1);
     assert_eq!(server.ep.stats().observers, 1);
-    ok(coapio_context_cancel_observation(client, id));
+    let mut told = false;
+    ok(coapio_context_cancel_observation(client, id, &mut told));
+    assert!(told, "the server confirmed the observation: it is told");
     run_until_observed(client, 2);
     let calls = OBSERVED.lock().unwrap().clone();
     assert_eq!(
@@ -435,7 +452,7 @@ fn cancelling_an_observation_from_c_tells_the_server() {
         "the server forgot the observer"
     );
     assert_eq!(
-        coapio_context_cancel_observation(client, id),
+        coapio_context_cancel_observation(client, id, null_mut()),
         COAPIO_RESULT_NOT_FOUND
     );
     coapio_context_free(client);

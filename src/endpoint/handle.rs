@@ -54,7 +54,6 @@ impl fmt::Debug for Endpoint {
 /// it, and a strong handle there would make a cycle.
 pub(crate) struct EndpointRef {
     shared: Weak<Shared>,
-    handle: Weak<HandleToken>,
     local: Option<SocketAddr>,
     #[cfg(feature = "dtls")]
     secure: Option<crate::dtls::SecureRemotes>,
@@ -63,18 +62,14 @@ pub(crate) struct EndpointRef {
 }
 
 impl EndpointRef {
-    /// The endpoint, while it exists.
+    /// The endpoint, while it exists. Its handle token is its own: the driver does not
+    /// count handles that handlers hold, so that an application that drops its handles and
+    /// the driver ends the endpoint even while a handler keeps one (see `Driver`'s drop).
     pub(crate) fn upgrade(&self) -> Option<Endpoint> {
         let shared = self.shared.upgrade()?;
-        // Every handle the application had may be gone while the server still runs: a
-        // token of its own then (the driver of a server does not count them).
-        let handle = self
-            .handle
-            .upgrade()
-            .unwrap_or_else(|| Arc::new(HandleToken(self.shared.clone())));
         Some(Endpoint {
             shared,
-            _handle: handle,
+            _handle: Arc::new(HandleToken(self.shared.clone())),
             local: self.local,
             #[cfg(feature = "dtls")]
             secure: self.secure.clone(),
@@ -97,7 +92,6 @@ impl Endpoint {
     pub(super) fn downgrade(&self) -> EndpointRef {
         EndpointRef {
             shared: Arc::downgrade(&self.shared),
-            handle: Arc::downgrade(&self._handle),
             local: self.local,
             #[cfg(feature = "dtls")]
             secure: self.secure.clone(),
@@ -159,8 +153,9 @@ impl Endpoint {
     /// [`Error::InvalidRequest`] (use [`send`](Self::send) to set them yourself).
     ///
     /// Nothing happens until the future is first polled. A host name is then resolved on a
-    /// thread of the `blocking` pool, never on the executor's thread; IP literals need no
-    /// resolution. A request to a URI that matches the pattern of an OSCORE context
+    /// thread of the `blocking` pool, never on the executor's thread (each request
+    /// resolves anew: the system's resolver, or nscd/systemd-resolved, caches); IP literals
+    /// need no resolution. A request to a URI that matches the pattern of an OSCORE context
     /// ([`Builder::oscore`]) is protected with it, unless it names a context itself. The
     /// endpoint's [`Builder::request_timeout`] applies unless the request has its own.
     ///
@@ -219,16 +214,18 @@ impl Endpoint {
         kind: Kind,
     ) -> Result<(RequestId, SocketAddr), Error> {
         let group = remote.ip().is_multicast();
-        let named = uri.map_or_else(|| remote.to_string(), |(text, _)| text.to_owned());
+        let named = || uri.map_or_else(|| remote.to_string(), |(text, _)| text.to_owned());
         match kind {
             Kind::Observe if group => {
                 return Err(Error::InvalidRequest(format!(
-                    "{named}: a multicast group cannot be observed; ask it with multicast()"
+                    "{}: a multicast group cannot be observed; ask it with multicast()",
+                    named()
                 )))
             }
             Kind::Group if !group => {
                 return Err(Error::InvalidRequest(format!(
-                    "{named}: not a multicast group; ask a single server with request()"
+                    "{}: not a multicast group; ask a single server with request()",
+                    named()
                 )))
             }
             _ => {}
@@ -260,11 +257,12 @@ impl Endpoint {
         if st.stopped {
             return Err(Error::Stopped);
         }
+        let now = Instant::now();
         let id = st
             .ep
-            .request(Instant::now(), remote, request)
+            .request(now, remote, request)
             .map_err(Error::Refused)?;
-        st.slots.insert(id, Slot::new(remote));
+        st.slots.insert(id, Slot::new(remote, now));
         st.wake_engine();
         Ok((id, remote))
     }

@@ -114,8 +114,9 @@ impl RequestBuilder {
         self.with(|r| r.options.set_uint(OptionNumber::ACCEPT, format.0.into()))
     }
 
-    /// Sends and receives the body in blocks of at most `size` bytes (16 to 1024, a power
-    /// of two; RFC 7959), instead of the configured size.
+    /// Asks for the response's body in blocks of at most `size` bytes (16 to 1024, a power
+    /// of two; a Block2 option in the request, RFC 7959 §2.4), instead of the server's
+    /// choice. Uploads use `Config::block_size`.
     pub fn block_size(self, size: usize) -> Self {
         let szx = crate::message::BlockValue::szx_for_size(size);
         self.with(|r| r.options.set_uint(OptionNumber::BLOCK2, u32::from(szx)))

@@ -9,9 +9,10 @@
 //! another thread — without deadlock.
 //!
 //! The I/O side ([`Engine`]: the transport, the timer, the handlers' futures) is behind the
-//! *drive lock*, which is only ever taken with `try_lock`: whoever gets it (the [`Driver`],
-//! or a waiting future when no driver runs) does one bounded step of work; whoever does not
-//! get it returns `Pending` and is woken through its slot.
+//! *drive lock*, which is taken with `try_lock` (but to set the engine up, and to close it
+//! when neither a driver nor a handle is left): whoever gets it (the [`Driver`], or a
+//! waiting future when no driver runs) does one bounded step of work; whoever does not get
+//! it returns `Pending` and is woken through its slot.
 //!
 //! [`Driver`]: super::Driver
 
@@ -107,11 +108,11 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    /// The slot of a request sent to `remote` now.
-    pub(super) fn new(remote: SocketAddr) -> Self {
+    /// The slot of a request sent to `remote` at `sent`.
+    pub(super) fn new(remote: SocketAddr, sent: Instant) -> Self {
         Self {
             remote,
-            sent: Instant::now(),
+            sent,
             waker: None,
             result: None,
             notifications: VecDeque::new(),
@@ -150,13 +151,15 @@ impl Shared {
         Locked(Some(crate::step::lock(&self.state)))
     }
 
-    /// Runs one bounded step of the engine unless someone else is running it right now;
-    /// returns `None` then.
-    /// The engine, for setting it up (a step holds this lock while it runs).
+    /// The engine, waiting for a step in progress to end: only for setting it up and for
+    /// closing it when nobody can drive it any more (never under the state lock, never
+    /// from inside a step).
     pub(super) fn engine(&self) -> MutexGuard<'_, Engine> {
         crate::step::lock(&self.engine)
     }
 
+    /// Runs one bounded step of the engine unless someone else is running it right now;
+    /// returns `None` then.
     pub(super) fn try_drive(&self) -> Option<super::driver::Step> {
         let take = || match self.engine.try_lock() {
             Ok(e) => Some(e),
@@ -340,7 +343,7 @@ mod tests {
             wakes: Vec::new(),
         };
         st.slots
-            .insert(id, Slot::new("[::1]:5683".parse().unwrap()));
+            .insert(id, Slot::new("[::1]:5683".parse().unwrap(), Instant::now()));
         st
     }
 

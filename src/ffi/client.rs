@@ -343,16 +343,22 @@ pub extern "C" fn coapio_context_cancel(ctx: *mut coapio_context, id: u64) -> co
 }
 
 /// Ends observation `id` and tells the server: its registration goes out again with Observe
-/// 1 (RFC 7641 §3.6, as libcoap's `coap_cancel_observe` does). The request's callback is
-/// called once more, with the server's answer (a response without Observe) or the failure
-/// to get one, and then never again. An observation the server has not confirmed yet is
-/// cancelled as by `coapio_context_cancel` (no more callbacks). `coapio_context_cancel`
-/// ends an observation here only: the server learns of it from the Reset to its next
-/// notification. Callable from callbacks: the answer comes later, in a callback of its own.
+/// 1 (RFC 7641 §3.6, as libcoap's `coap_cancel_observe` does). `*told` (may be NULL) says
+/// what follows:
+///
+/// - `true`: the request's callback is called once more — with the server's answer (a
+///   response without Observe) or the failure to get one — and then never again;
+/// - `false`: there was nobody to tell (the server had not confirmed the observation yet,
+///   or it was not an observation): it is cancelled as by `coapio_context_cancel`, and no
+///   callback comes.
+///
+/// `coapio_context_cancel` ends an observation here only: the server learns of it from the
+/// Reset to its next notification. Callable from callbacks.
 #[no_mangle]
 pub extern "C" fn coapio_context_cancel_observation(
     ctx: *mut coapio_context,
     id: u64,
+    told: *mut bool,
 ) -> coapio_result {
     guard(|| {
         let inner = match ctx_arg(ctx) {
@@ -364,13 +370,20 @@ pub extern "C" fn coapio_context_cancel_observation(
         if !core.is_open(id) {
             return fail(COAPIO_RESULT_NOT_FOUND, "no open request has this ID");
         }
-        match core.ep.cancel_observation(Instant::now(), id) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => {
+        let callback_comes = match core.ep.cancel_observation(Instant::now(), id) {
+            Ok(true) => true,
+            Ok(false) => {
                 core.close_request(id);
+                false
             }
-        }
+            // The request ended already: its last event is on its way to the callback.
+            Err(_) => true,
+        };
         inner.after_call(&mut core);
+        if !told.is_null() {
+            // SAFETY: told is non-NULL and writable (caller's contract).
+            unsafe { *told = callback_comes };
+        }
         COAPIO_RESULT_OK
     })
 }
@@ -421,7 +434,8 @@ pub extern "C" fn coapio_request_sync(
                 Err(e) => return fail(COAPIO_RESULT_REFUSED, e.to_string()),
             }
         };
-        let limit = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+        let sent = Instant::now();
+        let limit = sent + Duration::from_millis(u64::from(timeout_ms));
         if let Err(e) = inner.run_until(Some(limit), false, || lock(&slot).is_some()) {
             return e;
         }
@@ -438,9 +452,10 @@ pub extern "C" fn coapio_request_sync(
                 core.close_request(id);
                 core.ep.cancel(Instant::now(), id);
                 inner.after_call(&mut core);
-                fail(
+                super::base::fail_request(
                     COAPIO_RESULT_TIMEOUT,
-                    format!("no response within {timeout_ms} ms"),
+                    format!("no response from {} within {timeout_ms} ms", request.remote),
+                    Some((request.remote, sent.elapsed())),
                 )
             }
         }

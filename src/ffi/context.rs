@@ -966,11 +966,17 @@ pub extern "C" fn coapio_context_local_port(
 }
 
 /// What a context has done since it was created, and what it holds now: counters that only
-/// grow (they wrap at 2^64), kept always at the cost of an addition each. Filled in by
-/// `coapio_context_counters`; a monitoring loop samples them and looks at the rates.
+/// grow, kept always at the cost of an addition each. Filled in by `coapio_context_counters`;
+/// a monitoring loop samples them and looks at the rates.
+///
+/// Set `size` to `sizeof(struct coapio_counters)` before the call: a later version of the
+/// library with more counters then fills in only the ones this program knows, and an older
+/// one says with `size` how many bytes it filled in.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct coapio_counters {
+    /// In: the size of the caller's struct. Out: the bytes the library filled in.
+    pub size: u64,
     /// Datagrams received.
     pub datagrams_received: u64,
     /// Bytes of the datagrams received.
@@ -1006,7 +1012,34 @@ pub struct coapio_counters {
     pub open_requests: u64,
 }
 
-/// Writes the context's counters to `*out`. Callable from any thread and from callbacks.
+/// All zero, with `size` set to this struct's size (for Rust callers).
+impl Default for coapio_counters {
+    fn default() -> Self {
+        Self {
+            size: size_of::<Self>() as u64,
+            datagrams_received: 0,
+            bytes_received: 0,
+            datagrams_sent: 0,
+            bytes_sent: 0,
+            requests_sent: 0,
+            responses_received: 0,
+            requests_received: 0,
+            responses_sent: 0,
+            notifications_sent: 0,
+            retransmissions: 0,
+            timeouts: 0,
+            duplicates: 0,
+            malformed: 0,
+            no_room: 0,
+            observers: 0,
+            open_requests: 0,
+        }
+    }
+}
+
+/// Writes the context's counters to `*out`, whose `size` the caller has set to
+/// `sizeof(struct coapio_counters)` (`COAPIO_RESULT_INVALID_ARGUMENT` when it is too small to
+/// hold even `size`). Callable from any thread and from callbacks.
 #[no_mangle]
 pub extern "C" fn coapio_context_counters(
     ctx: *const coapio_context,
@@ -1020,11 +1053,22 @@ pub extern "C" fn coapio_context_counters(
         if out.is_null() {
             return fail(COAPIO_RESULT_NULL_PARAMETER, "out is NULL");
         }
+        // SAFETY: out is non-NULL and points to a struct whose size the caller set.
+        let room = unsafe { std::ptr::addr_of!((*out).size).read_unaligned() };
+        let room = usize::try_from(room).unwrap_or(usize::MAX);
+        if room < size_of::<u64>() {
+            return fail(
+                COAPIO_RESULT_INVALID_ARGUMENT,
+                "set out->size to sizeof(struct coapio_counters)",
+            );
+        }
         let (n, stats) = {
             let core = lock(&inner.core);
             (core.ep.counters(), core.ep.stats())
         };
+        let written = room.min(size_of::<coapio_counters>());
         let counters = coapio_counters {
+            size: written as u64,
             datagrams_received: n.datagrams_received,
             bytes_received: n.bytes_received,
             datagrams_sent: n.datagrams_sent,
@@ -1042,8 +1086,15 @@ pub extern "C" fn coapio_context_counters(
             observers: stats.observers as u64,
             open_requests: stats.open_requests as u64,
         };
-        // SAFETY: out is non-NULL and writable (caller's contract).
-        unsafe { *out = counters };
+        // SAFETY: out holds `room` writable bytes (caller's contract) and `written` is at most
+        // that; the struct is all u64, so it has no padding and every byte copied is set.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                std::ptr::addr_of!(counters).cast::<u8>(),
+                out.cast::<u8>(),
+                written,
+            );
+        }
         COAPIO_RESULT_OK
     })
 }

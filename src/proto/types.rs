@@ -251,8 +251,9 @@ impl PartialEq for Response {
 impl Eq for Response {}
 
 /// How a received response arrived: from which address, in which message. For a response
-/// put together from blocks (RFC 7959), the message of its last block; for one protected
-/// with OSCORE, the outer message.
+/// put together from blocks (RFC 7959), the message of its last block (each block is an
+/// exchange of its own, with a token of its own; a notification's later blocks come in
+/// ACKs); for one protected with OSCORE, the outer message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Received {
@@ -262,7 +263,7 @@ pub struct Received {
     /// The message type: ACK for a piggybacked response, CON or NON for a separate one or a
     /// notification.
     pub ty: Type,
-    /// The token, the one this endpoint chose for the request.
+    /// The token of the message (the one this endpoint chose for the exchange it answers).
     pub token: Token,
     /// The message ID of the message.
     pub message_id: u16,

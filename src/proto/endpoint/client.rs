@@ -124,6 +124,18 @@ impl Endpoint {
         remote: SocketAddr,
         request: Request,
     ) -> Result<RequestId, Error> {
+        self.start_wire_with(now, remote, request, None)
+    }
+
+    /// As [`start_wire`](Self::start_wire), with `token` if it is free (a deregistration
+    /// repeated with an Echo value must keep its observation's token, RFC 7641 §3.6).
+    fn start_wire_with(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        request: Request,
+        token: Option<Token>,
+    ) -> Result<RequestId, Error> {
         let nstart = self.config.nstart;
         let max_queued = self.config.max_queued_per_remote;
         if let Some(p) = self.peers.get(&remote) {
@@ -134,7 +146,10 @@ impl Endpoint {
         let token_length = request
             .token_length
             .map_or(self.config.token_length, |l| usize::from(l).min(8));
-        let token = self.new_token(remote, token_length)?;
+        let token = match token.filter(|t| !self.by_token.contains_key(&(remote, *t))) {
+            Some(token) => token,
+            None => self.new_token(remote, token_length)?,
+        };
         let id = RequestId(self.next_id);
         self.next_id += 1;
         // A timeout too large to add to `now` is no timeout.
@@ -438,7 +453,7 @@ impl Endpoint {
         transfer: Option<ClientTransfer>,
         response: Response,
     ) {
-        let (remote, request, overall) = (req.remote, req.request, req.overall);
+        let (remote, request, overall, token) = (req.remote, req.request, req.overall, req.token);
         // A server that wants proof of our address or of the request's freshness answers
         // 4.01 with an Echo value; the request goes again with it, once (RFC 9175 §2.3).
         let echo = (response.code == Code::UNAUTHORIZED
@@ -458,7 +473,9 @@ impl Endpoint {
             let mut again = request;
             again.options.set(OptionNumber::ECHO, echo);
             again.timeout = overall.map(|o| o - now);
-            self.continue_call(now, user, remote, again, transfer);
+            let deregistration = again.options.get_uint(OptionNumber::OBSERVE) == Some(1);
+            let keep = deregistration.then_some(token);
+            self.continue_call(now, user, remote, again, transfer, keep);
             return;
         }
         let transfer = match transfer {
@@ -500,7 +517,7 @@ impl Endpoint {
             Step::Send(mut next) => {
                 next.timeout = overall.map(|o| o - now);
                 let remote = transfer.remote;
-                self.continue_call(now, user, remote, next, Some(transfer));
+                self.continue_call(now, user, remote, next, Some(transfer), None);
             }
             Step::Done(Ok(response)) => self
                 .events
@@ -703,7 +720,7 @@ impl Endpoint {
             .and_then(|c| c.transfer.take());
         self.finish_request(now, id, None);
         if let Some(r) = self
-            .continue_call(now, user, remote, request, transfer)
+            .continue_call(now, user, remote, request, transfer, None)
             .and_then(|wire| self.requests.get_mut(&wire))
         {
             r.security = security;
@@ -741,8 +758,9 @@ impl Endpoint {
         remote: SocketAddr,
         request: Request,
         transfer: Option<ClientTransfer>,
+        token: Option<Token>,
     ) -> Option<RequestId> {
-        match self.start_wire(now, remote, request) {
+        match self.start_wire_with(now, remote, request, token) {
             Ok(wire) => {
                 trace!("coapio: request {user:?} continues as {wire:?}");
                 if let Some(r) = self.requests.get_mut(&wire) {

@@ -688,8 +688,9 @@ impl Endpoint {
         Some(event)
     }
 
-    /// What the endpoint has done since it was made: counters that only grow (they wrap
-    /// at 2^64), kept always, at the cost of an addition each.
+    /// What the endpoint has done since it was made: counters that only grow (64 bits: a
+    /// million a second for half a million years), kept always, at the cost of an addition
+    /// each.
     pub fn counters(&self) -> Counters {
         Counters {
             no_room: self.counters.no_room + self.dedup.refused(),

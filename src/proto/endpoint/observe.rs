@@ -183,11 +183,11 @@ impl Endpoint {
     /// [`Event::Failed`]); notifications still in flight meanwhile are acknowledged and
     /// dropped.
     ///
-    /// Returns `Ok(true)` when the deregistration went out (or is queued). An observation
-    /// the server has not confirmed yet, or a request that is not an observation, is
-    /// cancelled as by [`cancel`](Self::cancel) instead (`Ok(false)`: no event comes for
-    /// it; a late notification is answered with a Reset, which ends it at the server, RFC
-    /// 7641 §3.6).
+    /// Returns `Ok(true)` when the deregistration went out (or is queued, or was asked for
+    /// already). An observation the server has not confirmed yet, one that a Block1 upload
+    /// turned into, or a request that is not an observation, is cancelled as by
+    /// [`cancel`](Self::cancel) instead (`Ok(false)`: no event comes for it; a late
+    /// notification is answered with a Reset, which ends it at the server, RFC 7641 §3.6).
     ///
     /// # Errors
     ///
@@ -197,9 +197,18 @@ impl Endpoint {
         let Some(req) = self.requests.get(&wire).filter(|r| r.caller == id) else {
             return Err(Error::UnknownRequest);
         };
+        let observe = req.request.options.get_uint(OptionNumber::OBSERVE);
+        if observe == Some(1) {
+            // Asked already: the deregistration in flight ends it.
+            return Ok(true);
+        }
+        // An observation a Block1 upload turned into (a large FETCH) would need the upload
+        // again, not its last block: it ends here, and the server learns of it from the
+        // Reset to its next notification.
         let established = req.state == ReqState::Observing
             && req.fetch.is_none()
-            && req.request.options.get_uint(OptionNumber::OBSERVE) == Some(0);
+            && observe == Some(0)
+            && !req.request.options.contains(OptionNumber::BLOCK1);
         if !established {
             self.cancel(now, id);
             return Ok(false);
@@ -215,8 +224,11 @@ impl Endpoint {
         let Some(req) = self.requests.get_mut(&wire) else {
             return Err(Error::UnknownRequest);
         };
+        // All options as in the registration, but ETags (RFC 7641 §3.6) and an Echo value
+        // of an earlier exchange (RFC 9175 §2.3: it would be stale).
         req.request.options.set_uint(OptionNumber::OBSERVE, 1);
         req.request.options.remove(OptionNumber::ETAG);
+        req.request.options.remove(OptionNumber::ECHO);
         debug!("coapio: observation {id:?} deregisters (Observe 1)");
         // As a re-registration goes out, with the deadline of a request of its own.
         self.reregister(now, wire);
@@ -515,6 +527,7 @@ impl Endpoint {
         } else {
             FreshKind::Confirmable(Owner::Response)
         };
+        self.counters.notifications_sent += 1;
         self.send_fresh(
             now,
             Fresh {

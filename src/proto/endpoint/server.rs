@@ -103,7 +103,6 @@ impl Endpoint {
         };
         if ex.notification {
             if let Some(ex) = self.incoming.remove(&id) {
-                self.counters.notifications_sent += 1;
                 self.send_notification(now, ex, response);
             }
             return Ok(());

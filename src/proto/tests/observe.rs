@@ -477,6 +477,8 @@ fn cancel_observation_end_to_end_removes_the_observer() {
     assert_eq!(sim.nodes[s].ep.stats().observers, 1);
     let now = sim.now;
     assert_eq!(sim.nodes[c].ep.cancel_observation(now, id), Ok(true));
+    // Asked twice: the deregistration in flight goes on.
+    assert_eq!(sim.nodes[c].ep.cancel_observation(now, id), Ok(true));
     sim.run(Duration::from_secs(2));
     assert_eq!(sim.nodes[s].ep.stats().observers, 0);
     assert_eq!(sim.nodes[c].ep.stats().open_requests, 0);
@@ -484,4 +486,43 @@ fn cancel_observation_end_to_end_removes_the_observer() {
         &sim.nodes[c].outcomes[&id][..],
         [super::sim::Outcome::Response(_, r)] if !r.options.contains(OptionNumber::OBSERVE)
     ));
+}
+
+#[test]
+fn a_deregistration_asked_for_an_echo_keeps_its_token() {
+    let mut sim = Sim::new(94, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let server = addr(99);
+    let now = sim.now;
+    let id = sim.nodes[c]
+        .ep
+        .request(now, server, Request::get("/clock").observe())
+        .unwrap();
+    sim.run(Duration::from_millis(1));
+    let reg = Message::decode(&sim.tap[0].bytes).unwrap();
+    let ca = sim.nodes[c].addr;
+    let ack = notification(Type::Ack, reg.message_id, reg.token, Some(5), "t5");
+    sim.inject(server, ca, ack);
+    sim.run(Duration::from_secs(1));
+    let now = sim.now;
+    assert_eq!(sim.nodes[c].ep.cancel_observation(now, id), Ok(true));
+    sim.run(Duration::from_secs(2));
+    let dereg = sim.sent_to(c, server).last().cloned().unwrap();
+    // The server wants proof of the address first: 4.01 with an Echo value.
+    let mut challenge = Message::new(Type::Ack, Code::UNAUTHORIZED, dereg.message_id);
+    challenge.token = dereg.token;
+    challenge.options.push(OptionNumber::ECHO, [1, 2, 3, 4]);
+    sim.inject(server, ca, challenge.to_bytes().unwrap());
+    sim.run(Duration::from_secs(3));
+    let again = sim.sent_to(c, server).last().cloned().unwrap();
+    assert_ne!(again.message_id, dereg.message_id);
+    assert_eq!(
+        again.token, reg.token,
+        "the observation's token, so the server finds it"
+    );
+    assert_eq!(again.options.get_uint(OptionNumber::OBSERVE), Some(1));
+    assert_eq!(
+        again.options.get(OptionNumber::ECHO),
+        Some(&[1, 2, 3, 4][..])
+    );
 }

@@ -761,7 +761,7 @@ typedef size_t (*coapio_psk_lookup_callback)(void *userdata,
  grow, kept always at the cost of an addition each. Filled in by `coapio_context_counters`;
  a monitoring loop samples them and looks at the rates.
 
- Set `size` to `sizeof(struct coapio_counters)` before the call: a later version of the
+ Set `size` to `sizeof(coapio_counters)` before the call: a later version of the
  library with more counters then fills in only the ones this program knows, and an older
  one says with `size` how many bytes it filled in.
  */
@@ -1101,7 +1101,7 @@ coapio_result coapio_context_local_port(const coapio_context *ctx, uint16_t *out
 
 /*
  Writes the context's counters to `*out`, whose `size` the caller has set to
- `sizeof(struct coapio_counters)` (`COAPIO_RESULT_INVALID_ARGUMENT` when it is too small to
+ `sizeof(coapio_counters)` (`COAPIO_RESULT_INVALID_ARGUMENT` when it is too small to
  hold even `size`). Callable from any thread and from callbacks.
  */
 coapio_result coapio_context_counters(const coapio_context *ctx, coapio_counters *out);

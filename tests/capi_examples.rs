@@ -641,6 +641,8 @@ fn loops(f: Flavor, built: &Built) {
         "notification 0: Observe 2, counter 0",
         "notification 1: Observe 3, counter ",
         "notification 4: Observe 6, counter ",
+        "deregistered: the server answered Content without Observe",
+        "the server has 0 observers now",
         "done: 4 notifications after the first response",
     ]);
     // DTLS (coaps://, a pre-shared key): a server and a client context in one program.

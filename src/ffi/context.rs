@@ -969,7 +969,7 @@ pub extern "C" fn coapio_context_local_port(
 /// grow, kept always at the cost of an addition each. Filled in by `coapio_context_counters`;
 /// a monitoring loop samples them and looks at the rates.
 ///
-/// Set `size` to `sizeof(struct coapio_counters)` before the call: a later version of the
+/// Set `size` to `sizeof(coapio_counters)` before the call: a later version of the
 /// library with more counters then fills in only the ones this program knows, and an older
 /// one says with `size` how many bytes it filled in.
 #[repr(C)]
@@ -1038,7 +1038,7 @@ impl Default for coapio_counters {
 }
 
 /// Writes the context's counters to `*out`, whose `size` the caller has set to
-/// `sizeof(struct coapio_counters)` (`COAPIO_RESULT_INVALID_ARGUMENT` when it is too small to
+/// `sizeof(coapio_counters)` (`COAPIO_RESULT_INVALID_ARGUMENT` when it is too small to
 /// hold even `size`). Callable from any thread and from callbacks.
 #[no_mangle]
 pub extern "C" fn coapio_context_counters(
@@ -1059,7 +1059,7 @@ pub extern "C" fn coapio_context_counters(
         if room < size_of::<u64>() {
             return fail(
                 COAPIO_RESULT_INVALID_ARGUMENT,
-                "set out->size to sizeof(struct coapio_counters)",
+                "set out->size to sizeof(coapio_counters)",
             );
         }
         let (n, stats) = {

@@ -193,8 +193,16 @@ fn looks_like_text(b: &[u8]) -> bool {
     })
 }
 
+/// Payloads larger than this are not parsed for rendering (JSON, CBOR, link format): they
+/// are shown as text or as a hex dump, so that a hostile payload cannot make a rendering
+/// that takes much memory.
+const RENDER_MAX: usize = 64 << 10;
+/// A hex dump shows at most this many bytes.
+const DUMP_MAX: usize = 1 << 20;
+
 /// A payload rendered for a person. A payload that does not parse as its Content-Format
-/// says is shown as text (or a hex dump), with a note.
+/// says is shown as text (or a hex dump), with a note. The rendering is bounded: payloads
+/// over 64 KiB are not parsed, and what a rendering makes is cut at 1 MiB.
 pub(crate) fn render(format: Option<ContentFormat>, payload: &[u8], tty: bool) -> String {
     let fallback = |why: &str| {
         let body = if looks_like_text(payload) {
@@ -204,9 +212,18 @@ pub(crate) fn render(format: Option<ContentFormat>, payload: &[u8], tty: bool) -
         };
         format!("{body}\n({why})")
     };
-    match kind(format, payload) {
+    let kind = kind(format, payload);
+    if payload.len() > RENDER_MAX
+        && matches!(kind, Kind::Json | Kind::Cbor | Kind::CborSeq | Kind::Link)
+    {
+        return fallback(&format!(
+            "{} bytes: too large to render; shown as it came",
+            payload.len()
+        ));
+    }
+    match kind {
         Kind::Json => match serde_json::from_slice::<serde_json::Value>(payload) {
-            Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
+            Ok(v) => printable(&pretty_json(&v), tty),
             Err(e) => fallback(&format!("not valid JSON: {e}")),
         },
         Kind::Cbor => match crate::cbor::diagnostic(payload, false) {
@@ -222,6 +239,34 @@ pub(crate) fn render(format: Option<ContentFormat>, payload: &[u8], tty: bool) -
         Kind::Binary if tty || !looks_like_text(payload) => hex_dump(payload),
         Kind::Binary => String::from_utf8_lossy(payload).into_owned(),
     }
+}
+
+/// A JSON value pretty-printed, cut at [`crate::cbor::MAX_OUTPUT`] bytes (deeply nested
+/// arrays indent every element).
+fn pretty_json(v: &serde_json::Value) -> String {
+    /// Takes bytes until it is full, then fails.
+    struct Limited(Vec<u8>);
+    impl Write for Limited {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let room = crate::cbor::MAX_OUTPUT.saturating_sub(self.0.len());
+            if room == 0 {
+                return Err(io::Error::other("full"));
+            }
+            let n = b.len().min(room);
+            self.0.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Limited(Vec::new());
+    let complete = serde_json::to_writer_pretty(&mut out, v).is_ok();
+    let mut text = String::from_utf8_lossy(&out.0).into_owned();
+    if !complete {
+        text.push_str("\n… (cut: the rest is not shown; --raw or -o FILE gives it all)");
+    }
+    text
 }
 
 /// Text for a terminal: line ends as newlines, other control characters than newline and
@@ -270,7 +315,9 @@ pub(crate) fn links(doc: &str) -> Vec<String> {
 }
 
 /// A hex dump as `xxd` writes it: offset, 16 bytes in hex, and the printable ones.
-pub(crate) fn hex_dump(b: &[u8]) -> String {
+/// At most [`DUMP_MAX`] bytes are shown, then a note says how many were left out.
+pub(crate) fn hex_dump(all: &[u8]) -> String {
+    let b = &all[..all.len().min(DUMP_MAX)];
     let mut s = String::new();
     for (i, chunk) in b.chunks(16).enumerate() {
         s.push_str(&format!("{:08x}: ", i * 16));
@@ -292,6 +339,12 @@ pub(crate) fn hex_dump(b: &[u8]) -> String {
             }
         }));
         s.push('\n');
+    }
+    if all.len() > b.len() {
+        s.push_str(&format!(
+            "… ({} more bytes; --raw or -o FILE gives them all)\n",
+            all.len() - b.len()
+        ));
     }
     s
 }
@@ -388,5 +441,42 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(&[0xff, 0xfe, 0xfd, 0xfc]), "//79/A==");
+    }
+
+    #[test]
+    fn json_reaches_a_terminal_printable() {
+        // U+009B (CSI) and DEL are not escaped by JSON.
+        let s = render(
+            Some(ContentFormat::JSON),
+            "[\"a\u{9b}2J\u{7f}\"]".as_bytes(),
+            true,
+        );
+        assert!(s.contains("a\\x9b2J\\x7f"), "{s}");
+        assert!(!s.contains('\u{9b}'));
+    }
+
+    #[test]
+    fn hostile_payloads_render_bounded() {
+        // JSON: 127 nested arrays around 30 000 numbers, each indented 256 spaces when
+        // pretty-printed (some 8 MB).
+        let mut j = "[".repeat(127);
+        j.push_str(&vec!["1"; 30_000].join(","));
+        j.push_str(&"]".repeat(127));
+        assert!(j.len() <= RENDER_MAX);
+        let s = render(Some(ContentFormat::JSON), j.as_bytes(), false);
+        assert!(s.len() < crate::cbor::MAX_OUTPUT + 200, "{}", s.len());
+        assert!(s.contains("(cut:"));
+        // Larger than 64 KiB: not parsed, shown as it came.
+        let mut c = vec![0x9f; 127];
+        c.extend(std::iter::repeat_n(0xf7, 4 << 20));
+        let s = render(Some(ContentFormat::CBOR), &c, false);
+        assert!(s.len() < 5 * DUMP_MAX, "{}", s.len());
+        assert!(s.contains("too large to render"), "{}", &s[s.len() - 200..]);
+        let s = render(
+            Some(ContentFormat::JSON),
+            &vec![b' '; RENDER_MAX + 1],
+            false,
+        );
+        assert!(s.contains("too large to render"));
     }
 }

@@ -124,8 +124,11 @@ fn serve(dir: &Path, extra: &[&str]) -> (Proc, String) {
         .args(["--bind", "[::1]:0", "--poll-interval", "50"])
         .args(extra);
     let server = Proc::spawn(&mut cmd);
+    // The whole line: stderr is unbuffered, so a line may come in pieces.
     let ready = server.wait_for_output(Duration::from_secs(10), |out| {
-        out.contains("coapio: serving")
+        out.split("coapio: serving")
+            .nth(1)
+            .is_some_and(|rest| rest.contains('\n'))
     });
     assert!(ready, "coapio serve did not start:\n{}", server.stderr());
     let err = server.stderr();
@@ -351,6 +354,85 @@ fn put_and_delete_only_with_write() {
     assert_status(
         &coapio(&["delete", &format!("{base}/notes/new.txt")], b""),
         1,
+    );
+}
+
+/// The ETag option of a `--json` response.
+fn etag_of(o: &Output) -> String {
+    let lines = json_lines(o);
+    lines[0]["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "ETag")
+        .unwrap_or_else(|| panic!("no ETag in {}", stdout(o)))["value"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_put_etag_is_the_one_get_gives() {
+    let dir = TempDir::new("etag");
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    let big = noise((1 << 20) + 100, 7);
+    let big_file = dir.path().join("big-src.bin");
+    std::fs::write(&big_file, &big).unwrap();
+    let (_server, base) = serve(dir.path(), &["--write"]);
+    for (uri, args) in [
+        (format!("{base}/small.txt"), vec!["-p", "small"]),
+        (
+            format!("{base}/big.bin"),
+            vec!["-f", big_file.to_str().unwrap()],
+        ),
+        (format!("{base}/d/"), vec![]),
+    ] {
+        let put = |extra: &[&str]| {
+            let mut a = vec!["put", "--json"];
+            a.extend(&args);
+            a.extend(extra);
+            a.push(&uri);
+            coapio(&a, b"")
+        };
+        let o = put(&[]);
+        assert_status(&o, 0);
+        let etag = etag_of(&o);
+        let g = coapio(&["get", "--json", &uri], b"");
+        assert_status(&g, 0);
+        assert_eq!(etag_of(&g), etag, "{uri}: GET gives the ETag PUT gave");
+        let o = put(&["-O", &format!("If-Match={etag}")]);
+        assert_status(&o, 0);
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn fifos_are_never_opened() {
+    let dir = TempDir::new("fifo");
+    std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        skip_or_fail("mkfifo is not available");
+        return;
+    }
+    let (_server, base) = serve(dir.path(), &["--write"]);
+    let o = coapio(&["get", "-t", "10", &format!("{base}/pipe")], b"");
+    assert_status(&o, 1);
+    assert!(stderr(&o).contains("4.03"), "{}", stderr(&o));
+    let o = coapio(&["get", "-t", "10", &format!("{base}/")], b"");
+    assert_status(&o, 0);
+    assert_eq!(stdout(&o), "</a.txt>;ct=0;sz=1", "the FIFO is left out");
+    let o = coapio(
+        &["put", "-t", "10", "-p", "x", &format!("{base}/pipe")],
+        b"",
+    );
+    assert_status(&o, 1);
+    assert!(stderr(&o).contains("4.03"), "{}", stderr(&o));
+    // The server still answers.
+    assert_status(
+        &coapio(&["get", "-t", "10", &format!("{base}/a.txt")], b""),
+        0,
     );
 }
 

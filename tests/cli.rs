@@ -247,11 +247,25 @@ fn exit_statuses_say_what_happened() {
     );
     assert_status(&o, 3);
     assert!(
-        stderr(&o).contains(&format!("no response from [::1]:{port} after 5")),
+        stderr(&o).contains(&format!("no response from [::1]:{port} after")),
         "{}",
         stderr(&o)
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+    // An observation that got no response at all is no success either.
+    let o = coapio(
+        &[
+            "observe",
+            "--duration",
+            "0.5",
+            &format!("coap://[::1]:{port}/x"),
+        ],
+        b"",
+    );
+    assert_status(&o, 3);
+    assert!(stderr(&o).contains("no response from"), "{}", stderr(&o));
+    // -o FILE and --json are one or the other.
+    assert_status(&coapio(&["get", "--json", "-o", "x", &base], b""), 2);
 
     // Usage: a malformed URI, a bad option, an unknown flag.
     assert_status(&coapio(&["get", "not a uri"], b""), 2);
@@ -462,6 +476,46 @@ fn blockwise_both_ways_and_output_file() {
         assert!(o.stdout.is_empty(), "the payload went to the file");
         assert!(std::fs::read(&target).unwrap() == *bytes, "{name} differs");
     }
+    // An error response does not replace the file; no temporary file stays.
+    let target = out.path().join("small.bin");
+    let o = coapio(
+        &[
+            "get",
+            &format!("{base}/missing"),
+            "-o",
+            target.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_status(&o, 1);
+    assert!(std::fs::read(&target).unwrap() == small, "the file stays");
+    let names: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // --max-size: a local limit, said as such (exit 4), for responses and payloads.
+    let o = coapio(
+        &["get", "--max-size", "100k", &format!("{base}/small.bin")],
+        b"",
+    );
+    assert_status(&o, 4);
+    assert!(
+        stderr(&o).contains("larger than 102400 bytes, the most --max-size allows"),
+        "{}",
+        stderr(&o)
+    );
+    let o = coapio(
+        &["put", "--max-size", "10", "-f", "-", &format!("{base}/x")],
+        &[b'x'; 11],
+    );
+    assert_status(&o, 4);
+    assert!(
+        stderr(&o).contains("larger than 10 bytes"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("x").exists());
     // Smaller blocks, asked for.
     let o = coapio(&["get", "-b", "256", &format!("{base}/small.bin")], b"");
     assert_status(&o, 0);
@@ -689,6 +743,22 @@ fn security_flags_say_what_the_build_lacks() {
     );
     assert_status(&o, 2);
     assert!(stderr(&o).contains("not supported"), "{}", stderr(&o));
+
+    // A credentials file's DTLS key only for the URIs its pattern matches.
+    std::fs::write(
+        &creds,
+        r#"{"coaps://[::1]:9/*": {"dtls": {"psk": "k", "client-identity": "me"}}}"#,
+    )
+    .unwrap();
+    let c = creds.to_str().unwrap();
+    let o = coapio(&["get", "--credentials", c, "coaps://[::2]:9/x"], b"");
+    assert_status(&o, 2);
+    let expected = if cfg!(feature = "dtls") {
+        "coaps://[::2]:9/x: no dtls entry of the credentials file is for this URI"
+    } else {
+        "without DTLS"
+    };
+    assert!(stderr(&o).contains(expected), "{}", stderr(&o));
 }
 
 // ---- in a terminal --------------------------------------------------------------------------
@@ -1078,14 +1148,33 @@ fn dtls_psk_against_libcoap_server() {
     // The same key from an aiocoap credentials file.
     let dir = TempDir::new("dtls-creds");
     let creds = dir.path().join("creds.json");
-    std::fs::write(
-        &creds,
-        format!(
-            r#"{{"coaps://127.0.0.1/*": {{"dtls": {{"psk": {{"ascii": "{}"}}, "client-identity": {{"ascii": "{}"}}}}}}}}"#,
-            PSK.1, PSK.0
-        ),
-    )
-    .unwrap();
+    let write_creds = |pattern: &str| {
+        std::fs::write(
+            &creds,
+            format!(
+                r#"{{"{pattern}": {{"dtls": {{"psk": {{"ascii": "{}"}}, "client-identity": {{"ascii": "{}"}}}}}}}}"#,
+                PSK.1, PSK.0
+            ),
+        )
+        .unwrap();
+    };
+    // Patterns are compared with the URI as aiocoap compares them: the port is part of it,
+    // and a key is never offered to a URI its pattern does not match.
+    write_creds("coaps://127.0.0.1/*");
+    let o = coapio(
+        &[
+            "get",
+            "--credentials",
+            creds.to_str().unwrap(),
+            "-t",
+            "5",
+            &uri,
+        ],
+        b"",
+    );
+    assert_status(&o, 2);
+    assert!(stderr(&o).contains("no dtls entry"), "{}", stderr(&o));
+    write_creds(&format!("{uri}*"));
     let o = coapio(
         &[
             "get",

@@ -26,7 +26,7 @@ pub(crate) struct Output {
     pub(crate) render: bool,
     /// Whether stdout is a terminal (where the code line goes, and colours).
     pub(crate) tty: bool,
-    /// `-o FILE`: the payload goes there.
+    /// `-o FILE`: the payload of a success goes there.
     pub(crate) file: Option<PathBuf>,
     /// Label responses with their server (discovery).
     pub(crate) label_source: bool,
@@ -92,8 +92,10 @@ impl Output {
             let mut err = io::stderr().lock();
             err.write_all(head.as_bytes())?;
         }
-        if let Some(path) = &self.file {
-            return std::fs::write(path, &reply.payload)
+        // Only a success's payload replaces the file (an error's diagnostic goes to stdout),
+        // and through a temporary file in the same directory, renamed over it.
+        if let Some(path) = self.file.as_ref().filter(|_| reply.code.is_success()) {
+            return write_file(path, &reply.payload)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())));
         }
         let mut out = io::stdout().lock();
@@ -191,6 +193,19 @@ fn looks_like_text(b: &[u8]) -> bool {
         !s.chars()
             .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     })
+}
+
+/// Writes `payload` to `path` through a new temporary file next to it, renamed over it.
+fn write_file(path: &std::path::Path, payload: &[u8]) -> io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?
+        .to_string_lossy();
+    crate::serve::replace(parent, &name, path, payload)
 }
 
 /// Payloads larger than this are not parsed for rendering (JSON, CBOR, link format): they

@@ -673,7 +673,12 @@ impl Files {
 
 /// Writes `payload` to a new temporary file next to `target` (created, never opened
 /// through a link, under a name not known in advance) and renames it over `target`.
-fn replace(parent: &Path, name: &str, target: &Path, payload: &[u8]) -> std::io::Result<()> {
+pub(crate) fn replace(
+    parent: &Path,
+    name: &str,
+    target: &Path,
+    payload: &[u8],
+) -> std::io::Result<()> {
     use std::hash::BuildHasher;
     use std::io::Write;
     use std::sync::atomic::{AtomicU64, Ordering};

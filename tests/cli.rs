@@ -266,6 +266,33 @@ fn exit_statuses_say_what_happened() {
     assert!(stderr(&o).contains("no response from"), "{}", stderr(&o));
     // -o FILE and --json are one or the other.
     assert_status(&coapio(&["get", "--json", "-o", "x", &base], b""), 2);
+    // With --json a failure before any request is a JSON line too.
+    let o = coapio(&["get", "--json", "coap://[::1]:5683/a#frag"], b"");
+    assert_status(&o, 2);
+    assert!(json_lines(&o)[0]["error"].is_string(), "{}", stdout(&o));
+    // Options the URI gives, and reserved numbers, in requests and observations.
+    for args in [
+        &["observe", "-O", "Uri-Path=x", &base][..],
+        &["get", "-O", "128=x", &base],
+        &["observe", "-O", "0=x", &base],
+        &["get", "-O", "140", &base],
+    ] {
+        let o = coapio(args, b"");
+        assert_status(&o, 2);
+    }
+    // stdout closed before the response comes (`| head`): no complaint.
+    std::fs::write(dir.path().join("hello.txt"), "hello").unwrap();
+    let mut child = Command::new(BIN)
+        .args(["get", &format!("{base}/hello.txt")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_status(&o, 0);
+    assert!(!stderr(&o).contains("pipe"), "{}", stderr(&o));
 
     // Usage: a malformed URI, a bad option, an unknown flag.
     assert_status(&coapio(&["get", "not a uri"], b""), 2);

@@ -399,7 +399,7 @@ fn request(method: Code, a: RequestArgs) -> ExitCode {
     let mut out = output(&a.out);
     out.file = a.output.clone();
     if let Err(e) = client::check_uri(&a.uri) {
-        return fail(EXIT_USAGE, &e);
+        return out.fail(EXIT_USAGE, &e);
     }
     let payload = match (&a.payload, &a.payload_file) {
         (Some(p), _) => p.clone().into_bytes(),
@@ -409,16 +409,16 @@ fn request(method: Code, a: RequestArgs) -> ExitCode {
             } else {
                 match std::fs::File::open(f) {
                     Ok(file) => (f.display().to_string(), Box::new(file)),
-                    Err(e) => return fail(EXIT_LOCAL, &format!("{}: {e}", f.display())),
+                    Err(e) => return out.fail(EXIT_LOCAL, &format!("{}: {e}", f.display())),
                 }
             };
             let mut b = Vec::new();
             let limit = u64::try_from(a.max_size).unwrap_or(u64::MAX);
             if let Err(e) = from.take(limit.saturating_add(1)).read_to_end(&mut b) {
-                return fail(EXIT_LOCAL, &format!("{name}: {e}"));
+                return out.fail(EXIT_LOCAL, &format!("{name}: {e}"));
             }
             if b.len() > a.max_size {
-                return fail(
+                return out.fail(
                     EXIT_LOCAL,
                     &format!(
                         "{name}: the payload is larger than {} bytes, the most --max-size allows",
@@ -437,19 +437,8 @@ fn request(method: Code, a: RequestArgs) -> ExitCode {
     if let Some(cf) = a.accept {
         options.push((OptionNumber::ACCEPT, options::uint(cf.0.into())));
     }
-    if let Some((n, _)) = a.options.iter().find(|(n, _)| {
-        [
-            OptionNumber::URI_HOST,
-            OptionNumber::URI_PORT,
-            OptionNumber::URI_PATH,
-            OptionNumber::URI_QUERY,
-        ]
-        .contains(n)
-    }) {
-        return fail(
-            EXIT_USAGE,
-            &format!("-O {n}: the URI gives Uri-Host, Uri-Port, Uri-Path and Uri-Query"),
-        );
+    if let Err(e) = options::check_not_uri(&a.options) {
+        return out.fail(EXIT_USAGE, &e);
     }
     if let Some(size) = a.block_size {
         // Early negotiation (RFC 7959 §2.4): block 0 of the response at this size.
@@ -473,14 +462,16 @@ fn request(method: Code, a: RequestArgs) -> ExitCode {
     };
     let mut client = match Client::open(&a.security.security(), progress.hook(), tuning) {
         Ok(c) => c,
-        Err(f) => return fail(status_of(&f), &f.to_string()),
+        Err(f) => return out.fail(status_of(&f), &f.to_string()),
     };
     let result = client.request(&a.uri, &spec);
     progress.finish();
     match result {
         Ok(reply) => match out.show(&reply) {
             Ok(()) => exit_for(reply.code),
-            Err(e) => fail(EXIT_LOCAL, &e.to_string()),
+            // stdout closed (`| head`): nothing more to say.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit_for(reply.code),
+            Err(e) => out.fail(EXIT_LOCAL, &e.to_string()),
         },
         Err(f) => {
             out.failure(&f.to_string());
@@ -494,10 +485,13 @@ fn observe(a: ObserveArgs) -> ExitCode {
     let mut out = output(&a.out);
     out.separate = true;
     if let Err(e) = client::check_uri(&a.uri) {
-        return fail(EXIT_USAGE, &e);
+        return out.fail(EXIT_USAGE, &e);
     }
     if a.count == Some(0) {
-        return fail(EXIT_USAGE, "--count must be at least 1");
+        return out.fail(EXIT_USAGE, "--count must be at least 1");
+    }
+    if let Err(e) = options::check_not_uri(&a.options) {
+        return out.fail(EXIT_USAGE, &e);
     }
     let progress = Progress::new(&format!("observing {}", a.uri), !a.out.no_progress);
     let tuning = Tuning {
@@ -506,7 +500,7 @@ fn observe(a: ObserveArgs) -> ExitCode {
     };
     let mut client = match Client::open(&a.security.security(), None, tuning) {
         Ok(c) => c,
-        Err(f) => return fail(status_of(&f), &f.to_string()),
+        Err(f) => return out.fail(status_of(&f), &f.to_string()),
     };
     let mut options = a.options;
     if let Some(cf) = a.accept {
@@ -535,7 +529,11 @@ fn observe(a: ObserveArgs) -> ExitCode {
     });
     progress.finish();
     if let Some(e) = write_error {
-        return fail(EXIT_LOCAL, &e.to_string());
+        // stdout closed (`| head`): stop quietly.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::from(if errors > 0 { EXIT_ERROR_RESPONSE } else { 0 });
+        }
+        return out.fail(EXIT_LOCAL, &e.to_string());
     }
     match result {
         Ok(_) if n == 0 => {
@@ -575,19 +573,19 @@ fn discover(a: DiscoverArgs) -> ExitCode {
     out.separate = true;
     out.render = !a.out.raw;
     if !a.path.starts_with('/') {
-        return fail(EXIT_USAGE, &format!("{:?}: the path starts with /", a.path));
+        return out.fail(EXIT_USAGE, &format!("{:?}: the path starts with /", a.path));
     }
     let uri = match (&a.interface, a.ipv4) {
         (Some(i), false) => {
             if coapio::transport::interface_index(i).is_none() {
-                return fail(EXIT_USAGE, &format!("no network interface named {i:?}"));
+                return out.fail(EXIT_USAGE, &format!("no network interface named {i:?}"));
             }
             format!("coap://[ff02::fd%25{i}]:{}{}", a.port, a.path)
         }
         _ => format!("coap://224.0.1.187:{}{}", a.port, a.path),
     };
     if let Err(e) = client::check_uri(&uri) {
-        return fail(EXIT_USAGE, &e);
+        return out.fail(EXIT_USAGE, &e);
     }
     let progress = Progress::new(&format!("asking {uri}"), !a.out.no_progress);
     let tuning = Tuning {
@@ -596,7 +594,7 @@ fn discover(a: DiscoverArgs) -> ExitCode {
     };
     let mut client = match Client::open(&Security::default(), None, tuning) {
         Ok(c) => c,
-        Err(f) => return fail(status_of(&f), &f.to_string()),
+        Err(f) => return out.fail(status_of(&f), &f.to_string()),
     };
     let spec = Spec {
         method: Code::GET,
@@ -616,10 +614,14 @@ fn discover(a: DiscoverArgs) -> ExitCode {
     });
     progress.finish();
     if let Some(e) = write_error {
-        return fail(EXIT_LOCAL, &e.to_string());
+        // stdout closed (`| head`): stop quietly.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::from(if errors > 0 { EXIT_ERROR_RESPONSE } else { 0 });
+        }
+        return out.fail(EXIT_LOCAL, &e.to_string());
     }
     match result {
-        Ok(0) => fail(
+        Ok(0) => out.fail(
             EXIT_NO_RESPONSE,
             &format!("no server answered {uri} within {:?}", a.timeout),
         ),

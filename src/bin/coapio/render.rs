@@ -128,6 +128,12 @@ impl Output {
         format!("\x1b[1;{colour}m{text}\x1b[0m")
     }
 
+    /// Says `message` as [`Self::failure`] does, and returns `status`.
+    pub(crate) fn fail(&self, status: u8, message: &str) -> std::process::ExitCode {
+        self.failure(message);
+        std::process::ExitCode::from(status)
+    }
+
     /// Says that a request failed, on stderr (and on stdout as `{"error": …}` with
     /// `--json`).
     pub(crate) fn failure(&self, message: &str) {

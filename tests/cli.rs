@@ -639,6 +639,38 @@ fn observe_a_file_as_it_changes() {
 }
 
 #[test]
+fn a_listing_is_notified_when_a_file_in_it_grows() {
+    let dir = TempDir::new("observe-dir");
+    let file = dir.path().join("log.txt");
+    std::fs::write(&file, "a").unwrap();
+    let (_server, base) = serve(dir.path(), &[]);
+    let mut observer = Proc::spawn(Command::new(BIN).args([
+        "observe",
+        "--json",
+        "--count",
+        "2",
+        "--duration",
+        "20",
+        &format!("{base}/"),
+    ]));
+    assert!(
+        observer.wait_for_output(Duration::from_secs(10), |o| o.contains("sz=1")),
+        "no first response: {}",
+        observer.stderr()
+    );
+    // The directory's own modification time does not change: its entries' sizes do.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .write_all(b"bc")
+        .unwrap();
+    let status = observer.finish(Duration::from_secs(10));
+    assert!(status.success(), "{}", observer.stderr());
+    assert!(observer.stdout().contains("sz=3"), "{}", observer.stdout());
+}
+
+#[test]
 fn deleting_an_observed_file_ends_the_observation_with_4_04() {
     let dir = TempDir::new("observe-delete");
     let file = dir.path().join("gone.txt");

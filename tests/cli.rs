@@ -124,8 +124,11 @@ fn serve(dir: &Path, extra: &[&str]) -> (Proc, String) {
         .args(["--bind", "[::1]:0", "--poll-interval", "50"])
         .args(extra);
     let server = Proc::spawn(&mut cmd);
+    // The whole line: stderr is unbuffered, so a line may come in pieces.
     let ready = server.wait_for_output(Duration::from_secs(10), |out| {
-        out.contains("coapio: serving")
+        out.split("coapio: serving")
+            .nth(1)
+            .is_some_and(|rest| rest.contains('\n'))
     });
     assert!(ready, "coapio serve did not start:\n{}", server.stderr());
     let err = server.stderr();
@@ -244,11 +247,52 @@ fn exit_statuses_say_what_happened() {
     );
     assert_status(&o, 3);
     assert!(
-        stderr(&o).contains(&format!("no response from [::1]:{port} after 5")),
+        stderr(&o).contains(&format!("no response from [::1]:{port} after")),
         "{}",
         stderr(&o)
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+    // An observation that got no response at all is no success either.
+    let o = coapio(
+        &[
+            "observe",
+            "--duration",
+            "0.5",
+            &format!("coap://[::1]:{port}/x"),
+        ],
+        b"",
+    );
+    assert_status(&o, 3);
+    assert!(stderr(&o).contains("no response from"), "{}", stderr(&o));
+    // -o FILE and --json are one or the other.
+    assert_status(&coapio(&["get", "--json", "-o", "x", &base], b""), 2);
+    // With --json a failure before any request is a JSON line too.
+    let o = coapio(&["get", "--json", "coap://[::1]:5683/a#frag"], b"");
+    assert_status(&o, 2);
+    assert!(json_lines(&o)[0]["error"].is_string(), "{}", stdout(&o));
+    // Options the URI gives, and reserved numbers, in requests and observations.
+    for args in [
+        &["observe", "-O", "Uri-Path=x", &base][..],
+        &["get", "-O", "128=x", &base],
+        &["observe", "-O", "0=x", &base],
+        &["get", "-O", "140", &base],
+    ] {
+        let o = coapio(args, b"");
+        assert_status(&o, 2);
+    }
+    // stdout closed before the response comes (`| head`): no complaint.
+    std::fs::write(dir.path().join("hello.txt"), "hello").unwrap();
+    let mut child = Command::new(BIN)
+        .args(["get", &format!("{base}/hello.txt")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_status(&o, 0);
+    assert!(!stderr(&o).contains("pipe"), "{}", stderr(&o));
 
     // Usage: a malformed URI, a bad option, an unknown flag.
     assert_status(&coapio(&["get", "not a uri"], b""), 2);
@@ -354,6 +398,85 @@ fn put_and_delete_only_with_write() {
     );
 }
 
+/// The ETag option of a `--json` response.
+fn etag_of(o: &Output) -> String {
+    let lines = json_lines(o);
+    lines[0]["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "ETag")
+        .unwrap_or_else(|| panic!("no ETag in {}", stdout(o)))["value"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_put_etag_is_the_one_get_gives() {
+    let dir = TempDir::new("etag");
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    let big = noise((1 << 20) + 100, 7);
+    let big_file = dir.path().join("big-src.bin");
+    std::fs::write(&big_file, &big).unwrap();
+    let (_server, base) = serve(dir.path(), &["--write"]);
+    for (uri, args) in [
+        (format!("{base}/small.txt"), vec!["-p", "small"]),
+        (
+            format!("{base}/big.bin"),
+            vec!["-f", big_file.to_str().unwrap()],
+        ),
+        (format!("{base}/d/"), vec![]),
+    ] {
+        let put = |extra: &[&str]| {
+            let mut a = vec!["put", "--json"];
+            a.extend(&args);
+            a.extend(extra);
+            a.push(&uri);
+            coapio(&a, b"")
+        };
+        let o = put(&[]);
+        assert_status(&o, 0);
+        let etag = etag_of(&o);
+        let g = coapio(&["get", "--json", &uri], b"");
+        assert_status(&g, 0);
+        assert_eq!(etag_of(&g), etag, "{uri}: GET gives the ETag PUT gave");
+        let o = put(&["-O", &format!("If-Match={etag}")]);
+        assert_status(&o, 0);
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn fifos_are_never_opened() {
+    let dir = TempDir::new("fifo");
+    std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        skip_or_fail("mkfifo is not available");
+        return;
+    }
+    let (_server, base) = serve(dir.path(), &["--write"]);
+    let o = coapio(&["get", "-t", "10", &format!("{base}/pipe")], b"");
+    assert_status(&o, 1);
+    assert!(stderr(&o).contains("4.03"), "{}", stderr(&o));
+    let o = coapio(&["get", "-t", "10", &format!("{base}/")], b"");
+    assert_status(&o, 0);
+    assert_eq!(stdout(&o), "</a.txt>;ct=0;sz=1", "the FIFO is left out");
+    let o = coapio(
+        &["put", "-t", "10", "-p", "x", &format!("{base}/pipe")],
+        b"",
+    );
+    assert_status(&o, 1);
+    assert!(stderr(&o).contains("4.03"), "{}", stderr(&o));
+    // The server still answers.
+    assert_status(
+        &coapio(&["get", "-t", "10", &format!("{base}/a.txt")], b""),
+        0,
+    );
+}
+
 #[test]
 fn blockwise_both_ways_and_output_file() {
     let dir = TempDir::new("blocks");
@@ -380,6 +503,46 @@ fn blockwise_both_ways_and_output_file() {
         assert!(o.stdout.is_empty(), "the payload went to the file");
         assert!(std::fs::read(&target).unwrap() == *bytes, "{name} differs");
     }
+    // An error response does not replace the file; no temporary file stays.
+    let target = out.path().join("small.bin");
+    let o = coapio(
+        &[
+            "get",
+            &format!("{base}/missing"),
+            "-o",
+            target.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_status(&o, 1);
+    assert!(std::fs::read(&target).unwrap() == small, "the file stays");
+    let names: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // --max-size: a local limit, said as such (exit 4), for responses and payloads.
+    let o = coapio(
+        &["get", "--max-size", "100k", &format!("{base}/small.bin")],
+        b"",
+    );
+    assert_status(&o, 4);
+    assert!(
+        stderr(&o).contains("larger than 102400 bytes, the most --max-size allows"),
+        "{}",
+        stderr(&o)
+    );
+    let o = coapio(
+        &["put", "--max-size", "10", "-f", "-", &format!("{base}/x")],
+        &[b'x'; 11],
+    );
+    assert_status(&o, 4);
+    assert!(
+        stderr(&o).contains("larger than 10 bytes"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("x").exists());
     // Smaller blocks, asked for.
     let o = coapio(&["get", "-b", "256", &format!("{base}/small.bin")], b"");
     assert_status(&o, 0);
@@ -473,6 +636,38 @@ fn observe_a_file_as_it_changes() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"].to_string())
         .collect();
     assert_eq!(payloads, ["\"one\"", "\"two\"", "\"three\""]);
+}
+
+#[test]
+fn a_listing_is_notified_when_a_file_in_it_grows() {
+    let dir = TempDir::new("observe-dir");
+    let file = dir.path().join("log.txt");
+    std::fs::write(&file, "a").unwrap();
+    let (_server, base) = serve(dir.path(), &[]);
+    let mut observer = Proc::spawn(Command::new(BIN).args([
+        "observe",
+        "--json",
+        "--count",
+        "2",
+        "--duration",
+        "20",
+        &format!("{base}/"),
+    ]));
+    assert!(
+        observer.wait_for_output(Duration::from_secs(10), |o| o.contains("sz=1")),
+        "no first response: {}",
+        observer.stderr()
+    );
+    // The directory's own modification time does not change: its entries' sizes do.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .write_all(b"bc")
+        .unwrap();
+    let status = observer.finish(Duration::from_secs(10));
+    assert!(status.success(), "{}", observer.stderr());
+    assert!(observer.stdout().contains("sz=3"), "{}", observer.stdout());
 }
 
 #[test]
@@ -607,6 +802,22 @@ fn security_flags_say_what_the_build_lacks() {
     );
     assert_status(&o, 2);
     assert!(stderr(&o).contains("not supported"), "{}", stderr(&o));
+
+    // A credentials file's DTLS key only for the URIs its pattern matches.
+    std::fs::write(
+        &creds,
+        r#"{"coaps://[::1]:9/*": {"dtls": {"psk": "k", "client-identity": "me"}}}"#,
+    )
+    .unwrap();
+    let c = creds.to_str().unwrap();
+    let o = coapio(&["get", "--credentials", c, "coaps://[::2]:9/x"], b"");
+    assert_status(&o, 2);
+    let expected = if cfg!(feature = "dtls") {
+        "coaps://[::2]:9/x: no dtls entry of the credentials file is for this URI"
+    } else {
+        "without DTLS"
+    };
+    assert!(stderr(&o).contains(expected), "{}", stderr(&o));
 }
 
 // ---- in a terminal --------------------------------------------------------------------------
@@ -996,14 +1207,33 @@ fn dtls_psk_against_libcoap_server() {
     // The same key from an aiocoap credentials file.
     let dir = TempDir::new("dtls-creds");
     let creds = dir.path().join("creds.json");
-    std::fs::write(
-        &creds,
-        format!(
-            r#"{{"coaps://127.0.0.1/*": {{"dtls": {{"psk": {{"ascii": "{}"}}, "client-identity": {{"ascii": "{}"}}}}}}}}"#,
-            PSK.1, PSK.0
-        ),
-    )
-    .unwrap();
+    let write_creds = |pattern: &str| {
+        std::fs::write(
+            &creds,
+            format!(
+                r#"{{"{pattern}": {{"dtls": {{"psk": {{"ascii": "{}"}}, "client-identity": {{"ascii": "{}"}}}}}}}}"#,
+                PSK.1, PSK.0
+            ),
+        )
+        .unwrap();
+    };
+    // Patterns are compared with the URI as aiocoap compares them: the port is part of it,
+    // and a key is never offered to a URI its pattern does not match.
+    write_creds("coaps://127.0.0.1/*");
+    let o = coapio(
+        &[
+            "get",
+            "--credentials",
+            creds.to_str().unwrap(),
+            "-t",
+            "5",
+            &uri,
+        ],
+        b"",
+    );
+    assert_status(&o, 2);
+    assert!(stderr(&o).contains("no dtls entry"), "{}", stderr(&o));
+    write_creds(&format!("{uri}*"));
     let o = coapio(
         &[
             "get",

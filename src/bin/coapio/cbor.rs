@@ -19,11 +19,12 @@ const LINE: usize = 72;
 /// or (for a single item) followed by more bytes.
 pub(crate) fn diagnostic(b: &[u8], sequence: bool) -> Result<String, String> {
     let mut t = Tokenizer::new(b);
-    let mut out = Vec::new();
+    use std::fmt::Write;
+    let mut out = Bounded::new(MAX_OUTPUT);
     loop {
         let item = item(&mut t, 0)?;
         let Some(item) = item else {
-            if out.is_empty() && !sequence {
+            if out.text.is_empty() && !sequence {
                 return Err("empty".into());
             }
             break;
@@ -31,7 +32,11 @@ pub(crate) fn diagnostic(b: &[u8], sequence: bool) -> Result<String, String> {
         let Item::Value(node) = item else {
             return Err("a break outside of an indefinite-length item".into());
         };
-        out.push(node.show(0));
+        let separated = out.text.is_empty() || out.write_str("\n").is_ok();
+        if !separated || node.show(0, &mut out).is_err() {
+            out.text.push_str(TRUNCATED);
+            return Ok(out.text);
+        }
         if !sequence {
             if t.next().is_some() {
                 return Err("more bytes after the first item (a CBOR sequence?)".into());
@@ -39,8 +44,11 @@ pub(crate) fn diagnostic(b: &[u8], sequence: bool) -> Result<String, String> {
             break;
         }
     }
-    Ok(out.join("\n"))
+    Ok(out.text)
 }
+
+/// What ends a rendering cut at [`MAX_OUTPUT`].
+const TRUNCATED: &str = "\n… (cut: the rest is not shown; --raw or -o FILE gives it all)";
 
 #[derive(Debug)]
 enum Node {
@@ -144,62 +152,133 @@ fn float(f: f64) -> String {
     }
 }
 
+/// Where a rendering stops: past this many bytes of output, the rest is left out.
+pub(crate) const MAX_OUTPUT: usize = 1 << 20;
+
+/// A `String` that takes at most `limit` bytes: writing past it fails (and what was
+/// written stays cut there), so that a test of whether something fits, or a rendering of a
+/// hostile value, never builds more than `limit` bytes.
+struct Bounded {
+    text: String,
+    limit: usize,
+}
+
+impl Bounded {
+    fn new(limit: usize) -> Self {
+        Self {
+            text: String::new(),
+            limit,
+        }
+    }
+}
+
+impl std::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = self.limit.saturating_sub(self.text.len());
+        if s.len() <= room {
+            self.text.push_str(s);
+            return Ok(());
+        }
+        let mut cut = room;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.text.push_str(&s[..cut]);
+        Err(std::fmt::Error)
+    }
+}
+
 impl Node {
-    fn one_line(&self) -> String {
+    /// Writes the value on one line; stops with an error when `out` is full.
+    fn one_line(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
         match self {
-            Self::Atom(s) => s.clone(),
-            Self::Array(indef, items) => format!(
-                "[{}{}]",
-                if *indef { "_ " } else { "" },
-                items
-                    .iter()
-                    .map(Self::one_line)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Self::Map(indef, pairs) => format!(
-                "{{{}{}}}",
-                if *indef { "_ " } else { "" },
-                pairs
-                    .iter()
-                    .map(|(k, v)| format!("{}: {}", k.one_line(), v.one_line()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Self::Tag(n, v) => format!("{n}({})", v.one_line()),
-            Self::Chunks(c) => format!("(_ {})", c.join(", ")),
+            Self::Atom(s) => out.write_str(s),
+            Self::Array(indef, items) => {
+                out.write_str(if *indef { "[_ " } else { "[" })?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.write_str(", ")?;
+                    }
+                    item.one_line(out)?;
+                }
+                out.write_str("]")
+            }
+            Self::Map(indef, pairs) => {
+                out.write_str(if *indef { "{_ " } else { "{" })?;
+                for (i, (k, v)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        out.write_str(", ")?;
+                    }
+                    k.one_line(out)?;
+                    out.write_str(": ")?;
+                    v.one_line(out)?;
+                }
+                out.write_str("}")
+            }
+            Self::Tag(n, v) => {
+                write!(out, "{n}(")?;
+                v.one_line(out)?;
+                out.write_str(")")
+            }
+            Self::Chunks(c) => {
+                out.write_str("(_ ")?;
+                for (i, chunk) in c.iter().enumerate() {
+                    if i > 0 {
+                        out.write_str(", ")?;
+                    }
+                    out.write_str(chunk)?;
+                }
+                out.write_str(")")
+            }
         }
     }
 
-    /// The value at `indent` spaces: on one line if it fits, else one item per line.
-    fn show(&self, indent: usize) -> String {
-        let line = self.one_line();
-        if line.len() + indent <= LINE {
-            return line;
+    /// The one-line form if it is at most `width` bytes long. Never builds more than
+    /// `width` + 1 bytes.
+    fn fits(&self, width: usize) -> Option<String> {
+        let mut line = Bounded::new(width);
+        self.one_line(&mut line).ok().map(|()| line.text)
+    }
+
+    /// Writes the value at `indent` spaces: on one line if it fits, else one item per
+    /// line. Stops with an error when `out` is full.
+    fn show(&self, indent: usize, out: &mut Bounded) -> std::fmt::Result {
+        use std::fmt::Write;
+        if let Some(line) = self.fits(LINE.saturating_sub(indent)) {
+            return out.write_str(&line);
         }
-        let pad = " ".repeat(indent + 2);
+        let pad = indent + 2;
         match self {
             Self::Array(indef, items) if !items.is_empty() => {
-                let inner: Vec<String> = items
-                    .iter()
-                    .map(|i| format!("{pad}{}", i.show(indent + 2)))
-                    .collect();
-                let open = if *indef { "[_" } else { "[" };
-                format!("{open}\n{}\n{}]", inner.join(",\n"), " ".repeat(indent))
+                out.write_str(if *indef { "[_\n" } else { "[\n" })?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.write_str(",\n")?;
+                    }
+                    write!(out, "{:pad$}", "")?;
+                    item.show(pad, out)?;
+                }
+                write!(out, "\n{:indent$}]", "")
             }
             Self::Map(indef, pairs) if !pairs.is_empty() => {
-                let inner: Vec<String> = pairs
-                    .iter()
-                    .map(|(k, v)| {
-                        let key = k.one_line();
-                        format!("{pad}{key}: {}", v.show(indent + 2))
-                    })
-                    .collect();
-                let open = if *indef { "{_" } else { "{" };
-                format!("{open}\n{}\n{}}}", inner.join(",\n"), " ".repeat(indent))
+                out.write_str(if *indef { "{_\n" } else { "{\n" })?;
+                for (i, (k, v)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        out.write_str(",\n")?;
+                    }
+                    write!(out, "{:pad$}", "")?;
+                    k.one_line(out)?;
+                    out.write_str(": ")?;
+                    v.show(pad, out)?;
+                }
+                write!(out, "\n{:indent$}}}", "")
             }
-            Self::Tag(n, v) => format!("{n}({})", v.show(indent)),
-            _ => line,
+            Self::Tag(n, v) => {
+                write!(out, "{n}(")?;
+                v.show(indent, out)?;
+                out.write_str(")")
+            }
+            _ => self.one_line(out),
         }
     }
 }
@@ -247,5 +326,18 @@ mod tests {
             false
         )
         .is_err());
+    }
+
+    #[test]
+    fn hostile_nesting_renders_bounded() {
+        // 127 indefinite arrays around 200 000 `undefined`: every level is too long for a
+        // line, and the indented form is some 50 MB.
+        let mut b = vec![0x9f; 127];
+        b.extend(std::iter::repeat_n(0xf7, 200_000));
+        b.extend(std::iter::repeat_n(0xff, 127));
+        let s = diagnostic(&b, false).unwrap();
+        assert!(s.len() <= MAX_OUTPUT + TRUNCATED.len(), "{}", s.len());
+        assert!(s.ends_with(TRUNCATED));
+        assert!(s.starts_with("[_\n  [_\n"), "{}", &s[..40]);
     }
 }

@@ -75,6 +75,13 @@ impl std::fmt::Display for Failure {
 fn failure(uri: &str, e: &Error) -> Failure {
     let text = format!("{uri}: {}", Report(e));
     match e {
+        // The body limit is the tool's own (--max-size), not the server's fault.
+        Error::BadResponse { reason, .. } if reason.contains("max_body_size") => {
+            Failure::Local(format!(
+                "{uri}: the response is larger than {} bytes, the most --max-size allows",
+                MAX_BODY.load(std::sync::atomic::Ordering::Relaxed)
+            ))
+        }
         Error::InvalidUri { .. } | Error::InvalidRequest(_) | Error::Unsupported(_) => {
             Failure::Usage(text)
         }
@@ -84,6 +91,9 @@ fn failure(uri: &str, e: &Error) -> Failure {
         _ => Failure::NoResponse(text),
     }
 }
+
+/// The largest body this run accepts (`--max-size`), for the messages that name it.
+static MAX_BODY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A request: method, options beyond the URI's, payload, message type and time limit.
 #[derive(Debug, Clone)]
@@ -151,6 +161,8 @@ pub(crate) struct Tuning {
     /// The block size of uploads and the one asked for in downloads (16 to 1024, a power
     /// of two).
     pub(crate) block_size: Option<usize>,
+    /// The largest request or response body (`--max-size`).
+    pub(crate) max_body_size: Option<usize>,
 }
 
 /// An endpoint for the tool's requests, with its driver.
@@ -159,6 +171,9 @@ pub(crate) struct Client {
     driver: Option<Driver>,
     /// Whether DTLS credentials were given (`coaps://` needs them).
     dtls: bool,
+    /// The URI patterns the DTLS key is for, when it came from a credentials file only
+    /// (`None`: the flags gave it, for every URI).
+    dtls_patterns: Option<Vec<String>>,
     /// Whether block progress is watched (else the caller shows a spinner).
     pub(crate) watching: bool,
 }
@@ -188,13 +203,21 @@ impl Client {
             if let Some(size) = tuning.block_size {
                 config.block_size = size;
             }
+            if let Some(max) = tuning.max_body_size {
+                config.max_body_size = max;
+                MAX_BODY.store(max, std::sync::atomic::Ordering::Relaxed);
+            }
             builder = builder.config(config);
         }
         let mut dtls = security.dtls_wanted();
         let mut oscore = security.oscore.is_some();
+        let mut dtls_patterns = None;
         if let Some(file) = &security.credentials {
             let creds = crate::credentials::load(file).map_err(Failure::Usage)?;
             if creds.dtls.is_some() {
+                if !dtls {
+                    dtls_patterns = Some(creds.dtls_patterns.clone());
+                }
                 dtls = true;
             }
             if !creds.oscore.is_empty() {
@@ -222,6 +245,7 @@ impl Client {
             ep,
             driver: Some(driver),
             dtls,
+            dtls_patterns,
             watching,
         })
     }
@@ -229,7 +253,20 @@ impl Client {
     /// Refuses a `coaps://` URI without DTLS credentials, in the tool's words.
     fn check_scheme(&self, uri: &str) -> Result<(), Failure> {
         let secure = Uri::parse(uri).is_ok_and(|u| u.scheme == Scheme::Coaps);
-        if !secure || self.dtls {
+        if secure && self.dtls {
+            // A credentials file's key goes only where its patterns say.
+            return match &self.dtls_patterns {
+                Some(patterns) if !patterns.iter().any(|p| crate::credentials::matches(p, uri)) => {
+                    Err(Failure::Usage(format!(
+                        "{uri}: no dtls entry of the credentials file is for this URI \
+                         (its patterns: {})",
+                        patterns.join(", ")
+                    )))
+                }
+                _ => Ok(()),
+            };
+        }
+        if !secure {
             return Ok(());
         }
         Err(Failure::Usage(if cfg!(feature = "dtls") {

@@ -15,9 +15,11 @@
 //! Supported: `dtls` (a pre-shared key; byte strings as `{"ascii": …}`, `{"hex": …}` or a
 //! plain string), `oscore` (a security context directory, `basedir` relative to the current
 //! directory as in aiocoap), and `":name"` references to entries whose key starts with `:`.
-//! Patterns are whole URIs or prefixes ending in `*`. The library holds one DTLS client key
-//! per endpoint, so the first `dtls` entry is used for every `coaps://` URI and a second,
-//! different one is refused. Not supported (refused with a message): `tlscert`, `any-of`,
+//! Patterns are whole URIs or prefixes ending in `*`, compared with the URI as given, as
+//! aiocoap compares them. The library holds one DTLS client key per endpoint, so a file may
+//! have one key (under any number of patterns) and a second, different one is refused; the
+//! key is only offered for a `coaps://` URI that one of its patterns matches (another is
+//! refused before anything is sent). Not supported (refused with a message): `tlscert`, `any-of`,
 //! `all-of`, `edhoc-oscore`, and `*` other than at the end of a pattern.
 
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ use serde_json::Value;
 pub(crate) struct Credentials {
     /// The DTLS pre-shared key: identity and key.
     pub(crate) dtls: Option<(Vec<u8>, Vec<u8>)>,
+    /// The URI patterns the DTLS key is for.
+    pub(crate) dtls_patterns: Vec<String>,
     /// OSCORE context directories by URI pattern, in the file's order.
     pub(crate) oscore: Vec<(String, PathBuf)>,
 }
@@ -86,6 +90,7 @@ fn parse(text: &[u8]) -> Result<Credentials, String> {
                         }
                         _ => creds.dtls = Some((identity, psk)),
                     }
+                    creds.dtls_patterns.push(pattern.clone());
                 }
                 "oscore" => {
                     let dir = body
@@ -105,6 +110,15 @@ fn parse(text: &[u8]) -> Result<Credentials, String> {
         }
     }
     Ok(creds)
+}
+
+/// Whether `uri` matches `pattern`: the whole URI, or a prefix when the pattern ends in
+/// `*` (aiocoap's rule).
+pub(crate) fn matches(pattern: &str, uri: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => uri.starts_with(prefix),
+        None => uri == pattern,
+    }
 }
 
 /// A byte string in aiocoap's forms: `{"ascii": "…"}`, `{"hex": "…"}` (with `-`, `:` or
@@ -142,6 +156,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.dtls, Some((b"me".to_vec(), b"se".to_vec())));
+        assert_eq!(c.dtls_patterns, ["coaps://[::1]/*"]);
         assert_eq!(c.oscore, [("coap://a/*".to_owned(), PathBuf::from("ctx/"))]);
     }
 
@@ -152,5 +167,16 @@ mod tests {
         assert!(parse(br#"{"coap://a/*": ":missing"}"#).is_err());
         assert!(parse(b"[1]").is_err());
         assert!(parse(b"{").is_err());
+    }
+
+    #[test]
+    fn patterns_match_whole_uris_or_prefixes() {
+        assert!(matches("coaps://[::1]/*", "coaps://[::1]/a/b"));
+        assert!(matches("coaps://[::1]/*", "coaps://[::1]/"));
+        assert!(!matches("coaps://[::1]/*", "coaps://[::2]/a"));
+        assert!(!matches("coaps://[::1]/*", "coaps://[::1]:5684/a"));
+        assert!(matches("coaps://h/x", "coaps://h/x"));
+        assert!(!matches("coaps://h/x", "coaps://h/xy"));
+        assert!(matches("*", "coaps://anything/"));
     }
 }

@@ -222,9 +222,13 @@ struct RequestArgs {
     /// about 93 s for a Confirmable request).
     #[arg(long, short = 't', value_name = "SECONDS", value_parser = seconds)]
     timeout: Option<Duration>,
-    /// Write the payload to FILE instead of stdout.
-    #[arg(long, short = 'o', value_name = "FILE")]
+    /// Write the payload of a success (2.xx) to FILE instead of stdout (through a temporary
+    /// file renamed over FILE, so that an error response leaves FILE as it was).
+    #[arg(long, short = 'o', value_name = "FILE", conflicts_with = "json")]
     output: Option<PathBuf>,
+    /// The largest payload sent or received, in bytes (suffixes k, M, G: powers of 1024).
+    #[arg(long, value_name = "BYTES", value_parser = byte_size, default_value = "64M")]
+    max_size: usize,
     /// Block size for block-wise transfers (RFC 7959): uploads go in blocks of BYTES, and
     /// the response is asked for in blocks of BYTES (16, 32, … 1024).
     #[arg(long, short = 'b', value_name = "BYTES", value_parser = block_size)]
@@ -255,6 +259,9 @@ struct ObserveArgs {
     /// Register Non-confirmable.
     #[arg(long)]
     non: bool,
+    /// The largest notification payload received, in bytes (suffixes k, M, G).
+    #[arg(long, value_name = "BYTES", value_parser = byte_size, default_value = "64M")]
+    max_size: usize,
     #[command(flatten)]
     out: OutputArgs,
     #[command(flatten)]
@@ -293,6 +300,22 @@ fn block_size(s: &str) -> Result<usize, String> {
             "{s:?} is not a block size (16, 32, 64, 128, 256, 512 or 1024)"
         )),
     }
+}
+
+/// A number of bytes, with an optional suffix k, M or G (powers of 1024); at least 1.
+fn byte_size(s: &str) -> Result<usize, String> {
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 30),
+        _ => (s, 0),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s:?} is not a number of bytes (such as 65536, 64k or 64M)"))
 }
 
 /// A number of seconds, 0 < s < 10^6.
@@ -376,21 +399,35 @@ fn request(method: Code, a: RequestArgs) -> ExitCode {
     let mut out = output(&a.out);
     out.file = a.output.clone();
     if let Err(e) = client::check_uri(&a.uri) {
-        return fail(EXIT_USAGE, &e);
+        return out.fail(EXIT_USAGE, &e);
     }
     let payload = match (&a.payload, &a.payload_file) {
         (Some(p), _) => p.clone().into_bytes(),
-        (None, Some(f)) if f.as_os_str() == "-" => {
+        (None, Some(f)) => {
+            let (name, from): (String, Box<dyn Read>) = if f.as_os_str() == "-" {
+                ("standard input".into(), Box::new(std::io::stdin()))
+            } else {
+                match std::fs::File::open(f) {
+                    Ok(file) => (f.display().to_string(), Box::new(file)),
+                    Err(e) => return out.fail(EXIT_LOCAL, &format!("{}: {e}", f.display())),
+                }
+            };
             let mut b = Vec::new();
-            if let Err(e) = std::io::stdin().read_to_end(&mut b) {
-                return fail(EXIT_LOCAL, &format!("standard input: {e}"));
+            let limit = u64::try_from(a.max_size).unwrap_or(u64::MAX);
+            if let Err(e) = from.take(limit.saturating_add(1)).read_to_end(&mut b) {
+                return out.fail(EXIT_LOCAL, &format!("{name}: {e}"));
+            }
+            if b.len() > a.max_size {
+                return out.fail(
+                    EXIT_LOCAL,
+                    &format!(
+                        "{name}: the payload is larger than {} bytes, the most --max-size allows",
+                        a.max_size
+                    ),
+                );
             }
             b
         }
-        (None, Some(f)) => match std::fs::read(f) {
-            Ok(b) => b,
-            Err(e) => return fail(EXIT_LOCAL, &format!("{}: {e}", f.display())),
-        },
         (None, None) => Vec::new(),
     };
     let mut options = Vec::new();
@@ -400,19 +437,8 @@ fn request(method: Code, a: RequestArgs) -> ExitCode {
     if let Some(cf) = a.accept {
         options.push((OptionNumber::ACCEPT, options::uint(cf.0.into())));
     }
-    if let Some((n, _)) = a.options.iter().find(|(n, _)| {
-        [
-            OptionNumber::URI_HOST,
-            OptionNumber::URI_PORT,
-            OptionNumber::URI_PATH,
-            OptionNumber::URI_QUERY,
-        ]
-        .contains(n)
-    }) {
-        return fail(
-            EXIT_USAGE,
-            &format!("-O {n}: the URI gives Uri-Host, Uri-Port, Uri-Path and Uri-Query"),
-        );
+    if let Err(e) = options::check_not_uri(&a.options) {
+        return out.fail(EXIT_USAGE, &e);
     }
     if let Some(size) = a.block_size {
         // Early negotiation (RFC 7959 §2.4): block 0 of the response at this size.
@@ -431,18 +457,21 @@ fn request(method: Code, a: RequestArgs) -> ExitCode {
     let progress = Progress::new(&format!("{name} {}", a.uri), !a.out.no_progress);
     let tuning = Tuning {
         block_size: a.block_size,
+        max_body_size: Some(a.max_size),
         ..Tuning::default()
     };
     let mut client = match Client::open(&a.security.security(), progress.hook(), tuning) {
         Ok(c) => c,
-        Err(f) => return fail(status_of(&f), &f.to_string()),
+        Err(f) => return out.fail(status_of(&f), &f.to_string()),
     };
     let result = client.request(&a.uri, &spec);
     progress.finish();
     match result {
         Ok(reply) => match out.show(&reply) {
             Ok(()) => exit_for(reply.code),
-            Err(e) => fail(EXIT_LOCAL, &e.to_string()),
+            // stdout closed (`| head`): nothing more to say.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit_for(reply.code),
+            Err(e) => out.fail(EXIT_LOCAL, &e.to_string()),
         },
         Err(f) => {
             out.failure(&f.to_string());
@@ -456,15 +485,22 @@ fn observe(a: ObserveArgs) -> ExitCode {
     let mut out = output(&a.out);
     out.separate = true;
     if let Err(e) = client::check_uri(&a.uri) {
-        return fail(EXIT_USAGE, &e);
+        return out.fail(EXIT_USAGE, &e);
     }
     if a.count == Some(0) {
-        return fail(EXIT_USAGE, "--count must be at least 1");
+        return out.fail(EXIT_USAGE, "--count must be at least 1");
+    }
+    if let Err(e) = options::check_not_uri(&a.options) {
+        return out.fail(EXIT_USAGE, &e);
     }
     let progress = Progress::new(&format!("observing {}", a.uri), !a.out.no_progress);
-    let mut client = match Client::open(&a.security.security(), None, Tuning::default()) {
+    let tuning = Tuning {
+        max_body_size: Some(a.max_size),
+        ..Tuning::default()
+    };
+    let mut client = match Client::open(&a.security.security(), None, tuning) {
         Ok(c) => c,
-        Err(f) => return fail(status_of(&f), &f.to_string()),
+        Err(f) => return out.fail(status_of(&f), &f.to_string()),
     };
     let mut options = a.options;
     if let Some(cf) = a.accept {
@@ -493,9 +529,21 @@ fn observe(a: ObserveArgs) -> ExitCode {
     });
     progress.finish();
     if let Some(e) = write_error {
-        return fail(EXIT_LOCAL, &e.to_string());
+        // stdout closed (`| head`): stop quietly.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::from(if errors > 0 { EXIT_ERROR_RESPONSE } else { 0 });
+        }
+        return out.fail(EXIT_LOCAL, &e.to_string());
     }
     match result {
+        Ok(_) if n == 0 => {
+            let message = match a.duration {
+                Some(d) => format!("no response from {} within {d:?}", a.uri),
+                None => format!("no response from {}", a.uri),
+            };
+            out.failure(&message);
+            ExitCode::from(EXIT_NO_RESPONSE)
+        }
         Ok(end) => {
             if a.out.verbose > 0 && !a.out.json {
                 let why = match end {
@@ -525,19 +573,19 @@ fn discover(a: DiscoverArgs) -> ExitCode {
     out.separate = true;
     out.render = !a.out.raw;
     if !a.path.starts_with('/') {
-        return fail(EXIT_USAGE, &format!("{:?}: the path starts with /", a.path));
+        return out.fail(EXIT_USAGE, &format!("{:?}: the path starts with /", a.path));
     }
     let uri = match (&a.interface, a.ipv4) {
         (Some(i), false) => {
             if coapio::transport::interface_index(i).is_none() {
-                return fail(EXIT_USAGE, &format!("no network interface named {i:?}"));
+                return out.fail(EXIT_USAGE, &format!("no network interface named {i:?}"));
             }
             format!("coap://[ff02::fd%25{i}]:{}{}", a.port, a.path)
         }
         _ => format!("coap://224.0.1.187:{}{}", a.port, a.path),
     };
     if let Err(e) = client::check_uri(&uri) {
-        return fail(EXIT_USAGE, &e);
+        return out.fail(EXIT_USAGE, &e);
     }
     let progress = Progress::new(&format!("asking {uri}"), !a.out.no_progress);
     let tuning = Tuning {
@@ -546,7 +594,7 @@ fn discover(a: DiscoverArgs) -> ExitCode {
     };
     let mut client = match Client::open(&Security::default(), None, tuning) {
         Ok(c) => c,
-        Err(f) => return fail(status_of(&f), &f.to_string()),
+        Err(f) => return out.fail(status_of(&f), &f.to_string()),
     };
     let spec = Spec {
         method: Code::GET,
@@ -566,10 +614,14 @@ fn discover(a: DiscoverArgs) -> ExitCode {
     });
     progress.finish();
     if let Some(e) = write_error {
-        return fail(EXIT_LOCAL, &e.to_string());
+        // stdout closed (`| head`): stop quietly.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::from(if errors > 0 { EXIT_ERROR_RESPONSE } else { 0 });
+        }
+        return out.fail(EXIT_LOCAL, &e.to_string());
     }
     match result {
-        Ok(0) => fail(
+        Ok(0) => out.fail(
             EXIT_NO_RESPONSE,
             &format!("no server answered {uri} within {:?}", a.timeout),
         ),

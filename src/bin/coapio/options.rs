@@ -69,6 +69,11 @@ fn option_number(s: &str) -> Result<OptionNumber, String> {
 pub(crate) fn option(s: &str) -> Result<(OptionNumber, Vec<u8>), String> {
     let (name, value) = s.split_once('=').unwrap_or((s, ""));
     let number = option_number(name.trim())?;
+    // RFC 7252 §12.2: 0 and 128, 132, 136, 140 are reserved (the last four were the early
+    // drafts' Uri-Host-like options; a server takes them for unrecognized critical ones).
+    if matches!(number.0, 0 | 128 | 132 | 136 | 140) {
+        return Err(format!("-O {s}: option number {} is reserved", number.0));
+    }
     let format = number.info().map(|i| i.format);
     let value = if let Some(h) = value
         .strip_prefix("0x")
@@ -98,6 +103,22 @@ pub(crate) fn option(s: &str) -> Result<(OptionNumber, Vec<u8>), String> {
         }
     }
     Ok((number, value))
+}
+
+/// Refuses `-O` options that the URI gives (Uri-Host, Uri-Port, Uri-Path, Uri-Query).
+pub(crate) fn check_not_uri(options: &[(OptionNumber, Vec<u8>)]) -> Result<(), String> {
+    let uri = [
+        OptionNumber::URI_HOST,
+        OptionNumber::URI_PORT,
+        OptionNumber::URI_PATH,
+        OptionNumber::URI_QUERY,
+    ];
+    match options.iter().find(|(n, _)| uri.contains(n)) {
+        Some((n, _)) => Err(format!(
+            "-O {n}: the URI gives Uri-Host, Uri-Port, Uri-Path and Uri-Query"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The minimal big-endian bytes of `n` (0 is empty).

@@ -26,7 +26,7 @@ pub(crate) struct Output {
     pub(crate) render: bool,
     /// Whether stdout is a terminal (where the code line goes, and colours).
     pub(crate) tty: bool,
-    /// `-o FILE`: the payload goes there.
+    /// `-o FILE`: the payload of a success goes there.
     pub(crate) file: Option<PathBuf>,
     /// Label responses with their server (discovery).
     pub(crate) label_source: bool,
@@ -92,8 +92,10 @@ impl Output {
             let mut err = io::stderr().lock();
             err.write_all(head.as_bytes())?;
         }
-        if let Some(path) = &self.file {
-            return std::fs::write(path, &reply.payload)
+        // Only a success's payload replaces the file (an error's diagnostic goes to stdout),
+        // and through a temporary file in the same directory, renamed over it.
+        if let Some(path) = self.file.as_ref().filter(|_| reply.code.is_success()) {
+            return write_file(path, &reply.payload)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())));
         }
         let mut out = io::stdout().lock();
@@ -124,6 +126,12 @@ impl Output {
         }
         let colour = if code.is_success() { "32" } else { "31" };
         format!("\x1b[1;{colour}m{text}\x1b[0m")
+    }
+
+    /// Says `message` as [`Self::failure`] does, and returns `status`.
+    pub(crate) fn fail(&self, status: u8, message: &str) -> std::process::ExitCode {
+        self.failure(message);
+        std::process::ExitCode::from(status)
     }
 
     /// Says that a request failed, on stderr (and on stdout as `{"error": …}` with
@@ -193,8 +201,29 @@ fn looks_like_text(b: &[u8]) -> bool {
     })
 }
 
+/// Writes `payload` to `path` through a new temporary file next to it, renamed over it.
+fn write_file(path: &std::path::Path, payload: &[u8]) -> io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?
+        .to_string_lossy();
+    crate::serve::replace(parent, &name, path, payload)
+}
+
+/// Payloads larger than this are not parsed for rendering (JSON, CBOR, link format): they
+/// are shown as text or as a hex dump, so that a hostile payload cannot make a rendering
+/// that takes much memory.
+const RENDER_MAX: usize = 64 << 10;
+/// A hex dump shows at most this many bytes.
+const DUMP_MAX: usize = 1 << 20;
+
 /// A payload rendered for a person. A payload that does not parse as its Content-Format
-/// says is shown as text (or a hex dump), with a note.
+/// says is shown as text (or a hex dump), with a note. The rendering is bounded: payloads
+/// over 64 KiB are not parsed, and what a rendering makes is cut at 1 MiB.
 pub(crate) fn render(format: Option<ContentFormat>, payload: &[u8], tty: bool) -> String {
     let fallback = |why: &str| {
         let body = if looks_like_text(payload) {
@@ -204,9 +233,18 @@ pub(crate) fn render(format: Option<ContentFormat>, payload: &[u8], tty: bool) -
         };
         format!("{body}\n({why})")
     };
-    match kind(format, payload) {
+    let kind = kind(format, payload);
+    if payload.len() > RENDER_MAX
+        && matches!(kind, Kind::Json | Kind::Cbor | Kind::CborSeq | Kind::Link)
+    {
+        return fallback(&format!(
+            "{} bytes: too large to render; shown as it came",
+            payload.len()
+        ));
+    }
+    match kind {
         Kind::Json => match serde_json::from_slice::<serde_json::Value>(payload) {
-            Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
+            Ok(v) => printable(&pretty_json(&v), tty),
             Err(e) => fallback(&format!("not valid JSON: {e}")),
         },
         Kind::Cbor => match crate::cbor::diagnostic(payload, false) {
@@ -222,6 +260,34 @@ pub(crate) fn render(format: Option<ContentFormat>, payload: &[u8], tty: bool) -
         Kind::Binary if tty || !looks_like_text(payload) => hex_dump(payload),
         Kind::Binary => String::from_utf8_lossy(payload).into_owned(),
     }
+}
+
+/// A JSON value pretty-printed, cut at [`crate::cbor::MAX_OUTPUT`] bytes (deeply nested
+/// arrays indent every element).
+fn pretty_json(v: &serde_json::Value) -> String {
+    /// Takes bytes until it is full, then fails.
+    struct Limited(Vec<u8>);
+    impl Write for Limited {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let room = crate::cbor::MAX_OUTPUT.saturating_sub(self.0.len());
+            if room == 0 {
+                return Err(io::Error::other("full"));
+            }
+            let n = b.len().min(room);
+            self.0.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Limited(Vec::new());
+    let complete = serde_json::to_writer_pretty(&mut out, v).is_ok();
+    let mut text = String::from_utf8_lossy(&out.0).into_owned();
+    if !complete {
+        text.push_str("\n… (cut: the rest is not shown; --raw or -o FILE gives it all)");
+    }
+    text
 }
 
 /// Text for a terminal: line ends as newlines, other control characters than newline and
@@ -270,7 +336,9 @@ pub(crate) fn links(doc: &str) -> Vec<String> {
 }
 
 /// A hex dump as `xxd` writes it: offset, 16 bytes in hex, and the printable ones.
-pub(crate) fn hex_dump(b: &[u8]) -> String {
+/// At most [`DUMP_MAX`] bytes are shown, then a note says how many were left out.
+pub(crate) fn hex_dump(all: &[u8]) -> String {
+    let b = &all[..all.len().min(DUMP_MAX)];
     let mut s = String::new();
     for (i, chunk) in b.chunks(16).enumerate() {
         s.push_str(&format!("{:08x}: ", i * 16));
@@ -292,6 +360,12 @@ pub(crate) fn hex_dump(b: &[u8]) -> String {
             }
         }));
         s.push('\n');
+    }
+    if all.len() > b.len() {
+        s.push_str(&format!(
+            "… ({} more bytes; --raw or -o FILE gives them all)\n",
+            all.len() - b.len()
+        ));
     }
     s
 }
@@ -388,5 +462,42 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(&[0xff, 0xfe, 0xfd, 0xfc]), "//79/A==");
+    }
+
+    #[test]
+    fn json_reaches_a_terminal_printable() {
+        // U+009B (CSI) and DEL are not escaped by JSON.
+        let s = render(
+            Some(ContentFormat::JSON),
+            "[\"a\u{9b}2J\u{7f}\"]".as_bytes(),
+            true,
+        );
+        assert!(s.contains("a\\x9b2J\\x7f"), "{s}");
+        assert!(!s.contains('\u{9b}'));
+    }
+
+    #[test]
+    fn hostile_payloads_render_bounded() {
+        // JSON: 127 nested arrays around 30 000 numbers, each indented 256 spaces when
+        // pretty-printed (some 8 MB).
+        let mut j = "[".repeat(127);
+        j.push_str(&vec!["1"; 30_000].join(","));
+        j.push_str(&"]".repeat(127));
+        assert!(j.len() <= RENDER_MAX);
+        let s = render(Some(ContentFormat::JSON), j.as_bytes(), false);
+        assert!(s.len() < crate::cbor::MAX_OUTPUT + 200, "{}", s.len());
+        assert!(s.contains("(cut:"));
+        // Larger than 64 KiB: not parsed, shown as it came.
+        let mut c = vec![0x9f; 127];
+        c.extend(std::iter::repeat_n(0xf7, 4 << 20));
+        let s = render(Some(ContentFormat::CBOR), &c, false);
+        assert!(s.len() < 5 * DUMP_MAX, "{}", s.len());
+        assert!(s.contains("too large to render"), "{}", &s[s.len() - 200..]);
+        let s = render(
+            Some(ContentFormat::JSON),
+            &vec![b' '; RENDER_MAX + 1],
+            false,
+        );
+        assert!(s.contains("too large to render"));
     }
 }

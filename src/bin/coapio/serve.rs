@@ -10,15 +10,18 @@
 //! - `GET` of a directory answers its entries in link format (RFC 6690),
 //!   `</dir/file.txt>;ct=0;sz=12,</dir/sub/>;ct=40`.
 //! - Files and directories are observable (RFC 7641). Changes are found by polling the
-//!   modification time and size of what is observed (every `--poll-interval`, 500 ms by
-//!   default), not with inotify; a file that disappears ends its observations with 4.04.
+//!   modification time and size of what is observed, for a directory those of its entries
+//!   (every `--poll-interval`, 500 ms by default), not with inotify; a file that disappears
+//!   ends its observations with 4.04.
+//! - Only regular files and directories are served: a FIFO, a device or a socket is
+//!   answered `4.03 Forbidden` and left out of listings (it is never opened).
 //! - `PUT` (create or replace, atomically through a temporary file; a path ending in `/`
 //!   makes a directory) and `DELETE` (a file, or an empty directory) only with `--write`;
 //!   without it they are answered `4.05 Method Not Allowed`. If-Match and If-None-Match are
-//!   honoured.
+//!   honoured; a PUT answers the ETag that a GET then gives.
 //! - Paths are confined to DIR: a `.` or `..` segment, or a symbolic link that leads
-//!   outside, is answered `4.03 Forbidden`; a segment with `/`, `\` or NUL, or one that is
-//!   not UTF-8, `4.00 Bad Request`.
+//!   outside, is answered `4.03 Forbidden`; a segment with `/`, `\`, `:` or NUL, or one
+//!   that is not UTF-8, `4.00 Bad Request`.
 //!
 //! The file system is read in the handlers, on the endpoint's thread: a slow disk slows
 //! every request.
@@ -28,7 +31,7 @@ use std::fs;
 use std::hash::Hasher;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -141,12 +144,47 @@ pub(crate) fn run(a: ServeArgs) -> ExitCode {
     }
 }
 
-/// Modification time and size: what a change of a file or directory shows in.
-type Stamp = Option<(SystemTime, u64)>;
+/// What a change shows in: for a file a hash of its modification time and size, for a
+/// directory a hash of its entries' names, sizes and modification times (so that a file
+/// growing inside changes the listing's stamp as it changes its `sz=`). `None`: nothing is
+/// there.
+type Stamp = Option<[u8; 8]>;
+
+/// Modification time and size of `m`, as bytes to hash.
+fn time_and_size(m: &fs::Metadata) -> [u8; 24] {
+    let t = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let mut b = [0u8; 24];
+    b[..16].copy_from_slice(&t.to_be_bytes());
+    b[16..].copy_from_slice(&m.len().to_be_bytes());
+    b
+}
 
 fn stamp(p: &Path) -> Stamp {
     let m = fs::metadata(p).ok()?;
-    Some((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+    if !m.is_dir() {
+        return Some(fnv(&[&time_and_size(&m)]));
+    }
+    let mut entries: Vec<(std::ffi::OsString, [u8; 24])> = fs::read_dir(p)
+        .ok()?
+        .flatten()
+        .map(|e| {
+            // A link's target's size, as the listing shows it (stat only: nothing is opened).
+            let m = fs::metadata(e.path()).or_else(|_| e.metadata());
+            (e.file_name(), m.map_or([0; 24], |m| time_and_size(&m)))
+        })
+        .collect();
+    entries.sort();
+    let mut h = Fnv(FNV_START);
+    for (name, ts) in &entries {
+        h.write(name.as_encoded_bytes());
+        h.write(&[0]);
+        h.write(ts);
+    }
+    Some(h.finish().to_be_bytes())
 }
 
 struct Files {
@@ -176,8 +214,10 @@ impl Hasher for Fnv {
     }
 }
 
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
 fn fnv(parts: &[&[u8]]) -> [u8; 8] {
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h = Fnv(FNV_START);
     for p in parts {
         h.write(p);
     }
@@ -200,6 +240,29 @@ fn format_of(path: &Path, head: &[u8]) -> ContentFormat {
         Some("bin") => ContentFormat::OCTET_STREAM,
         _ if std::str::from_utf8(head).is_ok() => ContentFormat::TEXT_PLAIN,
         _ => ContentFormat::OCTET_STREAM,
+    }
+}
+
+/// One Uri-Path segment as a file name: UTF-8, not `.` or `..`, and one plain name on
+/// every platform (no `/`, `\\`, `:` or NUL, so that no segment is a drive, a root or a
+/// Windows stream, which `PathBuf::push` would let replace the path).
+fn segment(seg: &[u8]) -> Result<String, Response> {
+    let Ok(s) = std::str::from_utf8(seg) else {
+        return Err(error(Code::BAD_REQUEST, "path segment is not UTF-8"));
+    };
+    if s == "." || s == ".." {
+        return Err(error(Code::FORBIDDEN, "path segments . and .. are refused"));
+    }
+    if s.contains(['/', '\\', ':', '\0']) {
+        return Err(error(
+            Code::BAD_REQUEST,
+            "path segment contains /, \\, : or NUL",
+        ));
+    }
+    let mut parts = Path::new(s).components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(n)), None) if n == s => Ok(s.to_owned()),
+        _ => Err(error(Code::BAD_REQUEST, "path segment is not a file name")),
     }
 }
 
@@ -249,19 +312,7 @@ impl Files {
                 }
                 return Err(error(Code::BAD_REQUEST, "empty path segment"));
             }
-            let Ok(s) = std::str::from_utf8(seg) else {
-                return Err(error(Code::BAD_REQUEST, "path segment is not UTF-8"));
-            };
-            if s == "." || s == ".." {
-                return Err(error(Code::FORBIDDEN, "path segments . and .. are refused"));
-            }
-            if s.contains(['/', '\\', '\0']) {
-                return Err(error(
-                    Code::BAD_REQUEST,
-                    "path segment contains /, \\ or NUL",
-                ));
-            }
-            segments.push(s.to_owned());
+            segments.push(segment(seg)?);
         }
         let mut fs_path = self.root.clone();
         fs_path.extend(&segments);
@@ -278,7 +329,8 @@ impl Files {
                 }
                 Err(_) => match existing.parent() {
                     Some(p) if p.starts_with(&self.root) => existing = p,
-                    _ => break,
+                    // Not even the root resolves: fail closed.
+                    _ => return Err(error(Code::FORBIDDEN, "the served directory is gone")),
                 },
             }
         }
@@ -290,22 +342,103 @@ impl Files {
     }
 
     fn get(&self, req: &ServerRequest, t: &Target) -> Response {
+        let registers = req.options().get_uint(OptionNumber::OBSERVE) == Some(0);
+        // Taken before reading: a change while this is read is still seen by the poller.
+        let before = if registers { stamp(&t.fs) } else { None };
         let Ok(meta) = fs::metadata(&t.fs) else {
             return error(Code::NOT_FOUND, "no such file or directory");
         };
-        let registers = req.options().get_uint(OptionNumber::OBSERVE) == Some(0);
         let response = if meta.is_dir() {
             self.listing(req, t)
         } else if t.slash {
             error(Code::NOT_FOUND, "not a directory")
+        } else if !meta.is_file() {
+            error(Code::FORBIDDEN, "not a regular file")
         } else {
-            self.file(req, t, &meta)
+            self.file(req, t)
         };
         if registers && response.code.is_success() {
+            // Only the poller advances a stamp, after it notified: a registration (or a
+            // notification's re-run) between a change and the next poll must not hide it.
             let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-            w.insert(req.path(), (t.fs.clone(), stamp(&t.fs)));
+            w.entry(req.path()).or_insert((t.fs.clone(), before));
         }
         response
+    }
+
+    /// Opens `path` for reading if it is a regular file inside the root: never a FIFO, a
+    /// device or a socket (which could block the endpoint's thread or never end), and
+    /// never through a link that leads out. Symbolic links inside the root are followed.
+    fn open_regular(&self, path: &Path) -> std::io::Result<fs::File> {
+        use std::io::{Error, ErrorKind};
+        let real = fs::canonicalize(path)?;
+        if !real.starts_with(&self.root) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "leads outside the served directory",
+            ));
+        }
+        let not_regular = || Error::new(ErrorKind::PermissionDenied, "not a regular file");
+        if !fs::metadata(&real)?.is_file() {
+            return Err(not_regular());
+        }
+        let mut options = fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            libc::O_NONBLOCK | libc::O_NOFOLLOW,
+        );
+        let f = options.open(&real)?;
+        if !f.metadata()?.is_file() {
+            return Err(not_regular());
+        }
+        Ok(f)
+    }
+
+    /// The first bytes of a regular file, to guess its Content-Format from.
+    fn head(&self, path: &Path) -> Option<Vec<u8>> {
+        let mut head = Vec::new();
+        let f = self.open_regular(path).ok()?;
+        f.take(512).read_to_end(&mut head).ok()?;
+        Some(head)
+    }
+
+    /// A directory's listing in link format: its subdirectories and regular files (what
+    /// is neither, or leads out of the root, is left out).
+    fn listing_payload(&self, t: &Target) -> std::io::Result<String> {
+        let mut links = Vec::new();
+        for entry in fs::read_dir(&t.fs)?.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue; // not UTF-8: no URI can name it
+            };
+            if name.starts_with('.') && name.contains(".coapio-") {
+                continue; // an upload in progress
+            }
+            let path = entry.path();
+            let inside = fs::canonicalize(&path).is_ok_and(|r| r.starts_with(&self.root));
+            let Some(meta) = fs::metadata(&path).ok().filter(|_| inside) else {
+                continue;
+            };
+            let mut segments: Vec<&[u8]> = t.segments.iter().map(|s| s.as_bytes()).collect();
+            segments.push(name.as_bytes());
+            let href = path_from_options(segments);
+            let link = if meta.is_dir() {
+                format!("<{href}/>;ct=40")
+            } else if meta.is_file() {
+                let Some(head) = self.head(&path) else {
+                    continue;
+                };
+                let cf = format_of(&path, &head);
+                format!("<{href}>;ct={};sz={}", cf.0, meta.len())
+            } else {
+                continue;
+            };
+            links.push((name, link));
+        }
+        links.sort();
+        let body: Vec<String> = links.into_iter().map(|(_, l)| l).collect();
+        Ok(body.join(","))
     }
 
     fn listing(&self, req: &ServerRequest, t: &Target) -> Response {
@@ -315,55 +448,37 @@ impl Files {
         {
             return error(Code::NOT_ACCEPTABLE, "a directory is link-format (40)");
         }
-        let entries = match fs::read_dir(&t.fs) {
-            Ok(e) => e,
+        let payload = match self.listing_payload(t) {
+            Ok(p) => p,
             Err(e) => return error(Code::INTERNAL_SERVER_ERROR, e.to_string()),
         };
-        let mut links = Vec::new();
-        for entry in entries.flatten() {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue; // not UTF-8: no URI can name it
-            };
-            if name.starts_with('.') && name.contains(".coapio-") {
-                continue; // an upload in progress
-            }
-            let Ok(meta) = entry.metadata() else {
-                continue;
-            };
-            let mut segments: Vec<&[u8]> = t.segments.iter().map(|s| s.as_bytes()).collect();
-            segments.push(name.as_bytes());
-            let href = path_from_options(segments);
-            let link = if meta.is_dir() {
-                format!("<{href}/>;ct=40")
-            } else {
-                let mut head = [0u8; 512];
-                let n = fs::File::open(entry.path())
-                    .and_then(|mut f| f.read(&mut head))
-                    .unwrap_or(0);
-                let cf = format_of(&entry.path(), &head[..n]);
-                format!("<{href}>;ct={};sz={}", cf.0, meta.len())
-            };
-            links.push((name, link));
+        let etag = fnv(&[payload.as_bytes()]);
+        if req.options().get_all(OptionNumber::ETAG).any(|e| e == etag) {
+            return Response::new(Code::VALID).with_etag(etag);
         }
-        links.sort();
-        let body: Vec<String> = links.into_iter().map(|(_, l)| l).collect();
-        let payload = body.join(",");
         Response::new(Code::CONTENT)
-            .with_payload(payload.clone())
+            .with_payload(payload)
             .with_content_format(ContentFormat::LINK_FORMAT)
-            .with_etag(fnv(&[payload.as_bytes()]))
+            .with_etag(etag)
     }
 
-    fn file(&self, req: &ServerRequest, t: &Target, meta: &fs::Metadata) -> Response {
-        let len = meta.len();
-        let mut f = match fs::File::open(&t.fs) {
+    fn file(&self, req: &ServerRequest, t: &Target) -> Response {
+        let mut f = match self.open_regular(&t.fs) {
             Ok(f) => f,
             Err(e) => return error(Code::FORBIDDEN, e.to_string()),
         };
+        let meta = match f.metadata() {
+            Ok(m) => m,
+            Err(e) => return error(Code::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+        let len = meta.len();
         if len <= WHOLE_MAX {
             let mut bytes = Vec::new();
-            if let Err(e) = f.read_to_end(&mut bytes) {
+            if let Err(e) = (&mut f).take(WHOLE_MAX + 1).read_to_end(&mut bytes) {
                 return error(Code::INTERNAL_SERVER_ERROR, e.to_string());
+            }
+            if bytes.len() as u64 > WHOLE_MAX {
+                return error(Code::SERVICE_UNAVAILABLE, "the file is changing");
             }
             let cf = format_of(&t.fs, &bytes[..bytes.len().min(512)]);
             if req.accept().is_some_and(|a| a != cf) {
@@ -379,7 +494,7 @@ impl Files {
                 .with_etag(etag);
         }
         // Large: this block only, read from the file.
-        let etag = large_etag(meta);
+        let etag = large_etag(&meta);
         if req.options().get_all(OptionNumber::ETAG).any(|e| e == etag) {
             return Response::new(Code::VALID).with_etag(etag);
         }
@@ -398,9 +513,11 @@ impl Files {
         if offset >= len {
             return error(Code::BAD_OPTION, "Block2 past the end of the file");
         }
-        let mut head = [0u8; 512];
-        let n = f.read(&mut head).unwrap_or(0);
-        let cf = format_of(&t.fs, &head[..n]);
+        let mut head = Vec::new();
+        if let Err(e) = (&mut f).take(512).read_to_end(&mut head) {
+            return error(Code::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+        let cf = format_of(&t.fs, &head);
         if req.accept().is_some_and(|a| a != cf) {
             return error(Code::NOT_ACCEPTABLE, format!("the file is {cf}"));
         }
@@ -425,55 +542,73 @@ impl Files {
         r
     }
 
-    /// The ETag of what is at `path` now (`None`: nothing is).
-    fn current_etag(path: &Path) -> Option<Vec<u8>> {
-        let meta = fs::metadata(path).ok()?;
+    /// The ETag that a GET of what `t` names gives now (`Ok(None)`: nothing is there), the
+    /// same function GET uses. What is neither a directory nor a regular file is refused.
+    fn current_etag(&self, t: &Target) -> Result<Option<[u8; 8]>, Response> {
+        let Ok(meta) = fs::metadata(&t.fs) else {
+            return Ok(None);
+        };
         if meta.is_dir() {
-            return Some(Vec::new());
+            return self
+                .listing_payload(t)
+                .map(|p| Some(fnv(&[p.as_bytes()])))
+                .map_err(|e| error(Code::INTERNAL_SERVER_ERROR, e.to_string()));
         }
+        let refuse = |e: std::io::Error| error(Code::FORBIDDEN, e.to_string());
+        let f = self.open_regular(&t.fs).map_err(refuse)?;
+        let meta = f.metadata().map_err(refuse)?;
         if meta.len() > WHOLE_MAX {
-            return Some(large_etag(&meta).to_vec());
+            return Ok(Some(large_etag(&meta)));
         }
-        fs::read(path).ok().map(|b| fnv(&[&b]).to_vec())
+        let mut bytes = Vec::new();
+        f.take(WHOLE_MAX + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| error(Code::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(Some(fnv(&[&bytes])))
     }
 
     fn put(&self, req: &ServerRequest, t: &Target) -> Response {
-        let current = Self::current_etag(&t.fs);
-        if req.request.precondition_failed(current.as_deref()) {
-            return Response::new(Code::PRECONDITION_FAILED);
-        }
-        if t.slash || t.segments.is_empty() {
-            let existed = t.fs.is_dir();
-            return match fs::create_dir_all(&t.fs) {
-                Ok(()) if existed => Response::new(Code::CHANGED),
-                Ok(()) => Response::new(Code::CREATED),
-                Err(e) => error(Code::FORBIDDEN, e.to_string()),
-            };
-        }
-        if t.fs.is_dir() {
-            return error(
-                Code::BAD_REQUEST,
-                "a directory: PUT with a trailing / makes one",
-            );
-        }
-        let (Some(parent), Some(name)) = (t.fs.parent(), t.segments.last()) else {
-            return error(Code::BAD_REQUEST, "no file name");
+        let current = match self.current_etag(t) {
+            Ok(c) => c,
+            Err(r) => return r,
         };
-        if let Err(e) = fs::create_dir_all(parent) {
-            return error(Code::FORBIDDEN, e.to_string());
-        }
-        let temp = parent.join(format!(".{name}.coapio-{}.tmp", std::process::id()));
-        let written = fs::write(&temp, req.payload()).and_then(|()| fs::rename(&temp, &t.fs));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&temp);
-            return error(Code::FORBIDDEN, e.to_string());
+        if req
+            .request
+            .precondition_failed(current.as_ref().map(|e| &e[..]))
+        {
+            return Response::new(Code::PRECONDITION_FAILED);
         }
         let code = if current.is_some() {
             Code::CHANGED
         } else {
             Code::CREATED
         };
-        Response::new(code).with_etag(fnv(&[req.payload()]))
+        if t.slash || t.segments.is_empty() {
+            if let Err(e) = fs::create_dir_all(&t.fs) {
+                return error(Code::FORBIDDEN, e.to_string());
+            }
+        } else {
+            if t.fs.is_dir() {
+                return error(
+                    Code::BAD_REQUEST,
+                    "a directory: PUT with a trailing / makes one",
+                );
+            }
+            let (Some(parent), Some(name)) = (t.fs.parent(), t.segments.last()) else {
+                return error(Code::BAD_REQUEST, "no file name");
+            };
+            if let Err(e) = fs::create_dir_all(parent) {
+                return error(Code::FORBIDDEN, e.to_string());
+            }
+            if let Err(e) = replace(parent, name, &t.fs, req.payload()) {
+                return error(Code::FORBIDDEN, e.to_string());
+            }
+        }
+        // The ETag a GET now gives, so that If-Match with it works.
+        match self.current_etag(t) {
+            Ok(Some(etag)) => Response::new(code).with_etag(etag),
+            _ => Response::new(code),
+        }
     }
 
     fn delete(&self, req: &ServerRequest, t: &Target) -> Response {
@@ -483,11 +618,12 @@ impl Files {
                 "the served directory itself is not deleted",
             );
         }
-        let current = Self::current_etag(&t.fs);
-        if current.is_none() {
-            return error(Code::NOT_FOUND, "no such file or directory");
-        }
-        if req.request.precondition_failed(current.as_deref()) {
+        let current = match self.current_etag(t) {
+            Ok(Some(c)) => c,
+            Ok(None) => return error(Code::NOT_FOUND, "no such file or directory"),
+            Err(r) => return r,
+        };
+        if req.request.precondition_failed(Some(&current[..])) {
             return Response::new(Code::PRECONDITION_FAILED);
         }
         let removed = if t.fs.is_dir() {
@@ -535,6 +671,39 @@ impl Files {
     }
 }
 
+/// Writes `payload` to a new temporary file next to `target` (created, never opened
+/// through a link, under a name not known in advance) and renames it over `target`.
+pub(crate) fn replace(
+    parent: &Path,
+    name: &str,
+    target: &Path,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    use std::hash::BuildHasher;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let random = std::collections::hash_map::RandomState::new().hash_one((n, SystemTime::now()));
+    let temp = parent.join(format!(
+        ".{name}.coapio-{}-{n}-{random:016x}.tmp",
+        std::process::id()
+    ));
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    // Created here, or the open fails: only then is it ours to remove.
+    let mut f = options.open(&temp)?;
+    let written = f
+        .write_all(payload)
+        .and_then(|()| fs::rename(&temp, target));
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
 /// The ETag of a file served block by block: size, modification time and inode.
 fn large_etag(meta: &fs::Metadata) -> [u8; 8] {
     let modified = meta
@@ -562,5 +731,32 @@ impl WithEtag for Response {
     fn with_etag(mut self, etag: [u8; 8]) -> Self {
         self.options.set(OptionNumber::ETAG, etag);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_plain_names() {
+        assert_eq!(segment(b"notes.txt").ok(), Some("notes.txt".to_owned()));
+        assert_eq!(segment("é x".as_bytes()).ok(), Some("é x".to_owned()));
+        for bad in [
+            &b"C:x"[..],
+            b"C:",
+            b"a\\b",
+            b"\\\\srv",
+            b"a/b",
+            b"x\0",
+            b"a:stream",
+        ] {
+            let r = segment(bad).expect_err(&String::from_utf8_lossy(bad));
+            assert_eq!(r.code, Code::BAD_REQUEST);
+        }
+        for bad in [&b"."[..], b".."] {
+            assert_eq!(segment(bad).unwrap_err().code, Code::FORBIDDEN);
+        }
+        assert_eq!(segment(&[0xff]).unwrap_err().code, Code::BAD_REQUEST);
     }
 }

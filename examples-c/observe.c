@@ -63,12 +63,11 @@ static void on_notification(void *userdata, coapio_result result, const coapio_r
     if (notification) {
         coapio_option_uint(obs, obs_len, &seq);
     }
-    if (app->deregistering) {
+    if (app->deregistering && !notification) {
         /* The server's answer to the deregistration: a response without Observe, the last. */
         uint8_t code = 0;
         coapio_response_code(resp, &code);
-        printf("deregistered: the server answered %s %s Observe\n", coapio_code_name(code),
-               notification ? "with" : "without");
+        printf("deregistered: the server answered %s without Observe\n", coapio_code_name(code));
         app->done = true;
         return;
     }
@@ -76,6 +75,9 @@ static void on_notification(void *userdata, coapio_result result, const coapio_r
     printf("notification %d: Observe %lu, counter %.*s\n", app->seen, (unsigned long)seq, (int)len,
            (const char *)payload);
     fflush(stdout);
+    if (app->deregistering) {
+        return; /* none comes after the deregistration; this is only defensive */
+    }
     app->seen++;
     if (app->seen > app->wanted) {
         /* Callable from inside the callback; the answer comes in a later call of it. */

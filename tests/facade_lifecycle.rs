@@ -187,39 +187,59 @@ fn observing_a_group_is_refused() {
 }
 
 /// A handler may keep its endpoint (`ServerRequest::endpoint`) across an await; when the
-/// application then drops every handle and the driver without `shutdown`, the endpoint
-/// still closes: its socket is released, not kept alive by the handler in a cycle.
+/// application then drops every handle and the driver without `shutdown`, in either order,
+/// the endpoint still closes: its socket is released, not kept alive by the handler in a
+/// cycle.
 #[test]
 fn a_server_dropped_with_its_driver_closes_though_a_handler_holds_its_endpoint() {
-    let site = Site::new().resource(
-        "/hold",
-        get(|req: coapio::server::ServerRequest| {
-            let endpoint = req.endpoint();
-            async move {
-                let _kept = endpoint;
-                futures::future::pending::<()>().await;
-                Response::content("never")
-            }
-        }),
-    );
-    let (server, driver) = Endpoint::server("[::1]:0", site).unwrap();
-    let addr = server.local_addr().unwrap();
-    let running = std::thread::spawn(move || {
-        async_io::block_on(futures::future::select(
-            driver,
-            async_io::Timer::after(Duration::from_millis(600)),
-        ));
-    });
-    let (client, _) = Endpoint::client().unwrap();
-    let held = block_on_within(
-        Duration::from_secs(5),
-        client
+    for driver_first in [true, false] {
+        let holding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = holding.clone();
+        let site = Site::new().resource(
+            "/hold",
+            get(move |req: coapio::server::ServerRequest| {
+                let endpoint = req.endpoint();
+                flag.store(endpoint.is_some(), std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    let _kept = endpoint;
+                    futures::future::pending::<()>().await;
+                    Response::content("never")
+                }
+            }),
+        );
+        let (server, driver) = Endpoint::server("[::1]:0", site).unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+        let running = std::thread::spawn(move || {
+            // Ends (dropping the driver) when told to.
+            async_io::block_on(futures::future::select(driver, stopped));
+        });
+        let (client, _) = Endpoint::client().unwrap();
+        let mut request = client
             .get(&format!("coap://{addr}/hold"))
             .non_confirmable()
-            .timeout(Duration::from_millis(300)),
-    );
-    assert!(held.is_err(), "the handler never answers: {held:?}");
-    drop(server);
-    running.join().unwrap();
-    std::net::UdpSocket::bind(addr).expect("the server's socket was released");
+            .send();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !holding.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the handler never ran"
+            );
+            let _ = futures::FutureExt::now_or_never(&mut request);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(request);
+        if driver_first {
+            stop.send(()).unwrap();
+            running.join().unwrap();
+            drop(server);
+        } else {
+            drop(server);
+            stop.send(()).unwrap();
+            running.join().unwrap();
+        }
+        std::net::UdpSocket::bind(addr).unwrap_or_else(|e| {
+            panic!("driver first: {driver_first}: the server's socket was not released: {e}")
+        });
+    }
 }

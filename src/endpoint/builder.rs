@@ -376,7 +376,10 @@ impl Builder {
         let server = self.site.is_some();
         let site = self.site;
         let shared = Shared::new(ep, |waker| Engine::new(io, site, lifetimes, waker));
-        let handle = Arc::new(HandleToken(Arc::downgrade(&shared)));
+        let handle = Arc::new(HandleToken {
+            shared: Arc::downgrade(&shared),
+            user: true,
+        });
         let driver = Driver {
             shared: shared.clone(),
             handles: Arc::downgrade(&handle),

@@ -365,18 +365,15 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let stopped = self.shared.lock().stopped;
-        if self.server && !stopped && self.handles.strong_count() == 0 {
-            // Neither a handle to stop it nor a driver to run it is left: it ends now, so
-            // that a handler that keeps its endpoint (`ServerRequest::endpoint`) across an
-            // await does not keep the socket and the state alive in a cycle.
-            debug!("coapio: the driver and every handle of a server were dropped; closing");
-            {
-                let mut st = self.shared.lock();
-                st.stopped = true;
-                st.wake_all_slots();
+        let (stopped, idle) = {
+            let mut st = self.shared.lock();
+            if self.server {
+                st.driver_dropped = true;
             }
-            self.shared.engine().close();
+            (st.stopped, st.slots.is_empty())
+        };
+        if self.server && !stopped && idle && self.handles.strong_count() == 0 {
+            self.shared.abandon();
         } else if self.server && !stopped {
             log::warn!(
                 "coapio: the driver of a server was dropped {}; its resources are served only while one of its own requests waits. Run the driver on an executor (smol::spawn(driver).detach(), tokio::spawn(driver), async_io::block_on(driver))",

@@ -109,10 +109,11 @@ impl From<Result<(RequestId, SocketAddr), Error>> for Begun {
     }
 }
 
+/// The unsent request is kept inline, not boxed: a box would be an allocation per request.
 #[derive(Debug)]
 pub(super) enum FutState {
     /// Not polled yet (the endpoint handle it will be sent through, and what).
-    Unsent(Box<(Endpoint, Unsent)>),
+    Unsent(Endpoint, Unsent),
     /// Its host name is being resolved.
     Resolving(Endpoint, Box<Resolving>),
     Waiting(RequestId),
@@ -149,14 +150,14 @@ impl ResponseFuture {
     ) -> Self {
         Self {
             shared: endpoint.shared.clone(),
-            state: FutState::Unsent(Box::new((
+            state: FutState::Unsent(
                 endpoint.clone(),
                 Unsent {
                     target,
                     request,
                     kind,
                 },
-            ))),
+            ),
         }
     }
 
@@ -171,17 +172,14 @@ impl ResponseFuture {
                     return Poll::Ready(Ok(id));
                 }
                 FutState::Done => return Poll::Ready(Err(Error::Stopped)),
-                FutState::Unsent(boxed) => {
-                    let (endpoint, unsent) = *boxed;
-                    match endpoint.begin(unsent) {
-                        Begun::Sent(id) => Ok(id),
-                        Begun::Failed(e) => Err(e),
-                        Begun::Resolving(r) => {
-                            self.state = FutState::Resolving(endpoint, r);
-                            continue;
-                        }
+                FutState::Unsent(endpoint, unsent) => match endpoint.begin(unsent) {
+                    Begun::Sent(id) => Ok(id),
+                    Begun::Failed(e) => Err(e),
+                    Begun::Resolving(r) => {
+                        self.state = FutState::Resolving(endpoint, r);
+                        continue;
                     }
-                }
+                },
                 FutState::Resolving(endpoint, mut r) => match Pin::new(&mut r.lookup).poll(cx) {
                     Poll::Pending => {
                         self.state = FutState::Resolving(endpoint, r);

@@ -69,7 +69,10 @@ impl EndpointRef {
         let shared = self.shared.upgrade()?;
         Some(Endpoint {
             shared,
-            _handle: Arc::new(HandleToken(self.shared.clone())),
+            _handle: Arc::new(HandleToken {
+                shared: self.shared.clone(),
+                user: false,
+            }),
             local: self.local,
             #[cfg(feature = "dtls")]
             secure: self.secure.clone(),

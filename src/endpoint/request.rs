@@ -65,8 +65,8 @@ impl RequestBuilder {
 
     /// Applies `f` to the request while it is not sent.
     fn with(mut self, f: impl FnOnce(&mut Request)) -> Self {
-        if let FutState::Unsent(unsent) = &mut self.inner.state {
-            f(&mut unsent.1.request);
+        if let FutState::Unsent(_, unsent) = &mut self.inner.state {
+            f(&mut unsent.request);
         }
         self
     }
@@ -132,7 +132,7 @@ impl RequestBuilder {
     /// added when it is sent), or `None` once it has been sent.
     pub fn request(&self) -> Option<&Request> {
         match &self.inner.state {
-            FutState::Unsent(unsent) => Some(&unsent.1.request),
+            FutState::Unsent(_, unsent) => Some(&unsent.request),
             _ => None,
         }
     }
@@ -146,8 +146,7 @@ impl RequestBuilder {
     /// Observes the resource (the request gets Observe 0; RFC 7641): see
     /// [`Endpoint::observe`].
     pub fn observe(mut self) -> Observation {
-        if let FutState::Unsent(unsent) = &mut self.inner.state {
-            let unsent = &mut unsent.1;
+        if let FutState::Unsent(_, unsent) = &mut self.inner.state {
             unsent.kind = Kind::Observe;
             unsent.request =
                 std::mem::replace(&mut unsent.request, Request::new(Code::GET)).observe();

@@ -39,16 +39,32 @@ pub(crate) const NOTIFICATION_QUEUE: usize = 4;
 /// [`GroupResponses::dropped`]: super::GroupResponses::dropped
 pub(crate) const GROUP_QUEUE: usize = 256;
 
-/// Marks the live [`Endpoint`](super::Endpoint) handles (the driver holds a `Weak`). When
-/// the last handle goes, the driver is woken, so that a client's driver with nothing left
-/// to do ends.
+/// Marks the live [`Endpoint`](super::Endpoint) handles of the application (the driver
+/// holds a `Weak`). When the last one goes, the driver is woken, so that a client's driver
+/// with nothing left to do ends; and a server whose driver is gone too is abandoned (see
+/// [`Shared::abandon`]). The handles that handlers get (`ServerRequest::endpoint`) carry
+/// tokens of their own (`user: false`), which count for nothing.
 #[derive(Debug)]
-pub(super) struct HandleToken(pub(super) Weak<Shared>);
+pub(super) struct HandleToken {
+    pub(super) shared: Weak<Shared>,
+    pub(super) user: bool,
+}
 
 impl Drop for HandleToken {
     fn drop(&mut self) {
-        if let Some(shared) = self.0.upgrade() {
-            shared.lock().wake_engine();
+        if !self.user {
+            return;
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let orphaned = {
+            let mut st = shared.lock();
+            st.wake_engine();
+            st.driver_dropped && !st.stopped && st.slots.is_empty()
+        };
+        if orphaned {
+            shared.abandon();
         }
     }
 }
@@ -81,6 +97,8 @@ pub(super) struct State {
     pub(super) driver_attached: bool,
     /// [`Endpoint::shutdown`](super::Endpoint::shutdown) was called.
     pub(super) stopped: bool,
+    /// A server's driver was dropped (see [`Shared::abandon`]).
+    pub(super) driver_dropped: bool,
     /// A waker to wake once the state lock is released (most locks wake one or none, so it
     /// needs no allocation), and any further ones.
     wake_first: Option<Waker>,
@@ -136,6 +154,7 @@ impl Shared {
                     driver_waker: None,
                     driver_attached: false,
                     stopped: false,
+                    driver_dropped: false,
                     wake_first: None,
                     wakes: Vec::new(),
                 }),
@@ -151,11 +170,26 @@ impl Shared {
         Locked(Some(crate::step::lock(&self.state)))
     }
 
-    /// The engine, waiting for a step in progress to end: only for setting it up and for
-    /// closing it when nobody can drive it any more (never under the state lock, never
-    /// from inside a step).
+    /// The engine, waiting for a step in progress to end: only for setting it up (never
+    /// under the state lock, never from inside a step).
     pub(super) fn engine(&self) -> MutexGuard<'_, Engine> {
         crate::step::lock(&self.engine)
+    }
+
+    /// Ends a server that nobody can drive or stop any more (its driver and every handle of
+    /// the application are gone, and no request of its own waits): stopped, and closed by
+    /// a step now, or by the step in progress if there is one (this may run inside it, when
+    /// a handler drops the last driver). So a handler that keeps its endpoint
+    /// (`ServerRequest::endpoint`) across an await does not keep the socket and the state
+    /// alive in a cycle.
+    pub(super) fn abandon(&self) {
+        log::debug!("coapio: a server's driver and handles were all dropped; closing");
+        {
+            let mut st = self.lock();
+            st.stopped = true;
+            st.wake_all_slots();
+        }
+        let _ = self.try_drive();
     }
 
     /// Runs one bounded step of the engine unless someone else is running it right now;
@@ -339,6 +373,7 @@ mod tests {
             driver_waker: None,
             driver_attached: false,
             stopped: false,
+            driver_dropped: false,
             wake_first: None,
             wakes: Vec::new(),
         };

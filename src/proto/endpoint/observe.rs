@@ -229,6 +229,9 @@ impl Endpoint {
         req.request.options.set_uint(OptionNumber::OBSERVE, 1);
         req.request.options.remove(OptionNumber::ETAG);
         req.request.options.remove(OptionNumber::ECHO);
+        // Notifications taken in but not yet handed out are late ones too.
+        self.events
+            .retain(|e| !matches!(e, Event::Notification { id: n, .. } if *n == id));
         debug!("coapio: observation {id:?} deregisters (Observe 1)");
         // As a re-registration goes out, with the deadline of a request of its own.
         self.reregister(now, wire);

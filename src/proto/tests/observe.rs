@@ -394,17 +394,38 @@ fn notify_as_chooses_the_type_of_one_change() {
     assert_eq!(types, [Type::Non, Type::Con, Type::Non]);
 }
 
+/// A client (node 0 of a new simulation) whose observation of `registration` at the
+/// scripted server `addr(99)` the server confirmed (a piggybacked "t5", Observe 5) at 1 s:
+/// the simulation, the request's ID and the registration as sent.
+fn confirmed_observation(
+    seed: u64,
+    registration: Request,
+) -> (Sim, crate::proto::RequestId, Message) {
+    let mut sim = Sim::new(seed, Link::perfect());
+    let c = sim.add(Config::default(), Answer::Never);
+    let now = sim.now;
+    let id = sim.nodes[c]
+        .ep
+        .request(now, addr(99), registration)
+        .unwrap();
+    sim.run(Duration::from_millis(1));
+    let reg = Message::decode(&sim.tap[0].bytes).unwrap();
+    let ca = sim.nodes[c].addr;
+    let ack = notification(Type::Ack, reg.message_id, reg.token, Some(5), "t5");
+    sim.inject(addr(99), ca, ack);
+    sim.run(Duration::from_secs(1));
+    (sim, id, reg)
+}
+
 #[test]
 fn cancel_observation_tells_the_server_with_observe_1() {
-    let mut sim = Sim::new(92, Link::perfect());
-    let c = sim.add(Config::default(), Answer::Never);
-    let server = addr(99);
-    let now = sim.now;
     let mut registration = Request::get("/clock").observe();
     registration.options.push(OptionNumber::ACCEPT, [0]);
     registration.options.push(OptionNumber::ETAG, [7]);
-    let id = sim.nodes[c].ep.request(now, server, registration).unwrap();
+    let (mut sim, id, reg) = confirmed_observation(92, registration);
+    let (c, server, ca) = (0, addr(99), sim.nodes[0].addr);
     // Not confirmed yet: a plain cancellation, nothing is sent.
+    let now = sim.now;
     let unconfirmed = sim.nodes[c]
         .ep
         .request(now, addr(98), Request::get("/x").observe())
@@ -413,12 +434,6 @@ fn cancel_observation_tells_the_server_with_observe_1() {
         sim.nodes[c].ep.cancel_observation(now, unconfirmed),
         Ok(false)
     );
-    sim.run(Duration::from_millis(1));
-    let reg = Message::decode(&sim.tap[0].bytes).unwrap();
-    let ca = sim.nodes[c].addr;
-    let ack = notification(Type::Ack, reg.message_id, reg.token, Some(5), "t5");
-    sim.inject(server, ca, ack);
-    sim.run(Duration::from_secs(1));
     let now = sim.now;
     assert_eq!(sim.nodes[c].ep.cancel_observation(now, id), Ok(true));
     sim.run(Duration::from_secs(2));
@@ -490,20 +505,8 @@ fn cancel_observation_end_to_end_removes_the_observer() {
 
 #[test]
 fn a_deregistration_asked_for_an_echo_keeps_its_token() {
-    let mut sim = Sim::new(94, Link::perfect());
-    let c = sim.add(Config::default(), Answer::Never);
-    let server = addr(99);
-    let now = sim.now;
-    let id = sim.nodes[c]
-        .ep
-        .request(now, server, Request::get("/clock").observe())
-        .unwrap();
-    sim.run(Duration::from_millis(1));
-    let reg = Message::decode(&sim.tap[0].bytes).unwrap();
-    let ca = sim.nodes[c].addr;
-    let ack = notification(Type::Ack, reg.message_id, reg.token, Some(5), "t5");
-    sim.inject(server, ca, ack);
-    sim.run(Duration::from_secs(1));
+    let (mut sim, id, reg) = confirmed_observation(94, Request::get("/clock").observe());
+    let (c, server, ca) = (0, addr(99), sim.nodes[0].addr);
     let now = sim.now;
     assert_eq!(sim.nodes[c].ep.cancel_observation(now, id), Ok(true));
     sim.run(Duration::from_secs(2));

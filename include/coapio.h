@@ -803,7 +803,7 @@ typedef struct {
    */
   uint64_t responses_sent;
   /*
-   Notifications sent to observers.
+   Notifications sent to observers (the final answers that end observations included).
    */
   uint64_t notifications_sent;
   /*

@@ -993,7 +993,7 @@ pub struct coapio_counters {
     pub requests_received: u64,
     /// Answers the application gave that went out, notifications not counted.
     pub responses_sent: u64,
-    /// Notifications sent to observers.
+    /// Notifications sent to observers (the final answers that end observations included).
     pub notifications_sent: u64,
     /// Retransmissions of Confirmable messages.
     pub retransmissions: u64,

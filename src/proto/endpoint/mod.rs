@@ -760,7 +760,9 @@ pub struct Counters {
     /// Answers the application gave ([`Endpoint::respond`]) that went out, notifications
     /// not counted.
     pub responses_sent: u64,
-    /// Notifications sent to observers (RFC 7641).
+    /// Notifications rendered and sent to observers (RFC 7641), the final answers of
+    /// [`end_observations`](Endpoint::end_observations) included (one that waited for a
+    /// message ID is counted although its observer may leave before it goes).
     pub notifications_sent: u64,
     /// Retransmissions of Confirmable messages (RFC 7252 §4.2).
     pub retransmissions: u64,

@@ -217,17 +217,8 @@ fn free_port() -> u16 {
 
 // ---- the build ----------------------------------------------------------------------------
 
-/// The target directory of this test run (`<target>/debug/deps/capi_examples-…` → `<target>`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.ancestors()
-        .nth(3)
-        .expect("the target directory")
-        .to_path_buf()
-}
-
 fn capi_dir() -> PathBuf {
-    target_dir().join("capi")
+    common::target_dir().join("capi")
 }
 
 struct Built {

@@ -78,15 +78,6 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
-/// The target directory of this test run (`<target>/debug/deps/capi_install-…` → `<target>`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.ancestors()
-        .nth(3)
-        .expect("the target directory")
-        .to_path_buf()
-}
-
 /// `readelf -d`'s entries of one kind (`SONAME`, `NEEDED`), their values.
 fn dynamic(file: &Path, kind: &str) -> Vec<String> {
     run(Command::new("readelf").arg("-d").arg(file))
@@ -114,7 +105,7 @@ fn installs_with_soname_header_and_pkg_config_and_links_both_ways() {
         ));
         return;
     }
-    let capi = target_dir().join("capi");
+    let capi = common::target_dir().join("capi");
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capi_install");
     let _ = std::fs::remove_dir_all(&tmp);
     let (dest, prefix) = (tmp.join("dest"), "/opt/coapio");

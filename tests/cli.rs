@@ -1040,15 +1040,6 @@ fn against_aiocoap_server() {
 
 // ---- multicast discovery, in a network namespace of the test's own ----------------------
 
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// A network namespace with a veth pair `va`/`vb` (up, so `va` has a link-local address)
 /// and a route for IPv4 multicast; deleted when dropped.
 struct Netns(String);
@@ -1056,18 +1047,18 @@ struct Netns(String);
 impl Netns {
     fn make() -> Option<Self> {
         let name = format!("coapiocli{}", std::process::id());
-        if !ip(&["netns", "add", &name]) {
+        if !common::ip(&["netns", "add", &name]) {
             return None;
         }
         let ns = Self(name);
         let n = ns.0.as_str();
-        let ok = ip(&["-n", n, "link", "set", "lo", "up"])
-            && ip(&[
+        let ok = common::ip(&["-n", n, "link", "set", "lo", "up"])
+            && common::ip(&[
                 "-n", n, "link", "add", "va", "type", "veth", "peer", "name", "vb",
             ])
-            && ip(&["-n", n, "link", "set", "va", "up"])
-            && ip(&["-n", n, "link", "set", "vb", "up"])
-            && ip(&["-n", n, "route", "add", "224.0.0.0/4", "dev", "va"]);
+            && common::ip(&["-n", n, "link", "set", "va", "up"])
+            && common::ip(&["-n", n, "link", "set", "vb", "up"])
+            && common::ip(&["-n", n, "route", "add", "224.0.0.0/4", "dev", "va"]);
         assert!(ok, "cannot set the namespace {n} up");
         // Until va's link-local address has passed duplicate address detection.
         let end = Instant::now() + Duration::from_secs(10);
@@ -1098,7 +1089,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        ip(&["netns", "del", &self.0]);
+        common::ip(&["netns", "del", &self.0]);
     }
 }
 

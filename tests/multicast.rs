@@ -13,15 +13,6 @@ use common::example;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The namespaces, deleted (with everything in them) when dropped.
 struct Hosts {
     prefix: String,
@@ -41,11 +32,11 @@ impl Hosts {
             servers: Vec::new(),
         };
         let br = hosts.ns("br");
-        if !ip(&["netns", "add", &br]) {
+        if !common::ip(&["netns", "add", &br]) {
             return None;
         }
-        let ok = ip(&["-n", &br, "link", "add", "br0", "type", "bridge"])
-            && ip(&["-n", &br, "link", "set", "br0", "up"]);
+        let ok = common::ip(&["-n", &br, "link", "add", "br0", "type", "bridge"])
+            && common::ip(&["-n", &br, "link", "set", "br0", "up"]);
         assert!(ok, "cannot make the bridge");
         for (i, host) in ["s1", "s2", "c"].iter().enumerate() {
             let ns = hosts.ns(host);
@@ -140,7 +131,7 @@ impl Hosts {
             ];
             for step in steps {
                 let args: Vec<&str> = step.iter().map(String::as_str).collect();
-                assert!(ip(&args), "ip {}", args.join(" "));
+                assert!(common::ip(&args), "ip {}", args.join(" "));
             }
         }
         // Link-local addresses need a moment (duplicate address detection).
@@ -209,7 +200,7 @@ impl Drop for Hosts {
             let _ = s.wait();
         }
         for host in ["c", "s1", "s2", "br"] {
-            ip(&["netns", "del", &self.ns(host)]);
+            common::ip(&["netns", "del", &self.ns(host)]);
         }
     }
 }

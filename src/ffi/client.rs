@@ -554,14 +554,8 @@ pub extern "C" fn coapio_response_token(
             return fail(COAPIO_RESULT_NULL_PARAMETER, "buf or len is NULL");
         }
         match received(r) {
-            Ok(got) => {
-                let token = got.token.as_bytes();
-                // SAFETY: buf and len are non-NULL and writable.
-                unsafe {
-                    *buf = token.as_ptr();
-                    *len = token.len();
-                }
-            }
+            // SAFETY: both out-pointers are non-NULL; the token lives as long as the response.
+            Ok(got) => unsafe { write_slice(got.token.as_bytes(), buf, len) },
             Err(e) => return e,
         }
         COAPIO_RESULT_OK

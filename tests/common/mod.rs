@@ -235,3 +235,22 @@ pub(crate) fn ticking_clock(bind: &str, ticks: usize) -> (Running, std::thread::
     let ticker = tick(server.ep.clone(), counter, ticks);
     (server, ticker)
 }
+
+/// The target directory of this test run (`<target>/debug/deps/<test>-…` → `<target>`).
+pub(crate) fn target_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors()
+        .nth(3)
+        .expect("the target directory")
+        .to_path_buf()
+}
+
+/// Runs `ip ARGS` (iproute2) quietly; whether it succeeded.
+pub(crate) fn ip(args: &[&str]) -> bool {
+    std::process::Command::new("ip")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
